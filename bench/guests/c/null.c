@@ -1,0 +1,2 @@
+/* null: the empty program, for measuring pure start-up cost. */
+int main(void) { return 0; }

@@ -1,0 +1,782 @@
+//! The controller: function lifecycle (deploy, versions, rollback, removal),
+//! warm and cold starts, scale to zero, admission, metering and logs.
+
+use crate::error::{Error, Result};
+use crate::function::Function;
+use crate::logs::{LogHub, LogLine};
+use crate::metrics::{FnLabel, Metrics, OutcomeLabels, StartLabels};
+use bytes::Bytes;
+use serde::Serialize;
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::time::{Duration, Instant};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, broadcast};
+use weft_manifest::{FunctionSpec, ModuleRef, Name, NodeConfig};
+use weft_runtime::{
+    HttpBody, Invocation, InvokeError, Kind, Loaded, Outcome, Runtime, RuntimeConfig, Usage,
+};
+use weft_store::{FunctionRecord, ModuleRecord, Store, UsageTotals, VersionRecord};
+
+/// How often usage deltas are written to the store.
+const USAGE_FLUSH: Duration = Duration::from_secs(1);
+/// How often idle functions are checked for scale to zero.
+const REAP_EVERY: Duration = Duration::from_millis(100);
+
+/// Metadata of one invocation, for response headers and the CLI.
+#[derive(Debug, Clone, Serialize)]
+pub struct InvocationInfo {
+    /// The invocation's id.
+    pub id: String,
+    /// The function.
+    pub function: String,
+    /// The version that ran.
+    pub version: u32,
+    /// Whether the function was loaded from disk for this invocation.
+    pub cold_start: bool,
+}
+
+/// A finished command invocation.
+#[derive(Debug)]
+pub struct CommandResponse {
+    /// Who ran.
+    pub info: InvocationInfo,
+    /// The response body (the guest's stdout).
+    pub body: Bytes,
+    /// What it used.
+    pub usage: Usage,
+}
+
+/// A function as listed by `weft ls`.
+#[derive(Debug, Clone, Serialize)]
+pub struct FunctionStatus {
+    /// The function.
+    pub name: String,
+    /// `command` or `http`.
+    pub kind: String,
+    /// The active version.
+    pub active: u32,
+    /// `warm` (compiled code in memory) or `cold` (scaled to zero).
+    pub state: &'static str,
+    /// Sandboxes running now.
+    pub in_flight: u32,
+    /// Invocations waiting for a slot.
+    pub queued: u32,
+    /// Whether `/fn/NAME` is open without a token beyond loopback.
+    pub public: bool,
+    /// The limits in force.
+    pub limits: EffectiveLimits,
+    /// Every version, oldest first.
+    pub versions: Vec<VersionRecord>,
+}
+
+/// Limits in force for a function, after node defaults.
+#[derive(Debug, Clone, Serialize)]
+pub struct EffectiveLimits {
+    /// Milliseconds.
+    pub timeout_ms: u64,
+    /// Bytes.
+    pub memory: u64,
+    /// Fuel per invocation, if metered.
+    pub fuel: Option<u64>,
+    /// Sandboxes at once.
+    pub max_concurrency: u32,
+    /// Waiting invocations.
+    pub max_queue: u32,
+    /// Milliseconds.
+    pub idle_ttl_ms: u64,
+    /// Bytes.
+    pub max_request_size: u64,
+    /// Bytes.
+    pub max_response_size: u64,
+}
+
+/// The result of uploading a module.
+#[derive(Debug, Clone, Serialize)]
+pub struct ModuleInfo {
+    /// `sha256:<hex>`.
+    pub module: String,
+    /// `command` or `http`.
+    pub kind: String,
+    /// Bytes.
+    pub size: u64,
+    /// Whether this upload compiled it (false: it was cached).
+    pub compiled: bool,
+}
+
+/// The controller of one node.
+pub struct Controller {
+    runtime: Arc<Runtime>,
+    store: Arc<Store>,
+    config: NodeConfig,
+    functions: RwLock<HashMap<String, Arc<Function>>>,
+    node_slots: Arc<Semaphore>,
+    metrics: Metrics,
+    logs: Arc<LogHub>,
+    pending_usage: Mutex<BTreeMap<String, UsageTotals>>,
+    invocation_seq: AtomicU64,
+    id_prefix: String,
+    draining: AtomicBool,
+    in_flight: Arc<AtomicU64>,
+    data_dir: PathBuf,
+}
+
+/// Counts a running invocation; undone on drop, whatever way it ends.
+struct Running {
+    function: Arc<Function>,
+    node: Arc<AtomicU64>,
+    live: prometheus_client::metrics::gauge::Gauge,
+    _slot: OwnedSemaphorePermit,
+    _node_slot: OwnedSemaphorePermit,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.function.touch();
+        self.function.in_flight.fetch_sub(1, Ordering::AcqRel);
+        self.node.fetch_sub(1, Ordering::AcqRel);
+        self.live.dec();
+    }
+}
+
+impl Controller {
+    /// Opens the node's data directory: the store, the artifact cache, and
+    /// the engine. Functions start cold.
+    pub fn open(data_dir: &Path, config: NodeConfig) -> Result<Arc<Controller>> {
+        config.validate().map_err(Error::Internal)?;
+        std::fs::create_dir_all(data_dir)
+            .map_err(|e| Error::Internal(format!("creating {}: {e}", data_dir.display())))?;
+        let rt_config = RuntimeConfig {
+            max_instances: config
+                .max_instances
+                .unwrap_or(RuntimeConfig::default().max_instances),
+            max_memory: config
+                .max_memory
+                .map_or(RuntimeConfig::default().max_memory, |m| m.0),
+            fuel: config.fuel,
+            ..RuntimeConfig::default()
+        };
+        let runtime = Runtime::new(rt_config, &data_dir.join("cache"))
+            .map_err(|source| Error::Prepare { name: None, source })?;
+        let store = Store::open(&data_dir.join("registry.redb"))?;
+        let mut prefix = [0u8; 4];
+        getrandom::fill(&mut prefix).map_err(|e| Error::Internal(format!("entropy: {e}")))?;
+        let c = Controller {
+            node_slots: Arc::new(Semaphore::new(runtime.config().max_instances as usize)),
+            runtime: Arc::new(runtime),
+            store: Arc::new(store),
+            config,
+            functions: RwLock::new(HashMap::new()),
+            metrics: Metrics::new(),
+            logs: Arc::new(LogHub::new()),
+            pending_usage: Mutex::new(BTreeMap::new()),
+            invocation_seq: AtomicU64::new(0),
+            id_prefix: hex::encode(prefix),
+            draining: AtomicBool::new(false),
+            in_flight: Arc::new(AtomicU64::new(0)),
+            data_dir: data_dir.to_path_buf(),
+        };
+        for rec in c.store.list()? {
+            c.install(&rec);
+        }
+        c.collect_garbage()?;
+        Ok(Arc::new(c))
+    }
+
+    /// Starts the background tasks: scale to zero and usage persistence.
+    pub fn start_background(self: &Arc<Self>) {
+        let weak = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut reap = tokio::time::interval(REAP_EVERY);
+            let mut flush = tokio::time::interval(USAGE_FLUSH);
+            loop {
+                tokio::select! {
+                    _ = reap.tick() => {
+                        let Some(c) = weak.upgrade() else { break };
+                        c.scale_idle_to_zero();
+                    }
+                    _ = flush.tick() => {
+                        let Some(c) = weak.upgrade() else { break };
+                        c.flush_usage().await;
+                    }
+                }
+            }
+        });
+    }
+
+    /// The node's data directory.
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// The node configuration in force.
+    pub fn config(&self) -> &NodeConfig {
+        &self.config
+    }
+
+    /// The engine fingerprint keying compiled artifacts.
+    pub fn engine_fingerprint(&self) -> &str {
+        self.runtime.fingerprint()
+    }
+
+    fn install(&self, rec: &FunctionRecord) {
+        let Some(v) = rec.active_version() else {
+            tracing::error!(function = %rec.name, active = rec.active, "active version missing; function not served");
+            return;
+        };
+        let Some(kind) = Kind::parse(&v.kind) else {
+            tracing::error!(function = %rec.name, kind = %v.kind, "unknown kind; function not served");
+            return;
+        };
+        let f = Arc::new(Function::new(
+            &rec.name,
+            v.clone(),
+            kind,
+            &self.config.defaults,
+        ));
+        let old = self
+            .functions
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(rec.name.clone(), f);
+        if let Some(old) = old
+            && old.set_warm(None)
+        {
+            self.metrics.warm_functions.dec();
+        }
+    }
+
+    fn function(&self, name: &str) -> Result<Arc<Function>> {
+        self.functions
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(name)
+            .cloned()
+            .ok_or_else(|| Error::FunctionNotFound(name.to_string()))
+    }
+
+    /// Deletes stored modules no function version references.
+    fn collect_garbage(&self) -> Result<()> {
+        let referenced = self.store.referenced_digests()?;
+        let mut dropped = Vec::new();
+        let stored = self
+            .runtime
+            .stored_modules()
+            .map_err(|source| Error::Prepare { name: None, source })?;
+        for digest in stored {
+            if !referenced.contains(&digest) {
+                self.runtime
+                    .remove_module(&digest)
+                    .map_err(|source| Error::Prepare { name: None, source })?;
+                dropped.push(digest);
+            }
+        }
+        for m in self.store.modules()? {
+            if !referenced.contains(&m.digest) && !dropped.contains(&m.digest) {
+                dropped.push(m.digest);
+            }
+        }
+        if !dropped.is_empty() {
+            tracing::info!(count = dropped.len(), "removed unreferenced modules");
+            self.store.remove_modules(&dropped)?;
+        }
+        Ok(())
+    }
+
+    /// Validates, compiles (once) and stores a module.
+    pub async fn upload_module(&self, bytes: Bytes) -> Result<ModuleInfo> {
+        let rt = self.runtime.clone();
+        let before = rt.compilations();
+        let prepared = tokio::task::spawn_blocking(move || rt.prepare(&bytes))
+            .await
+            .map_err(|e| Error::Internal(format!("compile task: {e}")))?
+            .map_err(|source| Error::Prepare { name: None, source })?;
+        let compiled_now = self.runtime.compilations().saturating_sub(before);
+        self.metrics.compilations.inc_by(compiled_now);
+        if self.store.module(&prepared.digest)?.is_none() {
+            self.store.put_module(&ModuleRecord {
+                digest: prepared.digest.clone(),
+                kind: prepared.kind.as_str().to_string(),
+                size: prepared.size,
+                stored_at: weft_store::now_ms(),
+            })?;
+        }
+        Ok(ModuleInfo {
+            module: format!("sha256:{}", prepared.digest),
+            kind: prepared.kind.as_str().to_string(),
+            size: prepared.size,
+            compiled: prepared.compiled,
+        })
+    }
+
+    /// Whether a module is stored.
+    pub fn has_module(&self, digest: &str) -> Result<bool> {
+        Ok(self.store.module(digest)?.is_some() && self.runtime.has_module(digest))
+    }
+
+    /// Deploys a new version of `name` from an uploaded module.
+    pub fn deploy(&self, name: &str, spec: FunctionSpec) -> Result<FunctionStatus> {
+        let name = Name::new(name).map_err(Error::InvalidName)?;
+        let invalid = |message: String| Error::InvalidSpec {
+            name: name.to_string(),
+            message,
+        };
+        spec.validate().map_err(invalid)?;
+        let digest = match spec.module_ref() {
+            ModuleRef::Digest(d) => d,
+            ModuleRef::Path(p) => {
+                return Err(invalid(format!(
+                    "module: `{p}` is a path; the API takes `sha256:<hex>` of an uploaded module"
+                )));
+            }
+        };
+        let max_memory = self.runtime.config().max_memory;
+        if let Some(m) = spec.memory
+            && m.0 > max_memory
+        {
+            return Err(invalid(format!(
+                "memory: {m} is above this node's max_memory of {}",
+                weft_manifest::ByteSize(max_memory)
+            )));
+        }
+        if spec.fuel.is_some() && !self.runtime.config().fuel {
+            return Err(invalid(
+                "fuel: this node does not meter fuel (set `fuel = true` in the node config)".into(),
+            ));
+        }
+        let Some(module) = self.store.module(&digest)? else {
+            return Err(Error::ModuleNotFound {
+                name: name.to_string(),
+                digest,
+            });
+        };
+        if !self.runtime.has_module(&digest) {
+            return Err(Error::ModuleNotFound {
+                name: name.to_string(),
+                digest,
+            });
+        }
+        let rec = self
+            .store
+            .deploy(name.as_str(), &digest, &module.kind, &spec)?;
+        self.install(&rec);
+        tracing::info!(function = %name, version = rec.active, module = %digest, "deployed");
+        self.status(name.as_str())
+    }
+
+    /// Makes an earlier version active.
+    pub fn rollback(&self, name: &str, to: Option<u32>) -> Result<FunctionStatus> {
+        let rec = self.store.rollback(name, to)?;
+        self.install(&rec);
+        tracing::info!(function = %name, version = rec.active, "rolled back");
+        self.status(name)
+    }
+
+    /// Removes a function and all its versions.
+    pub fn remove(&self, name: &str) -> Result<FunctionRecord> {
+        let rec = self.store.remove(name)?;
+        let old = self
+            .functions
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(name);
+        if let Some(old) = old
+            && old.set_warm(None)
+        {
+            self.metrics.warm_functions.dec();
+        }
+        self.logs.forget(name);
+        self.pending_usage
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(name);
+        tracing::info!(function = %name, "removed");
+        Ok(rec)
+    }
+
+    /// One function's status.
+    pub fn status(&self, name: &str) -> Result<FunctionStatus> {
+        let rec = self
+            .store
+            .get(name)?
+            .ok_or_else(|| Error::FunctionNotFound(name.to_string()))?;
+        let f = self.function(name)?;
+        Ok(FunctionStatus {
+            name: rec.name,
+            kind: f.kind.as_str().to_string(),
+            active: rec.active,
+            state: if f.warm().is_some() { "warm" } else { "cold" },
+            in_flight: f.in_flight.load(Ordering::Relaxed),
+            queued: f.waiting(),
+            public: f.public,
+            limits: EffectiveLimits {
+                timeout_ms: f.limits.timeout.as_millis() as u64,
+                memory: f.limits.memory,
+                fuel: f.limits.fuel,
+                max_concurrency: f.max_concurrency,
+                max_queue: f.max_queue,
+                idle_ttl_ms: f.idle_ttl.as_millis() as u64,
+                max_request_size: f.limits.max_request,
+                max_response_size: f.limits.max_response,
+            },
+            versions: rec.versions,
+        })
+    }
+
+    /// Every function's status, by name.
+    pub fn list(&self) -> Result<Vec<FunctionStatus>> {
+        let mut out = Vec::new();
+        for rec in self.store.list()? {
+            match self.status(&rec.name) {
+                Ok(s) => out.push(s),
+                Err(Error::FunctionNotFound(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Whether a function's invocation route is public.
+    pub fn is_public(&self, name: &str) -> bool {
+        self.function(name).is_ok_and(|f| f.public)
+    }
+
+    fn next_invocation_id(&self) -> String {
+        let n = self.invocation_seq.fetch_add(1, Ordering::Relaxed);
+        format!("{}-{n:08x}", self.id_prefix)
+    }
+
+    /// Admission: a slot of the function (queueing if needed), then a slot of
+    /// the node, then the loaded function (cold start if scaled to zero).
+    async fn begin(&self, name: &str) -> Result<(Arc<Function>, Running, Loaded, InvocationInfo)> {
+        if self.draining.load(Ordering::Acquire) {
+            return Err(Error::ShuttingDown);
+        }
+        let f = self.function(name)?;
+        self.metrics.queued.inc();
+        let slot = f.admit().await;
+        self.metrics.queued.dec();
+        let slot = slot.inspect_err(|e| self.reject(&f, e))?;
+        let node_slot = self.node_slots.clone().try_acquire_owned().map_err(|_| {
+            let e = Error::NodeAtCapacity {
+                name: f.name.clone(),
+                max: self.runtime.config().max_instances,
+            };
+            self.reject(&f, &e);
+            e
+        })?;
+        f.in_flight.fetch_add(1, Ordering::AcqRel);
+        self.in_flight.fetch_add(1, Ordering::AcqRel);
+        self.metrics.live_instances.inc();
+        let running = Running {
+            function: f.clone(),
+            node: self.in_flight.clone(),
+            live: self.metrics.live_instances.clone(),
+            _slot: slot,
+            _node_slot: node_slot,
+        };
+        let (loaded, cold) = self.loaded(&f).await?;
+        let info = InvocationInfo {
+            id: self.next_invocation_id(),
+            function: f.name.clone(),
+            version: f.version.version,
+            cold_start: cold,
+        };
+        self.metrics
+            .starts
+            .get_or_create(&StartLabels {
+                function: f.name.clone(),
+                start: if cold { "cold" } else { "warm" }.into(),
+            })
+            .inc();
+        Ok((f, running, loaded, info))
+    }
+
+    fn reject(&self, f: &Function, e: &Error) {
+        self.metrics
+            .rejections
+            .get_or_create(&OutcomeLabels {
+                function: f.name.clone(),
+                outcome: e.code().into(),
+            })
+            .inc();
+        self.pending_usage
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(f.name.clone())
+            .or_default()
+            .rejected += 1;
+    }
+
+    /// The function's pre-instantiated code: warm, or loaded from disk.
+    async fn loaded(&self, f: &Function) -> Result<(Loaded, bool)> {
+        if let Some(l) = f.warm() {
+            return Ok((l, false));
+        }
+        let _guard = f.loading.lock().await;
+        if let Some(l) = f.warm() {
+            return Ok((l, false));
+        }
+        let rt = self.runtime.clone();
+        let digest = f.version.digest.clone();
+        let kind = f.kind;
+        let loaded = tokio::task::spawn_blocking(move || rt.load(&digest, kind))
+            .await
+            .map_err(|e| Error::Internal(format!("load task: {e}")))?
+            .map_err(|source| Error::Prepare {
+                name: Some(f.name.clone()),
+                source,
+            })?;
+        if !f.set_warm(Some(loaded.clone())) {
+            self.metrics.warm_functions.inc();
+        }
+        Ok((loaded, true))
+    }
+
+    fn invocation(&self, f: &Function, info: &InvocationInfo) -> Invocation {
+        let hub = self.logs.clone();
+        let (name, id) = (f.name.clone(), info.id.clone());
+        Invocation {
+            name: f.name.clone(),
+            limits: f.limits.clone(),
+            grants: f.grants.clone(),
+            log: Arc::new(move |line| hub.push(&name, &id, line)),
+        }
+    }
+
+    /// Records what an invocation used and how it ended.
+    fn record(
+        &self,
+        f: &Function,
+        info: &InvocationInfo,
+        result: &Result<(), &InvokeError>,
+        usage: &Usage,
+    ) {
+        let outcome = match result {
+            Ok(()) => "ok",
+            Err(e) => e.code(),
+        };
+        self.metrics
+            .invocations
+            .get_or_create(&OutcomeLabels {
+                function: f.name.clone(),
+                outcome: outcome.into(),
+            })
+            .inc();
+        let label = FnLabel {
+            function: f.name.clone(),
+        };
+        self.metrics
+            .duration
+            .get_or_create(&label)
+            .observe(usage.wall.as_secs_f64());
+        self.metrics
+            .cpu_seconds
+            .get_or_create(&label)
+            .inc_by(usage.cpu.as_secs_f64());
+        {
+            let mut pending = self
+                .pending_usage
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            let t = pending.entry(f.name.clone()).or_default();
+            t.invocations += 1;
+            t.errors += u64::from(result.is_err());
+            t.cold_starts += u64::from(info.cold_start);
+            t.cpu_ns += usage.cpu.as_nanos() as u64;
+            t.wall_ns += usage.wall.as_nanos() as u64;
+            t.memory_byte_seconds += usage.peak_memory as f64 * usage.wall.as_secs_f64();
+            t.fuel += usage.fuel.unwrap_or(0);
+        }
+        tracing::info!(
+            target: "weft::invocation",
+            function = %f.name,
+            version = info.version,
+            invocation = %info.id,
+            cold = info.cold_start,
+            outcome,
+            wall_us = usage.wall.as_micros() as u64,
+            cpu_us = usage.cpu.as_micros() as u64,
+            peak_memory = usage.peak_memory,
+            fuel = usage.fuel,
+            "invocation"
+        );
+    }
+
+    /// Runs a command function: `input` is its stdin.
+    pub async fn invoke_command(&self, name: &str, input: Bytes) -> Result<CommandResponse> {
+        let (f, running, loaded, info) = self.begin(name).await?;
+        if f.kind != Kind::Command {
+            return Err(Error::Internal(format!(
+                "function `{name}` is not a command"
+            )));
+        }
+        if input.len() as u64 > f.limits.max_request {
+            return Err(Error::Invoke {
+                name: f.name.clone(),
+                invocation: info.id,
+                source: InvokeError::RequestTooLarge {
+                    limit: f.limits.max_request,
+                },
+            });
+        }
+        let inv = self.invocation(&f, &info);
+        let Outcome { result, usage } = loaded.run_command(&self.runtime, input, inv).await;
+        self.record(&f, &info, &result.as_ref().map(|_| ()), &usage);
+        drop(running);
+        match result {
+            Ok(body) => Ok(CommandResponse { info, body, usage }),
+            Err(source) => Err(Error::Invoke {
+                name: f.name.clone(),
+                invocation: info.id,
+                source,
+            }),
+        }
+    }
+
+    /// The kind of a function.
+    pub fn kind(&self, name: &str) -> Result<Kind> {
+        Ok(self.function(name)?.kind)
+    }
+
+    /// The request body limit of a function.
+    pub fn max_request(&self, name: &str) -> Result<u64> {
+        Ok(self.function(name)?.limits.max_request)
+    }
+
+    /// Serves an HTTP request with an HTTP component.
+    pub async fn invoke_http<B>(
+        self: &Arc<Self>,
+        name: &str,
+        req: http::Request<B>,
+    ) -> Result<(InvocationInfo, http::Response<HttpBody>)>
+    where
+        B: hyper::body::Body<Data = Bytes> + Send + 'static,
+        B::Error: std::fmt::Display,
+    {
+        let (f, running, loaded, info) = self.begin(name).await?;
+        let inv = self.invocation(&f, &info);
+        let this = self.clone();
+        let (f2, info2) = (f.clone(), info.clone());
+        let done: weft_runtime::HttpDone = Box::new(move |outcome: Outcome<()>| {
+            this.record(
+                &f2,
+                &info2,
+                &outcome.result.as_ref().map(|_| ()),
+                &outcome.usage,
+            );
+            drop(running);
+        });
+        match loaded.serve_http(&self.runtime, req, inv, done).await {
+            Ok(resp) => Ok((info, resp)),
+            Err(source) => Err(Error::Invoke {
+                name: f.name.clone(),
+                invocation: info.id,
+                source,
+            }),
+        }
+    }
+
+    /// Drops the compiled code of functions idle past their TTL.
+    fn scale_idle_to_zero(&self) {
+        let functions: Vec<Arc<Function>> = self
+            .functions
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .values()
+            .cloned()
+            .collect();
+        for f in functions {
+            if f.warm().is_some() && f.idle_expired() && f.set_warm(None) {
+                self.metrics.warm_functions.dec();
+                tracing::debug!(function = %f.name, "scaled to zero");
+            }
+        }
+    }
+
+    /// Writes pending usage to the store.
+    pub async fn flush_usage(&self) {
+        let deltas = std::mem::take(
+            &mut *self
+                .pending_usage
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner),
+        );
+        if deltas.is_empty() {
+            return;
+        }
+        let store = self.store.clone();
+        let back = deltas.clone();
+        let r = tokio::task::spawn_blocking(move || store.add_usage(&deltas)).await;
+        if !matches!(r, Ok(Ok(()))) {
+            tracing::error!("writing usage failed; keeping it for the next flush");
+            let mut pending = self
+                .pending_usage
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            for (k, v) in back {
+                pending.entry(k).or_default().add(&v);
+            }
+        }
+    }
+
+    /// Usage totals by function: stored plus not yet flushed.
+    pub fn usage(&self) -> Result<BTreeMap<String, UsageTotals>> {
+        let mut totals = self.store.usage()?;
+        let live: Vec<String> = self
+            .functions
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .keys()
+            .cloned()
+            .collect();
+        for name in live {
+            totals.entry(name).or_default();
+        }
+        for (k, v) in self
+            .pending_usage
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+        {
+            if let Some(t) = totals.get_mut(k) {
+                t.add(v);
+            }
+        }
+        Ok(totals)
+    }
+
+    /// Recent log lines of a function.
+    pub fn logs(&self, name: &str, since: u64, limit: usize) -> Result<Vec<LogLine>> {
+        self.function(name)?;
+        Ok(self.logs.recent(name, since, limit))
+    }
+
+    /// Every new log line, of every function.
+    pub fn follow_logs(&self) -> broadcast::Receiver<LogLine> {
+        self.logs.subscribe()
+    }
+
+    /// Prometheus text of the node's metrics.
+    pub fn metrics_text(&self) -> String {
+        self.metrics.render()
+    }
+
+    /// Refuses new invocations and waits, up to `grace`, for running ones to
+    /// finish; then persists usage. Returns how many were still running.
+    pub async fn drain(&self, grace: Duration) -> u64 {
+        self.draining.store(true, Ordering::Release);
+        let until = Instant::now() + grace;
+        while self.in_flight.load(Ordering::Acquire) > 0 && Instant::now() < until {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        self.flush_usage().await;
+        self.in_flight.load(Ordering::Acquire)
+    }
+}

@@ -1,0 +1,198 @@
+//! Controller errors. Each has one HTTP status and one stable code.
+
+use http::StatusCode;
+use std::time::Duration;
+use weft_runtime::{InvokeError, PrepareError};
+
+/// Everything the controller can refuse or fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// No function by that name.
+    #[error("function `{0}` not found")]
+    FunctionNotFound(String),
+    /// A name that is not a valid function name.
+    #[error("{0}")]
+    InvalidName(String),
+    /// A function declaration that does not validate.
+    #[error("function `{name}`: {message}")]
+    InvalidSpec {
+        /// The function.
+        name: String,
+        /// The field and what is wrong with it.
+        message: String,
+    },
+    /// A deploy that names a module the node does not have.
+    #[error("function `{name}`: module sha256:{digest} is not on this node; upload it first")]
+    ModuleNotFound {
+        /// The function.
+        name: String,
+        /// The missing digest.
+        digest: String,
+    },
+    /// No such version.
+    #[error("function `{name}` has no version {version}")]
+    VersionNotFound {
+        /// The function.
+        name: String,
+        /// The version asked for.
+        version: u32,
+    },
+    /// A module that failed validation or compilation.
+    #[error("{}{source}", name.as_ref().map(|n| format!("function `{n}`: ")).unwrap_or_default())]
+    Prepare {
+        /// The function, when known.
+        name: Option<String>,
+        /// Why.
+        source: PrepareError,
+    },
+    /// The function's wait queue is full.
+    #[error("function `{name}` is at its concurrency limit and its queue of {queue} is full")]
+    QueueFull {
+        /// The function.
+        name: String,
+        /// Its queue length.
+        queue: u32,
+    },
+    /// The invocation waited in the queue past its timeout.
+    #[error("function `{name}`: no free slot within {} ms", waited.as_millis())]
+    QueueTimeout {
+        /// The function.
+        name: String,
+        /// How long it waited.
+        waited: Duration,
+    },
+    /// Every sandbox slot of the node is in use.
+    #[error("function `{name}`: the node has no free sandbox slot ({max} in use)")]
+    NodeAtCapacity {
+        /// The function.
+        name: String,
+        /// The node's slot count.
+        max: u32,
+    },
+    /// The node is shutting down.
+    #[error("the node is shutting down")]
+    ShuttingDown,
+    /// An invocation that ran and failed.
+    #[error("function `{name}` (invocation {invocation}): {source}")]
+    Invoke {
+        /// The function.
+        name: String,
+        /// The invocation's id.
+        invocation: String,
+        /// What went wrong.
+        source: InvokeError,
+    },
+    /// The store failed.
+    #[error("{0}")]
+    Store(#[from] weft_store::Error),
+    /// Any other internal failure.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+/// Result of controller operations.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// The stable, machine-readable error code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Error::FunctionNotFound(_) => "function_not_found",
+            Error::InvalidName(_) => "invalid_name",
+            Error::InvalidSpec { .. } => "invalid_spec",
+            Error::ModuleNotFound { .. } => "module_not_found",
+            Error::VersionNotFound { .. } => "version_not_found",
+            Error::Prepare { source, .. } => source.code(),
+            Error::QueueFull { .. } => "queue_full",
+            Error::QueueTimeout { .. } => "queue_timeout",
+            Error::NodeAtCapacity { .. } => "node_at_capacity",
+            Error::ShuttingDown => "shutting_down",
+            Error::Invoke { source, .. } => source.code(),
+            Error::Store(weft_store::Error::FunctionNotFound(_)) => "function_not_found",
+            Error::Store(weft_store::Error::VersionNotFound { .. }) => "version_not_found",
+            Error::Store(_) | Error::Internal(_) => "internal",
+        }
+    }
+
+    /// The HTTP status this error is answered with.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Error::FunctionNotFound(_) | Error::VersionNotFound { .. } => StatusCode::NOT_FOUND,
+            Error::Store(weft_store::Error::FunctionNotFound(_))
+            | Error::Store(weft_store::Error::VersionNotFound { .. }) => StatusCode::NOT_FOUND,
+            Error::InvalidName(_) | Error::InvalidSpec { .. } | Error::ModuleNotFound { .. } => {
+                StatusCode::BAD_REQUEST
+            }
+            Error::Prepare { source, .. } => match source {
+                PrepareError::Io(_) | PrepareError::Internal(_) => {
+                    StatusCode::INTERNAL_SERVER_ERROR
+                }
+                _ => StatusCode::BAD_REQUEST,
+            },
+            Error::QueueFull { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Error::QueueTimeout { .. } | Error::NodeAtCapacity { .. } | Error::ShuttingDown => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            Error::Invoke { source, .. } => match source {
+                InvokeError::Deadline { .. } => StatusCode::GATEWAY_TIMEOUT,
+                InvokeError::RequestTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+                InvokeError::ResponseTooLarge { .. } | InvokeError::Handler(_) => {
+                    StatusCode::BAD_GATEWAY
+                }
+                InvokeError::NoCapacity => StatusCode::SERVICE_UNAVAILABLE,
+                _ => StatusCode::INTERNAL_SERVER_ERROR,
+            },
+            Error::Store(_) | Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// Seconds a client should wait before retrying, for overload errors.
+    pub fn retry_after(&self) -> Option<u64> {
+        match self {
+            Error::QueueFull { .. } | Error::QueueTimeout { .. } | Error::NodeAtCapacity { .. } => {
+                Some(1)
+            }
+            Error::Invoke {
+                source: InvokeError::NoCapacity,
+                ..
+            } => Some(1),
+            Error::ShuttingDown => Some(5),
+            _ => None,
+        }
+    }
+
+    /// The function the error concerns, when there is one.
+    pub fn function(&self) -> Option<&str> {
+        match self {
+            Error::FunctionNotFound(n)
+            | Error::InvalidSpec { name: n, .. }
+            | Error::ModuleNotFound { name: n, .. }
+            | Error::VersionNotFound { name: n, .. }
+            | Error::QueueFull { name: n, .. }
+            | Error::QueueTimeout { name: n, .. }
+            | Error::NodeAtCapacity { name: n, .. }
+            | Error::Invoke { name: n, .. } => Some(n),
+            Error::Prepare { name, .. } => name.as_deref(),
+            _ => None,
+        }
+    }
+
+    /// The exit code of a command that exited non-zero.
+    pub fn exit_code(&self) -> Option<i32> {
+        match self {
+            Error::Invoke {
+                source: InvokeError::Exit(c),
+                ..
+            } => Some(*c),
+            _ => None,
+        }
+    }
+
+    /// The invocation id, for errors of an invocation that ran.
+    pub fn invocation(&self) -> Option<&str> {
+        match self {
+            Error::Invoke { invocation, .. } => Some(invocation),
+            _ => None,
+        }
+    }
+}

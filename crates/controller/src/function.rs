@@ -1,0 +1,138 @@
+//! The live state of one function's active version: its limits, its slots
+//! and wait queue, and whether it is warm.
+
+use crate::error::{Error, Result};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use weft_manifest::{Defaults, FunctionSpec};
+use weft_runtime::{Grants, Kind, Limits, Loaded};
+use weft_store::VersionRecord;
+
+pub(crate) struct Function {
+    pub(crate) name: String,
+    pub(crate) version: VersionRecord,
+    pub(crate) kind: Kind,
+    pub(crate) limits: Limits,
+    pub(crate) grants: Arc<Grants>,
+    pub(crate) public: bool,
+    pub(crate) max_concurrency: u32,
+    pub(crate) max_queue: u32,
+    pub(crate) idle_ttl: Duration,
+    slots: Arc<Semaphore>,
+    waiting: AtomicU32,
+    pub(crate) in_flight: AtomicU32,
+    warm: Mutex<Option<Loaded>>,
+    /// Serialises cold starts, so concurrent first calls load once.
+    pub(crate) loading: tokio::sync::Mutex<()>,
+    /// Milliseconds since `epoch` of the last invocation's end.
+    last_used: AtomicU64,
+    epoch: Instant,
+}
+
+/// Resolves a spec against the node's defaults.
+pub(crate) fn resolve(spec: &FunctionSpec, d: &Defaults) -> (Limits, Grants) {
+    let limits = Limits {
+        memory: spec.memory.unwrap_or(d.memory).0,
+        timeout: spec.timeout.unwrap_or(d.timeout).0,
+        fuel: spec.fuel,
+        max_request: spec.max_request_size.unwrap_or(d.max_request_size).0,
+        max_response: spec.max_response_size.unwrap_or(d.max_response_size).0,
+        max_log: d.max_log_size.0,
+    };
+    let grants = Grants {
+        env: spec
+            .env
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+        clock: spec.clock,
+    };
+    (limits, grants)
+}
+
+impl Function {
+    pub(crate) fn new(name: &str, version: VersionRecord, kind: Kind, defaults: &Defaults) -> Self {
+        let (limits, grants) = resolve(&version.spec, defaults);
+        let max_concurrency = version
+            .spec
+            .max_concurrency
+            .unwrap_or(defaults.max_concurrency);
+        Function {
+            name: name.to_string(),
+            kind,
+            limits,
+            grants: Arc::new(grants),
+            public: version.spec.public,
+            max_concurrency,
+            max_queue: version.spec.max_queue.unwrap_or(defaults.max_queue),
+            idle_ttl: version.spec.idle_ttl.unwrap_or(defaults.idle_ttl).0,
+            slots: Arc::new(Semaphore::new(max_concurrency as usize)),
+            waiting: AtomicU32::new(0),
+            in_flight: AtomicU32::new(0),
+            warm: Mutex::new(None),
+            loading: tokio::sync::Mutex::new(()),
+            last_used: AtomicU64::new(0),
+            epoch: Instant::now(),
+            version,
+        }
+    }
+
+    /// Takes a slot, waiting in the bounded queue when all are busy.
+    pub(crate) async fn admit(&self) -> Result<OwnedSemaphorePermit> {
+        if let Ok(p) = self.slots.clone().try_acquire_owned() {
+            return Ok(p);
+        }
+        let before = self.waiting.fetch_add(1, Ordering::AcqRel);
+        if before >= self.max_queue {
+            self.waiting.fetch_sub(1, Ordering::AcqRel);
+            return Err(Error::QueueFull {
+                name: self.name.clone(),
+                queue: self.max_queue,
+            });
+        }
+        let started = Instant::now();
+        let got =
+            tokio::time::timeout(self.limits.timeout, self.slots.clone().acquire_owned()).await;
+        self.waiting.fetch_sub(1, Ordering::AcqRel);
+        match got {
+            Ok(Ok(p)) => Ok(p),
+            _ => Err(Error::QueueTimeout {
+                name: self.name.clone(),
+                waited: started.elapsed(),
+            }),
+        }
+    }
+
+    pub(crate) fn waiting(&self) -> u32 {
+        self.waiting.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn warm(&self) -> Option<Loaded> {
+        self.warm
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    pub(crate) fn set_warm(&self, loaded: Option<Loaded>) -> bool {
+        let mut w = self.warm.lock().unwrap_or_else(PoisonError::into_inner);
+        let was = w.is_some();
+        *w = loaded;
+        was
+    }
+
+    pub(crate) fn touch(&self) {
+        self.last_used
+            .store(self.epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
+    }
+
+    /// Whether the function is warm, idle and past its idle TTL.
+    pub(crate) fn idle_expired(&self) -> bool {
+        let idle_for = self.epoch.elapsed().saturating_sub(Duration::from_millis(
+            self.last_used.load(Ordering::Relaxed),
+        ));
+        self.in_flight.load(Ordering::Acquire) == 0 && idle_for >= self.idle_ttl
+    }
+}

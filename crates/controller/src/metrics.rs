@@ -1,0 +1,118 @@
+//! Prometheus metrics of the node.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+use std::sync::atomic::AtomicU64;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct FnLabel {
+    pub(crate) function: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct OutcomeLabels {
+    pub(crate) function: String,
+    pub(crate) outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct StartLabels {
+    pub(crate) function: String,
+    pub(crate) start: String,
+}
+
+type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+
+fn latency_histogram() -> Histogram {
+    // 10 µs .. ~84 s
+    Histogram::new(exponential_buckets(0.000_01, 2.5, 18))
+}
+
+pub(crate) struct Metrics {
+    registry: Registry,
+    pub(crate) invocations: Family<OutcomeLabels, Counter>,
+    pub(crate) starts: Family<StartLabels, Counter>,
+    pub(crate) rejections: Family<OutcomeLabels, Counter>,
+    pub(crate) duration: HistogramFamily<FnLabel>,
+    pub(crate) cpu_seconds: Family<FnLabel, Counter<f64, AtomicU64>>,
+    pub(crate) live_instances: Gauge,
+    pub(crate) queued: Gauge,
+    pub(crate) warm_functions: Gauge,
+    pub(crate) compilations: Counter,
+}
+
+impl Metrics {
+    pub(crate) fn new() -> Self {
+        let mut registry = Registry::with_prefix("weft");
+        let m = Metrics {
+            invocations: Family::default(),
+            starts: Family::default(),
+            rejections: Family::default(),
+            duration: HistogramFamily::new_with_constructor(latency_histogram),
+            cpu_seconds: Family::default(),
+            live_instances: Gauge::default(),
+            queued: Gauge::default(),
+            warm_functions: Gauge::default(),
+            compilations: Counter::default(),
+            registry: Registry::default(),
+        };
+        registry.register(
+            "invocations",
+            "Invocations that ran, by function and outcome (ok or an error code)",
+            m.invocations.clone(),
+        );
+        registry.register(
+            "starts",
+            "Sandbox starts by function and kind of start (cold: loaded from disk; warm)",
+            m.starts.clone(),
+        );
+        registry.register(
+            "rejections",
+            "Invocations refused before running, by function and reason",
+            m.rejections.clone(),
+        );
+        registry.register(
+            "invocation_duration_seconds",
+            "Wall time of invocations, by function",
+            m.duration.clone(),
+        );
+        registry.register(
+            "cpu_seconds",
+            "CPU time consumed by sandboxes, by function",
+            m.cpu_seconds.clone(),
+        );
+        registry.register(
+            "live_instances",
+            "Sandboxes running now",
+            m.live_instances.clone(),
+        );
+        registry.register(
+            "queued_invocations",
+            "Invocations waiting for a free slot",
+            m.queued.clone(),
+        );
+        registry.register(
+            "warm_functions",
+            "Functions holding compiled code in memory",
+            m.warm_functions.clone(),
+        );
+        registry.register(
+            "compilations",
+            "Modules compiled by this process",
+            m.compilations.clone(),
+        );
+        Metrics { registry, ..m }
+    }
+
+    pub(crate) fn render(&self) -> String {
+        let mut out = String::new();
+        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+}

@@ -1,0 +1,275 @@
+//! Routes of the admin API and the server loop.
+
+use crate::auth::Auth;
+use crate::error::ApiError;
+use crate::invoke;
+use axum::body::{Body, Bytes};
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get, post, put};
+use axum::{Json, Router};
+use futures::StreamExt;
+use http::StatusCode;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use std::future::Future;
+use std::sync::Arc;
+use weft_controller::Controller;
+use weft_manifest::FunctionSpec;
+
+#[derive(Clone)]
+pub(crate) struct AppState {
+    pub(crate) controller: Arc<Controller>,
+    pub(crate) auth: Arc<Auth>,
+}
+
+/// Serves the gateway on `listener` until `shutdown` resolves; then stops
+/// accepting and waits for requests in flight to be answered.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    controller: Arc<Controller>,
+    auth: Auth,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(controller, auth))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+/// The gateway's routes.
+pub fn router(controller: Arc<Controller>, auth: Auth) -> Router {
+    let max_module = controller
+        .config()
+        .max_module_size
+        .map_or(64 << 20, |s| s.0) as usize;
+    let state = AppState {
+        controller,
+        auth: Arc::new(auth),
+    };
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/metrics", get(metrics))
+        .route("/v1/node", get(node))
+        .route("/v1/schema", get(schema))
+        .route(
+            "/v1/modules",
+            put(upload_module).layer(DefaultBodyLimit::max(max_module)),
+        )
+        .route("/v1/functions", get(list_functions))
+        .route(
+            "/v1/functions/{name}",
+            get(get_function).put(deploy).delete(remove),
+        )
+        .route("/v1/functions/{name}/rollback", post(rollback))
+        .route("/v1/functions/{name}/logs", get(logs))
+        .route("/v1/usage", get(usage_all))
+        .route("/v1/usage/{name}", get(usage_one))
+        .route("/fn/{name}", any(invoke::invoke))
+        .route("/fn/{name}/", any(invoke::invoke))
+        .route("/fn/{name}/{*rest}", any(invoke::invoke))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(state.clone(), authorize))
+        .with_state(state)
+}
+
+async fn authorize(State(s): State<AppState>, req: Request, next: Next) -> Response {
+    if matches!(*s.auth, Auth::Open) || req.uri().path() == "/healthz" {
+        return next.run(req).await;
+    }
+    let public_fn = req
+        .uri()
+        .path()
+        .strip_prefix("/fn/")
+        .map(|rest| rest.split('/').next().unwrap_or_default())
+        .is_some_and(|name| s.controller.is_public(name));
+    let header = req
+        .headers()
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    if public_fn || s.auth.allows(header) {
+        next.run(req).await
+    } else {
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "this node requires `Authorization: Bearer <token>` (set WEFT_TOKEN or --token)",
+        )
+        .into_response()
+    }
+}
+
+async fn not_found(req: Request) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        format!("no route for {} {}", req.method(), req.uri().path()),
+    )
+}
+
+async fn method_not_allowed(req: Request) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!("{} is not allowed on {}", req.method(), req.uri().path()),
+    )
+}
+
+async fn metrics(State(s): State<AppState>) -> Response {
+    (
+        [(
+            http::header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        s.controller.metrics_text(),
+    )
+        .into_response()
+}
+
+async fn node(State(s): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let c = &s.controller;
+    Ok(Json(json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "engine": c.engine_fingerprint(),
+        "data_dir": c.data_dir(),
+        "functions": c.list()?.len(),
+        "auth": matches!(*s.auth, Auth::Token(_)),
+    })))
+}
+
+async fn schema() -> Json<Value> {
+    Json(weft_manifest::Manifest::json_schema())
+}
+
+async fn upload_module(State(s): State<AppState>, body: Bytes) -> Result<Response, ApiError> {
+    let info = s.controller.upload_module(body).await?;
+    let status = if info.compiled {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(info)).into_response())
+}
+
+async fn list_functions(State(s): State<AppState>) -> Result<Response, ApiError> {
+    Ok(Json(json!({ "functions": s.controller.list()? })).into_response())
+}
+
+async fn get_function(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    Ok(Json(s.controller.status(&name)?).into_response())
+}
+
+fn bad_json(name: &str, e: JsonRejection) -> ApiError {
+    ApiError::new(
+        StatusCode::BAD_REQUEST,
+        "invalid_spec",
+        format!("function `{name}`: {}", e.body_text()),
+    )
+    .with("function", name)
+}
+
+async fn deploy(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+    spec: Result<Json<FunctionSpec>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let Json(spec) = spec.map_err(|e| bad_json(&name, e))?;
+    let status = s.controller.deploy(&name, spec)?;
+    Ok((StatusCode::CREATED, Json(status)).into_response())
+}
+
+async fn remove(State(s): State<AppState>, Path(name): Path<String>) -> Result<Response, ApiError> {
+    let rec = s.controller.remove(&name)?;
+    Ok(Json(json!({ "removed": rec.name, "versions": rec.versions.len() })).into_response())
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RollbackRequest {
+    version: Option<u32>,
+}
+
+async fn rollback(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+    body: Option<Json<RollbackRequest>>,
+) -> Result<Response, ApiError> {
+    let to = body.and_then(|Json(r)| r.version);
+    Ok(Json(s.controller.rollback(&name, to)?).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LogQuery {
+    #[serde(default)]
+    since: u64,
+    #[serde(default = "default_log_limit")]
+    limit: usize,
+    #[serde(default)]
+    follow: bool,
+}
+
+fn default_log_limit() -> usize {
+    200
+}
+
+/// Recent lines as a JSON array; with `follow=true`, newline-delimited JSON
+/// that stays open and carries new lines as they are written.
+async fn logs(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+    q: Result<Query<LogQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(q) =
+        q.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", e.body_text()))?;
+    let recent = s.controller.logs(&name, q.since, q.limit)?;
+    if !q.follow {
+        return Ok(Json(json!({ "lines": recent })).into_response());
+    }
+    let last = recent.last().map_or(q.since, |l| l.seq);
+    let backlog = futures::stream::iter(recent);
+    let rx = s.controller.follow_logs();
+    let live = futures::stream::unfold(rx, |mut rx| async move {
+        loop {
+            match rx.recv().await {
+                Ok(line) => return Some((line, rx)),
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    })
+    .filter(move |l| {
+        let keep = l.function == name && l.seq > last;
+        async move { keep }
+    });
+    let body = backlog.chain(live).map(|l| {
+        let mut v = serde_json::to_vec(&l).unwrap_or_default();
+        v.push(b'\n');
+        Ok::<_, std::convert::Infallible>(Bytes::from(v))
+    });
+    Ok((
+        [(http::header::CONTENT_TYPE, "application/x-ndjson")],
+        Body::from_stream(body),
+    )
+        .into_response())
+}
+
+async fn usage_all(State(s): State<AppState>) -> Result<Response, ApiError> {
+    Ok(Json(json!({ "functions": s.controller.usage()? })).into_response())
+}
+
+async fn usage_one(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    let all = s.controller.usage()?;
+    let one = all
+        .get(&name)
+        .ok_or(weft_controller::Error::FunctionNotFound(name.clone()))?;
+    Ok(Json(json!({ "functions": { name: one } })).into_response())
+}

@@ -1,0 +1,21 @@
+//! The declarative inputs of Weft: application manifests (`weft.toml`, what
+//! functions need) and node configuration (what the operator provides).
+//!
+//! ```
+//! use weft_manifest::Manifest;
+//! let m = Manifest::parse(
+//!     "manifest_version = 1\n[functions.hello]\nmodule = \"hello.wasm\"\ntimeout = \"5s\"\n",
+//!     "weft.toml".as_ref(),
+//! ).unwrap();
+//! assert!(m.functions.contains_key(&"hello".parse().unwrap()));
+//! ```
+
+mod manifest;
+mod node;
+mod spec;
+mod units;
+
+pub use manifest::{MANIFEST_VERSION, Manifest, ManifestError};
+pub use node::{Defaults, NodeConfig};
+pub use spec::{FunctionSpec, ModuleRef, bounds};
+pub use units::{ByteSize, HumanDuration, Name};

@@ -1,0 +1,249 @@
+//! One function's declaration: its module, limits and grants.
+
+use crate::units::{ByteSize, HumanDuration};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// One function, as declared in `[functions.NAME]` of `weft.toml` and as sent
+/// to `PUT /v1/functions/{name}`. Every field but `module` is optional; an
+/// absent limit takes the node's default.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FunctionSpec {
+    /// The module. In a manifest: a path to a `.wasm` (or `.wat`) file,
+    /// relative to the manifest, or `sha256:<hex>` of a module already on the
+    /// node. In the API: always `sha256:<hex>`.
+    ///
+    /// TOML: `module = "target/wasm32-wasip1/release/hello.wasm"`
+    pub module: String,
+
+    /// A line saying what the function does. TOML: `description = "greets"`
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+
+    /// Whether `/fn/NAME` may be invoked without the node's token when the
+    /// node listens beyond loopback. On loopback every route is open.
+    /// Default: false. TOML: `public = true`
+    #[serde(default)]
+    pub public: bool,
+
+    /// Wall-clock deadline of one invocation, from admission; a guest still
+    /// running then is stopped. TOML: `timeout = "5s"`
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<HumanDuration>,
+
+    /// Maximum linear memory of one sandbox. TOML: `memory = "64MiB"`
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<ByteSize>,
+
+    /// Fuel budget of one invocation (roughly, wasm instructions). Needs a
+    /// node started with fuel metering. TOML: `fuel = 100_000_000`
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fuel: Option<u64>,
+
+    /// Sandboxes of this function that may run at once.
+    /// TOML: `max_concurrency = 16`
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_concurrency: Option<u32>,
+
+    /// Invocations that may wait for a free slot when all are busy; past it
+    /// the node answers 429. TOML: `max_queue = 64`
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_queue: Option<u32>,
+
+    /// Idle time after which the function is scaled to zero: no instance and
+    /// no compiled code held in memory. TOML: `idle_ttl = "5m"`
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idle_ttl: Option<HumanDuration>,
+
+    /// Largest request body accepted. TOML: `max_request_size = "1MiB"`
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_request_size: Option<ByteSize>,
+
+    /// Largest response body a function may produce.
+    /// TOML: `max_response_size = "8MiB"`
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_response_size: Option<ByteSize>,
+
+    /// Environment variables the guest sees (it sees none otherwise).
+    /// TOML: `env = { GREETING = "hi" }`
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: BTreeMap<String, String>,
+
+    /// Grant the real wall and monotonic clocks. Without it both read zero.
+    /// Default: false. TOML: `clock = true`
+    #[serde(default)]
+    pub clock: bool,
+}
+
+/// Bounds every function limit must respect, whatever the node allows.
+pub mod bounds {
+    use std::time::Duration;
+    /// Shortest timeout.
+    pub const MIN_TIMEOUT: Duration = Duration::from_millis(1);
+    /// Longest timeout.
+    pub const MAX_TIMEOUT: Duration = Duration::from_secs(3600);
+    /// Smallest memory limit: one wasm page.
+    pub const MIN_MEMORY: u64 = 64 << 10;
+    /// Most sandboxes of one function at once.
+    pub const MAX_CONCURRENCY: u32 = 100_000;
+    /// Longest wait queue.
+    pub const MAX_QUEUE: u32 = 1_000_000;
+    /// Largest request or response body.
+    pub const MAX_BODY: u64 = 1 << 30;
+}
+
+/// Where `module` points.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ModuleRef {
+    /// `sha256:<hex>` of a stored module.
+    Digest(String),
+    /// A path (manifests only).
+    Path(String),
+}
+
+impl FunctionSpec {
+    /// Parses `module`.
+    pub fn module_ref(&self) -> ModuleRef {
+        match self.module.strip_prefix("sha256:") {
+            Some(hex) => ModuleRef::Digest(hex.to_string()),
+            None => ModuleRef::Path(self.module.clone()),
+        }
+    }
+
+    /// Checks every field; the error names the field and what is wrong.
+    pub fn validate(&self) -> Result<(), String> {
+        match self.module_ref() {
+            ModuleRef::Digest(hex) => {
+                if hex.len() != 64
+                    || !hex
+                        .bytes()
+                        .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+                {
+                    return Err(format!(
+                        "module: `{}` is not `sha256:` followed by 64 lowercase hex digits",
+                        self.module
+                    ));
+                }
+            }
+            ModuleRef::Path(p) if p.trim().is_empty() => {
+                return Err("module: must not be empty".into());
+            }
+            ModuleRef::Path(_) => {}
+        }
+        if let Some(d) = &self.description
+            && d.len() > 1024
+        {
+            return Err("description: longer than 1024 bytes".into());
+        }
+        if let Some(HumanDuration(t)) = self.timeout {
+            check_range("timeout", t, bounds::MIN_TIMEOUT, bounds::MAX_TIMEOUT)?;
+        }
+        if let Some(HumanDuration(t)) = self.idle_ttl {
+            check_range(
+                "idle_ttl",
+                t,
+                Duration::from_millis(1),
+                Duration::from_secs(30 * 86_400),
+            )?;
+        }
+        if let Some(ByteSize(m)) = self.memory
+            && m < bounds::MIN_MEMORY
+        {
+            return Err(format!("memory: {m} bytes is below one wasm page (64KiB)"));
+        }
+        if self.fuel == Some(0) {
+            return Err("fuel: must be at least 1".into());
+        }
+        if let Some(c) = self.max_concurrency
+            && (c == 0 || c > bounds::MAX_CONCURRENCY)
+        {
+            return Err(format!(
+                "max_concurrency: {c} is not between 1 and {}",
+                bounds::MAX_CONCURRENCY
+            ));
+        }
+        if let Some(q) = self.max_queue
+            && q > bounds::MAX_QUEUE
+        {
+            return Err(format!("max_queue: {q} is above {}", bounds::MAX_QUEUE));
+        }
+        for (field, v) in [
+            ("max_request_size", self.max_request_size),
+            ("max_response_size", self.max_response_size),
+        ] {
+            if let Some(ByteSize(b)) = v
+                && b > bounds::MAX_BODY
+            {
+                return Err(format!("{field}: {b} bytes is above 1GiB"));
+            }
+        }
+        for (k, v) in &self.env {
+            if k.is_empty() || k.contains('=') || k.contains('\0') {
+                return Err(format!("env: invalid variable name `{}`", k.escape_debug()));
+            }
+            if v.contains('\0') {
+                return Err(format!("env: value of `{k}` contains a NUL byte"));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn check_range(field: &str, v: Duration, min: Duration, max: Duration) -> Result<(), String> {
+    if v < min || v > max {
+        return Err(format!(
+            "{field}: {} is not between {} and {}",
+            humantime::format_duration(v),
+            humantime::format_duration(min),
+            humantime::format_duration(max)
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(module: &str) -> FunctionSpec {
+        FunctionSpec {
+            module: module.into(),
+            ..FunctionSpec::default()
+        }
+    }
+
+    #[test]
+    fn digest_modules_are_checked() {
+        assert!(
+            spec(&format!("sha256:{}", "a".repeat(64)))
+                .validate()
+                .is_ok()
+        );
+        assert!(spec("sha256:xyz").validate().is_err());
+        assert!(spec("").validate().is_err());
+    }
+
+    #[test]
+    fn limits_are_checked() {
+        let mut s = spec("a.wasm");
+        s.max_concurrency = Some(0);
+        assert!(s.validate().unwrap_err().starts_with("max_concurrency"));
+        let mut s = spec("a.wasm");
+        s.timeout = Some(HumanDuration(Duration::from_secs(7200)));
+        assert!(s.validate().unwrap_err().starts_with("timeout"));
+        let mut s = spec("a.wasm");
+        s.env.insert("A=B".into(), "x".into());
+        assert!(s.validate().unwrap_err().starts_with("env"));
+    }
+
+    #[test]
+    fn unknown_fields_are_errors() {
+        let err = serde_json::from_str::<FunctionSpec>(r#"{"module":"a.wasm","memroy":"1MiB"}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("unknown field `memroy`"), "{err}");
+    }
+}

@@ -1,0 +1,33 @@
+//! The Weft runtime: one wasmtime engine per node, a pool of sandboxes, an
+//! on-disk cache of compiled artifacts, and the two kinds of function Weft
+//! runs — WASI preview 1 commands and `wasi:http/proxy` components.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use weft_runtime::{Runtime, RuntimeConfig, Invocation};
+//! let rt = Runtime::new(RuntimeConfig::default(), "/tmp/weft-cache".as_ref())?;
+//! let wasm = std::fs::read("hello.wasm")?;
+//! let prepared = rt.prepare(&wasm)?;             // validate, compile once, cache
+//! let loaded = rt.load(&prepared.digest, prepared.kind)?; // from disk, pre-instantiated
+//! let out = loaded.run_command(&rt, "hello".into(), Invocation::new("hello")).await;
+//! println!("{:?}", out.result);
+//! # Ok(()) }
+//! ```
+
+mod artifact;
+mod config;
+mod error;
+mod io;
+mod limits;
+mod meter;
+mod runtime;
+mod sandbox;
+
+pub use artifact::{sha256_hex, write_atomic};
+pub use config::RuntimeConfig;
+pub use error::{InvokeError, PrepareError};
+pub use io::LogFn;
+pub use limits::{Grants, Limits};
+pub use meter::Usage;
+pub use runtime::{Kind, Loaded, Prepared, Runtime};
+pub use sandbox::{BoxError, HttpBody, HttpDone, Invocation, Outcome};

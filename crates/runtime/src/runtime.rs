@@ -1,0 +1,400 @@
+//! The engine, its linkers, and preparing and loading functions.
+
+use crate::artifact::{ArtifactDirs, engine_fingerprint, sha256_hex, write_atomic};
+use crate::config::RuntimeConfig;
+use crate::error::PrepareError;
+use crate::sandbox::{CommandState, HttpState};
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use wasmtime::component::{self, Component};
+use wasmtime::{Engine, InstanceAllocationStrategy, InstancePre, Module, PoolingAllocationConfig};
+
+/// The kind of a function, detected from its binary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Kind {
+    /// A WASI preview 1 command module: stdin in, stdout out.
+    Command,
+    /// A component exporting `wasi:http/incoming-handler`.
+    Http,
+}
+
+impl Kind {
+    /// The name used in the API and the store.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Command => "command",
+            Kind::Http => "http",
+        }
+    }
+
+    /// Parses [`Kind::as_str`] back.
+    pub fn parse(s: &str) -> Option<Kind> {
+        match s {
+            "command" => Some(Kind::Command),
+            "http" => Some(Kind::Http),
+            _ => None,
+        }
+    }
+}
+
+/// A module that passed validation and has a compiled artifact on disk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Prepared {
+    /// sha256 of the module binary: its name in the cache.
+    pub digest: String,
+    /// What kind of function it is.
+    pub kind: Kind,
+    /// Size of the module binary, in bytes.
+    pub size: u64,
+    /// Whether this call compiled it (false: the artifact was cached).
+    pub compiled: bool,
+}
+
+/// A function loaded from its artifact and pre-instantiated: what a warm
+/// function keeps in memory. Cloning is cheap.
+#[derive(Clone)]
+pub struct Loaded(pub(crate) Pre);
+
+#[derive(Clone)]
+pub(crate) enum Pre {
+    Command(InstancePre<CommandState>),
+    Http(wasmtime_wasi_http::p2::bindings::ProxyPre<HttpState>),
+}
+
+/// Export of a `wasi:http/proxy` component.
+const HTTP_HANDLER: &str = "wasi:http/incoming-handler@0.2";
+/// Import namespace of WASI preview 1.
+const WASI_P1: &str = "wasi_snapshot_preview1";
+
+/// One per node: the wasmtime engine with its sandbox pool and epoch clock,
+/// the linkers that define what guests may import, and the artifact cache.
+pub struct Runtime {
+    engine: Engine,
+    config: RuntimeConfig,
+    fingerprint: String,
+    dirs: ArtifactDirs,
+    command_linker: wasmtime::Linker<CommandState>,
+    http_linker: component::Linker<HttpState>,
+    /// One lock per digest being compiled, so a module is compiled once even
+    /// when two deploys of it race.
+    compiling: Mutex<HashMap<String, Arc<Mutex<()>>>>,
+    compilations: AtomicU64,
+}
+
+impl Runtime {
+    /// Builds the engine and the pool, starts the epoch clock, and opens the
+    /// artifact cache under `cache_root`.
+    pub fn new(config: RuntimeConfig, cache_root: &Path) -> Result<Self, PrepareError> {
+        config.validate().map_err(PrepareError::Internal)?;
+        let engine = build_engine(&config)?;
+        let fingerprint = engine_fingerprint(&engine);
+        let dirs = ArtifactDirs::create(cache_root, &fingerprint)?;
+        dirs.remove_temporaries()?;
+
+        let mut command_linker = wasmtime::Linker::new(&engine);
+        wasmtime_wasi::p1::add_to_linker_async(&mut command_linker, |s: &mut CommandState| {
+            &mut s.wasi
+        })
+        .map_err(internal)?;
+
+        let mut http_linker = component::Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut http_linker).map_err(internal)?;
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut http_linker)
+            .map_err(internal)?;
+
+        start_epoch_clock(&engine, config.epoch_tick)?;
+        Ok(Runtime {
+            engine,
+            config,
+            fingerprint,
+            dirs,
+            command_linker,
+            http_linker,
+            compiling: Mutex::new(HashMap::new()),
+            compilations: AtomicU64::new(0),
+        })
+    }
+
+    /// The runtime's configuration.
+    pub fn config(&self) -> &RuntimeConfig {
+        &self.config
+    }
+
+    /// Fingerprint of the engine configuration that keys compiled artifacts.
+    pub fn fingerprint(&self) -> &str {
+        &self.fingerprint
+    }
+
+    /// How many modules this runtime has compiled since it started.
+    pub fn compilations(&self) -> u64 {
+        self.compilations.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// Validates a module (binary or WAT text), detects its kind, checks that
+    /// it imports nothing Weft does not provide, and stores it with its
+    /// compiled artifact. A module whose artifact is already cached is not
+    /// compiled again.
+    pub fn prepare(&self, bytes: &[u8]) -> Result<Prepared, PrepareError> {
+        let binary = to_binary(bytes)?;
+        let kind = detect_kind(&binary)?;
+        let digest = sha256_hex(&binary);
+        let size = binary.len() as u64;
+
+        let lock = self.compile_lock(&digest);
+        let _guard = lock.lock().unwrap_or_else(PoisonError::into_inner);
+        let artifact = self.dirs.artifact(&digest);
+        let compiled = if artifact.exists() && self.dirs.module(&digest).exists() {
+            false
+        } else {
+            let code = self.compile(&binary, kind)?;
+            // Check before storing: only modules Weft can run reach the cache.
+            self.check(kind, &code)?;
+            write_atomic(&self.dirs.module(&digest), &binary)?;
+            write_atomic(&artifact, &code)?;
+            true
+        };
+        drop(_guard);
+        self.compiling
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&digest);
+        Ok(Prepared {
+            digest,
+            kind,
+            size,
+            compiled,
+        })
+    }
+
+    /// Loads a prepared function from its on-disk artifact and
+    /// pre-instantiates it. Recompiles from the stored module when the
+    /// artifact is missing or was built by another engine configuration.
+    pub fn load(&self, digest: &str, kind: Kind) -> Result<Loaded, PrepareError> {
+        let path = self.dirs.artifact(digest);
+        match self.load_artifact(&path, kind) {
+            Ok(loaded) => Ok(loaded),
+            Err(first) => {
+                let module = self.dirs.module(digest);
+                let binary = std::fs::read(&module).map_err(|e| {
+                    PrepareError::Internal(format!(
+                        "artifact {} unusable ({first}) and module {} unreadable: {e}",
+                        path.display(),
+                        module.display()
+                    ))
+                })?;
+                tracing::warn!(digest, error = %first, "recompiling artifact");
+                let code = self.compile(&binary, kind)?;
+                write_atomic(&path, &code)?;
+                self.load_artifact(&path, kind)
+            }
+        }
+    }
+
+    /// Whether the module with this digest is stored.
+    pub fn has_module(&self, digest: &str) -> bool {
+        self.dirs.module(digest).exists()
+    }
+
+    /// Digests of every stored module.
+    pub fn stored_modules(&self) -> Result<Vec<String>, PrepareError> {
+        Ok(self.dirs.module_digests()?)
+    }
+
+    /// Deletes a stored module and its artifact.
+    pub fn remove_module(&self, digest: &str) -> Result<(), PrepareError> {
+        Ok(self.dirs.remove(digest)?)
+    }
+
+    fn compile_lock(&self, digest: &str) -> Arc<Mutex<()>> {
+        self.compiling
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(digest.to_string())
+            .or_default()
+            .clone()
+    }
+
+    fn compile(&self, binary: &[u8], kind: Kind) -> Result<Vec<u8>, PrepareError> {
+        let code = match kind {
+            Kind::Command => self.engine.precompile_module(binary),
+            Kind::Http => self.engine.precompile_component(binary),
+        }
+        .map_err(|e| PrepareError::InvalidModule(format!("{e:#}")))?;
+        self.compilations.fetch_add(1, Ordering::Relaxed);
+        Ok(code)
+    }
+
+    /// Checks a freshly compiled artifact: right world, nothing ungranted.
+    fn check(&self, kind: Kind, code: &[u8]) -> Result<(), PrepareError> {
+        match kind {
+            Kind::Command => {
+                // SAFETY: `code` was produced by `Engine::precompile_module` of
+                // this very engine a moment ago and has not left memory.
+                let module =
+                    unsafe { Module::deserialize(&self.engine, code) }.map_err(internal)?;
+                self.instantiate_command(&module).map(|_| ())
+            }
+            Kind::Http => {
+                // SAFETY: as above, for `precompile_component`.
+                let component =
+                    unsafe { Component::deserialize(&self.engine, code) }.map_err(internal)?;
+                self.instantiate_http(&component).map(|_| ())
+            }
+        }
+    }
+
+    fn load_artifact(&self, path: &Path, kind: Kind) -> Result<Loaded, PrepareError> {
+        match kind {
+            Kind::Command => {
+                // SAFETY: the artifact cache only holds files this process
+                // wrote with `write_atomic` from `Engine::precompile_module`,
+                // under a directory keyed by this engine's fingerprint; the
+                // data directory is the node's own.
+                let module =
+                    unsafe { Module::deserialize_file(&self.engine, path) }.map_err(internal)?;
+                self.instantiate_command(&module)
+            }
+            Kind::Http => {
+                // SAFETY: as above, for `Engine::precompile_component`.
+                let component =
+                    unsafe { Component::deserialize_file(&self.engine, path) }.map_err(internal)?;
+                self.instantiate_http(&component)
+            }
+        }
+    }
+
+    fn instantiate_command(&self, module: &Module) -> Result<Loaded, PrepareError> {
+        if module.get_export("_start").is_none() {
+            return Err(PrepareError::UnsupportedWorld(
+                "a core module must be a WASI preview 1 command exporting `_start`".into(),
+            ));
+        }
+        for import in module.imports() {
+            if import.module() != WASI_P1 {
+                return Err(PrepareError::ImportNotGranted(format!(
+                    "`{}::{}`: a command may import only `{WASI_P1}`",
+                    import.module(),
+                    import.name()
+                )));
+            }
+        }
+        let pre = self
+            .command_linker
+            .instantiate_pre(module)
+            .map_err(|e| PrepareError::ImportNotGranted(format!("{e:#}")))?;
+        Ok(Loaded(Pre::Command(pre)))
+    }
+
+    fn instantiate_http(&self, component: &Component) -> Result<Loaded, PrepareError> {
+        let ty = component.component_type();
+        let exports_handler = ty
+            .exports(&self.engine)
+            .any(|(name, _)| name.starts_with(HTTP_HANDLER));
+        if !exports_handler {
+            let exports: Vec<String> = ty
+                .exports(&self.engine)
+                .map(|(n, _)| n.to_string())
+                .collect();
+            return Err(PrepareError::UnsupportedWorld(format!(
+                "a component must export `{HTTP_HANDLER}.x` (the wasi:http/proxy world); it exports [{}]",
+                exports.join(", ")
+            )));
+        }
+        for (name, _) in ty.imports(&self.engine) {
+            if !name.starts_with("wasi:") {
+                return Err(PrepareError::ImportNotGranted(format!(
+                    "`{name}`: a component may import only WASI interfaces"
+                )));
+            }
+        }
+        let pre = self
+            .http_linker
+            .instantiate_pre(component)
+            .map_err(|e| PrepareError::ImportNotGranted(format!("{e:#}")))?;
+        let proxy = wasmtime_wasi_http::p2::bindings::ProxyPre::new(pre)
+            .map_err(|e| PrepareError::UnsupportedWorld(format!("{e:#}")))?;
+        Ok(Loaded(Pre::Http(proxy)))
+    }
+}
+
+fn internal(e: wasmtime::Error) -> PrepareError {
+    PrepareError::Internal(format!("{e:#}"))
+}
+
+/// Accepts WAT text as well as binaries, like wasmtime does.
+fn to_binary(bytes: &[u8]) -> Result<Vec<u8>, PrepareError> {
+    if bytes.starts_with(b"\0asm") {
+        return Ok(bytes.to_vec());
+    }
+    match std::str::from_utf8(bytes) {
+        Ok(text) if text.trim_start().starts_with('(') || text.trim_start().starts_with(";;") => {
+            wat::parse_str(text).map_err(|e| PrepareError::InvalidModule(format!("WAT: {e}")))
+        }
+        _ => Err(PrepareError::InvalidModule(
+            "not a WebAssembly binary (no `\\0asm` header) nor WAT text".into(),
+        )),
+    }
+}
+
+fn detect_kind(binary: &[u8]) -> Result<Kind, PrepareError> {
+    // `\0asm`, then a 16-bit version and a 16-bit layer: layer 0 is a core
+    // module (version 1), layer 1 a component.
+    match binary.get(4..8) {
+        Some([1, 0, 0, 0]) => Ok(Kind::Command),
+        Some([_, _, 1, 0]) => Ok(Kind::Http),
+        _ => Err(PrepareError::InvalidModule(
+            "unknown WebAssembly binary version or layer".into(),
+        )),
+    }
+}
+
+fn build_engine(config: &RuntimeConfig) -> Result<Engine, PrepareError> {
+    let n = config.max_instances;
+    let mut pool = PoolingAllocationConfig::new();
+    pool.total_component_instances(n)
+        .total_core_instances(n.saturating_mul(4))
+        .total_memories(n.saturating_mul(2))
+        .total_tables(n.saturating_mul(4))
+        .total_stacks(n)
+        .max_memories_per_module(1)
+        .max_memories_per_component(4)
+        .max_tables_per_component(8)
+        .max_core_instances_per_component(16)
+        .max_memory_size(usize::try_from(config.max_memory).unwrap_or(usize::MAX))
+        // Keep a little of each slot resident so reuse skips page faults.
+        .linear_memory_keep_resident(64 << 10)
+        .table_keep_resident(16 << 10);
+
+    let mut cfg = wasmtime::Config::new();
+    cfg.allocation_strategy(InstanceAllocationStrategy::Pooling(pool))
+        .epoch_interruption(true)
+        .consume_fuel(config.fuel)
+        .memory_init_cow(true)
+        .wasm_component_model(true)
+        .max_wasm_stack(config.max_wasm_stack)
+        .async_stack_size(config.max_wasm_stack + (1 << 20));
+    Engine::new(&cfg).map_err(|e| PrepareError::Internal(format!("building the engine: {e:#}")))
+}
+
+/// A thread that advances the engine's epoch every `tick`, for as long as the
+/// engine lives.
+fn start_epoch_clock(engine: &Engine, tick: std::time::Duration) -> Result<(), PrepareError> {
+    let weak = engine.weak();
+    std::thread::Builder::new()
+        .name("weft-epoch".into())
+        .spawn(move || {
+            while let Some(engine) = weak.upgrade() {
+                engine.increment_epoch();
+                drop(engine);
+                std::thread::sleep(tick);
+            }
+        })
+        .map(drop)
+        .map_err(|e| PrepareError::Internal(format!("starting the epoch clock: {e}")))
+}

@@ -1,0 +1,634 @@
+//! One invocation in a fresh sandbox: store set-up, limits, execution, and
+//! classification of how it ended.
+
+use crate::error::InvokeError;
+use crate::io::{CappedOutput, LogFn, LogSink};
+use crate::limits::{FrozenMonotonicClock, FrozenWallClock, Grants, Limiter, Limits};
+use crate::meter::{CpuCounter, CpuTimed, Usage};
+use crate::runtime::{Loaded, Pre, Runtime};
+use bytes::Bytes;
+use http_body_util::BodyExt;
+use http_body_util::combinators::UnsyncBoxBody;
+use hyper::body::{Body, Frame, SizeHint};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use std::time::Instant;
+use wasmtime::component::ResourceTable;
+use wasmtime::{Store, Trap, UpdateDeadline};
+use wasmtime_wasi::p1::WasiP1Ctx;
+use wasmtime_wasi::p2::pipe::MemoryInputPipe;
+use wasmtime_wasi::{I32Exit, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, Scheme};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
+
+/// The boxed error of response bodies.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The body of a response streamed from an HTTP component.
+pub type HttpBody = UnsyncBoxBody<Bytes, BoxError>;
+
+/// Called once when an HTTP component's sandbox has finished, with how it
+/// ended and what it used.
+pub type HttpDone = Box<dyn FnOnce(Outcome<()>) + Send>;
+
+/// How one invocation ended, and what it used.
+#[derive(Debug)]
+pub struct Outcome<T> {
+    /// The response body, or why there is none.
+    pub result: Result<T, InvokeError>,
+    /// Resources consumed.
+    pub usage: Usage,
+}
+
+/// The per-invocation parameters of a sandbox.
+#[derive(Clone)]
+pub struct Invocation {
+    /// The function's name: `argv[0]` of commands, and named in errors.
+    pub name: String,
+    /// Resource limits.
+    pub limits: Limits,
+    /// Ambient capabilities granted.
+    pub grants: Arc<Grants>,
+    /// Where stderr lines go.
+    pub log: LogFn,
+}
+
+impl Invocation {
+    /// An invocation with default limits, no grants, and stderr sent to
+    /// `tracing`.
+    pub fn new(name: &str) -> Self {
+        let owned = name.to_string();
+        Invocation {
+            name: owned.clone(),
+            limits: Limits::default(),
+            grants: Arc::default(),
+            log: Arc::new(move |line| tracing::info!(function = %owned, "{line}")),
+        }
+    }
+}
+
+/// Store data of a command sandbox.
+pub(crate) struct CommandState {
+    pub(crate) wasi: WasiP1Ctx,
+    limiter: Limiter,
+}
+
+/// Store data of an HTTP component sandbox.
+pub(crate) struct HttpState {
+    wasi: WasiCtx,
+    http: WasiHttpCtx,
+    table: ResourceTable,
+    hooks: DenyOutbound,
+    limiter: Limiter,
+}
+
+impl WasiView for HttpState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl WasiHttpView for HttpState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.hooks,
+        }
+    }
+}
+
+/// Outbound HTTP is not granted to any function (yet): every request a
+/// guest sends is denied with `HTTP-request-denied`.
+struct DenyOutbound;
+
+impl WasiHttpHooks for DenyOutbound {
+    fn send_request(
+        &mut self,
+        _request: http::Request<wasmtime_wasi_http::WasiBody>,
+        _options: Option<wasmtime_wasi_http::RequestOptions>,
+        _fut: Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
+    ) -> Box<
+        dyn Future<
+                Output = Result<
+                    (
+                        http::Response<wasmtime_wasi_http::WasiBody>,
+                        Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
+                    ),
+                    wasmtime_wasi_http::Error,
+                >,
+            > + Send,
+    > {
+        Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) })
+    }
+}
+
+/// A WASI context with everything denied except what `grants` names.
+fn wasi_builder(name: &str, grants: &Grants) -> WasiCtxBuilder {
+    let mut b = WasiCtxBuilder::new();
+    b.arg(name).envs(&grants.env);
+    if !grants.clock {
+        b.wall_clock(FrozenWallClock)
+            .monotonic_clock(FrozenMonotonicClock);
+    }
+    b.allow_tcp(false)
+        .allow_udp(false)
+        .allow_ip_name_lookup(false);
+    b
+}
+
+/// Limits, fuel and the deadline, applied to a fresh store.
+fn arm<T: 'static>(
+    store: &mut Store<T>,
+    rt: &Runtime,
+    limits: &Limits,
+    deadline: Instant,
+    limiter: fn(&mut T) -> &mut Limiter,
+) -> Result<u64, InvokeError> {
+    store.limiter(move |s| limiter(s) as &mut dyn wasmtime::ResourceLimiter);
+    let fuel = if rt.config().fuel {
+        let f = limits.fuel.unwrap_or(u64::MAX);
+        store
+            .set_fuel(f)
+            .map_err(|e| InvokeError::Internal(format!("setting fuel: {e}")))?;
+        f
+    } else {
+        0
+    };
+    store.epoch_deadline_callback(move |_| {
+        Ok(if Instant::now() >= deadline {
+            UpdateDeadline::Interrupt
+        } else {
+            UpdateDeadline::Yield(1)
+        })
+    });
+    store.set_epoch_deadline(1);
+    Ok(fuel)
+}
+
+/// What the store tells about an invocation after it ended.
+struct Ended {
+    peak_memory: u64,
+    memory_denied: bool,
+    fuel: Option<u64>,
+}
+
+fn ended<T>(store: &Store<T>, rt: &Runtime, initial_fuel: u64, limiter: &Limiter) -> Ended {
+    let fuel = rt
+        .config()
+        .fuel
+        .then(|| initial_fuel.saturating_sub(store.get_fuel().unwrap_or(0)));
+    Ended {
+        peak_memory: limiter.peak,
+        memory_denied: limiter.memory_denied,
+        fuel,
+    }
+}
+
+/// Maps how a guest call ended to success or an [`InvokeError`].
+fn classify(
+    result: Option<wasmtime::Result<()>>,
+    end: &Ended,
+    limits: &Limits,
+    response_overflowed: bool,
+) -> Result<(), InvokeError> {
+    let Some(result) = result else {
+        return Err(InvokeError::Deadline {
+            timeout: limits.timeout,
+        });
+    };
+    let err = match result {
+        Ok(()) if !response_overflowed => return Ok(()),
+        Ok(()) => {
+            return Err(InvokeError::ResponseTooLarge {
+                limit: limits.max_response,
+            });
+        }
+        Err(e) => e,
+    };
+    if response_overflowed {
+        return Err(InvokeError::ResponseTooLarge {
+            limit: limits.max_response,
+        });
+    }
+    let memory = InvokeError::MemoryLimit {
+        limit: limits.memory,
+    };
+    if let Some(exit) = err.downcast_ref::<I32Exit>() {
+        return match exit.0 {
+            0 => Ok(()),
+            _ if end.memory_denied => Err(memory),
+            code => Err(InvokeError::Exit(code)),
+        };
+    }
+    if let Some(trap) = err.downcast_ref::<Trap>() {
+        return Err(match trap {
+            Trap::StackOverflow => InvokeError::StackOverflow,
+            Trap::Interrupt => InvokeError::Deadline {
+                timeout: limits.timeout,
+            },
+            Trap::OutOfFuel => InvokeError::FuelExhausted {
+                limit: limits.fuel.unwrap_or(0),
+            },
+            _ if end.memory_denied => memory,
+            other => InvokeError::Trap(other.to_string()),
+        });
+    }
+    if end.memory_denied {
+        return Err(memory);
+    }
+    Err(InvokeError::Trap(format!("{err:#}")))
+}
+
+impl Loaded {
+    /// The kind of function this is.
+    pub fn kind(&self) -> crate::Kind {
+        match self.0 {
+            Pre::Command(_) => crate::Kind::Command,
+            Pre::Http(_) => crate::Kind::Http,
+        }
+    }
+
+    /// Runs a command in a fresh sandbox: `input` is its stdin, its stdout
+    /// the returned body.
+    pub async fn run_command(&self, rt: &Runtime, input: Bytes, inv: Invocation) -> Outcome<Bytes> {
+        let started = Instant::now();
+        let Pre::Command(pre) = &self.0 else {
+            return Outcome {
+                result: Err(InvokeError::Internal(format!(
+                    "function `{}` is not a command",
+                    inv.name
+                ))),
+                usage: Usage::default(),
+            };
+        };
+        let limits = &inv.limits;
+        let deadline = started + limits.timeout;
+        let stdout = CappedOutput::new(limits.max_response);
+        let stderr = LogSink::new(
+            usize::try_from(limits.max_log).unwrap_or(usize::MAX),
+            inv.log.clone(),
+        );
+        let mut b = wasi_builder(&inv.name, &inv.grants);
+        b.stdin(MemoryInputPipe::new(input))
+            .stdout(stdout.clone())
+            .stderr(stderr.clone());
+        let state = CommandState {
+            wasi: b.build_p1(),
+            limiter: Limiter::new(limits.memory),
+        };
+        let mut store = Store::new(rt.engine(), state);
+        let initial_fuel = match arm(&mut store, rt, limits, deadline, |s| &mut s.limiter) {
+            Ok(f) => f,
+            Err(e) => {
+                return Outcome {
+                    result: Err(e),
+                    usage: Usage::default(),
+                };
+            }
+        };
+        let cpu = CpuCounter::default();
+        let run = CpuTimed::new(
+            async {
+                let instance = pre
+                    .instantiate_async(&mut store)
+                    .await
+                    .map_err(instantiate_error)?;
+                let start = instance
+                    .get_typed_func::<(), ()>(&mut store, "_start")
+                    .map_err(|e| InvokeError::Internal(format!("{e:#}")))?;
+                Ok::<_, InvokeError>(start.call_async(&mut store, ()).await)
+            },
+            cpu.clone(),
+        );
+        let ran = tokio::time::timeout_at(deadline.into(), run).await;
+        stderr.finish();
+        let end = ended(&store, rt, initial_fuel, &store.data().limiter);
+        let result = match ran {
+            Ok(Err(e)) => Err(e),
+            Ok(Ok(r)) => classify(Some(r), &end, limits, stdout.overflowed()),
+            Err(_) => classify(None, &end, limits, false),
+        };
+        Outcome {
+            result: result.map(|()| stdout.take()),
+            usage: Usage {
+                wall: started.elapsed(),
+                cpu: cpu.get(),
+                peak_memory: end.peak_memory,
+                fuel: end.fuel,
+            },
+        }
+    }
+
+    /// Serves one HTTP request with an HTTP component in a fresh sandbox.
+    /// Returns when the component has set its response; the sandbox may go
+    /// on streaming the body, and `done` is called when it has finished.
+    pub async fn serve_http<B>(
+        &self,
+        rt: &Runtime,
+        req: http::Request<B>,
+        inv: Invocation,
+        done: HttpDone,
+    ) -> Result<http::Response<HttpBody>, InvokeError>
+    where
+        B: Body<Data = Bytes> + Send + 'static,
+        B::Error: std::fmt::Display,
+    {
+        let started = Instant::now();
+        let Pre::Http(pre) = &self.0 else {
+            return Err(InvokeError::Internal(format!(
+                "function `{}` is not an HTTP component",
+                inv.name
+            )));
+        };
+        let limits = inv.limits.clone();
+        if let Some(len) = content_length(req.headers())
+            && len > limits.max_request
+        {
+            return Err(InvokeError::RequestTooLarge {
+                limit: limits.max_request,
+            });
+        }
+        let deadline = started + limits.timeout;
+        let stderr = LogSink::new(
+            usize::try_from(limits.max_log).unwrap_or(usize::MAX),
+            inv.log.clone(),
+        );
+        let mut b = wasi_builder(&inv.name, &inv.grants);
+        b.stdout(stderr.clone()).stderr(stderr.clone());
+        let state = HttpState {
+            wasi: b.build(),
+            http: WasiHttpCtx::new(),
+            table: ResourceTable::new(),
+            hooks: DenyOutbound,
+            limiter: Limiter::new(limits.memory),
+        };
+        let mut store = Store::new(rt.engine(), state);
+        let initial_fuel = arm(&mut store, rt, &limits, deadline, |s| &mut s.limiter)?;
+
+        let request_overflow = Arc::new(AtomicBool::new(false));
+        let (parts, body) = req.into_parts();
+        let body = Capped::new(
+            body,
+            limits.max_request,
+            request_overflow.clone(),
+            |limit| wasmtime_wasi_http::Error::HttpRequestBodySize(Some(limit)),
+        )
+        .map_err_display();
+        let req = http::Request::from_parts(parts, body);
+        let (incoming, outparam) = {
+            let mut view = store.data_mut().http();
+            let incoming = view
+                .new_incoming_request(Scheme::Http, req)
+                .map_err(|e| InvokeError::Internal(format!("{e:#}")))?;
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            let outparam = view
+                .new_response_outparam(tx)
+                .map_err(|e| InvokeError::Internal(format!("{e:#}")))?;
+            ((incoming, rx), outparam)
+        };
+        let (incoming, rx) = incoming;
+
+        let response_overflow = Arc::new(AtomicBool::new(false));
+        let overflow = response_overflow.clone();
+        let pre = pre.clone();
+        let fuel_on = rt.config().fuel;
+        let cpu = CpuCounter::default();
+        let task_cpu = cpu.clone();
+        let task_limits = limits.clone();
+        let task = tokio::spawn(CpuTimed::new(
+            async move {
+                let limits = task_limits;
+                let call = async {
+                    let proxy = pre
+                        .instantiate_async(&mut store)
+                        .await
+                        .map_err(instantiate_error)?;
+                    Ok::<_, InvokeError>(
+                        proxy
+                            .wasi_http_incoming_handler()
+                            .call_handle(&mut store, incoming, outparam)
+                            .await,
+                    )
+                };
+                let ran = tokio::time::timeout_at(deadline.into(), call).await;
+                stderr.finish();
+                let end = Ended {
+                    peak_memory: store.data().limiter.peak,
+                    memory_denied: store.data().limiter.memory_denied,
+                    fuel: fuel_on
+                        .then(|| initial_fuel.saturating_sub(store.get_fuel().unwrap_or(0))),
+                };
+                drop(store);
+                let mut result = match ran {
+                    Ok(Err(e)) => Err(e),
+                    Ok(Ok(r)) => classify(Some(r), &end, &limits, false),
+                    Err(_) => classify(None, &end, &limits, false),
+                };
+                if request_overflow.load(Ordering::Relaxed) {
+                    result = Err(InvokeError::RequestTooLarge {
+                        limit: limits.max_request,
+                    });
+                }
+                (result, end)
+            },
+            task_cpu,
+        ));
+
+        // The outcome is reported when the response body has been streamed
+        // (or abandoned) and the sandbox has ended.
+        let finish = move |task: tokio::task::JoinHandle<(Result<(), InvokeError>, Ended)>| async move {
+            let (mut result, end) = match task.await {
+                Ok(r) => r,
+                Err(e) => (
+                    Err(InvokeError::Internal(format!("sandbox task: {e}"))),
+                    Ended {
+                        peak_memory: 0,
+                        memory_denied: false,
+                        fuel: None,
+                    },
+                ),
+            };
+            if overflow.load(Ordering::Relaxed) {
+                result = Err(InvokeError::ResponseTooLarge {
+                    limit: limits.max_response,
+                });
+            }
+            let usage = Usage {
+                wall: started.elapsed(),
+                cpu: cpu.get(),
+                peak_memory: end.peak_memory,
+                fuel: end.fuel,
+            };
+            let outcome = Outcome {
+                result: result.clone(),
+                usage,
+            };
+            done(outcome);
+            result
+        };
+
+        match rx.await {
+            Ok(Ok(resp)) => {
+                let limit = inv.limits.max_response;
+                let too_large = content_length(resp.headers()).is_some_and(|l| l > limit);
+                tokio::spawn(finish(task));
+                if too_large {
+                    response_overflow.store(true, Ordering::Relaxed);
+                    return Err(InvokeError::ResponseTooLarge { limit });
+                }
+                let (parts, body) = resp.into_parts();
+                let body = Capped::new(body, limit, response_overflow, |limit| {
+                    BoxError::from(format!("response body exceeds the limit of {limit} bytes"))
+                })
+                .map_err_box();
+                Ok(http::Response::from_parts(parts, body))
+            }
+            Ok(Err(code)) => {
+                tokio::spawn(finish(task));
+                Err(InvokeError::Handler(format_error_code(&code)))
+            }
+            Err(_) => match finish(task).await {
+                Err(e) => Err(e),
+                Ok(()) => Err(InvokeError::Handler(
+                    "the component returned without setting a response".into(),
+                )),
+            },
+        }
+    }
+}
+
+fn format_error_code(code: &ErrorCode) -> String {
+    format!("{code:?}")
+}
+
+fn instantiate_error(e: wasmtime::Error) -> InvokeError {
+    let msg = format!("{e:#}");
+    if msg.contains("maximum concurrent") || msg.contains("pooling allocator") {
+        InvokeError::NoCapacity
+    } else {
+        InvokeError::Internal(format!("instantiating: {msg}"))
+    }
+}
+
+fn content_length(headers: &http::HeaderMap) -> Option<u64> {
+    headers
+        .get(http::header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
+}
+
+/// A body that fails, and raises a flag, once more than `limit` bytes of
+/// data have passed through it.
+struct Capped<B, E> {
+    inner: B,
+    seen: AtomicU64,
+    limit: u64,
+    overflow: Arc<AtomicBool>,
+    error: fn(u64) -> E,
+}
+
+impl<B, E> Capped<B, E> {
+    fn new(inner: B, limit: u64, overflow: Arc<AtomicBool>, error: fn(u64) -> E) -> Self {
+        Capped {
+            inner,
+            seen: AtomicU64::new(0),
+            limit,
+            overflow,
+            error,
+        }
+    }
+}
+
+impl<B: Body<Data = Bytes> + Unpin, E> Body for Capped<B, E> {
+    type Data = Bytes;
+    type Error = CappedError<B::Error, E>;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let this = &mut *self;
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    let seen = this.seen.fetch_add(data.len() as u64, Ordering::Relaxed)
+                        + data.len() as u64;
+                    if seen > this.limit {
+                        this.overflow.store(true, Ordering::Relaxed);
+                        return Poll::Ready(Some(Err(CappedError::Limit((this.error)(
+                            this.limit,
+                        )))));
+                    }
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(CappedError::Inner(e)))),
+            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+enum CappedError<I, E> {
+    Inner(I),
+    Limit(E),
+}
+
+impl<B> Capped<B, wasmtime_wasi_http::Error>
+where
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: std::fmt::Display,
+{
+    /// Incoming bodies: errors become what `wasi:http` reports to the guest.
+    fn map_err_display(self) -> UnsyncBoxBody<Bytes, wasmtime_wasi_http::Error> {
+        let Capped {
+            inner,
+            seen,
+            limit,
+            overflow,
+            error,
+        } = self;
+        Capped {
+            inner: inner.boxed_unsync(),
+            seen,
+            limit,
+            overflow,
+            error,
+        }
+        .map_err(|e| match e {
+            CappedError::Limit(e) => e,
+            CappedError::Inner(e) => {
+                tracing::debug!(error = %e, "request body read failed");
+                wasmtime_wasi_http::Error::ConnectionTerminated
+            }
+        })
+        .boxed_unsync()
+    }
+}
+
+impl Capped<wasmtime_wasi_http::p2::body::HyperOutgoingBody, BoxError> {
+    /// Outgoing bodies: errors become boxed errors for the server.
+    fn map_err_box(self) -> HttpBody {
+        self.map_err(|e| match e {
+            CappedError::Limit(e) => e,
+            CappedError::Inner(e) => BoxError::from(e.to_string()),
+        })
+        .boxed_unsync()
+    }
+}

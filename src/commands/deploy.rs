@@ -1,0 +1,196 @@
+use crate::client::{
+    Client, ClientError, ClientOpts, ClientResult, finish, human_bytes, print_json,
+};
+use clap::Args;
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+use weft_manifest::{ByteSize, FunctionSpec, HumanDuration, Manifest, ModuleRef, Name};
+
+/// Deploy a function: upload its module (validated and compiled once by the
+/// node), then create a new version and make it active.
+///
+///   weft deploy hello ./hello.wasm --timeout 5s --memory 64MiB
+///   weft deploy --manifest weft.toml
+#[derive(Args)]
+pub(crate) struct Deploy {
+    /// The function's name.
+    #[arg(required_unless_present = "manifest")]
+    name: Option<String>,
+    /// The module: a .wasm (or .wat) file, or `sha256:<hex>` of one on the node.
+    #[arg(required_unless_present = "manifest")]
+    module: Option<String>,
+    /// Deploy every function of a manifest (or only NAME, when given).
+    #[arg(long, short = 'm', conflicts_with = "module")]
+    manifest: Option<PathBuf>,
+    /// Wall-clock deadline per invocation, e.g. 500ms, 5s.
+    #[arg(long)]
+    timeout: Option<HumanDuration>,
+    /// Linear memory limit, e.g. 64MiB.
+    #[arg(long)]
+    memory: Option<ByteSize>,
+    /// Fuel per invocation (the node must meter fuel).
+    #[arg(long)]
+    fuel: Option<u64>,
+    /// Sandboxes of this function at once.
+    #[arg(long)]
+    max_concurrency: Option<u32>,
+    /// Invocations that may wait for a slot.
+    #[arg(long)]
+    max_queue: Option<u32>,
+    /// Idle time before scaling to zero, e.g. 5m.
+    #[arg(long)]
+    idle_ttl: Option<HumanDuration>,
+    /// Largest request body, e.g. 1MiB.
+    #[arg(long)]
+    max_request_size: Option<ByteSize>,
+    /// Largest response body, e.g. 8MiB.
+    #[arg(long)]
+    max_response_size: Option<ByteSize>,
+    /// Environment variable for the guest, K=V (repeatable).
+    #[arg(long = "env", short = 'e')]
+    env: Vec<String>,
+    /// Grant the real clocks.
+    #[arg(long)]
+    clock: bool,
+    /// Allow invocation without the token when the node listens beyond loopback.
+    #[arg(long)]
+    public: bool,
+    /// What the function does.
+    #[arg(long)]
+    description: Option<String>,
+    #[command(flatten)]
+    opts: ClientOpts,
+}
+
+impl Deploy {
+    pub(crate) async fn run(self) -> ExitCode {
+        let json = self.opts.json;
+        finish(self.go().await, json)
+    }
+
+    fn spec_from_flags(&self, module: String) -> ClientResult<FunctionSpec> {
+        let mut env = BTreeMap::new();
+        for kv in &self.env {
+            let Some((k, v)) = kv.split_once('=') else {
+                return Err(ClientError::local(
+                    "invalid_input",
+                    format!("--env `{kv}` is not K=V"),
+                ));
+            };
+            env.insert(k.to_string(), v.to_string());
+        }
+        let spec = FunctionSpec {
+            module,
+            description: self.description.clone(),
+            public: self.public,
+            timeout: self.timeout,
+            memory: self.memory,
+            fuel: self.fuel,
+            max_concurrency: self.max_concurrency,
+            max_queue: self.max_queue,
+            idle_ttl: self.idle_ttl,
+            max_request_size: self.max_request_size,
+            max_response_size: self.max_response_size,
+            env,
+            clock: self.clock,
+        };
+        spec.validate()
+            .map_err(|e| ClientError::local("invalid_spec", e))?;
+        Ok(spec)
+    }
+
+    async fn go(self) -> ClientResult<()> {
+        let c = Client::new(&self.opts)?;
+        let mut plan: Vec<(Name, FunctionSpec)> = Vec::new();
+        if let Some(path) = &self.manifest {
+            let m = Manifest::load(path)
+                .map_err(|e| ClientError::local("invalid_manifest", e.to_string()))?;
+            for (name, spec) in m.functions {
+                if self.name.as_deref().is_none_or(|n| n == name.as_str()) {
+                    plan.push((name, spec));
+                }
+            }
+            if plan.is_empty() {
+                return Err(ClientError::local(
+                    "function_not_found",
+                    format!(
+                        "{}: no function `{}`",
+                        path.display(),
+                        self.name.unwrap_or_default()
+                    ),
+                ));
+            }
+        } else {
+            let name = self.name.clone().unwrap_or_default();
+            let name = Name::new(&name).map_err(|e| ClientError::local("invalid_name", e))?;
+            let spec = self.spec_from_flags(self.module.clone().unwrap_or_default())?;
+            plan.push((name, spec));
+        }
+
+        let mut results = Vec::new();
+        for (name, mut spec) in plan {
+            if let ModuleRef::Path(p) = spec.module_ref() {
+                spec.module = self.upload(&c, &p).await?;
+            }
+            let rb = c
+                .request(reqwest::Method::PUT, &format!("/v1/functions/{name}"))
+                .json(&spec);
+            let status = c.json(rb).await?;
+            if !self.opts.json {
+                println!(
+                    "deployed {name} version {} ({}, {})",
+                    status["active"],
+                    status["kind"].as_str().unwrap_or("?"),
+                    short(&spec.module)
+                );
+            }
+            results.push(status);
+        }
+        if self.opts.json {
+            print_json(&Value::Array(results));
+        }
+        Ok(())
+    }
+
+    /// Uploads a module file and returns its `sha256:<hex>`.
+    async fn upload(&self, c: &Client, path: &str) -> ClientResult<String> {
+        let bytes = std::fs::read(path).map_err(|e| {
+            ClientError::local("invalid_input", format!("reading module {path}: {e}"))
+        })?;
+        if !self.opts.json {
+            eprint!("uploading {path} ({})… ", human_bytes(bytes.len() as u64));
+        }
+        let started = Instant::now();
+        let rb = c
+            .request(reqwest::Method::PUT, "/v1/modules")
+            .header(reqwest::header::CONTENT_TYPE, "application/wasm")
+            .body(bytes);
+        let v = match c.json(rb).await {
+            Ok(v) => v,
+            Err(e) => {
+                if !self.opts.json {
+                    eprintln!("failed");
+                }
+                return Err(e);
+            }
+        };
+        if !self.opts.json {
+            let how = if v["compiled"].as_bool() == Some(true) {
+                "compiled"
+            } else {
+                "already compiled"
+            };
+            eprintln!("{how} in {:.2?}", started.elapsed());
+        }
+        v["module"].as_str().map(str::to_string).ok_or_else(|| {
+            ClientError::local("bad_response", "the node did not return a module digest")
+        })
+    }
+}
+
+fn short(module: &str) -> String {
+    module.chars().take(19).collect()
+}

@@ -1,0 +1,87 @@
+use crate::client::{Client, ClientOpts, finish, human_bytes, print_json};
+use clap::Args;
+use std::process::ExitCode;
+
+/// List functions: kind, active version, state, limits.
+#[derive(Args)]
+pub(crate) struct Ls {
+    /// Only this function, with all its versions.
+    name: Option<String>,
+    #[command(flatten)]
+    opts: ClientOpts,
+}
+
+impl Ls {
+    pub(crate) async fn run(self) -> ExitCode {
+        let json = self.opts.json;
+        finish(self.go().await, json)
+    }
+
+    async fn go(self) -> crate::client::ClientResult<()> {
+        let c = Client::new(&self.opts)?;
+        if let Some(name) = &self.name {
+            let f = c.get(&format!("/v1/functions/{name}")).await?;
+            if self.opts.json {
+                print_json(&f);
+                return Ok(());
+            }
+            print_table(std::slice::from_ref(&f));
+            println!();
+            println!("{:<8} {:<72} DEPLOYED", "VERSION", "MODULE");
+            for v in f["versions"].as_array().into_iter().flatten() {
+                let active = if v["version"] == f["active"] {
+                    " *"
+                } else {
+                    ""
+                };
+                let at = std::time::UNIX_EPOCH
+                    + std::time::Duration::from_millis(v["deployed_at"].as_u64().unwrap_or(0));
+                println!(
+                    "{:<8} sha256:{:<65} {}{active}",
+                    v["version"].to_string(),
+                    v["digest"].as_str().unwrap_or("?"),
+                    humantime::format_rfc3339_seconds(at)
+                );
+            }
+            return Ok(());
+        }
+        let v = c.get("/v1/functions").await?;
+        if self.opts.json {
+            print_json(&v);
+        } else {
+            print_table(
+                v["functions"]
+                    .as_array()
+                    .map(Vec::as_slice)
+                    .unwrap_or_default(),
+            );
+        }
+        Ok(())
+    }
+}
+
+fn print_table(functions: &[serde_json::Value]) {
+    println!(
+        "{:<24} {:<8} {:>7} {:<5} {:>8} {:>8} {:>7} {:>5} {:<6}",
+        "NAME", "KIND", "VERSION", "STATE", "TIMEOUT", "MEMORY", "CONCUR", "QUEUE", "PUBLIC"
+    );
+    for f in functions {
+        let l = &f["limits"];
+        println!(
+            "{:<24} {:<8} {:>7} {:<5} {:>8} {:>8} {:>7} {:>5} {:<6}",
+            f["name"].as_str().unwrap_or("?"),
+            f["kind"].as_str().unwrap_or("?"),
+            f["active"].to_string(),
+            f["state"].as_str().unwrap_or("?"),
+            human_ms(l["timeout_ms"].as_u64().unwrap_or(0)),
+            human_bytes(l["memory"].as_u64().unwrap_or(0)),
+            l["max_concurrency"].to_string(),
+            l["max_queue"].to_string(),
+            f["public"].to_string(),
+        );
+    }
+}
+
+fn human_ms(ms: u64) -> String {
+    humantime::format_duration(std::time::Duration::from_millis(ms)).to_string()
+}

@@ -1,0 +1,11 @@
+//! One module per command.
+
+pub(crate) mod deploy;
+pub(crate) mod invoke;
+pub(crate) mod logs;
+pub(crate) mod ls;
+pub(crate) mod rm;
+pub(crate) mod rollback;
+pub(crate) mod schema;
+pub(crate) mod up;
+pub(crate) mod usage;

@@ -1,0 +1,196 @@
+use clap::{Args, ValueEnum};
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+use weft_controller::Controller;
+use weft_gateway::Auth;
+use weft_manifest::NodeConfig;
+
+/// Start a node on this machine: the HTTP gateway (admin API under /v1/,
+/// invocations under /fn/NAME) and the embedded store in --data.
+///
+/// The first line on stdout is `weft listening on http://ADDR`. SIGTERM or
+/// Ctrl-C drains in-flight invocations, then exits 0.
+#[derive(Args)]
+pub(crate) struct Up {
+    /// Address to listen on; port 0 picks a free port.
+    #[arg(long, default_value = "127.0.0.1:7777")]
+    listen: String,
+    /// Data directory (registry, modules, compiled artifacts).
+    /// Default: $XDG_DATA_HOME/weft or ~/.local/share/weft.
+    #[arg(long, env = "WEFT_DATA")]
+    data: Option<PathBuf>,
+    /// Node configuration file (TOML; `weft schema --node-config` prints its schema).
+    #[arg(long, env = "WEFT_CONFIG")]
+    config: Option<PathBuf>,
+    /// Format of the node's own log on stderr.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Meta key of the admin token's hash.
+const TOKEN_META: &str = "admin_token_sha256";
+
+fn default_data_dir() -> PathBuf {
+    if let Some(x) = std::env::var_os("XDG_DATA_HOME") {
+        return PathBuf::from(x).join("weft");
+    }
+    match std::env::var_os("HOME") {
+        Some(h) => PathBuf::from(h).join(".local/share/weft"),
+        None => PathBuf::from(".weft"),
+    }
+}
+
+impl Up {
+    pub(crate) async fn run(self) -> ExitCode {
+        match self.go().await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::FAILURE
+            }
+        }
+    }
+
+    async fn go(self) -> anyhow::Result<()> {
+        use anyhow::Context;
+        init_tracing(self.log_format);
+        let listen: SocketAddr = self.listen.parse().with_context(|| {
+            format!(
+                "--listen `{}` is not an address like 127.0.0.1:7777",
+                self.listen
+            )
+        })?;
+        let config = match &self.config {
+            Some(p) => NodeConfig::load(p).map_err(anyhow::Error::msg)?,
+            None => NodeConfig::default(),
+        };
+        let drain = config
+            .drain_timeout
+            .map_or(Duration::from_secs(30), |d| d.0);
+        let data = self.data.clone().unwrap_or_else(default_data_dir);
+        let config_token = config.token.clone();
+        let controller = tokio::task::spawn_blocking(move || Controller::open(&data, config))
+            .await?
+            .context("opening the node")?;
+
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .with_context(|| format!("binding {listen}"))?;
+        let addr = listener.local_addr()?;
+        let (auth, new_token) = if addr.ip().is_loopback() {
+            (Auth::Open, None)
+        } else {
+            auth_for(&controller, config_token)?
+        };
+
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "weft listening on http://{addr}")?;
+        if let Some(t) = new_token {
+            writeln!(
+                out,
+                "admin token (shown once; keep it, use it as WEFT_TOKEN): {t}"
+            )?;
+        }
+        out.flush()?;
+        drop(out);
+        tracing::info!(%addr, data = %controller.data_dir().display(), engine = controller.engine_fingerprint(), "node up");
+
+        controller.start_background();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(weft_gateway::serve(
+            listener,
+            controller.clone(),
+            auth,
+            async move {
+                let _ = stop_rx.await;
+            },
+        ));
+        shutdown_signal().await;
+        tracing::info!("shutting down: draining in-flight invocations");
+        let _ = stop_tx.send(());
+        let started = std::time::Instant::now();
+        match tokio::time::timeout(drain, server).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(e))) => tracing::error!(error = %e, "server error"),
+            Ok(Err(e)) => tracing::error!(error = %e, "server task failed"),
+            Err(_) => tracing::warn!("drain timeout: closing open connections"),
+        }
+        let left = controller
+            .drain(drain.saturating_sub(started.elapsed()))
+            .await;
+        if left > 0 {
+            tracing::warn!(left, "invocations still running at exit");
+        }
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+/// The admin token: from the config, or the stored hash, or a new one.
+fn auth_for(
+    c: &Arc<Controller>,
+    configured: Option<String>,
+) -> anyhow::Result<(Auth, Option<String>)> {
+    if let Some(t) = configured {
+        return Ok((Auth::from_token(&t), None));
+    }
+    if let Some(h) = c.store().meta(TOKEN_META)? {
+        let bytes = hex::decode(h.trim())?;
+        let hash: [u8; 32] = bytes
+            .try_into()
+            .map_err(|_| anyhow::anyhow!("stored admin token hash is corrupt"))?;
+        return Ok((Auth::Token(hash), None));
+    }
+    let mut raw = [0u8; 24];
+    getrandom::fill(&mut raw).map_err(|e| anyhow::anyhow!("entropy: {e}"))?;
+    let token = hex::encode(raw);
+    let hash = weft_runtime::sha256_hex(token.as_bytes());
+    c.store().set_meta(TOKEN_META, &hash)?;
+    Ok((Auth::from_token(&token), Some(token)))
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+}
+
+fn init_tracing(format: LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}

@@ -1,0 +1,51 @@
+use crate::client::{Client, ClientOpts, finish, print_json};
+use clap::Args;
+use std::process::ExitCode;
+
+/// Show metered usage: invocations, errors, CPU time, memory × time.
+#[derive(Args)]
+pub(crate) struct Usage {
+    /// Only this function.
+    name: Option<String>,
+    #[command(flatten)]
+    opts: ClientOpts,
+}
+
+impl Usage {
+    pub(crate) async fn run(self) -> ExitCode {
+        let json = self.opts.json;
+        finish(self.go().await, json)
+    }
+
+    async fn go(self) -> crate::client::ClientResult<()> {
+        let c = Client::new(&self.opts)?;
+        let path = match &self.name {
+            Some(n) => format!("/v1/usage/{n}"),
+            None => "/v1/usage".into(),
+        };
+        let v = c.get(&path).await?;
+        if self.opts.json {
+            print_json(&v);
+            return Ok(());
+        }
+        println!(
+            "{:<24} {:>11} {:>7} {:>8} {:>6} {:>12} {:>12} {:>14}",
+            "NAME", "INVOCATIONS", "ERRORS", "REJECTED", "COLD", "CPU-MS", "WALL-MS", "MEM-MIB-S"
+        );
+        for (name, u) in v["functions"].as_object().into_iter().flatten() {
+            let ms = |k: &str| u[k].as_u64().unwrap_or(0) as f64 / 1e6;
+            println!(
+                "{:<24} {:>11} {:>7} {:>8} {:>6} {:>12.3} {:>12.3} {:>14.3}",
+                name,
+                u["invocations"].to_string(),
+                u["errors"].to_string(),
+                u["rejected"].to_string(),
+                u["cold_starts"].to_string(),
+                ms("cpu_ns"),
+                ms("wall_ns"),
+                u["memory_byte_seconds"].as_f64().unwrap_or(0.0) / (1 << 20) as f64,
+            );
+        }
+        Ok(())
+    }
+}

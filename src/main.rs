@@ -1,0 +1,65 @@
+//! `weft`: a serverless computing fabric for the edge–cloud continuum.
+//! One binary: `weft up` runs a node; every other command is a client of one.
+
+mod client;
+mod commands;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+/// Weft: run WebAssembly functions on any node of the continuum.
+#[derive(Parser)]
+#[command(name = "weft", version, about, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Start a node: HTTP gateway, admin API and embedded store.
+    Up(commands::up::Up),
+    /// Deploy a function (a new version) from a module or a manifest.
+    Deploy(commands::deploy::Deploy),
+    /// Invoke a function and write its response body to stdout.
+    Invoke(commands::invoke::Invoke),
+    /// List functions with their versions, limits and state.
+    Ls(commands::ls::Ls),
+    /// Remove a function and all its versions.
+    Rm(commands::rm::Rm),
+    /// Make an earlier version of a function active.
+    Rollback(commands::rollback::Rollback),
+    /// Show metered usage per function.
+    Usage(commands::usage::Usage),
+    /// Show a function's log (its stderr), by invocation.
+    Logs(commands::logs::Logs),
+    /// Print the JSON schema of the manifest (weft.toml).
+    Schema(commands::schema::Schema),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: starting the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    rt.block_on(async move {
+        match cli.command {
+            Command::Up(c) => c.run().await,
+            Command::Deploy(c) => c.run().await,
+            Command::Invoke(c) => c.run().await,
+            Command::Ls(c) => c.run().await,
+            Command::Rm(c) => c.run().await,
+            Command::Rollback(c) => c.run().await,
+            Command::Usage(c) => c.run().await,
+            Command::Logs(c) => c.run().await,
+            Command::Schema(c) => c.run().await,
+        }
+    })
+}

@@ -1,0 +1,16 @@
+//! Integration tests: each starts the real `weft` binary on port 0 and drives
+//! it through its CLI and HTTP API, with guests built from `examples/` and
+//! `tests/guests/`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod auth;
+mod bad_input;
+mod cli;
+mod durability;
+mod harness;
+mod http_component;
+mod isolation;
+mod lifecycle;
+mod limits;
+mod metering;
