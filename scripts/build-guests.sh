@@ -3,7 +3,8 @@
 # with flat names, into OUTDIR:
 #
 #   examples/        rust-command.wasm, c-command.wasm, http-hello.wasm
-#   tests/guests/    one <bin>.wasm per src/bin/<bin>.rs, plus wat/*.wat as-is
+#   tests/guests/    one <bin>.wasm per src/bin/<bin>.rs, <bin>-p2.wasm components
+#                    of a few, plus wat/*.wat as-is
 #   bench/guests/c/  bench-<name>.wasm per <name>.c
 #
 # Installs what it needs first (rustup targets; clang, lld and wasi-libc from
@@ -96,6 +97,14 @@ cargo_build "$REPO/tests/guests/Cargo.toml" wasm32-wasip1 --bins
 for src in "$REPO"/tests/guests/src/bin/*.rs; do
     name="$(basename "$src" .rs)"
     cp -f "$GUEST_TARGET/wasm32-wasip1/release/$name.wasm" "$OUTDIR/$name.wasm"
+done
+
+# The same programs as wasi:cli/command components (wasm32-wasip2), for the
+# tests of command components: <name>-p2.wasm.
+step "tests/guests: echo, exit-code as components (wasm32-wasip2)"
+cargo_build "$REPO/tests/guests/Cargo.toml" wasm32-wasip2 --bin echo --bin exit-code --bin stateful
+for name in echo exit-code stateful; do
+    cp -f "$GUEST_TARGET/wasm32-wasip2/release/$name.wasm" "$OUTDIR/$name-p2.wasm"
 done
 
 step "tests/guests: wat fixtures"

@@ -133,7 +133,7 @@ impl Deploy {
         let mut results = Vec::new();
         for (name, mut spec) in plan {
             if let ModuleRef::Path(p) = spec.module_ref() {
-                spec.module = self.upload(&c, &p).await?;
+                spec.module = self.upload(&c, &p, name.as_str()).await?;
             }
             let rb = c
                 .request(reqwest::Method::PUT, &format!("/v1/functions/{name}"))
@@ -156,7 +156,7 @@ impl Deploy {
     }
 
     /// Uploads a module file and returns its `sha256:<hex>`.
-    async fn upload(&self, c: &Client, path: &str) -> ClientResult<String> {
+    async fn upload(&self, c: &Client, path: &str, function: &str) -> ClientResult<String> {
         let bytes = std::fs::read(path).map_err(|e| {
             ClientError::local("invalid_input", format!("reading module {path}: {e}"))
         })?;
@@ -165,7 +165,10 @@ impl Deploy {
         }
         let started = Instant::now();
         let rb = c
-            .request(reqwest::Method::PUT, "/v1/modules")
+            .request(
+                reqwest::Method::PUT,
+                &format!("/v1/modules?function={function}"),
+            )
             .header(reqwest::header::CONTENT_TYPE, "application/wasm")
             .body(bytes);
         let v = match c.json(rb).await {

@@ -57,7 +57,19 @@ fn bad_modules_are_refused_with_a_clear_error() {
     let p = guest("bad-import.wat");
     let out = node.cli(&["deploy", "bad", p.to_str().unwrap()]);
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("import_not_granted"));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("import_not_granted") && err.contains("function `bad`"),
+        "{err}"
+    );
+    let junk = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(junk.path(), b"\0asm\x01\0\0\0garbage").unwrap();
+    let out = node.cli(&["deploy", "junk", junk.path().to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("invalid_module") && err.contains("function `junk`"),
+        "{err}"
+    );
     assert!(node.json(&["ls"])["functions"].as_array().unwrap().len() == 1);
     still_serves(&node);
 }

@@ -192,3 +192,23 @@ fn client_errors_when_the_node_is_unreachable() {
         "{err}"
     );
 }
+
+#[test]
+fn wasi_cli_command_components_run_as_commands() {
+    let node = Node::start();
+    let d = node.deploy("echo2", "echo-p2.wasm", &[]);
+    assert_eq!(d["kind"], "command");
+    assert_eq!(
+        node.ok(&["invoke", "echo2", "--data", "component"]),
+        "component"
+    );
+    node.deploy("st2", "stateful-p2.wasm", &[]);
+    for _ in 0..3 {
+        assert_eq!(node.ok(&["invoke", "st2"]), "count=1 leaked=false\n");
+    }
+    node.deploy("fail2", "exit-code-p2.wasm", &[]);
+    let (status, e) = crate::harness::error_of(node.post("fail2", "7"));
+    assert_eq!(status, 500);
+    assert_eq!(e["code"], "function_exit");
+    assert!(e["exit_code"].as_i64().unwrap() != 0);
+}

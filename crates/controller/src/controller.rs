@@ -289,14 +289,22 @@ impl Controller {
         Ok(())
     }
 
-    /// Validates, compiles (once) and stores a module.
-    pub async fn upload_module(&self, bytes: Bytes) -> Result<ModuleInfo> {
+    /// Validates, compiles (once) and stores a module. `for_function` names
+    /// the function it is meant for, in errors.
+    pub async fn upload_module(
+        &self,
+        bytes: Bytes,
+        for_function: Option<&str>,
+    ) -> Result<ModuleInfo> {
         let rt = self.runtime.clone();
         let before = rt.compilations();
         let prepared = tokio::task::spawn_blocking(move || rt.prepare(&bytes))
             .await
             .map_err(|e| Error::Internal(format!("compile task: {e}")))?
-            .map_err(|source| Error::Prepare { name: None, source })?;
+            .map_err(|source| Error::Prepare {
+                name: for_function.map(str::to_string),
+                source,
+            })?;
         let compiled_now = self.runtime.compilations().saturating_sub(before);
         self.metrics.compilations.inc_by(compiled_now);
         if self.store.module(&prepared.digest)?.is_none() {
@@ -526,13 +534,22 @@ impl Controller {
         let rt = self.runtime.clone();
         let digest = f.version.digest.clone();
         let kind = f.kind;
-        let loaded = tokio::task::spawn_blocking(move || rt.load(&digest, kind))
+        let loaded = tokio::task::spawn_blocking(move || rt.load(&digest))
             .await
             .map_err(|e| Error::Internal(format!("load task: {e}")))?
             .map_err(|source| Error::Prepare {
                 name: Some(f.name.clone()),
                 source,
             })?;
+        if loaded.kind() != kind {
+            return Err(Error::Internal(format!(
+                "function `{}`: artifact {} is a {} function, the registry says {}",
+                f.name,
+                f.version.digest,
+                loaded.kind().as_str(),
+                kind.as_str()
+            )));
+        }
         if !f.set_warm(Some(loaded.clone())) {
             self.metrics.warm_functions.inc();
         }

@@ -8,7 +8,7 @@
 //! use weft_controller::Controller;
 //! let c = Controller::open("/tmp/weft".as_ref(), Default::default())?;
 //! let wasm = std::fs::read("hello.wasm").unwrap_or_default();
-//! let m = c.upload_module(wasm.into()).await?;
+//! let m = c.upload_module(wasm.into(), Some("hello")).await?;
 //! c.deploy("hello", weft_manifest::FunctionSpec { module: m.module, ..Default::default() })?;
 //! let out = c.invoke_command("hello", "world".into()).await?;
 //! println!("{}", String::from_utf8_lossy(&out.body));

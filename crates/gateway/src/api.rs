@@ -143,8 +143,24 @@ async fn schema() -> Json<Value> {
     Json(weft_manifest::Manifest::json_schema())
 }
 
-async fn upload_module(State(s): State<AppState>, body: Bytes) -> Result<Response, ApiError> {
-    let info = s.controller.upload_module(body).await?;
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct UploadQuery {
+    /// The function the module is for, named in errors.
+    function: Option<String>,
+}
+
+async fn upload_module(
+    State(s): State<AppState>,
+    q: Result<Query<UploadQuery>, axum::extract::rejection::QueryRejection>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let Query(q) =
+        q.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", e.body_text()))?;
+    let info = s
+        .controller
+        .upload_module(body, q.function.as_deref())
+        .await?;
     let status = if info.compiled {
         StatusCode::CREATED
     } else {

@@ -8,7 +8,7 @@
 //! let rt = Runtime::new(RuntimeConfig::default(), "/tmp/weft-cache".as_ref())?;
 //! let wasm = std::fs::read("hello.wasm")?;
 //! let prepared = rt.prepare(&wasm)?;             // validate, compile once, cache
-//! let loaded = rt.load(&prepared.digest, prepared.kind)?; // from disk, pre-instantiated
+//! let loaded = rt.load(&prepared.digest)?; // from disk, pre-instantiated
 //! let out = loaded.run_command(&rt, "hello".into(), Invocation::new("hello")).await;
 //! println!("{:?}", out.result);
 //! # Ok(()) }
@@ -30,4 +30,4 @@ pub use io::LogFn;
 pub use limits::{Grants, Limits};
 pub use meter::Usage;
 pub use runtime::{Kind, Loaded, Prepared, Runtime};
-pub use sandbox::{BoxError, HttpBody, HttpDone, Invocation, Outcome};
+pub use sandbox::{BoxError, CommandSandbox, HttpBody, HttpDone, Invocation, Outcome};

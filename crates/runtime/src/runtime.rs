@@ -3,7 +3,7 @@
 use crate::artifact::{ArtifactDirs, engine_fingerprint, sha256_hex, write_atomic};
 use crate::config::RuntimeConfig;
 use crate::error::PrepareError;
-use crate::sandbox::{CommandState, HttpState};
+use crate::sandbox::{CommandState, ComponentState};
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -60,11 +60,21 @@ pub struct Loaded(pub(crate) Pre);
 #[derive(Clone)]
 pub(crate) enum Pre {
     Command(InstancePre<CommandState>),
-    Http(wasmtime_wasi_http::p2::bindings::ProxyPre<HttpState>),
+    CommandComponent(wasmtime_wasi::p2::bindings::CommandPre<ComponentState>),
+    Http(wasmtime_wasi_http::p2::bindings::ProxyPre<ComponentState>),
 }
 
 /// Export of a `wasi:http/proxy` component.
 const HTTP_HANDLER: &str = "wasi:http/incoming-handler@0.2";
+/// Export of a `wasi:cli/command` component.
+const CLI_RUN: &str = "wasi:cli/run@0.2";
+
+/// Whether a binary is a core module or a component.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Layer {
+    Core,
+    Component,
+}
 /// Import namespace of WASI preview 1.
 const WASI_P1: &str = "wasi_snapshot_preview1";
 
@@ -76,7 +86,7 @@ pub struct Runtime {
     fingerprint: String,
     dirs: ArtifactDirs,
     command_linker: wasmtime::Linker<CommandState>,
-    http_linker: component::Linker<HttpState>,
+    component_linker: component::Linker<ComponentState>,
     /// One lock per digest being compiled, so a module is compiled once even
     /// when two deploys of it race.
     compiling: Mutex<HashMap<String, Arc<Mutex<()>>>>,
@@ -99,9 +109,9 @@ impl Runtime {
         })
         .map_err(internal)?;
 
-        let mut http_linker = component::Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_async(&mut http_linker).map_err(internal)?;
-        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut http_linker)
+        let mut component_linker = component::Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut component_linker).map_err(internal)?;
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut component_linker)
             .map_err(internal)?;
 
         start_epoch_clock(&engine, config.epoch_tick)?;
@@ -111,7 +121,7 @@ impl Runtime {
             fingerprint,
             dirs,
             command_linker,
-            http_linker,
+            component_linker,
             compiling: Mutex::new(HashMap::new()),
             compilations: AtomicU64::new(0),
         })
@@ -142,24 +152,30 @@ impl Runtime {
     /// compiled again.
     pub fn prepare(&self, bytes: &[u8]) -> Result<Prepared, PrepareError> {
         let binary = to_binary(bytes)?;
-        let kind = detect_kind(&binary)?;
+        let layer = detect_layer(&binary)?;
         let digest = sha256_hex(&binary);
         let size = binary.len() as u64;
 
         let lock = self.compile_lock(&digest);
-        let _guard = lock.lock().unwrap_or_else(PoisonError::into_inner);
+        let guard = lock.lock().unwrap_or_else(PoisonError::into_inner);
         let artifact = self.dirs.artifact(&digest);
-        let compiled = if artifact.exists() && self.dirs.module(&digest).exists() {
-            false
+        let cached = if artifact.exists() && self.dirs.module(&digest).exists() {
+            self.load_artifact(&artifact).ok()
         } else {
-            let code = self.compile(&binary, kind)?;
-            // Check before storing: only modules Weft can run reach the cache.
-            self.check(kind, &code)?;
-            write_atomic(&self.dirs.module(&digest), &binary)?;
-            write_atomic(&artifact, &code)?;
-            true
+            None
         };
-        drop(_guard);
+        let (kind, compiled) = match cached {
+            Some(loaded) => (loaded.kind(), false),
+            None => {
+                let code = self.compile(&binary, layer)?;
+                // Check before storing: only modules Weft can run reach the cache.
+                let kind = self.check(layer, &code)?.kind();
+                write_atomic(&self.dirs.module(&digest), &binary)?;
+                write_atomic(&artifact, &code)?;
+                (kind, true)
+            }
+        };
+        drop(guard);
         self.compiling
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -175,9 +191,9 @@ impl Runtime {
     /// Loads a prepared function from its on-disk artifact and
     /// pre-instantiates it. Recompiles from the stored module when the
     /// artifact is missing or was built by another engine configuration.
-    pub fn load(&self, digest: &str, kind: Kind) -> Result<Loaded, PrepareError> {
+    pub fn load(&self, digest: &str) -> Result<Loaded, PrepareError> {
         let path = self.dirs.artifact(digest);
-        match self.load_artifact(&path, kind) {
+        match self.load_artifact(&path) {
             Ok(loaded) => Ok(loaded),
             Err(first) => {
                 let module = self.dirs.module(digest);
@@ -189,9 +205,9 @@ impl Runtime {
                     ))
                 })?;
                 tracing::warn!(digest, error = %first, "recompiling artifact");
-                let code = self.compile(&binary, kind)?;
+                let code = self.compile(&binary, detect_layer(&binary)?)?;
                 write_atomic(&path, &code)?;
-                self.load_artifact(&path, kind)
+                self.load_artifact(&path)
             }
         }
     }
@@ -220,10 +236,10 @@ impl Runtime {
             .clone()
     }
 
-    fn compile(&self, binary: &[u8], kind: Kind) -> Result<Vec<u8>, PrepareError> {
-        let code = match kind {
-            Kind::Command => self.engine.precompile_module(binary),
-            Kind::Http => self.engine.precompile_component(binary),
+    fn compile(&self, binary: &[u8], layer: Layer) -> Result<Vec<u8>, PrepareError> {
+        let code = match layer {
+            Layer::Core => self.engine.precompile_module(binary),
+            Layer::Component => self.engine.precompile_component(binary),
         }
         .map_err(|e| PrepareError::InvalidModule(format!("{e:#}")))?;
         self.compilations.fetch_add(1, Ordering::Relaxed);
@@ -231,27 +247,37 @@ impl Runtime {
     }
 
     /// Checks a freshly compiled artifact: right world, nothing ungranted.
-    fn check(&self, kind: Kind, code: &[u8]) -> Result<(), PrepareError> {
-        match kind {
-            Kind::Command => {
+    fn check(&self, layer: Layer, code: &[u8]) -> Result<Loaded, PrepareError> {
+        match layer {
+            Layer::Core => {
                 // SAFETY: `code` was produced by `Engine::precompile_module` of
                 // this very engine a moment ago and has not left memory.
                 let module =
                     unsafe { Module::deserialize(&self.engine, code) }.map_err(internal)?;
-                self.instantiate_command(&module).map(|_| ())
+                self.instantiate_command(&module)
             }
-            Kind::Http => {
+            Layer::Component => {
                 // SAFETY: as above, for `precompile_component`.
                 let component =
                     unsafe { Component::deserialize(&self.engine, code) }.map_err(internal)?;
-                self.instantiate_http(&component).map(|_| ())
+                self.instantiate_component(&component)
             }
         }
     }
 
-    fn load_artifact(&self, path: &Path, kind: Kind) -> Result<Loaded, PrepareError> {
-        match kind {
-            Kind::Command => {
+    fn load_artifact(&self, path: &Path) -> Result<Loaded, PrepareError> {
+        let layer = match Engine::detect_precompiled_file(path).map_err(internal)? {
+            Some(wasmtime::Precompiled::Module) => Layer::Core,
+            Some(wasmtime::Precompiled::Component) => Layer::Component,
+            None => {
+                return Err(PrepareError::Internal(format!(
+                    "{} is not a compiled artifact",
+                    path.display()
+                )));
+            }
+        };
+        match layer {
+            Layer::Core => {
                 // SAFETY: the artifact cache only holds files this process
                 // wrote with `write_atomic` from `Engine::precompile_module`,
                 // under a directory keyed by this engine's fingerprint; the
@@ -260,11 +286,11 @@ impl Runtime {
                     unsafe { Module::deserialize_file(&self.engine, path) }.map_err(internal)?;
                 self.instantiate_command(&module)
             }
-            Kind::Http => {
+            Layer::Component => {
                 // SAFETY: as above, for `Engine::precompile_component`.
                 let component =
                     unsafe { Component::deserialize_file(&self.engine, path) }.map_err(internal)?;
-                self.instantiate_http(&component)
+                self.instantiate_component(&component)
             }
         }
     }
@@ -291,18 +317,18 @@ impl Runtime {
         Ok(Loaded(Pre::Command(pre)))
     }
 
-    fn instantiate_http(&self, component: &Component) -> Result<Loaded, PrepareError> {
+    fn instantiate_component(&self, component: &Component) -> Result<Loaded, PrepareError> {
         let ty = component.component_type();
-        let exports_handler = ty
+        let exports: Vec<String> = ty
             .exports(&self.engine)
-            .any(|(name, _)| name.starts_with(HTTP_HANDLER));
-        if !exports_handler {
-            let exports: Vec<String> = ty
-                .exports(&self.engine)
-                .map(|(n, _)| n.to_string())
-                .collect();
+            .map(|(n, _)| n.to_string())
+            .collect();
+        let exports_http = exports.iter().any(|n| n.starts_with(HTTP_HANDLER));
+        let exports_run = exports.iter().any(|n| n.starts_with(CLI_RUN));
+        if !exports_http && !exports_run {
             return Err(PrepareError::UnsupportedWorld(format!(
-                "a component must export `{HTTP_HANDLER}.x` (the wasi:http/proxy world); it exports [{}]",
+                "a component must export `{HTTP_HANDLER}.x` (the wasi:http/proxy world) \
+                 or `{CLI_RUN}.x` (the wasi:cli/command world); it exports [{}]",
                 exports.join(", ")
             )));
         }
@@ -314,12 +340,18 @@ impl Runtime {
             }
         }
         let pre = self
-            .http_linker
+            .component_linker
             .instantiate_pre(component)
             .map_err(|e| PrepareError::ImportNotGranted(format!("{e:#}")))?;
-        let proxy = wasmtime_wasi_http::p2::bindings::ProxyPre::new(pre)
-            .map_err(|e| PrepareError::UnsupportedWorld(format!("{e:#}")))?;
-        Ok(Loaded(Pre::Http(proxy)))
+        if exports_http {
+            let proxy = wasmtime_wasi_http::p2::bindings::ProxyPre::new(pre)
+                .map_err(|e| PrepareError::UnsupportedWorld(format!("{e:#}")))?;
+            Ok(Loaded(Pre::Http(proxy)))
+        } else {
+            let command = wasmtime_wasi::p2::bindings::CommandPre::new(pre)
+                .map_err(|e| PrepareError::UnsupportedWorld(format!("{e:#}")))?;
+            Ok(Loaded(Pre::CommandComponent(command)))
+        }
     }
 }
 
@@ -342,12 +374,12 @@ fn to_binary(bytes: &[u8]) -> Result<Vec<u8>, PrepareError> {
     }
 }
 
-fn detect_kind(binary: &[u8]) -> Result<Kind, PrepareError> {
+fn detect_layer(binary: &[u8]) -> Result<Layer, PrepareError> {
     // `\0asm`, then a 16-bit version and a 16-bit layer: layer 0 is a core
     // module (version 1), layer 1 a component.
     match binary.get(4..8) {
-        Some([1, 0, 0, 0]) => Ok(Kind::Command),
-        Some([_, _, 1, 0]) => Ok(Kind::Http),
+        Some([1, 0, 0, 0]) => Ok(Layer::Core),
+        Some([_, _, 1, 0]) => Ok(Layer::Component),
         _ => Err(PrepareError::InvalidModule(
             "unknown WebAssembly binary version or layer".into(),
         )),

@@ -75,8 +75,8 @@ pub(crate) struct CommandState {
     limiter: Limiter,
 }
 
-/// Store data of an HTTP component sandbox.
-pub(crate) struct HttpState {
+/// Store data of a component sandbox (HTTP or command).
+pub(crate) struct ComponentState {
     wasi: WasiCtx,
     http: WasiHttpCtx,
     table: ResourceTable,
@@ -84,7 +84,19 @@ pub(crate) struct HttpState {
     limiter: Limiter,
 }
 
-impl WasiView for HttpState {
+impl ComponentState {
+    fn new(wasi: WasiCtx, memory: u64) -> Self {
+        ComponentState {
+            wasi,
+            http: WasiHttpCtx::new(),
+            table: ResourceTable::new(),
+            hooks: DenyOutbound,
+            limiter: Limiter::new(memory),
+        }
+    }
+}
+
+impl WasiView for ComponentState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
         WasiCtxView {
             ctx: &mut self.wasi,
@@ -93,7 +105,7 @@ impl WasiView for HttpState {
     }
 }
 
-impl WasiHttpView for HttpState {
+impl WasiHttpView for ComponentState {
     fn http(&mut self) -> WasiHttpCtxView<'_> {
         WasiHttpCtxView {
             ctx: &mut self.http,
@@ -178,18 +190,6 @@ struct Ended {
     fuel: Option<u64>,
 }
 
-fn ended<T>(store: &Store<T>, rt: &Runtime, initial_fuel: u64, limiter: &Limiter) -> Ended {
-    let fuel = rt
-        .config()
-        .fuel
-        .then(|| initial_fuel.saturating_sub(store.get_fuel().unwrap_or(0)));
-    Ended {
-        peak_memory: limiter.peak,
-        memory_denied: limiter.memory_denied,
-        fuel,
-    }
-}
-
 /// Maps how a guest call ended to success or an [`InvokeError`].
 fn classify(
     result: Option<wasmtime::Result<()>>,
@@ -249,7 +249,7 @@ impl Loaded {
     /// The kind of function this is.
     pub fn kind(&self) -> crate::Kind {
         match self.0 {
-            Pre::Command(_) => crate::Kind::Command,
+            Pre::Command(_) | Pre::CommandComponent(_) => crate::Kind::Command,
             Pre::Http(_) => crate::Kind::Http,
         }
     }
@@ -258,16 +258,31 @@ impl Loaded {
     /// the returned body.
     pub async fn run_command(&self, rt: &Runtime, input: Bytes, inv: Invocation) -> Outcome<Bytes> {
         let started = Instant::now();
-        let Pre::Command(pre) = &self.0 else {
-            return Outcome {
-                result: Err(InvokeError::Internal(format!(
-                    "function `{}` is not a command",
-                    inv.name
-                ))),
-                usage: Usage::default(),
-            };
-        };
-        let limits = &inv.limits;
+        match self.command_sandbox(rt, input, &inv).await {
+            Ok(mut sandbox) => {
+                sandbox.call().await;
+                sandbox.finish()
+            }
+            Err(e) => Outcome {
+                result: Err(e),
+                usage: Usage {
+                    wall: started.elapsed(),
+                    ..Usage::default()
+                },
+            },
+        }
+    }
+
+    /// Creates and instantiates a command sandbox, without running it: the
+    /// first half of [`Loaded::run_command`].
+    pub async fn command_sandbox(
+        &self,
+        rt: &Runtime,
+        input: Bytes,
+        inv: &Invocation,
+    ) -> Result<CommandSandbox, InvokeError> {
+        let started = Instant::now();
+        let limits = inv.limits.clone();
         let deadline = started + limits.timeout;
         let stdout = CappedOutput::new(limits.max_response);
         let stderr = LogSink::new(
@@ -278,51 +293,49 @@ impl Loaded {
         b.stdin(MemoryInputPipe::new(input))
             .stdout(stdout.clone())
             .stderr(stderr.clone());
-        let state = CommandState {
-            wasi: b.build_p1(),
-            limiter: Limiter::new(limits.memory),
-        };
-        let mut store = Store::new(rt.engine(), state);
-        let initial_fuel = match arm(&mut store, rt, limits, deadline, |s| &mut s.limiter) {
-            Ok(f) => f,
-            Err(e) => {
-                return Outcome {
-                    result: Err(e),
-                    usage: Usage::default(),
-                };
-            }
-        };
         let cpu = CpuCounter::default();
-        let run = CpuTimed::new(
-            async {
-                let instance = pre
-                    .instantiate_async(&mut store)
-                    .await
-                    .map_err(instantiate_error)?;
+        let (inner, initial_fuel) = match &self.0 {
+            Pre::Command(pre) => {
+                let state = CommandState {
+                    wasi: b.build_p1(),
+                    limiter: Limiter::new(limits.memory),
+                };
+                let mut store = Store::new(rt.engine(), state);
+                let fuel = arm(&mut store, rt, &limits, deadline, |s| &mut s.limiter)?;
+                let instance =
+                    instantiate(pre.instantiate_async(&mut store), deadline, &cpu, &limits).await?;
                 let start = instance
                     .get_typed_func::<(), ()>(&mut store, "_start")
                     .map_err(|e| InvokeError::Internal(format!("{e:#}")))?;
-                Ok::<_, InvokeError>(start.call_async(&mut store, ()).await)
-            },
-            cpu.clone(),
-        );
-        let ran = tokio::time::timeout_at(deadline.into(), run).await;
-        stderr.finish();
-        let end = ended(&store, rt, initial_fuel, &store.data().limiter);
-        let result = match ran {
-            Ok(Err(e)) => Err(e),
-            Ok(Ok(r)) => classify(Some(r), &end, limits, stdout.overflowed()),
-            Err(_) => classify(None, &end, limits, false),
+                (CommandInner::Core { store, start }, fuel)
+            }
+            Pre::CommandComponent(pre) => {
+                let mut store =
+                    Store::new(rt.engine(), ComponentState::new(b.build(), limits.memory));
+                let fuel = arm(&mut store, rt, &limits, deadline, |s| &mut s.limiter)?;
+                let command =
+                    instantiate(pre.instantiate_async(&mut store), deadline, &cpu, &limits).await?;
+                (CommandInner::Component { store, command }, fuel)
+            }
+            Pre::Http(_) => {
+                return Err(InvokeError::Internal(format!(
+                    "function `{}` is an HTTP component, not a command",
+                    inv.name
+                )));
+            }
         };
-        Outcome {
-            result: result.map(|()| stdout.take()),
-            usage: Usage {
-                wall: started.elapsed(),
-                cpu: cpu.get(),
-                peak_memory: end.peak_memory,
-                fuel: end.fuel,
-            },
-        }
+        Ok(CommandSandbox {
+            inner,
+            stdout,
+            stderr,
+            limits,
+            started,
+            deadline,
+            initial_fuel,
+            fuel_on: rt.config().fuel,
+            cpu,
+            result: None,
+        })
     }
 
     /// Serves one HTTP request with an HTTP component in a fresh sandbox.
@@ -361,14 +374,7 @@ impl Loaded {
         );
         let mut b = wasi_builder(&inv.name, &inv.grants);
         b.stdout(stderr.clone()).stderr(stderr.clone());
-        let state = HttpState {
-            wasi: b.build(),
-            http: WasiHttpCtx::new(),
-            table: ResourceTable::new(),
-            hooks: DenyOutbound,
-            limiter: Limiter::new(limits.memory),
-        };
-        let mut store = Store::new(rt.engine(), state);
+        let mut store = Store::new(rt.engine(), ComponentState::new(b.build(), limits.memory));
         let initial_fuel = arm(&mut store, rt, &limits, deadline, |s| &mut s.limiter)?;
 
         let request_overflow = Arc::new(AtomicBool::new(false));
@@ -503,8 +509,112 @@ impl Loaded {
     }
 }
 
+/// A command's sandbox, instantiated from the pool and armed with its
+/// limits. [`CommandSandbox::call`] runs it; [`CommandSandbox::finish`]
+/// reports the outcome. Dropping it returns its slot to the pool.
+pub struct CommandSandbox {
+    inner: CommandInner,
+    stdout: CappedOutput,
+    stderr: LogSink,
+    limits: Limits,
+    started: Instant,
+    deadline: Instant,
+    initial_fuel: u64,
+    fuel_on: bool,
+    cpu: CpuCounter,
+    result: Option<Result<(), InvokeError>>,
+}
+
+enum CommandInner {
+    /// A WASI preview 1 module and its `_start`.
+    Core {
+        store: Store<CommandState>,
+        start: wasmtime::TypedFunc<(), ()>,
+    },
+    /// A `wasi:cli/run` component.
+    Component {
+        store: Store<ComponentState>,
+        command: wasmtime_wasi::p2::bindings::Command,
+    },
+}
+
+impl CommandSandbox {
+    /// Runs the command to completion, its deadline or a trap.
+    pub async fn call(&mut self) {
+        let run = async {
+            match &mut self.inner {
+                CommandInner::Core { store, start } => start.call_async(&mut *store, ()).await,
+                CommandInner::Component { store, command } => {
+                    match command.wasi_cli_run().call_run(&mut *store).await {
+                        Ok(Ok(())) => Ok(()),
+                        // `run` returned `err`: the component's way to fail.
+                        Ok(Err(())) => Err(wasmtime::Error::new(I32Exit(1))),
+                        Err(e) => Err(e),
+                    }
+                }
+            }
+        };
+        let ran =
+            tokio::time::timeout_at(self.deadline.into(), CpuTimed::new(run, self.cpu.clone()))
+                .await;
+        let end = self.ended();
+        self.result = Some(match ran {
+            Ok(r) => classify(Some(r), &end, &self.limits, self.stdout.overflowed()),
+            Err(_) => classify(None, &end, &self.limits, false),
+        });
+    }
+
+    fn ended(&self) -> Ended {
+        let (limiter, fuel_left) = match &self.inner {
+            CommandInner::Core { store, .. } => (&store.data().limiter, store.get_fuel()),
+            CommandInner::Component { store, .. } => (&store.data().limiter, store.get_fuel()),
+        };
+        Ended {
+            peak_memory: limiter.peak,
+            memory_denied: limiter.memory_denied,
+            fuel: self
+                .fuel_on
+                .then(|| self.initial_fuel.saturating_sub(fuel_left.unwrap_or(0))),
+        }
+    }
+
+    /// How the command ended, its stdout, and what it used.
+    pub fn finish(self) -> Outcome<Bytes> {
+        self.stderr.finish();
+        let end = self.ended();
+        let result = self
+            .result
+            .unwrap_or_else(|| Err(InvokeError::Internal("the command was not run".into())));
+        Outcome {
+            result: result.map(|()| self.stdout.take()),
+            usage: Usage {
+                wall: self.started.elapsed(),
+                cpu: self.cpu.get(),
+                peak_memory: end.peak_memory,
+                fuel: end.fuel,
+            },
+        }
+    }
+}
+
 fn format_error_code(code: &ErrorCode) -> String {
     format!("{code:?}")
+}
+
+/// Instantiation, charged to the invocation's CPU time and bounded by its
+/// deadline.
+async fn instantiate<T>(
+    fut: impl Future<Output = wasmtime::Result<T>>,
+    deadline: Instant,
+    cpu: &CpuCounter,
+    limits: &Limits,
+) -> Result<T, InvokeError> {
+    tokio::time::timeout_at(deadline.into(), CpuTimed::new(fut, cpu.clone()))
+        .await
+        .map_err(|_| InvokeError::Deadline {
+            timeout: limits.timeout,
+        })?
+        .map_err(instantiate_error)
 }
 
 fn instantiate_error(e: wasmtime::Error) -> InvokeError {
