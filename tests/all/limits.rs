@@ -190,3 +190,18 @@ fn overload_answers_429_with_retry_after() {
     }
     assert!(node.metric("weft_rejections_total{function=\"slow\"") >= 1.0);
 }
+
+#[test]
+fn a_guest_blocked_in_a_host_call_is_stopped_at_its_deadline() {
+    let node = Node::start();
+    node.deploy("nap", "nap.wasm", &["--clock", "--timeout", "300ms"]);
+    let started = Instant::now();
+    let (status, e) = error_of(node.post("nap", "60000"));
+    assert_eq!(
+        (status, e["code"].as_str()),
+        (504, Some("deadline_exceeded"))
+    );
+    assert!(started.elapsed() < Duration::from_millis(300) + MARGIN);
+    // A short nap finishes.
+    assert_eq!(node.post("nap", "10").text().unwrap(), "rested\n");
+}

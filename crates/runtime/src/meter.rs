@@ -46,6 +46,10 @@ pub(crate) fn thread_cpu_nanos() -> u64 {
 pub(crate) struct CpuCounter(Arc<AtomicU64>);
 
 impl CpuCounter {
+    pub(crate) fn add(&self, d: Duration) {
+        self.0.fetch_add(d.as_nanos() as u64, Ordering::Relaxed);
+    }
+
     pub(crate) fn get(&self) -> Duration {
         Duration::from_nanos(self.0.load(Ordering::Relaxed))
     }
