@@ -4,7 +4,7 @@
 use crate::error::{Error, Result};
 use crate::function::Function;
 use crate::logs::{LogHub, LogLine};
-use crate::metrics::{FnLabel, Metrics, OutcomeLabels, StartLabels};
+use crate::metrics::{Metrics, OutcomeLabels};
 use bytes::Bytes;
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
@@ -239,6 +239,7 @@ impl Controller {
             v.clone(),
             kind,
             &self.config.defaults,
+            self.metrics.for_function(&rec.name),
         ));
         let old = self
             .functions
@@ -400,6 +401,7 @@ impl Controller {
             self.metrics.warm_functions.dec();
         }
         self.logs.forget(name);
+        self.metrics.forget(name);
         self.pending_usage
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -496,13 +498,11 @@ impl Controller {
             version: f.version.version,
             cold_start: cold,
         };
-        self.metrics
-            .starts
-            .get_or_create(&StartLabels {
-                function: f.name.clone(),
-                start: if cold { "cold" } else { "warm" }.into(),
-            })
-            .inc();
+        if cold {
+            f.metrics.cold.inc();
+        } else {
+            f.metrics.warm.inc();
+        }
         Ok((f, running, loaded, info))
     }
 
@@ -576,27 +576,23 @@ impl Controller {
         usage: &Usage,
     ) {
         let outcome = match result {
-            Ok(()) => "ok",
-            Err(e) => e.code(),
+            Ok(()) => {
+                f.metrics.ok.inc();
+                "ok"
+            }
+            Err(e) => {
+                self.metrics
+                    .invocations
+                    .get_or_create(&OutcomeLabels {
+                        function: f.name.clone(),
+                        outcome: e.code().into(),
+                    })
+                    .inc();
+                e.code()
+            }
         };
-        self.metrics
-            .invocations
-            .get_or_create(&OutcomeLabels {
-                function: f.name.clone(),
-                outcome: outcome.into(),
-            })
-            .inc();
-        let label = FnLabel {
-            function: f.name.clone(),
-        };
-        self.metrics
-            .duration
-            .get_or_create(&label)
-            .observe(usage.wall.as_secs_f64());
-        self.metrics
-            .cpu_seconds
-            .get_or_create(&label)
-            .inc_by(usage.cpu.as_secs_f64());
+        f.metrics.duration.observe(usage.wall.as_secs_f64());
+        f.metrics.cpu_seconds.inc_by(usage.cpu.as_secs_f64());
         {
             let mut pending = self
                 .pending_usage
@@ -611,7 +607,7 @@ impl Controller {
             t.memory_byte_seconds += usage.peak_memory as f64 * usage.wall.as_secs_f64();
             t.fuel += usage.fuel.unwrap_or(0);
         }
-        tracing::info!(
+        tracing::debug!(
             target: "weft::invocation",
             function = %f.name,
             version = info.version,

@@ -10,6 +10,8 @@ use weft_manifest::{Defaults, FunctionSpec};
 use weft_runtime::{Grants, Kind, Limits, Loaded};
 use weft_store::VersionRecord;
 
+use crate::metrics::FnMetrics;
+
 pub(crate) struct Function {
     pub(crate) name: String,
     pub(crate) version: VersionRecord,
@@ -20,6 +22,7 @@ pub(crate) struct Function {
     pub(crate) max_concurrency: u32,
     pub(crate) max_queue: u32,
     pub(crate) idle_ttl: Duration,
+    pub(crate) metrics: FnMetrics,
     slots: Arc<Semaphore>,
     waiting: AtomicU32,
     pub(crate) in_flight: AtomicU32,
@@ -53,7 +56,13 @@ pub(crate) fn resolve(spec: &FunctionSpec, d: &Defaults) -> (Limits, Grants) {
 }
 
 impl Function {
-    pub(crate) fn new(name: &str, version: VersionRecord, kind: Kind, defaults: &Defaults) -> Self {
+    pub(crate) fn new(
+        name: &str,
+        version: VersionRecord,
+        kind: Kind,
+        defaults: &Defaults,
+        metrics: FnMetrics,
+    ) -> Self {
         let (limits, grants) = resolve(&version.spec, defaults);
         let max_concurrency = version
             .spec
@@ -68,6 +77,7 @@ impl Function {
             max_concurrency,
             max_queue: version.spec.max_queue.unwrap_or(defaults.max_queue),
             idle_ttl: version.spec.idle_ttl.unwrap_or(defaults.idle_ttl).0,
+            metrics,
             slots: Arc::new(Semaphore::new(max_concurrency as usize)),
             waiting: AtomicU32::new(0),
             in_flight: AtomicU32::new(0),

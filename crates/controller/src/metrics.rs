@@ -32,6 +32,17 @@ fn latency_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.000_01, 2.5, 18))
 }
 
+/// One function's metric handles, looked up once when the function is
+/// installed rather than on every invocation.
+#[derive(Clone)]
+pub(crate) struct FnMetrics {
+    pub(crate) ok: Counter,
+    pub(crate) cold: Counter,
+    pub(crate) warm: Counter,
+    pub(crate) duration: Histogram,
+    pub(crate) cpu_seconds: Counter<f64, AtomicU64>,
+}
+
 pub(crate) struct Metrics {
     registry: Registry,
     pub(crate) invocations: Family<OutcomeLabels, Counter>,
@@ -106,6 +117,48 @@ impl Metrics {
             m.compilations.clone(),
         );
         Metrics { registry, ..m }
+    }
+
+    pub(crate) fn for_function(&self, function: &str) -> FnMetrics {
+        let start = |kind: &str| {
+            self.starts
+                .get_or_create(&StartLabels {
+                    function: function.to_string(),
+                    start: kind.to_string(),
+                })
+                .clone()
+        };
+        let label = FnLabel {
+            function: function.to_string(),
+        };
+        FnMetrics {
+            ok: self
+                .invocations
+                .get_or_create(&OutcomeLabels {
+                    function: function.to_string(),
+                    outcome: "ok".into(),
+                })
+                .clone(),
+            cold: start("cold"),
+            warm: start("warm"),
+            duration: self.duration.get_or_create(&label).clone(),
+            cpu_seconds: self.cpu_seconds.get_or_create(&label).clone(),
+        }
+    }
+
+    /// Drops a removed function's series.
+    pub(crate) fn forget(&self, function: &str) {
+        for start in ["cold", "warm"] {
+            self.starts.remove(&StartLabels {
+                function: function.to_string(),
+                start: start.into(),
+            });
+        }
+        let label = FnLabel {
+            function: function.to_string(),
+        };
+        self.duration.remove(&label);
+        self.cpu_seconds.remove(&label);
     }
 
     pub(crate) fn render(&self) -> String {
