@@ -191,3 +191,42 @@ fn a_client_that_disconnects_mid_request_harms_no_one() {
         || { node.json(&["ls", "slow"])["in_flight"] == 0 }
     ));
 }
+
+#[test]
+fn a_client_that_sends_its_body_too_slowly_gets_408_and_frees_its_slot() {
+    use std::io::Read;
+    let node = Node::start();
+    node.deploy("good", "echo.wasm", &[]);
+    node.deploy(
+        "one",
+        "echo.wasm",
+        &[
+            "--timeout",
+            "300ms",
+            "--max-concurrency",
+            "1",
+            "--max-queue",
+            "0",
+        ],
+    );
+    let addr = node.url.trim_start_matches("http://").to_string();
+    let mut s = std::net::TcpStream::connect(&addr).unwrap();
+    write!(
+        s,
+        "POST /fn/one HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nslow"
+    )
+    .unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    let mut buf = [0u8; 4096];
+    let n = s.read(&mut buf).unwrap();
+    let head = String::from_utf8_lossy(&buf[..n]);
+    assert!(head.starts_with("HTTP/1.1 408"), "{head}");
+    assert!(
+        head.contains("request_timeout") && head.contains("function `one`"),
+        "{head}"
+    );
+    // The slot is free again.
+    assert_eq!(node.post("one", "fast").text().unwrap(), "fast");
+    still_serves(&node);
+}

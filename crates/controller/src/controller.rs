@@ -8,6 +8,7 @@ use crate::metrics::{Metrics, OutcomeLabels};
 use bytes::Bytes;
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
@@ -23,6 +24,33 @@ use weft_store::{FunctionRecord, ModuleRecord, Store, UsageTotals, VersionRecord
 const USAGE_FLUSH: Duration = Duration::from_secs(1);
 /// How often idle functions are checked for scale to zero.
 const REAP_EVERY: Duration = Duration::from_millis(100);
+
+/// Why a request body could not be read.
+#[derive(Debug)]
+pub enum BodyError {
+    /// It was longer than the function accepts.
+    TooLarge,
+    /// The client went away or sent something unreadable.
+    Aborted(String),
+}
+
+fn body_error(f: &Function, e: BodyError) -> Error {
+    match e {
+        BodyError::TooLarge => Error::RequestBody {
+            name: f.name.clone(),
+            code: "request_too_large",
+            message: format!(
+                "request body exceeds the limit of {} bytes",
+                f.limits.max_request
+            ),
+        },
+        BodyError::Aborted(m) => Error::RequestBody {
+            name: f.name.clone(),
+            code: "request_aborted",
+            message: format!("reading the request body failed: {m}"),
+        },
+    }
+}
 
 /// Metadata of one invocation, for response headers and the CLI.
 #[derive(Debug, Clone, Serialize)]
@@ -465,6 +493,13 @@ impl Controller {
     /// Admission: a slot of the function (queueing if needed), then a slot of
     /// the node, then the loaded function (cold start if scaled to zero).
     async fn begin(&self, name: &str) -> Result<(Arc<Function>, Running, Loaded, InvocationInfo)> {
+        let (f, slot) = self.admit(name).await?;
+        self.start(f, slot).await
+    }
+
+    /// First half of admission: a slot of the function, waiting in its
+    /// bounded queue when all are busy.
+    async fn admit(&self, name: &str) -> Result<(Arc<Function>, OwnedSemaphorePermit)> {
         if self.draining.load(Ordering::Acquire) {
             return Err(Error::ShuttingDown);
         }
@@ -473,6 +508,15 @@ impl Controller {
         let slot = f.admit().await;
         self.metrics.queued.dec();
         let slot = slot.inspect_err(|e| self.reject(&f, e))?;
+        Ok((f, slot))
+    }
+
+    /// Second half: a slot of the node, then the loaded function.
+    async fn start(
+        &self,
+        f: Arc<Function>,
+        slot: OwnedSemaphorePermit,
+    ) -> Result<(Arc<Function>, Running, Loaded, InvocationInfo)> {
         let node_slot = self.node_slots.clone().try_acquire_owned().map_err(|_| {
             let e = Error::NodeAtCapacity {
                 name: f.name.clone(),
@@ -622,23 +666,37 @@ impl Controller {
         );
     }
 
-    /// Runs a command function: `input` is its stdin.
-    pub async fn invoke_command(&self, name: &str, input: Bytes) -> Result<CommandResponse> {
-        let (f, running, loaded, info) = self.begin(name).await?;
+    /// Runs a command function. Its stdin is read by `read_body`, given the
+    /// function's request size limit, once the invocation holds one of the
+    /// function's slots: so the bodies buffered at once are bounded by the
+    /// functions' concurrency, never by the offered load.
+    pub async fn invoke_command<F, Fut>(&self, name: &str, read_body: F) -> Result<CommandResponse>
+    where
+        F: FnOnce(u64) -> Fut,
+        Fut: Future<Output = Result<Bytes, BodyError>>,
+    {
+        let (f, slot) = self.admit(name).await?;
         if f.kind != Kind::Command {
             return Err(Error::Internal(format!(
                 "function `{name}` is not a command"
             )));
         }
-        if input.len() as u64 > f.limits.max_request {
-            return Err(Error::Invoke {
-                name: f.name.clone(),
-                invocation: info.id,
-                source: InvokeError::RequestTooLarge {
-                    limit: f.limits.max_request,
-                },
-            });
-        }
+        let limit = f.limits.max_request;
+        let input = match tokio::time::timeout(f.limits.timeout, read_body(limit)).await {
+            Ok(Ok(b)) => b,
+            Ok(Err(e)) => return Err(body_error(&f, e)),
+            Err(_) => {
+                return Err(Error::RequestBody {
+                    name: f.name.clone(),
+                    code: "request_timeout",
+                    message: format!(
+                        "the request body did not arrive within {} ms",
+                        f.limits.timeout.as_millis()
+                    ),
+                });
+            }
+        };
+        let (f, running, loaded, info) = self.start(f, slot).await?;
         let inv = self.invocation(&f, &info);
         let Outcome { result, usage } = loaded.run_command(&self.runtime, input, inv).await;
         self.record(&f, &info, &result.as_ref().map(|_| ()), &usage);
@@ -656,11 +714,6 @@ impl Controller {
     /// The kind of a function.
     pub fn kind(&self, name: &str) -> Result<Kind> {
         Ok(self.function(name)?.kind)
-    }
-
-    /// The request body limit of a function.
-    pub fn max_request(&self, name: &str) -> Result<u64> {
-        Ok(self.function(name)?.limits.max_request)
     }
 
     /// Serves an HTTP request with an HTTP component.

@@ -69,6 +69,16 @@ pub enum Error {
         /// The node's slot count.
         max: u32,
     },
+    /// The request body could not be taken: too large, aborted, too slow.
+    #[error("function `{name}`: {message}")]
+    RequestBody {
+        /// The function.
+        name: String,
+        /// `request_too_large`, `request_aborted` or `request_timeout`.
+        code: &'static str,
+        /// What happened.
+        message: String,
+    },
     /// The node is shutting down.
     #[error("the node is shutting down")]
     ShuttingDown,
@@ -107,6 +117,7 @@ impl Error {
             Error::QueueTimeout { .. } => "queue_timeout",
             Error::NodeAtCapacity { .. } => "node_at_capacity",
             Error::ShuttingDown => "shutting_down",
+            Error::RequestBody { code, .. } => code,
             Error::Invoke { source, .. } => source.code(),
             Error::Store(weft_store::Error::FunctionNotFound(_)) => "function_not_found",
             Error::Store(weft_store::Error::VersionNotFound { .. }) => "version_not_found",
@@ -130,6 +141,11 @@ impl Error {
                 _ => StatusCode::BAD_REQUEST,
             },
             Error::QueueFull { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Error::RequestBody { code, .. } => match *code {
+                "request_too_large" => StatusCode::PAYLOAD_TOO_LARGE,
+                "request_timeout" => StatusCode::REQUEST_TIMEOUT,
+                _ => StatusCode::BAD_REQUEST,
+            },
             Error::QueueTimeout { .. } | Error::NodeAtCapacity { .. } | Error::ShuttingDown => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
@@ -169,6 +185,7 @@ impl Error {
             | Error::ModuleNotFound { name: n, .. }
             | Error::VersionNotFound { name: n, .. }
             | Error::QueueFull { name: n, .. }
+            | Error::RequestBody { name: n, .. }
             | Error::QueueTimeout { name: n, .. }
             | Error::NodeAtCapacity { name: n, .. }
             | Error::Invoke { name: n, .. } => Some(n),

@@ -10,7 +10,7 @@
 //! let wasm = std::fs::read("hello.wasm").unwrap_or_default();
 //! let m = c.upload_module(wasm.into(), Some("hello")).await?;
 //! c.deploy("hello", weft_manifest::FunctionSpec { module: m.module, ..Default::default() })?;
-//! let out = c.invoke_command("hello", "world".into()).await?;
+//! let out = c.invoke_command("hello", |_limit| async { Ok("world".into()) }).await?;
 //! println!("{}", String::from_utf8_lossy(&out.body));
 //! # Ok(()) }
 //! ```
@@ -22,7 +22,8 @@ mod logs;
 mod metrics;
 
 pub use controller::{
-    CommandResponse, Controller, EffectiveLimits, FunctionStatus, InvocationInfo, ModuleInfo,
+    BodyError, CommandResponse, Controller, EffectiveLimits, FunctionStatus, InvocationInfo,
+    ModuleInfo,
 };
 pub use error::{Error, Result};
 pub use logs::LogLine;

@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 use http::{HeaderMap, HeaderValue, StatusCode, Uri};
 use http_body_util::{BodyExt, Limited};
 use std::collections::HashMap;
-use weft_controller::InvocationInfo;
+use weft_controller::{BodyError, InvocationInfo};
 use weft_runtime::Kind;
 
 pub(crate) async fn invoke(
@@ -21,9 +21,10 @@ pub(crate) async fn invoke(
     let c = &s.controller;
     match c.kind(&name)? {
         Kind::Command => {
-            let limit = c.max_request(&name)?;
-            let body = read_body(req.into_body(), limit, &name).await?;
-            let out = c.invoke_command(&name, body).await?;
+            let body = req.into_body();
+            let out = c
+                .invoke_command(&name, |limit| read_body(body, limit))
+                .await?;
             let mut resp = Response::new(Body::from(out.body));
             let h = resp.headers_mut();
             set_info(h, &out.info);
@@ -70,22 +71,12 @@ fn set_info(h: &mut HeaderMap, info: &InvocationInfo) {
 }
 
 /// Reads a whole request body of at most `limit` bytes.
-async fn read_body(body: Body, limit: u64, name: &str) -> Result<bytes::Bytes, ApiError> {
+async fn read_body(body: Body, limit: u64) -> Result<bytes::Bytes, BodyError> {
     let limited = Limited::new(body, usize::try_from(limit).unwrap_or(usize::MAX));
     match limited.collect().await {
         Ok(b) => Ok(b.to_bytes()),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "request_too_large",
-            format!("function `{name}`: request body exceeds the limit of {limit} bytes"),
-        )
-        .with("function", name)),
-        Err(e) => Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "request_aborted",
-            format!("function `{name}`: reading the request body failed: {e}"),
-        )
-        .with("function", name)),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(BodyError::TooLarge),
+        Err(e) => Err(BodyError::Aborted(e.to_string())),
     }
 }
 
