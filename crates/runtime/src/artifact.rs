@@ -4,6 +4,8 @@
 //! <root>/modules/<sha256>.wasm              the module as uploaded (binary)
 //! <root>/artifacts/<engine>/<sha256>.cwasm  compiled by an engine whose
 //!                                           configuration hashes to <engine>
+//!                                           (`.component.cwasm` for components,
+//!                                           so loading needs no sniffing)
 //! ```
 //!
 //! Every file is written to a temporary name, synced, renamed into place and
@@ -62,8 +64,13 @@ impl ArtifactDirs {
         self.modules.join(format!("{digest}.wasm"))
     }
 
-    pub(crate) fn artifact(&self, digest: &str) -> PathBuf {
-        self.artifacts.join(format!("{digest}.cwasm"))
+    pub(crate) fn artifact(&self, digest: &str, component: bool) -> PathBuf {
+        let ext = if component {
+            "component.cwasm"
+        } else {
+            "cwasm"
+        };
+        self.artifacts.join(format!("{digest}.{ext}"))
     }
 
     /// Digests of every module stored.
@@ -80,7 +87,11 @@ impl ArtifactDirs {
 
     /// Removes the module and its artifact.
     pub(crate) fn remove(&self, digest: &str) -> std::io::Result<()> {
-        for p in [self.module(digest), self.artifact(digest)] {
+        for p in [
+            self.module(digest),
+            self.artifact(digest, false),
+            self.artifact(digest, true),
+        ] {
             match std::fs::remove_file(&p) {
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}

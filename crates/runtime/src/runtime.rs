@@ -158,9 +158,9 @@ impl Runtime {
 
         let lock = self.compile_lock(&digest);
         let guard = lock.lock().unwrap_or_else(PoisonError::into_inner);
-        let artifact = self.dirs.artifact(&digest);
+        let artifact = self.dirs.artifact(&digest, layer == Layer::Component);
         let cached = if artifact.exists() && self.dirs.module(&digest).exists() {
-            self.load_artifact(&artifact).ok()
+            self.load_artifact(&artifact, layer).ok()
         } else {
             None
         };
@@ -192,8 +192,13 @@ impl Runtime {
     /// pre-instantiates it. Recompiles from the stored module when the
     /// artifact is missing or was built by another engine configuration.
     pub fn load(&self, digest: &str) -> Result<Loaded, PrepareError> {
-        let path = self.dirs.artifact(digest);
-        match self.load_artifact(&path) {
+        let core = self.dirs.artifact(digest, false);
+        let (path, layer) = if core.exists() {
+            (core, Layer::Core)
+        } else {
+            (self.dirs.artifact(digest, true), Layer::Component)
+        };
+        match self.load_artifact(&path, layer) {
             Ok(loaded) => Ok(loaded),
             Err(first) => {
                 let module = self.dirs.module(digest);
@@ -205,9 +210,11 @@ impl Runtime {
                     ))
                 })?;
                 tracing::warn!(digest, error = %first, "recompiling artifact");
-                let code = self.compile(&binary, detect_layer(&binary)?)?;
+                let layer = detect_layer(&binary)?;
+                let code = self.compile(&binary, layer)?;
+                let path = self.dirs.artifact(digest, layer == Layer::Component);
                 write_atomic(&path, &code)?;
-                self.load_artifact(&path)
+                self.load_artifact(&path, layer)
             }
         }
     }
@@ -265,17 +272,7 @@ impl Runtime {
         }
     }
 
-    fn load_artifact(&self, path: &Path) -> Result<Loaded, PrepareError> {
-        let layer = match Engine::detect_precompiled_file(path).map_err(internal)? {
-            Some(wasmtime::Precompiled::Module) => Layer::Core,
-            Some(wasmtime::Precompiled::Component) => Layer::Component,
-            None => {
-                return Err(PrepareError::Internal(format!(
-                    "{} is not a compiled artifact",
-                    path.display()
-                )));
-            }
-        };
+    fn load_artifact(&self, path: &Path, layer: Layer) -> Result<Loaded, PrepareError> {
         match layer {
             Layer::Core => {
                 // SAFETY: the artifact cache only holds files this process
@@ -429,4 +426,79 @@ fn start_epoch_clock(engine: &Engine, tick: std::time::Duration) -> Result<(), P
         })
         .map(drop)
         .map_err(|e| PrepareError::Internal(format!("starting the epoch clock: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HELLO: &str = r#"(module
+        (import "wasi_snapshot_preview1" "fd_write" (func $w (param i32 i32 i32 i32) (result i32)))
+        (memory (export "memory") 1)
+        (data (i32.const 8) "hi")
+        (func (export "_start")
+            (i32.store (i32.const 0) (i32.const 8))
+            (i32.store (i32.const 4) (i32.const 2))
+            (drop (call $w (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 20)))))"#;
+
+    fn runtime(dir: &Path) -> Runtime {
+        let cfg = RuntimeConfig {
+            max_instances: 4,
+            ..RuntimeConfig::default()
+        };
+        Runtime::new(cfg, dir).unwrap()
+    }
+
+    async fn run(rt: &Runtime, loaded: &Loaded) -> Vec<u8> {
+        let out = loaded
+            .run_command(rt, bytes::Bytes::new(), crate::Invocation::new("t"))
+            .await;
+        out.result.unwrap().to_vec()
+    }
+
+    #[tokio::test]
+    async fn compiles_once_and_recovers_a_lost_or_corrupt_artifact() {
+        let dir = tempfile::tempdir().unwrap();
+        let rt = runtime(dir.path());
+        let p = rt.prepare(HELLO.as_bytes()).unwrap();
+        assert!(p.compiled);
+        assert_eq!(p.kind, Kind::Command);
+        assert!(!rt.prepare(HELLO.as_bytes()).unwrap().compiled);
+        assert_eq!(rt.compilations(), 1);
+        assert_eq!(run(&rt, &rt.load(&p.digest).unwrap()).await, b"hi");
+
+        // A corrupt artifact is rebuilt from the stored module.
+        let artifact = rt.dirs.artifact(&p.digest, false);
+        std::fs::write(&artifact, b"garbage").unwrap();
+        assert_eq!(run(&rt, &rt.load(&p.digest).unwrap()).await, b"hi");
+        assert_eq!(rt.compilations(), 2);
+        // So is a missing one.
+        std::fs::remove_file(&artifact).unwrap();
+        assert_eq!(run(&rt, &rt.load(&p.digest).unwrap()).await, b"hi");
+        assert_eq!(rt.compilations(), 3);
+
+        // A new runtime on the same cache (a restart) compiles nothing.
+        drop(rt);
+        let rt = runtime(dir.path());
+        assert!(!rt.prepare(HELLO.as_bytes()).unwrap().compiled);
+        assert_eq!(run(&rt, &rt.load(&p.digest).unwrap()).await, b"hi");
+        assert_eq!(rt.compilations(), 0);
+    }
+
+    #[test]
+    fn rejects_what_it_cannot_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let rt = runtime(dir.path());
+        let err = |b: &[u8]| rt.prepare(b).unwrap_err().code();
+        assert_eq!(err(b"nope"), "invalid_module");
+        assert_eq!(err(b"\0asm\x02\0\0\0"), "invalid_module");
+        assert_eq!(err(b"(module)"), "unsupported_world");
+        assert_eq!(err(b"(component)"), "unsupported_world");
+        assert_eq!(
+            err(br#"(module (import "env" "f" (func)) (func (export "_start")))"#),
+            "import_not_granted"
+        );
+        // Nothing refused was stored.
+        assert!(rt.stored_modules().unwrap().is_empty());
+    }
 }

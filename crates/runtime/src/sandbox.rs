@@ -420,7 +420,7 @@ impl Loaded {
                             .await,
                     )
                 };
-                let ran = tokio::time::timeout_at(deadline.into(), call).await;
+                let ran = within(deadline, call).await;
                 stderr.finish();
                 let end = Ended {
                     peak_memory: store.data().limiter.peak,
