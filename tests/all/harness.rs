@@ -136,6 +136,10 @@ impl Node {
         std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
     }
 
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
     /// `kill -9`, then wait for the process to be gone.
     pub(crate) fn kill9(&mut self) {
         if let Some(mut c) = self.child.take() {

@@ -84,3 +84,39 @@ fn a_restarted_node_keeps_functions_versions_and_usage() {
     // Artifacts are reused: no compilation after the restart.
     assert_eq!(node.metric("weft_compilations_total"), 0.0);
 }
+
+/// Wake-ups of the node's epoch clock thread so far (Linux).
+fn epoch_wakeups(node: &Node) -> u64 {
+    let tasks = format!("/proc/{}/task", node.pid());
+    for t in std::fs::read_dir(tasks).unwrap() {
+        let dir = t.unwrap().path();
+        let comm = std::fs::read_to_string(dir.join("comm")).unwrap_or_default();
+        if comm.trim() == "weft-epoch" {
+            let status = std::fs::read_to_string(dir.join("status")).unwrap();
+            return status
+                .lines()
+                .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap();
+        }
+    }
+    panic!("no weft-epoch thread");
+}
+
+#[test]
+fn an_idle_node_does_not_tick() {
+    let node = Node::start();
+    node.deploy("slow", "sleep.wasm", &["--clock", "--timeout", "10s"]);
+    node.post("slow", "1");
+    std::thread::sleep(Duration::from_millis(200));
+    let before = epoch_wakeups(&node);
+    std::thread::sleep(Duration::from_secs(2));
+    let idle = epoch_wakeups(&node) - before;
+    // Parked: woken about once a second, not a thousand times.
+    assert!(idle <= 10, "{idle} wake-ups in 2 s while idle");
+    // While a guest runs, the clock ticks (that is how deadlines work).
+    let before = epoch_wakeups(&node);
+    assert_eq!(node.post("slow", "300").status(), 200);
+    let busy = epoch_wakeups(&node) - before;
+    assert!(busy >= 20, "only {busy} ticks while a guest ran for 300 ms");
+}

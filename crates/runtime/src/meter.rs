@@ -1,8 +1,15 @@
 //! Metering: the CPU time a sandbox consumes, measured per poll of its future.
 //!
-//! A sandbox runs as a future on whichever worker thread polls it; summing the
-//! thread CPU clock around each poll charges exactly the time spent running
-//! the guest (and the host calls it makes), and nothing spent waiting.
+//! A sandbox runs as a future on whichever worker thread polls it, and a poll
+//! never blocks (a guest yields at every epoch tick; host calls that wait
+//! return `Pending`). So the time inside its polls is the time a worker
+//! thread spent running the guest and its host calls, and nothing spent
+//! waiting (queueing, sleeping, streaming to a slow client). It is read from
+//! the monotonic clock (vDSO, ~20 ns) rather than the thread CPU clock (a
+//! syscall, ~600 ns on our VMs, which cost 30% of a null invocation; see
+//! `bench/RESULTS.md`). The one difference: a worker thread descheduled by
+//! the OS in the middle of a poll is charged for that time, at most one
+//! scheduler slice per poll.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -25,7 +32,8 @@ pub struct Usage {
 }
 
 /// The calling thread's CPU time, in nanoseconds.
-pub(crate) fn thread_cpu_nanos() -> u64 {
+#[cfg(test)]
+fn thread_cpu_nanos() -> u64 {
     let mut ts = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,
@@ -46,37 +54,35 @@ pub(crate) fn thread_cpu_nanos() -> u64 {
 pub(crate) struct CpuCounter(Arc<AtomicU64>);
 
 impl CpuCounter {
-    pub(crate) fn add(&self, d: Duration) {
-        self.0.fetch_add(d.as_nanos() as u64, Ordering::Relaxed);
-    }
-
     pub(crate) fn get(&self) -> Duration {
         Duration::from_nanos(self.0.load(Ordering::Relaxed))
     }
 }
 
-/// Wraps a future and adds the thread CPU time of every poll to a counter.
-pub(crate) struct CpuTimed<F> {
-    inner: Pin<Box<F>>,
-    counter: CpuCounter,
+pin_project_lite::pin_project! {
+    /// Wraps a future and adds the time spent in each of its polls to a
+    /// counter.
+    pub(crate) struct CpuTimed<F> {
+        #[pin]
+        inner: F,
+        counter: CpuCounter,
+    }
 }
 
 impl<F> CpuTimed<F> {
     pub(crate) fn new(inner: F, counter: CpuCounter) -> Self {
-        CpuTimed {
-            inner: Box::pin(inner),
-            counter,
-        }
+        CpuTimed { inner, counter }
     }
 }
 
 impl<F: Future> Future for CpuTimed<F> {
     type Output = F::Output;
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
-        let start = thread_cpu_nanos();
-        let out = self.inner.as_mut().poll(cx);
-        let spent = thread_cpu_nanos().saturating_sub(start);
-        self.counter.0.fetch_add(spent, Ordering::Relaxed);
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let this = self.project();
+        let start = std::time::Instant::now();
+        let out = this.inner.poll(cx);
+        let spent = start.elapsed().as_nanos() as u64;
+        this.counter.0.fetch_add(spent, Ordering::Relaxed);
         out
     }
 }

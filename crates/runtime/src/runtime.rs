@@ -6,8 +6,9 @@ use crate::error::PrepareError;
 use crate::sandbox::{CommandState, ComponentState};
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 use wasmtime::component::{self, Component};
 use wasmtime::{Engine, InstanceAllocationStrategy, InstancePre, Module, PoolingAllocationConfig};
 
@@ -91,6 +92,7 @@ pub struct Runtime {
     /// when two deploys of it race.
     compiling: Mutex<HashMap<String, Arc<Mutex<()>>>>,
     compilations: AtomicU64,
+    clock: Arc<EpochClock>,
 }
 
 impl Runtime {
@@ -114,9 +116,10 @@ impl Runtime {
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut component_linker)
             .map_err(internal)?;
 
-        start_epoch_clock(&engine, config.epoch_tick)?;
+        let clock = EpochClock::start(&engine, config.epoch_tick)?;
         Ok(Runtime {
             engine,
+            clock,
             config,
             fingerprint,
             dirs,
@@ -144,6 +147,12 @@ impl Runtime {
 
     pub(crate) fn engine(&self) -> &Engine {
         &self.engine
+    }
+
+    /// Marks a sandbox live until the guard drops: the epoch clock ticks
+    /// only while one is.
+    pub(crate) fn live_sandbox(&self) -> LiveSandbox {
+        self.clock.enter()
     }
 
     /// Validates a module (binary or WAT text), detects its kind, checks that
@@ -411,21 +420,59 @@ fn build_engine(config: &RuntimeConfig) -> Result<Engine, PrepareError> {
     Engine::new(&cfg).map_err(|e| PrepareError::Internal(format!("building the engine: {e:#}")))
 }
 
-/// A thread that advances the engine's epoch every `tick`, for as long as the
-/// engine lives.
-fn start_epoch_clock(engine: &Engine, tick: std::time::Duration) -> Result<(), PrepareError> {
-    let weak = engine.weak();
-    std::thread::Builder::new()
-        .name("weft-epoch".into())
-        .spawn(move || {
-            while let Some(engine) = weak.upgrade() {
-                engine.increment_epoch();
-                drop(engine);
-                std::thread::sleep(tick);
-            }
-        })
-        .map(drop)
-        .map_err(|e| PrepareError::Internal(format!("starting the epoch clock: {e}")))
+/// A thread that advances the engine's epoch every `tick` while any sandbox
+/// is live, and sleeps otherwise: an idle node uses no CPU. It ends once the
+/// engine is gone.
+pub(crate) struct EpochClock {
+    live: AtomicUsize,
+    thread: std::thread::Thread,
+}
+
+impl EpochClock {
+    fn start(engine: &Engine, tick: Duration) -> Result<Arc<EpochClock>, PrepareError> {
+        let weak = engine.weak();
+        let (tx, rx) = std::sync::mpsc::channel::<Arc<EpochClock>>();
+        let handle = std::thread::Builder::new()
+            .name("weft-epoch".into())
+            .spawn(move || {
+                let Ok(clock) = rx.recv() else { return };
+                while let Some(engine) = weak.upgrade() {
+                    if clock.live.load(Ordering::Acquire) == 0 {
+                        drop(engine);
+                        // Woken by `enter`; the timeout only notices a dropped engine.
+                        std::thread::park_timeout(Duration::from_secs(1));
+                        continue;
+                    }
+                    engine.increment_epoch();
+                    drop(engine);
+                    std::thread::sleep(tick);
+                }
+            })
+            .map_err(|e| PrepareError::Internal(format!("starting the epoch clock: {e}")))?;
+        let clock = Arc::new(EpochClock {
+            live: AtomicUsize::new(0),
+            thread: handle.thread().clone(),
+        });
+        tx.send(clock.clone())
+            .map_err(|_| PrepareError::Internal("the epoch clock thread died".into()))?;
+        Ok(clock)
+    }
+
+    fn enter(self: &Arc<Self>) -> LiveSandbox {
+        if self.live.fetch_add(1, Ordering::AcqRel) == 0 {
+            self.thread.unpark();
+        }
+        LiveSandbox(self.clone())
+    }
+}
+
+/// Keeps the epoch clock ticking while held.
+pub(crate) struct LiveSandbox(Arc<EpochClock>);
+
+impl Drop for LiveSandbox {
+    fn drop(&mut self) {
+        self.0.live.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@ use crate::error::InvokeError;
 use crate::io::{CappedOutput, LogFn, LogSink};
 use crate::limits::{FrozenMonotonicClock, FrozenWallClock, Grants, Limiter, Limits};
 use crate::meter::{CpuCounter, CpuTimed, Usage};
-use crate::runtime::{Loaded, Pre, Runtime};
+use crate::runtime::{LiveSandbox, Loaded, Pre, Runtime};
 use bytes::Bytes;
 use http_body_util::BodyExt;
 use http_body_util::combinators::UnsyncBoxBody;
@@ -294,6 +294,7 @@ impl Loaded {
             .stdout(stdout.clone())
             .stderr(stderr.clone());
         let cpu = CpuCounter::default();
+        let live = rt.live_sandbox();
         let (inner, initial_fuel) = match &self.0 {
             Pre::Command(pre) => {
                 let state = CommandState {
@@ -324,6 +325,7 @@ impl Loaded {
         };
         Ok(CommandSandbox {
             inner,
+            _live: live,
             stdout,
             stderr,
             limits,
@@ -405,8 +407,10 @@ impl Loaded {
         let cpu = CpuCounter::default();
         let task_cpu = cpu.clone();
         let task_limits = limits.clone();
+        let live = rt.live_sandbox();
         let task = tokio::spawn(CpuTimed::new(
             async move {
+                let _live = live;
                 let limits = task_limits;
                 let call = async {
                     let proxy = pre
@@ -512,6 +516,7 @@ impl Loaded {
 /// reports the outcome. Dropping it returns its slot to the pool.
 pub struct CommandSandbox {
     inner: CommandInner,
+    _live: LiveSandbox,
     stdout: CappedOutput,
     stderr: LogSink,
     limits: Limits,
@@ -561,16 +566,21 @@ impl CommandSandbox {
     }
 
     fn ended(&self) -> Ended {
+        // `get_fuel` is an error (an allocation) when fuel is off: ask only
+        // when it is on.
+        let fuel_on = self.fuel_on;
         let (limiter, fuel_left) = match &self.inner {
-            CommandInner::Core { store, .. } => (&store.data().limiter, store.get_fuel()),
-            CommandInner::Component { store, .. } => (&store.data().limiter, store.get_fuel()),
+            CommandInner::Core { store, .. } => {
+                (&store.data().limiter, fuel_on.then(|| store.get_fuel()))
+            }
+            CommandInner::Component { store, .. } => {
+                (&store.data().limiter, fuel_on.then(|| store.get_fuel()))
+            }
         };
         Ended {
             peak_memory: limiter.peak,
             memory_denied: limiter.memory_denied,
-            fuel: self
-                .fuel_on
-                .then(|| self.initial_fuel.saturating_sub(fuel_left.unwrap_or(0))),
+            fuel: fuel_left.map(|f| self.initial_fuel.saturating_sub(f.unwrap_or(0))),
         }
     }
 
@@ -613,19 +623,15 @@ async fn within<F: Future>(deadline: Instant, fut: F) -> Result<F::Output, ()> {
     }
 }
 
-/// Instantiation: a pool slot, memory images, start functions. It runs on
-/// this thread without waiting on anything (start functions are bounded by
-/// the epoch deadline), so its wall time is charged as CPU time: two
-/// `Instant` reads instead of two thread-CPU-clock syscalls on the
-/// microsecond path.
+/// Instantiation (a pool slot, memory images, start functions), charged to
+/// the invocation's CPU time.
 async fn instantiate<T>(
     fut: impl Future<Output = wasmtime::Result<T>>,
     cpu: &CpuCounter,
 ) -> Result<T, InvokeError> {
-    let t = Instant::now();
-    let r = fut.await;
-    cpu.add(t.elapsed());
-    r.map_err(instantiate_error)
+    CpuTimed::new(fut, cpu.clone())
+        .await
+        .map_err(instantiate_error)
 }
 
 fn instantiate_error(e: wasmtime::Error) -> InvokeError {
