@@ -487,6 +487,7 @@ async fn cold(guests: &Path, quick: bool) -> Result<()> {
     let fresh = if quick { 3 } else { 10 };
     let weft = Weft::new(16)?;
     let bare = Bare::new(16, false)?;
+    let bare_epoch = Bare::new(16, true)?;
     let dir = tempfile::tempdir()?;
     let inv = invocation();
     println!();
@@ -495,20 +496,23 @@ async fn cold(guests: &Path, quick: bool) -> Result<()> {
     );
     println!();
     println!(
-        "| module | in-process Weft p50 / p99 | in-process bare p50 / p99 | ratio | fresh process Weft median | fresh process bare median | ratio |"
+        "| module | in-process Weft p50 / p99 | in-process bare p50 / p99 | ratio | in-process bare + epoch p50 / p99 | ratio | fresh process Weft median | fresh process bare median | ratio |"
     );
-    println!("| --- | --- | --- | --- | --- | --- | --- |");
+    println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- |");
     for name in MODULES {
         let wasm = std::fs::read(module_path(guests, name))?;
         let digest = weft.rt.prepare(&wasm)?.digest;
         let artifact = dir.path().join(format!("{name}.cwasm"));
         std::fs::write(&artifact, bare.engine.precompile_module(&wasm)?)?;
-        let (mut w, mut b) = (Vec::new(), Vec::new());
+        let artifact_e = dir.path().join(format!("{name}.epoch.cwasm"));
+        std::fs::write(&artifact_e, bare_epoch.engine.precompile_module(&wasm)?)?;
+        let (mut w, mut b, mut e) = (Vec::new(), Vec::new(), Vec::new());
         for _ in 0..n {
             w.push(cold_once_weft(&weft, &digest, &inv).await?);
             b.push(cold_once_bare(&bare, &artifact).await?);
+            e.push(cold_once_bare(&bare_epoch, &artifact_e).await?);
         }
-        let (w, b) = (micros(w), micros(b));
+        let (w, b, e) = (micros(w), micros(b), micros(e));
         let file = format!("bench-{name}.wasm");
         let median = |variant: &str| -> Result<f64> {
             let mut v = Vec::new();
@@ -524,12 +528,15 @@ async fn cold(guests: &Path, quick: bool) -> Result<()> {
         };
         let (fw, fb) = (median("weft")?, median("bare")?);
         println!(
-            "| {name} | {:.0} / {:.0} | {:.0} / {:.0} | {:.2}× | {:.0} | {:.0} | {:.2}× |",
+            "| {name} | {:.0} / {:.0} | {:.0} / {:.0} | {:.2}× | {:.0} / {:.0} | {:.2}× | {:.0} | {:.0} | {:.2}× |",
             w.0,
             w.1,
             b.0,
             b.1,
             w.0 / b.0,
+            e.0,
+            e.1,
+            w.0 / e.0,
             fw,
             fb,
             fw / fb
