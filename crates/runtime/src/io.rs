@@ -59,62 +59,14 @@ impl CappedOutput {
     }
 }
 
-impl IsTerminal for CappedOutput {
-    fn is_terminal(&self) -> bool {
-        false
-    }
-}
-
-impl StdoutStream for CappedOutput {
-    fn async_stream(&self) -> Box<dyn AsyncWrite + Send + Sync> {
-        Box::new(self.clone())
-    }
-    fn p2_stream(&self) -> Box<dyn OutputStream> {
-        Box::new(self.clone())
-    }
-}
-
-#[async_trait::async_trait]
-impl Pollable for CappedOutput {
-    async fn ready(&mut self) {}
-}
-
-#[async_trait::async_trait]
-impl OutputStream for CappedOutput {
-    fn write(&mut self, bytes: Bytes) -> StreamResult<()> {
-        self.append(&bytes).map_err(|()| {
-            StreamError::trap(&format!(
+impl Sink for CappedOutput {
+    fn accept(&self, bytes: &[u8]) -> Result<(), String> {
+        self.append(bytes).map_err(|()| {
+            format!(
                 "response body exceeds the limit of {} bytes",
                 self.inner.limit
-            ))
+            )
         })
-    }
-    fn flush(&mut self) -> StreamResult<()> {
-        Ok(())
-    }
-    fn check_write(&mut self) -> StreamResult<usize> {
-        // Always offer room for a chunk: a write that does not fit is what
-        // tells us the guest overran its limit.
-        Ok(64 * 1024)
-    }
-}
-
-impl AsyncWrite for CappedOutput {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        _: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        Poll::Ready(match self.append(buf) {
-            Ok(()) => Ok(buf.len()),
-            Err(()) => Err(std::io::Error::other("response body limit exceeded")),
-        })
-    }
-    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Poll::Ready(Ok(()))
-    }
-    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Poll::Ready(Ok(()))
     }
 }
 
@@ -199,13 +151,32 @@ impl LogSink {
     }
 }
 
-impl IsTerminal for LogSink {
+impl Sink for LogSink {
+    fn accept(&self, bytes: &[u8]) -> Result<(), String> {
+        self.push(bytes);
+        Ok(())
+    }
+}
+
+/// Where the bytes of a guest's output stream go.
+pub(crate) trait Sink: Clone + Send + Sync + 'static {
+    /// Takes `bytes`, or refuses them; a refusal traps the guest with the
+    /// message.
+    fn accept(&self, bytes: &[u8]) -> Result<(), String>;
+}
+
+/// A guest output stream (stdout or stderr, WASI p1 or p2) feeding a
+/// [`Sink`].
+#[derive(Clone)]
+pub(crate) struct GuestStream<S>(pub(crate) S);
+
+impl<S: Sink> IsTerminal for GuestStream<S> {
     fn is_terminal(&self) -> bool {
         false
     }
 }
 
-impl StdoutStream for LogSink {
+impl<S: Sink> StdoutStream for GuestStream<S> {
     fn async_stream(&self) -> Box<dyn AsyncWrite + Send + Sync> {
         Box::new(self.clone())
     }
@@ -215,32 +186,37 @@ impl StdoutStream for LogSink {
 }
 
 #[async_trait::async_trait]
-impl Pollable for LogSink {
+impl<S: Sink> Pollable for GuestStream<S> {
     async fn ready(&mut self) {}
 }
 
 #[async_trait::async_trait]
-impl OutputStream for LogSink {
+impl<S: Sink> OutputStream for GuestStream<S> {
     fn write(&mut self, bytes: Bytes) -> StreamResult<()> {
-        self.push(&bytes);
-        Ok(())
+        self.0.accept(&bytes).map_err(|m| StreamError::trap(&m))
     }
     fn flush(&mut self) -> StreamResult<()> {
         Ok(())
     }
     fn check_write(&mut self) -> StreamResult<usize> {
+        // Always offer room for a chunk: for a bounded sink, a write that
+        // does not fit is what tells us the guest overran its limit.
         Ok(64 * 1024)
     }
 }
 
-impl AsyncWrite for LogSink {
+impl<S: Sink> AsyncWrite for GuestStream<S> {
     fn poll_write(
         self: Pin<&mut Self>,
         _: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
-        self.push(buf);
-        Poll::Ready(Ok(buf.len()))
+        Poll::Ready(
+            self.0
+                .accept(buf)
+                .map(|()| buf.len())
+                .map_err(std::io::Error::other),
+        )
     }
     fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         Poll::Ready(Ok(()))

@@ -2,7 +2,7 @@
 //! classification of how it ended.
 
 use crate::error::InvokeError;
-use crate::io::{CappedOutput, LogFn, LogSink};
+use crate::io::{CappedOutput, GuestStream, LogFn, LogSink};
 use crate::limits::{FrozenMonotonicClock, FrozenWallClock, Grants, Limiter, Limits};
 use crate::meter::{CpuCounter, CpuTimed, Usage};
 use crate::runtime::{LiveSandbox, Loaded, Pre, Runtime};
@@ -291,8 +291,8 @@ impl Loaded {
         );
         let mut b = wasi_builder(&inv.name, &inv.grants);
         b.stdin(MemoryInputPipe::new(input))
-            .stdout(stdout.clone())
-            .stderr(stderr.clone());
+            .stdout(GuestStream(stdout.clone()))
+            .stderr(GuestStream(stderr.clone()));
         let cpu = CpuCounter::default();
         let live = rt.live_sandbox();
         let (inner, initial_fuel) = match &self.0 {
@@ -373,7 +373,8 @@ impl Loaded {
             inv.log.clone(),
         );
         let mut b = wasi_builder(&inv.name, &inv.grants);
-        b.stdout(stderr.clone()).stderr(stderr.clone());
+        b.stdout(GuestStream(stderr.clone()))
+            .stderr(GuestStream(stderr.clone()));
         let mut store = Store::new(rt.engine(), ComponentState::new(b.build(), limits.memory));
         let initial_fuel = arm(&mut store, rt, &limits, deadline, |s| &mut s.limiter)?;
 
