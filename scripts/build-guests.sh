@@ -101,9 +101,9 @@ done
 
 # The same programs as wasi:cli/command components (wasm32-wasip2), for the
 # tests of command components: <name>-p2.wasm.
-step "tests/guests: echo, exit-code as components (wasm32-wasip2)"
-cargo_build "$REPO/tests/guests/Cargo.toml" wasm32-wasip2 --bin echo --bin exit-code --bin stateful
-for name in echo exit-code stateful; do
+step "tests/guests: echo, exit-code, stateful, http-out as components (wasm32-wasip2)"
+cargo_build "$REPO/tests/guests/Cargo.toml" wasm32-wasip2 --bin echo --bin exit-code --bin stateful --bin http-out
+for name in echo exit-code stateful http-out; do
     cp -f "$GUEST_TARGET/wasm32-wasip2/release/$name.wasm" "$OUTDIR/$name-p2.wasm"
 done
 

@@ -55,3 +55,18 @@ fn grants_give_env_and_clock() {
         .unwrap_or(0);
     assert!(wall > 1_700_000_000, "{out}");
 }
+
+#[test]
+fn outbound_http_is_denied_by_default() {
+    let node = Node::start();
+    node.deploy("out", "http-out-p2.wasm", &[]);
+    assert_eq!(
+        node.ok(&["invoke", "out"]),
+        "denied: ErrorCode::HttpRequestDenied\n"
+    );
+    // A p1 module importing wasi:http is refused at deploy, not at run time.
+    let path = crate::harness::guest("http-out.wasm");
+    let out = node.cli(&["deploy", "out1", path.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("import_not_granted"));
+}
