@@ -2,7 +2,8 @@
 # Builds every WebAssembly guest in the repository and copies the results,
 # with flat names, into OUTDIR:
 #
-#   examples/        rust-command.wasm, c-command.wasm, http-hello.wasm
+#   examples/        rust-command.wasm, c-command.wasm, http-hello.wasm, and
+#                    the weft-sdk examples (kv-counter.wasm, fetch.wasm, ...)
 #   tests/guests/    one <bin>.wasm per src/bin/<bin>.rs, <bin>-p2.wasm components
 #                    of a few, plus wat/*.wat as-is
 #   bench/guests/c/  bench-<name>.wasm per <name>.c
@@ -87,6 +88,15 @@ cp -f "$GUEST_TARGET/wasm32-wasip1/release/rust-command.wasm" "$OUTDIR/rust-comm
 step "examples: http-hello (wasm32-wasip2 component)"
 cargo_build "$REPO/examples/Cargo.toml" wasm32-wasip2 -p http-hello
 cp -f "$GUEST_TARGET/wasm32-wasip2/release/http_hello.wasm" "$OUTDIR/http-hello.wasm"
+
+SDK_EXAMPLES=(kv-counter fetch chain events sensor tick flaky)
+step "examples: ${SDK_EXAMPLES[*]} (weft-sdk, wasm32-wasip2 components)"
+args=()
+for name in "${SDK_EXAMPLES[@]}"; do args+=(-p "$name"); done
+cargo_build "$REPO/examples/Cargo.toml" wasm32-wasip2 "${args[@]}"
+for name in "${SDK_EXAMPLES[@]}"; do
+    cp -f "$GUEST_TARGET/wasm32-wasip2/release/$name.wasm" "$OUTDIR/$name.wasm"
+done
 
 step "examples: c-command (clang)"
 cc_wasm "$OUTDIR/c-command.wasm" "$REPO/examples/c-command/hello.c"

@@ -20,7 +20,7 @@ enum Command {
     /// Start a node: HTTP gateway, admin API and embedded store.
     Up(commands::up::Up),
     /// Deploy a function (a new version) from a module or a manifest.
-    Deploy(commands::deploy::Deploy),
+    Deploy(Box<commands::deploy::Deploy>),
     /// Invoke a function and write its response body to stdout.
     Invoke(commands::invoke::Invoke),
     /// List functions with their versions, limits and state.
@@ -35,6 +35,12 @@ enum Command {
     Logs(commands::logs::Logs),
     /// Print the JSON schema of the manifest (weft.toml).
     Schema(commands::schema::Schema),
+    /// Show an asynchronous invocation's state and result.
+    Result(commands::result::Result),
+    /// List, retry or drop dead-lettered asynchronous invocations.
+    Dlq(commands::dlq::Dlq),
+    /// Publish an event on a node topic.
+    Publish(commands::publish::Publish),
 }
 
 fn main() -> ExitCode {
@@ -60,6 +66,9 @@ fn main() -> ExitCode {
             Command::Usage(c) => c.run().await,
             Command::Logs(c) => c.run().await,
             Command::Schema(c) => c.run().await,
+            Command::Result(c) => c.run().await,
+            Command::Dlq(c) => c.run().await,
+            Command::Publish(c) => c.run().await,
         }
     })
 }

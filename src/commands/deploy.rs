@@ -61,6 +61,36 @@ pub(crate) struct Deploy {
     /// What the function does.
     #[arg(long)]
     description: Option<String>,
+    /// Key-value store the function uses, by label (repeatable).
+    #[arg(long = "kv")]
+    key_value_stores: Vec<String>,
+    /// Config value for `wasi:config`, K=V (repeatable).
+    #[arg(long = "config-value")]
+    config_values: Vec<String>,
+    /// Host outbound HTTP may reach, scheme://host[:port] (repeatable).
+    #[arg(long = "allow-host")]
+    allowed_outbound_hosts: Vec<String>,
+    /// Function this one may call (repeatable).
+    #[arg(long = "call")]
+    calls: Vec<String>,
+    /// Topic pattern the function may publish on (repeatable).
+    #[arg(long = "publish")]
+    publishes: Vec<String>,
+    /// Topic pattern whose events invoke the function (repeatable).
+    #[arg(long = "subscribe")]
+    subscribes: Vec<String>,
+    /// HTTP route served by the function, e.g. /hello or /api/... (repeatable).
+    #[arg(long = "route")]
+    routes: Vec<String>,
+    /// Cron schedule (UTC) that invokes the function (repeatable).
+    #[arg(long = "cron")]
+    cron: Vec<String>,
+    /// MQTT topic filter whose messages invoke the function (repeatable).
+    #[arg(long = "mqtt")]
+    mqtt: Vec<String>,
+    /// Attempts of asynchronous invocations, the first included.
+    #[arg(long)]
+    retries: Option<u32>,
     #[command(flatten)]
     opts: ClientOpts,
 }
@@ -82,6 +112,24 @@ impl Deploy {
             };
             env.insert(k.to_string(), v.to_string());
         }
+        let mut config = BTreeMap::new();
+        for kv in &self.config_values {
+            let Some((k, v)) = kv.split_once('=') else {
+                return Err(ClientError::local(
+                    "invalid_input",
+                    format!("--config-value `{kv}` is not K=V"),
+                ));
+            };
+            config.insert(k.to_string(), v.to_string());
+        }
+        let names = |flag: &str, v: &[String]| -> ClientResult<Vec<Name>> {
+            v.iter()
+                .map(|n| {
+                    Name::new(n)
+                        .map_err(|e| ClientError::local("invalid_input", format!("{flag}: {e}")))
+                })
+                .collect()
+        };
         let spec = FunctionSpec {
             module,
             description: self.description.clone(),
@@ -96,6 +144,33 @@ impl Deploy {
             max_response_size: self.max_response_size,
             env,
             clock: self.clock,
+            key_value_stores: names("--kv", &self.key_value_stores)?,
+            config,
+            allowed_outbound_hosts: self.allowed_outbound_hosts.clone(),
+            calls: names("--call", &self.calls)?,
+            publishes: self.publishes.clone(),
+            subscribes: self.subscribes.clone(),
+            routes: self.routes.clone(),
+            cron: self
+                .cron
+                .iter()
+                .map(|c| weft_manifest::CronTrigger {
+                    schedule: c.clone(),
+                    payload: None,
+                })
+                .collect(),
+            mqtt: self
+                .mqtt
+                .iter()
+                .map(|t| weft_manifest::MqttTrigger {
+                    topic: t.clone(),
+                    response_topic: None,
+                })
+                .collect(),
+            retry: self.retries.map(|attempts| weft_manifest::RetrySpec {
+                attempts,
+                ..Default::default()
+            }),
         };
         spec.validate()
             .map_err(|e| ClientError::local("invalid_spec", e))?;

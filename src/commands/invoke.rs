@@ -25,6 +25,14 @@ pub(crate) struct Invoke {
     /// Extra request header, `Name: value` (repeatable).
     #[arg(long = "header", short = 'H')]
     headers: Vec<String>,
+    /// Queue the invocation and print its id once it is durably queued;
+    /// `weft result ID` shows how it went.
+    #[arg(long = "async")]
+    r#async: bool,
+    /// With --async: a key that makes a repeat of this request return the
+    /// first invocation's id instead of queueing it again.
+    #[arg(long, requires = "async")]
+    idempotency_key: Option<String>,
     #[command(flatten)]
     opts: ClientOpts,
 }
@@ -63,6 +71,19 @@ impl Invoke {
             format!("/fn/{}/{sub}", self.name)
         };
         let mut rb = c.request(method, &path).body(body);
+        if self.r#async {
+            rb = rb.header("prefer", "respond-async");
+            if let Some(k) = &self.idempotency_key {
+                rb = rb.header("idempotency-key", k);
+            }
+            let v = c.json(rb).await?;
+            if self.opts.json {
+                print_json(&v);
+            } else {
+                println!("{}", v["id"].as_str().unwrap_or_default());
+            }
+            return Ok(());
+        }
         for h in &self.headers {
             let Some((k, v)) = h.split_once(':') else {
                 return Err(ClientError::local(

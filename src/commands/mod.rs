@@ -1,9 +1,12 @@
 //! One module per command.
 
 pub(crate) mod deploy;
+pub(crate) mod dlq;
 pub(crate) mod invoke;
 pub(crate) mod logs;
 pub(crate) mod ls;
+pub(crate) mod publish;
+pub(crate) mod result;
 pub(crate) mod rm;
 pub(crate) mod rollback;
 pub(crate) mod schema;

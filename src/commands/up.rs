@@ -79,8 +79,8 @@ impl Up {
             .map_or(Duration::from_secs(30), |d| d.0);
         let data = self.data.clone().unwrap_or_else(default_data_dir);
         let config_token = config.token.clone();
-        let controller = tokio::task::spawn_blocking(move || Controller::open(&data, config))
-            .await?
+        let controller = Controller::open(&data, config)
+            .await
             .context("opening the node")?;
 
         let listener = tokio::net::TcpListener::bind(listen)

@@ -251,6 +251,15 @@ impl Drop for Node {
     }
 }
 
+/// The JSON error a failed `--json` command printed: the last line of its
+/// stderr (progress lines may precede it).
+pub(crate) fn json_error(out: &Output) -> Value {
+    assert!(!out.status.success(), "the command should have failed");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let last = stderr.lines().last().unwrap_or_default();
+    serde_json::from_str(last).unwrap_or_else(|e| panic!("bad JSON error ({e}): {stderr}"))
+}
+
 /// The error object of a JSON error response.
 pub(crate) fn error_of(resp: reqwest::blocking::Response) -> (u16, Value) {
     let status = resp.status().as_u16();

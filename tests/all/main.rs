@@ -4,13 +4,18 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod async_queue;
 mod auth;
 mod bad_input;
+mod capabilities;
 mod cli;
 mod durability;
 mod harness;
 mod http_component;
 mod isolation;
+mod kv;
 mod lifecycle;
 mod limits;
 mod metering;
+mod servers;
+mod triggers;

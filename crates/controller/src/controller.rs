@@ -1,6 +1,7 @@
 //! The controller: function lifecycle (deploy, versions, rollback, removal),
 //! warm and cold starts, scale to zero, admission, metering and logs.
 
+use crate::caps::{Resolved, Strictness, resolve};
 use crate::error::{Error, Result};
 use crate::function::Function;
 use crate::logs::{LogHub, LogLine};
@@ -11,12 +12,14 @@ use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock};
 use std::time::{Duration, Instant};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, broadcast};
-use weft_manifest::{FunctionSpec, ModuleRef, Name, NodeConfig};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, broadcast};
+use weft_manifest::{FunctionSpec, KvStoreConfig, ModuleRef, Name, NodeConfig};
+use weft_queue::Queue;
 use weft_runtime::{
-    HttpBody, Invocation, InvokeError, Kind, Loaded, Outcome, Runtime, RuntimeConfig, Usage,
+    CallContext, Fabric, HttpBody, Invocation, InvokeError, Kind, Loaded, Outcome, Runtime,
+    RuntimeConfig, Usage,
 };
 use weft_store::{FunctionRecord, ModuleRecord, Store, UsageTotals, VersionRecord};
 
@@ -63,6 +66,34 @@ pub struct InvocationInfo {
     pub version: u32,
     /// Whether the function was loaded from disk for this invocation.
     pub cold_start: bool,
+}
+
+/// Why an invocation runs: its trigger and the call chain above it.
+#[derive(Debug, Clone, Default)]
+pub struct Origin {
+    /// `http`, `route`, `cli`, `async`, `cron`, `mqtt`, `topic` or `call`.
+    pub trigger: &'static str,
+    /// The route, topic, schedule or caller; may be empty.
+    pub subject: String,
+    /// Attempt of an asynchronous invocation, from 1.
+    pub attempt: u32,
+    /// Functions on the call stack above this one, outermost first.
+    pub chain: Vec<String>,
+    /// The most time the invocation may take (the caller's remaining
+    /// deadline), when less than the function's timeout.
+    pub timeout_cap: Option<Duration>,
+}
+
+impl Origin {
+    /// An origin with this trigger and subject, first attempt.
+    pub fn new(trigger: &'static str, subject: impl Into<String>) -> Self {
+        Origin {
+            trigger,
+            subject: subject.into(),
+            attempt: 1,
+            ..Origin::default()
+        }
+    }
 }
 
 /// A finished command invocation.
@@ -135,25 +166,41 @@ pub struct ModuleInfo {
 
 /// The controller of one node.
 pub struct Controller {
-    runtime: Arc<Runtime>,
+    pub(crate) runtime: Arc<Runtime>,
     store: Arc<Store>,
-    config: NodeConfig,
-    functions: RwLock<HashMap<String, Arc<Function>>>,
+    pub(crate) config: NodeConfig,
+    pub(crate) functions: RwLock<HashMap<String, Arc<Function>>>,
     node_slots: Arc<Semaphore>,
-    metrics: Metrics,
+    pub(crate) metrics: Metrics,
     logs: Arc<LogHub>,
     pending_usage: Mutex<BTreeMap<String, UsageTotals>>,
     invocation_seq: AtomicU64,
     id_prefix: String,
-    draining: AtomicBool,
+    pub(crate) draining: AtomicBool,
     in_flight: Arc<AtomicU64>,
     data_dir: PathBuf,
+    /// Key-value stores by label.
+    pub(crate) kv: weft_kv::Stores,
+    /// The durable queue of asynchronous invocations.
+    pub(crate) queue: Arc<Queue>,
+    /// The MQTT client, when the node has a broker.
+    pub(crate) mqtt: Option<weft_triggers::mqtt::Mqtt>,
+    /// The router, as the guests' `weft:fabric` host.
+    pub(crate) fabric: OnceLock<Arc<dyn Fabric>>,
+    /// Woken when a sandbox slot frees, for the async dispatcher.
+    pub(crate) slot_freed: Arc<Notify>,
+    /// Woken when functions change, for the trigger tasks.
+    pub(crate) changed: Arc<Notify>,
+    /// MQTT subscriptions by function.
+    pub(crate) mqtt_subs:
+        tokio::sync::Mutex<HashMap<String, Vec<weft_triggers::mqtt::SubscriptionId>>>,
 }
 
 /// Counts a running invocation; undone on drop, whatever way it ends.
 struct Running {
     function: Arc<Function>,
     node: Arc<AtomicU64>,
+    freed: Arc<Notify>,
     live: prometheus_client::metrics::gauge::Gauge,
     _slot: OwnedSemaphorePermit,
     _node_slot: OwnedSemaphorePermit,
@@ -165,13 +212,15 @@ impl Drop for Running {
         self.function.in_flight.fetch_sub(1, Ordering::AcqRel);
         self.node.fetch_sub(1, Ordering::AcqRel);
         self.live.dec();
+        self.freed.notify_one();
     }
 }
 
 impl Controller {
-    /// Opens the node's data directory: the store, the artifact cache, and
-    /// the engine. Functions start cold.
-    pub fn open(data_dir: &Path, config: NodeConfig) -> Result<Arc<Controller>> {
+    /// Opens the node's data directory: the store, the artifact cache, the
+    /// engine, the key-value stores, the async queue and the MQTT client.
+    /// Functions start cold. Call [`Controller::start_background`] next.
+    pub async fn open(data_dir: &Path, config: NodeConfig) -> Result<Arc<Controller>> {
         config.validate().map_err(Error::Internal)?;
         std::fs::create_dir_all(data_dir)
             .map_err(|e| Error::Internal(format!("creating {}: {e}", data_dir.display())))?;
@@ -188,8 +237,59 @@ impl Controller {
         let runtime = Runtime::new(rt_config, &data_dir.join("cache"))
             .map_err(|source| Error::Prepare { name: None, source })?;
         let store = Store::open(&data_dir.join("registry.redb"))?;
+        let mut specs = BTreeMap::new();
+        specs.insert("default".to_string(), weft_kv::BackendSpec::Embedded);
+        for (label, kv) in &config.kv {
+            let spec = match kv {
+                KvStoreConfig::Embedded {} => weft_kv::BackendSpec::Embedded,
+                KvStoreConfig::Redis { url, prefix } => weft_kv::BackendSpec::Redis {
+                    url: url.clone(),
+                    prefix: prefix.clone().unwrap_or_else(|| format!("weft:{label}:")),
+                },
+            };
+            specs.insert(label.to_string(), spec);
+        }
+        let kv = weft_kv::Stores::open(
+            &data_dir.join("kv.redb"),
+            specs,
+            weft_kv::KvLimits::default(),
+        )
+        .await
+        .map_err(|e| Error::Internal(format!("key-value stores: {e}")))?;
+        let q = &config.queue;
+        let queue_path = data_dir.join("queue.redb");
+        let queue_config = weft_queue::QueueConfig {
+            max_pending: q.max_pending,
+            max_pending_per_function: q.max_pending_per_function,
+            result_ttl: q.result_ttl.0,
+        };
+        let queue = tokio::task::spawn_blocking(move || Queue::open(&queue_path, queue_config))
+            .await
+            .map_err(|e| Error::Internal(format!("queue task: {e}")))??;
         let mut prefix = [0u8; 4];
         getrandom::fill(&mut prefix).map_err(|e| Error::Internal(format!("entropy: {e}")))?;
+        let node_id = match store.meta("node_id")? {
+            Some(id) => id,
+            None => {
+                let mut b = [0u8; 6];
+                getrandom::fill(&mut b).map_err(|e| Error::Internal(format!("entropy: {e}")))?;
+                let id = hex::encode(b);
+                store.set_meta("node_id", &id)?;
+                id
+            }
+        };
+        let mqtt = match &config.mqtt {
+            Some(m) => Some(
+                weft_triggers::mqtt::Mqtt::start(weft_triggers::mqtt::MqttConfig::new(
+                    m.url.clone(),
+                    m.client_id
+                        .clone()
+                        .unwrap_or_else(|| format!("weft-{node_id}")),
+                ))
+                .map_err(|e| Error::Internal(format!("mqtt: {e}")))?,
+            ),
+            None => None,
+        };
         let c = Controller {
             node_slots: Arc::new(Semaphore::new(runtime.config().max_instances as usize)),
             runtime: Arc::new(runtime),
@@ -204,16 +304,28 @@ impl Controller {
             draining: AtomicBool::new(false),
             in_flight: Arc::new(AtomicU64::new(0)),
             data_dir: data_dir.to_path_buf(),
+            kv,
+            queue,
+            mqtt,
+            fabric: OnceLock::new(),
+            slot_freed: Arc::new(Notify::new()),
+            changed: Arc::new(Notify::new()),
+            mqtt_subs: tokio::sync::Mutex::new(HashMap::new()),
         };
         for rec in c.store.list()? {
-            c.install(&rec);
+            c.install(&rec, None);
         }
         c.collect_garbage()?;
-        Ok(Arc::new(c))
+        let c = Arc::new(c);
+        let router: Arc<dyn Fabric> = Arc::new(crate::router::Router::new(&c));
+        let _ = c.fabric.set(router);
+        Ok(c)
     }
 
     /// Starts the background tasks: scale to zero and usage persistence.
     pub fn start_background(self: &Arc<Self>) {
+        crate::dispatch::start(self);
+        crate::triggers::start(self);
         let weak = Arc::downgrade(self);
         tokio::spawn(async move {
             let mut reap = tokio::time::interval(REAP_EVERY);
@@ -231,6 +343,11 @@ impl Controller {
                 }
             }
         });
+    }
+
+    /// The node's id: random, made at first start, kept in the store.
+    pub fn node_id(&self) -> Result<String> {
+        Ok(self.store.meta("node_id")?.unwrap_or_default())
     }
 
     /// The node's data directory.
@@ -253,7 +370,10 @@ impl Controller {
         self.runtime.fingerprint()
     }
 
-    fn install(&self, rec: &FunctionRecord) {
+    /// Makes `rec`'s active version the one served. `resolved` comes from a
+    /// deploy's strict check; without it (restart, rollback) the version is
+    /// resolved leniently.
+    fn install(&self, rec: &FunctionRecord, resolved: Option<Resolved>) {
         let Some(v) = rec.active_version() else {
             tracing::error!(function = %rec.name, active = rec.active, "active version missing; function not served");
             return;
@@ -262,12 +382,30 @@ impl Controller {
             tracing::error!(function = %rec.name, kind = %v.kind, "unknown kind; function not served");
             return;
         };
+        let resolved = match resolved {
+            Some(r) => r,
+            None => match resolve(
+                &rec.name,
+                &v.spec,
+                &self.config,
+                &self.kv,
+                self.mqtt.is_some(),
+                Strictness::Restart,
+            ) {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::error!(function = %rec.name, "{e}; function not served");
+                    return;
+                }
+            },
+        };
         let f = Arc::new(Function::new(
             &rec.name,
             v.clone(),
             kind,
             &self.config.defaults,
             self.metrics.for_function(&rec.name),
+            resolved,
         ));
         let old = self
             .functions
@@ -279,9 +417,20 @@ impl Controller {
         {
             self.metrics.warm_functions.dec();
         }
+        self.changed.notify_waiters();
     }
 
-    fn function(&self, name: &str) -> Result<Arc<Function>> {
+    /// Every function being served, at this moment.
+    pub(crate) fn snapshot(&self) -> Vec<Arc<Function>> {
+        self.functions
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    pub(crate) fn function(&self, name: &str) -> Result<Arc<Function>> {
         self.functions
             .read()
             .unwrap_or_else(PoisonError::into_inner)
@@ -387,6 +536,15 @@ impl Controller {
                 "fuel: this node does not meter fuel (set `fuel = true` in the node config)".into(),
             ));
         }
+        let resolved = resolve(
+            name.as_str(),
+            &spec,
+            &self.config,
+            &self.kv,
+            self.mqtt.is_some(),
+            Strictness::Deploy,
+        )?;
+        self.check_routes(name.as_str(), &resolved.routes)?;
         let Some(module) = self.store.module(&digest)? else {
             return Err(Error::ModuleNotFound {
                 name: name.to_string(),
@@ -402,15 +560,59 @@ impl Controller {
         let rec = self
             .store
             .deploy(name.as_str(), &digest, &module.kind, &spec)?;
-        self.install(&rec);
+        self.install(&rec, Some(resolved));
         tracing::info!(function = %name, version = rec.active, module = %digest, "deployed");
         self.status(name.as_str())
+    }
+
+    /// Refuses routes another function serves.
+    fn check_routes(&self, name: &str, routes: &[String]) -> Result<()> {
+        let functions = self.snapshot();
+        for r in routes {
+            for f in &functions {
+                if f.name != name && f.routes.contains(r) {
+                    return Err(Error::RouteConflict {
+                        name: name.to_string(),
+                        route: r.clone(),
+                        other: f.name.clone(),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The function serving `path` by a declared route, and the route: an
+    /// exact route first, then the longest `/...` prefix.
+    pub fn route(&self, path: &str) -> Option<(String, String)> {
+        let mut best: Option<(usize, String, String)> = None;
+        for f in self.snapshot() {
+            for r in &f.routes {
+                let len = match r.strip_suffix("/...") {
+                    None if r == path => usize::MAX,
+                    None => continue,
+                    Some(prefix) => {
+                        let below = path
+                            .strip_prefix(prefix)
+                            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'));
+                        if !below {
+                            continue;
+                        }
+                        prefix.len()
+                    }
+                };
+                if best.as_ref().is_none_or(|(l, _, _)| len > *l) {
+                    best = Some((len, f.name.clone(), r.clone()));
+                }
+            }
+        }
+        best.map(|(_, f, r)| (f, r))
     }
 
     /// Makes an earlier version active.
     pub fn rollback(&self, name: &str, to: Option<u32>) -> Result<FunctionStatus> {
         let rec = self.store.rollback(name, to)?;
-        self.install(&rec);
+        self.install(&rec, None);
         tracing::info!(function = %name, version = rec.active, "rolled back");
         self.status(name)
     }
@@ -430,6 +632,14 @@ impl Controller {
         }
         self.logs.forget(name);
         self.metrics.forget(name);
+        self.changed.notify_waiters();
+        match self.queue.remove_function(name) {
+            Ok(0) => {}
+            Ok(n) => {
+                tracing::warn!(function = %name, count = n, "queued invocations moved to the dead-letter list")
+            }
+            Err(e) => tracing::error!(function = %name, "dead-lettering queued invocations: {e}"),
+        }
         self.pending_usage
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -485,7 +695,7 @@ impl Controller {
         self.function(name).is_ok_and(|f| f.public)
     }
 
-    fn next_invocation_id(&self) -> String {
+    pub(crate) fn next_invocation_id(&self) -> String {
         let n = self.invocation_seq.fetch_add(1, Ordering::Relaxed);
         format!("{}-{n:08x}", self.id_prefix)
     }
@@ -499,7 +709,7 @@ impl Controller {
 
     /// First half of admission: a slot of the function, waiting in its
     /// bounded queue when all are busy.
-    async fn admit(&self, name: &str) -> Result<(Arc<Function>, OwnedSemaphorePermit)> {
+    pub(crate) async fn admit(&self, name: &str) -> Result<(Arc<Function>, OwnedSemaphorePermit)> {
         if self.draining.load(Ordering::Acquire) {
             return Err(Error::ShuttingDown);
         }
@@ -531,6 +741,7 @@ impl Controller {
         let running = Running {
             function: f.clone(),
             node: self.in_flight.clone(),
+            freed: self.slot_freed.clone(),
             live: self.metrics.live_instances.clone(),
             _slot: slot,
             _node_slot: node_slot,
@@ -600,19 +811,39 @@ impl Controller {
         Ok((loaded, true))
     }
 
-    fn invocation(&self, f: &Function, info: &InvocationInfo) -> Invocation {
+    pub(crate) fn invocation(
+        &self,
+        f: &Function,
+        info: &InvocationInfo,
+        origin: Origin,
+    ) -> Invocation {
         let hub = self.logs.clone();
         let (name, id) = (f.name.clone(), info.id.clone());
+        let mut chain = origin.chain;
+        chain.push(f.name.clone());
+        let mut limits = f.limits.clone();
+        if let Some(cap) = origin.timeout_cap {
+            limits.timeout = limits.timeout.min(cap);
+        }
         Invocation {
             name: f.name.clone(),
-            limits: f.limits.clone(),
+            limits,
             grants: f.grants.clone(),
             log: Arc::new(move |line| hub.push(&name, &id, line)),
+            caps: f.caps.clone(),
+            context: Arc::new(CallContext {
+                id: info.id.clone(),
+                trigger: origin.trigger.to_string(),
+                subject: origin.subject,
+                attempt: origin.attempt,
+                chain,
+            }),
+            fabric: self.fabric.get().cloned(),
         }
     }
 
     /// Records what an invocation used and how it ended.
-    fn record(
+    pub(crate) fn record(
         &self,
         f: &Function,
         info: &InvocationInfo,
@@ -670,7 +901,12 @@ impl Controller {
     /// function's request size limit, once the invocation holds one of the
     /// function's slots: so the bodies buffered at once are bounded by the
     /// functions' concurrency, never by the offered load.
-    pub async fn invoke_command<F, Fut>(&self, name: &str, read_body: F) -> Result<CommandResponse>
+    pub async fn invoke_command<F, Fut>(
+        &self,
+        name: &str,
+        origin: Origin,
+        read_body: F,
+    ) -> Result<CommandResponse>
     where
         F: FnOnce(u64) -> Fut,
         Fut: Future<Output = Result<Bytes, BodyError>>,
@@ -697,7 +933,7 @@ impl Controller {
             }
         };
         let (f, running, loaded, info) = self.start(f, slot).await?;
-        let inv = self.invocation(&f, &info);
+        let inv = self.invocation(&f, &info, origin);
         let Outcome { result, usage } = loaded.run_command(&self.runtime, input, inv).await;
         self.record(&f, &info, &result.as_ref().map(|_| ()), &usage);
         drop(running);
@@ -720,6 +956,7 @@ impl Controller {
     pub async fn invoke_http<B>(
         self: &Arc<Self>,
         name: &str,
+        origin: Origin,
         req: http::Request<B>,
     ) -> Result<(InvocationInfo, http::Response<HttpBody>)>
     where
@@ -727,18 +964,8 @@ impl Controller {
         B::Error: std::fmt::Display,
     {
         let (f, running, loaded, info) = self.begin(name).await?;
-        let inv = self.invocation(&f, &info);
-        let this = self.clone();
-        let (f2, info2) = (f.clone(), info.clone());
-        let done: weft_runtime::HttpDone = Box::new(move |outcome: Outcome<()>| {
-            this.record(
-                &f2,
-                &info2,
-                &outcome.result.as_ref().map(|_| ()),
-                &outcome.usage,
-            );
-            drop(running);
-        });
+        let inv = self.invocation(&f, &info, origin);
+        let done = self.http_done(&f, &info, running, None);
         match loaded.serve_http(&self.runtime, req, inv, done).await {
             Ok(resp) => Ok((info, resp)),
             Err(source) => Err(Error::Invoke {
@@ -749,16 +976,108 @@ impl Controller {
         }
     }
 
+    /// Runs a function with `payload` as its request: a command's stdin, or
+    /// the body of a request to an HTTP component (method and path from
+    /// `meta`, default `POST /`; a status of 500 or more is a failure).
+    /// Returns the response body. `id` overrides the invocation's id (an
+    /// asynchronous invocation keeps its queue id).
+    pub(crate) async fn run_payload(
+        self: &Arc<Self>,
+        f: Arc<Function>,
+        slot: OwnedSemaphorePermit,
+        payload: Bytes,
+        origin: Origin,
+        id: Option<String>,
+        meta: &BTreeMap<String, String>,
+    ) -> Result<(InvocationInfo, Bytes)> {
+        if payload.len() as u64 > f.limits.max_request {
+            return Err(body_error(&f, BodyError::TooLarge));
+        }
+        let (f, running, loaded, mut info) = self.start(f, slot).await?;
+        if let Some(id) = id {
+            info.id = id;
+        }
+        let inv = self.invocation(&f, &info, origin);
+        let failed = |source| Error::Invoke {
+            name: f.name.clone(),
+            invocation: info.id.clone(),
+            source,
+        };
+        match f.kind {
+            Kind::Command => {
+                let Outcome { result, usage } =
+                    loaded.run_command(&self.runtime, payload, inv).await;
+                self.record(&f, &info, &result.as_ref().map(|_| ()), &usage);
+                drop(running);
+                match result {
+                    Ok(body) => Ok((info, body)),
+                    Err(source) => Err(failed(source)),
+                }
+            }
+            Kind::Http => {
+                let method = meta.get("method").map_or("POST", String::as_str);
+                let path = meta.get("path").map_or("/", String::as_str);
+                let mut req = http::Request::builder().method(method).uri(path);
+                if let Some(ct) = meta.get("content-type") {
+                    req = req.header(http::header::CONTENT_TYPE, ct);
+                }
+                let req = req
+                    .header(http::header::CONTENT_LENGTH, payload.len())
+                    .body(http_body_util::Full::new(payload))
+                    .map_err(|e| Error::Internal(format!("building the request: {e}")))?;
+                let (tx, rx) = tokio::sync::oneshot::channel();
+                let done = self.http_done(&f, &info, running, Some(tx));
+                let resp = loaded
+                    .serve_http(&self.runtime, req, inv, done)
+                    .await
+                    .map_err(failed)?;
+                let status = resp.status();
+                let body = http_body_util::BodyExt::collect(resp.into_body())
+                    .await
+                    .map_err(|e| failed(InvokeError::Handler(format!("response body: {e}"))))?
+                    .to_bytes();
+                if let Ok(Err(source)) = rx.await {
+                    return Err(failed(source));
+                }
+                if status.is_server_error() {
+                    return Err(failed(InvokeError::Handler(format!(
+                        "the component answered {status}: {}",
+                        String::from_utf8_lossy(&body[..body.len().min(512)])
+                    ))));
+                }
+                Ok((info, body))
+            }
+        }
+    }
+
+    /// What runs when an HTTP component's sandbox has ended: record the
+    /// outcome, free the slot, and tell `ended` how it went.
+    fn http_done(
+        self: &Arc<Self>,
+        f: &Arc<Function>,
+        info: &InvocationInfo,
+        running: Running,
+        ended: Option<tokio::sync::oneshot::Sender<std::result::Result<(), InvokeError>>>,
+    ) -> weft_runtime::HttpDone {
+        let this = self.clone();
+        let (f, info) = (f.clone(), info.clone());
+        Box::new(move |outcome: Outcome<()>| {
+            this.record(
+                &f,
+                &info,
+                &outcome.result.as_ref().map(|_| ()),
+                &outcome.usage,
+            );
+            drop(running);
+            if let Some(tx) = ended {
+                let _ = tx.send(outcome.result);
+            }
+        })
+    }
+
     /// Drops the compiled code of functions idle past their TTL.
     fn scale_idle_to_zero(&self) {
-        let functions: Vec<Arc<Function>> = self
-            .functions
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .values()
-            .cloned()
-            .collect();
-        for f in functions {
+        for f in self.snapshot() {
             if f.warm().is_some() && f.idle_expired() && f.set_warm(None) {
                 self.metrics.warm_functions.dec();
                 tracing::debug!(function = %f.name, "scaled to zero");
@@ -822,6 +1141,13 @@ impl Controller {
     pub fn logs(&self, name: &str, since: u64, limit: usize) -> Result<Vec<LogLine>> {
         self.function(name)?;
         Ok(self.logs.recent(name, since, limit))
+    }
+
+    /// Adds a line to a function's log, as the node (not the guest).
+    pub(crate) fn log_line(&self, function: &str, invocation: &str, line: String) {
+        tracing::info!(function = %function, invocation = %invocation, "{line}");
+        self.logs
+            .push(function, invocation, format!("[weft] {line}"));
     }
 
     /// Every new log line, of every function.

@@ -92,6 +92,48 @@ pub enum Error {
         /// What went wrong.
         source: InvokeError,
     },
+    /// A deploy that names a key-value store the node does not provide.
+    #[error(
+        "function `{name}`: key-value store `{label}` is not provided by this node (its config has no [kv.{label}])"
+    )]
+    UnknownStore {
+        /// The function.
+        name: String,
+        /// The store's label.
+        label: String,
+    },
+    /// A deploy that names a topic the node does not provide.
+    #[error(
+        "function `{name}`: topic `{topic}` is not provided by this node (see `topics` in its config)"
+    )]
+    UnknownTopic {
+        /// The function.
+        name: String,
+        /// The topic pattern.
+        topic: String,
+    },
+    /// A deploy whose trigger the node cannot serve (bad cron expression,
+    /// MQTT without a broker, bad MQTT filter).
+    #[error("function `{name}`: {message}")]
+    InvalidTrigger {
+        /// The function.
+        name: String,
+        /// What is wrong, naming the trigger.
+        message: String,
+    },
+    /// A route another function already serves.
+    #[error("function `{name}`: route `{route}` is already served by function `{other}`")]
+    RouteConflict {
+        /// The function.
+        name: String,
+        /// The route.
+        route: String,
+        /// The function that has it.
+        other: String,
+    },
+    /// The asynchronous invocation queue refused or failed.
+    #[error("{0}")]
+    Queue(#[from] weft_queue::QueueError),
     /// The store failed.
     #[error("{0}")]
     Store(#[from] weft_store::Error),
@@ -119,6 +161,11 @@ impl Error {
             Error::ShuttingDown => "shutting_down",
             Error::RequestBody { code, .. } => code,
             Error::Invoke { source, .. } => source.code(),
+            Error::UnknownStore { .. } => "unknown_store",
+            Error::UnknownTopic { .. } => "unknown_topic",
+            Error::InvalidTrigger { .. } => "invalid_trigger",
+            Error::RouteConflict { .. } => "route_conflict",
+            Error::Queue(e) => e.code(),
             Error::Store(weft_store::Error::FunctionNotFound(_)) => "function_not_found",
             Error::Store(weft_store::Error::VersionNotFound { .. }) => "version_not_found",
             Error::Store(_) | Error::Internal(_) => "internal",
@@ -141,6 +188,13 @@ impl Error {
                 _ => StatusCode::BAD_REQUEST,
             },
             Error::QueueFull { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Error::UnknownStore { .. }
+            | Error::UnknownTopic { .. }
+            | Error::InvalidTrigger { .. } => StatusCode::BAD_REQUEST,
+            Error::RouteConflict { .. } => StatusCode::CONFLICT,
+            Error::Queue(e) => {
+                StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+            }
             Error::RequestBody { code, .. } => match *code {
                 "request_too_large" => StatusCode::PAYLOAD_TOO_LARGE,
                 "request_timeout" => StatusCode::REQUEST_TIMEOUT,
@@ -173,6 +227,7 @@ impl Error {
                 ..
             } => Some(1),
             Error::ShuttingDown => Some(5),
+            Error::Queue(weft_queue::QueueError::Full { .. }) => Some(1),
             _ => None,
         }
     }
@@ -188,6 +243,10 @@ impl Error {
             | Error::RequestBody { name: n, .. }
             | Error::QueueTimeout { name: n, .. }
             | Error::NodeAtCapacity { name: n, .. }
+            | Error::UnknownStore { name: n, .. }
+            | Error::UnknownTopic { name: n, .. }
+            | Error::InvalidTrigger { name: n, .. }
+            | Error::RouteConflict { name: n, .. }
             | Error::Invoke { name: n, .. } => Some(n),
             Error::Prepare { name, .. } => name.as_deref(),
             _ => None,

@@ -10,7 +10,12 @@ use weft_manifest::{Defaults, FunctionSpec};
 use weft_runtime::{Grants, Kind, Limits, Loaded};
 use weft_store::VersionRecord;
 
+use crate::caps::Resolved;
 use crate::metrics::FnMetrics;
+use weft_manifest::MqttTrigger;
+use weft_queue::RetryPolicy;
+use weft_runtime::Capabilities;
+use weft_triggers::cron::Schedule;
 
 pub(crate) struct Function {
     pub(crate) name: String,
@@ -23,7 +28,13 @@ pub(crate) struct Function {
     pub(crate) max_queue: u32,
     pub(crate) idle_ttl: Duration,
     pub(crate) metrics: FnMetrics,
-    slots: Arc<Semaphore>,
+    pub(crate) caps: Arc<Capabilities>,
+    pub(crate) retry: RetryPolicy,
+    pub(crate) subscribes: Vec<String>,
+    pub(crate) routes: Vec<String>,
+    pub(crate) cron: Vec<(Schedule, Option<String>)>,
+    pub(crate) mqtt: Vec<MqttTrigger>,
+    pub(crate) slots: Arc<Semaphore>,
     waiting: AtomicU32,
     pub(crate) in_flight: AtomicU32,
     warm: Mutex<Option<Loaded>>,
@@ -62,6 +73,7 @@ impl Function {
         kind: Kind,
         defaults: &Defaults,
         metrics: FnMetrics,
+        resolved: Resolved,
     ) -> Self {
         let (limits, grants) = resolve(&version.spec, defaults);
         let max_concurrency = version
@@ -78,6 +90,12 @@ impl Function {
             max_queue: version.spec.max_queue.unwrap_or(defaults.max_queue),
             idle_ttl: version.spec.idle_ttl.unwrap_or(defaults.idle_ttl).0,
             metrics,
+            caps: resolved.caps,
+            retry: resolved.retry,
+            subscribes: resolved.subscribes,
+            routes: resolved.routes,
+            cron: resolved.cron,
+            mqtt: resolved.mqtt,
             slots: Arc::new(Semaphore::new(max_concurrency as usize)),
             waiting: AtomicU32::new(0),
             in_flight: AtomicU32::new(0),

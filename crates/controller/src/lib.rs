@@ -6,25 +6,32 @@
 //! ```no_run
 //! # async fn demo() -> Result<(), weft_controller::Error> {
 //! use weft_controller::Controller;
-//! let c = Controller::open("/tmp/weft".as_ref(), Default::default())?;
+//! let c = Controller::open("/tmp/weft".as_ref(), Default::default()).await?;
 //! let wasm = std::fs::read("hello.wasm").unwrap_or_default();
 //! let m = c.upload_module(wasm.into(), Some("hello")).await?;
 //! c.deploy("hello", weft_manifest::FunctionSpec { module: m.module, ..Default::default() })?;
-//! let out = c.invoke_command("hello", |_limit| async { Ok("world".into()) }).await?;
+//! let origin = weft_controller::Origin::new("cli", "");
+//! let out = c.invoke_command("hello", origin, |_limit| async { Ok("world".into()) }).await?;
 //! println!("{}", String::from_utf8_lossy(&out.body));
 //! # Ok(()) }
 //! ```
 
+mod caps;
 mod controller;
+mod dispatch;
 mod error;
 mod function;
 mod logs;
 mod metrics;
+mod router;
+mod triggers;
 
 pub use controller::{
     BodyError, CommandResponse, Controller, EffectiveLimits, FunctionStatus, InvocationInfo,
-    ModuleInfo,
+    ModuleInfo, Origin,
 };
 pub use error::{Error, Result};
 pub use logs::LogLine;
+pub use triggers::CATCH_UP;
+pub use weft_queue::{Accepted, Record as InvocationRecord, State as InvocationState};
 pub use weft_store::{UsageTotals, VersionRecord};

@@ -54,6 +54,10 @@ pub(crate) struct Metrics {
     pub(crate) queued: Gauge,
     pub(crate) warm_functions: Gauge,
     pub(crate) compilations: Counter,
+    pub(crate) async_accepted: Counter,
+    pub(crate) async_refused: Counter,
+    pub(crate) async_dead: Counter,
+    pub(crate) trigger_dropped: Counter,
 }
 
 impl Metrics {
@@ -69,6 +73,10 @@ impl Metrics {
             queued: Gauge::default(),
             warm_functions: Gauge::default(),
             compilations: Counter::default(),
+            async_accepted: Counter::default(),
+            async_refused: Counter::default(),
+            async_dead: Counter::default(),
+            trigger_dropped: Counter::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -115,6 +123,26 @@ impl Metrics {
             "compilations",
             "Modules compiled by this process",
             m.compilations.clone(),
+        );
+        registry.register(
+            "async_accepted",
+            "Asynchronous invocations durably queued",
+            m.async_accepted.clone(),
+        );
+        registry.register(
+            "async_refused",
+            "Asynchronous invocations refused (queue full, storage error)",
+            m.async_refused.clone(),
+        );
+        registry.register(
+            "async_dead_lettered",
+            "Asynchronous invocations moved to the dead-letter list",
+            m.async_dead.clone(),
+        );
+        registry.register(
+            "trigger_dropped",
+            "Trigger events dropped before queueing (oversized MQTT payloads)",
+            m.trigger_dropped.clone(),
         );
         Metrics { registry, ..m }
     }

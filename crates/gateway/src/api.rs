@@ -66,6 +66,12 @@ pub fn router(controller: Arc<Controller>, auth: Auth) -> Router {
         .route("/v1/functions/{name}/logs", get(logs))
         .route("/v1/usage", get(usage_all))
         .route("/v1/usage/{name}", get(usage_one))
+        .route("/v1/invocations/{id}", get(invocation))
+        .route("/v1/invocations/{id}/result", get(invocation_result))
+        .route("/v1/dlq", get(dlq_list))
+        .route("/v1/dlq/{id}/retry", post(dlq_retry))
+        .route("/v1/dlq/{id}", axum::routing::delete(dlq_drop))
+        .route("/v1/topics/{topic}", post(publish))
         .route("/fn/{name}", any(invoke::invoke))
         .route("/fn/{name}/", any(invoke::invoke))
         .route("/fn/{name}/{*rest}", any(invoke::invoke))
@@ -79,12 +85,17 @@ async fn authorize(State(s): State<AppState>, req: Request, next: Next) -> Respo
     if matches!(*s.auth, Auth::Open) || req.uri().path() == "/healthz" {
         return next.run(req).await;
     }
-    let public_fn = req
-        .uri()
-        .path()
-        .strip_prefix("/fn/")
-        .map(|rest| rest.split('/').next().unwrap_or_default())
-        .is_some_and(|name| s.controller.is_public(name));
+    let path = req.uri().path();
+    let public_fn = match path.strip_prefix("/fn/") {
+        Some(rest) => s
+            .controller
+            .is_public(rest.split('/').next().unwrap_or_default()),
+        None if path.starts_with("/v1/") || path == "/metrics" => false,
+        None => s
+            .controller
+            .route(path)
+            .is_some_and(|(name, _)| s.controller.is_public(&name)),
+    };
     let header = req
         .headers()
         .get(http::header::AUTHORIZATION)
@@ -101,12 +112,148 @@ async fn authorize(State(s): State<AppState>, req: Request, next: Next) -> Respo
     }
 }
 
-async fn not_found(req: Request) -> ApiError {
+/// Paths the node does not serve itself: a function's declared route, or
+/// 404.
+async fn not_found(State(s): State<AppState>, req: Request) -> Response {
+    if let Some((name, route)) = s.controller.route(req.uri().path()) {
+        return match invoke::route(&s, &name, route, req).await {
+            Ok(r) => r,
+            Err(e) => e.into_response(),
+        };
+    }
     ApiError::new(
         StatusCode::NOT_FOUND,
         "not_found",
         format!("no route for {} {}", req.method(), req.uri().path()),
     )
+    .into_response()
+}
+
+async fn invocation(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let rec = s.controller.invocation_record(&id).await?;
+    Ok(Json(record_json(&rec)).into_response())
+}
+
+/// A record as the API shows it: the result as text when it is UTF-8, and
+/// always as base64.
+fn record_json(rec: &weft_controller::InvocationRecord) -> Value {
+    let mut v = serde_json::to_value(rec).unwrap_or_else(|_| json!({}));
+    if let Value::Object(m) = &mut v {
+        m.remove("result");
+        if let Some(r) = &rec.result {
+            m.insert("result_size".into(), json!(r.len()));
+            if let Ok(text) = std::str::from_utf8(r) {
+                m.insert("result_text".into(), json!(text));
+            }
+            m.insert("result_base64".into(), json!(base64_encode(r)));
+        }
+    }
+    v
+}
+
+fn base64_encode(data: &[u8]) -> String {
+    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
+    for chunk in data.chunks(3) {
+        let b = [
+            chunk[0],
+            chunk.get(1).copied().unwrap_or(0),
+            chunk.get(2).copied().unwrap_or(0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(T[(n >> (18 - 6 * i)) as usize & 63] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// The raw result of a finished invocation; 409 while it has none.
+async fn invocation_result(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let rec = s.controller.invocation_record(&id).await?;
+    match rec.result {
+        Some(r) => Ok((
+            [(http::header::CONTENT_TYPE, "application/octet-stream")],
+            r,
+        )
+            .into_response()),
+        None => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "no_result",
+            format!(
+                "invocation `{id}` has no result: it is {}",
+                serde_json::to_value(rec.state)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_string))
+                    .unwrap_or_default()
+            ),
+        )),
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct DlqQuery {
+    function: Option<String>,
+    #[serde(default = "default_dlq_limit")]
+    limit: usize,
+}
+
+fn default_dlq_limit() -> usize {
+    100
+}
+
+async fn dlq_list(
+    State(s): State<AppState>,
+    q: Result<Query<DlqQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(q) =
+        q.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", e.body_text()))?;
+    let dead = s
+        .controller
+        .dead_letters(q.function, q.limit.min(10_000))
+        .await?;
+    let items: Vec<Value> = dead.iter().map(record_json).collect();
+    Ok(Json(json!({ "invocations": items })).into_response())
+}
+
+async fn dlq_retry(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    s.controller.retry_dead(&id).await?;
+    Ok(Json(json!({ "retried": id })).into_response())
+}
+
+async fn dlq_drop(State(s): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
+    s.controller.drop_dead(&id).await?;
+    Ok(Json(json!({ "dropped": id })).into_response())
+}
+
+/// Publishes an event on an internal topic, as an operator.
+async fn publish(
+    State(s): State<AppState>,
+    Path(topic): Path<String>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    weft_manifest::validate_topic(&topic)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_topic", e))?;
+    let n = s.controller.publish("", &topic, body).await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({ "topic": topic, "subscribers": n })),
+    )
+        .into_response())
 }
 
 async fn method_not_allowed(req: Request) -> ApiError {

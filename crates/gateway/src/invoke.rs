@@ -2,13 +2,15 @@
 
 use crate::api::AppState;
 use crate::error::ApiError;
+use axum::Json;
 use axum::body::Body;
 use axum::extract::{Path, Request, State};
 use axum::response::{IntoResponse, Response};
 use http::{HeaderMap, HeaderValue, StatusCode, Uri};
 use http_body_util::{BodyExt, Limited};
-use std::collections::HashMap;
-use weft_controller::{BodyError, InvocationInfo};
+use serde_json::json;
+use std::collections::{BTreeMap, HashMap};
+use weft_controller::{BodyError, InvocationInfo, Origin};
 use weft_runtime::Kind;
 
 pub(crate) async fn invoke(
@@ -18,12 +20,50 @@ pub(crate) async fn invoke(
 ) -> Result<Response, ApiError> {
     let name = params.get("name").cloned().unwrap_or_default();
     let rest = params.get("rest").cloned().unwrap_or_default();
+    let path = format!("/{rest}");
+    serve(&s, &name, Origin::new("http", ""), &path, req).await
+}
+
+/// A request on a route declared by a function's manifest; the component
+/// sees the whole path.
+pub(crate) async fn route(
+    s: &AppState,
+    name: &str,
+    route: String,
+    req: Request,
+) -> Result<Response, ApiError> {
+    let path = req.uri().path().to_string();
+    serve(s, name, Origin::new("route", route), &path, req).await
+}
+
+/// Whether the client asked for an asynchronous invocation
+/// (`Prefer: respond-async`, RFC 7240).
+fn wants_async(h: &HeaderMap) -> bool {
+    h.get_all("prefer").iter().any(|v| {
+        v.to_str().is_ok_and(|v| {
+            v.split(',')
+                .any(|p| p.trim().eq_ignore_ascii_case("respond-async"))
+        })
+    })
+}
+
+async fn serve(
+    s: &AppState,
+    name: &str,
+    origin: Origin,
+    path: &str,
+    req: Request,
+) -> Result<Response, ApiError> {
     let c = &s.controller;
-    match c.kind(&name)? {
+    let kind = c.kind(name)?;
+    if wants_async(req.headers()) {
+        return enqueue(s, name, origin, kind, path, req).await;
+    }
+    match kind {
         Kind::Command => {
             let body = req.into_body();
             let out = c
-                .invoke_command(&name, |limit| read_body(body, limit))
+                .invoke_command(name, origin, |limit| read_body(body, limit))
                 .await?;
             let mut resp = Response::new(Body::from(out.body));
             let h = resp.headers_mut();
@@ -50,13 +90,99 @@ pub(crate) async fn invoke(
             Ok(resp)
         }
         Kind::Http => {
-            let req = rewrite(req, &rest)?;
-            let (info, resp) = c.invoke_http(&name, req).await?;
+            let req = rewrite(req, path)?;
+            let (info, resp) = c.invoke_http(name, origin, req).await?;
             let mut resp = resp.map(Body::new);
             set_info(resp.headers_mut(), &info);
             Ok(resp.into_response())
         }
     }
+}
+
+/// Queues the request and answers 202 with the invocation's id once it is
+/// durably queued. `Idempotency-Key` makes a repeat return the first id.
+async fn enqueue(
+    s: &AppState,
+    name: &str,
+    origin: Origin,
+    kind: Kind,
+    path: &str,
+    req: Request,
+) -> Result<Response, ApiError> {
+    let c = &s.controller;
+    let (parts, body) = req.into_parts();
+    let key = match parts.headers.get("idempotency-key") {
+        Some(v) => Some(
+            v.to_str()
+                .map_err(|_| {
+                    ApiError::new(
+                        StatusCode::BAD_REQUEST,
+                        "invalid_idempotency_key",
+                        "the Idempotency-Key header is not visible ASCII",
+                    )
+                })?
+                .to_string(),
+        ),
+        None => None,
+    };
+    let limit = c.status(name)?.limits.max_request_size;
+    let payload = read_body(body, limit).await.map_err(|e| match e {
+        BodyError::TooLarge => ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "request_too_large",
+            format!("function `{name}`: request body exceeds the limit of {limit} bytes"),
+        )
+        .with("function", name),
+        BodyError::Aborted(m) => ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "request_aborted",
+            format!("function `{name}`: reading the request body failed: {m}"),
+        )
+        .with("function", name),
+    })?;
+    let mut meta = BTreeMap::new();
+    if kind == Kind::Http {
+        meta.insert("method".to_string(), parts.method.to_string());
+        let query = parts
+            .uri
+            .query()
+            .map(|q| format!("?{q}"))
+            .unwrap_or_default();
+        meta.insert("path".to_string(), format!("{path}{query}"));
+    }
+    if let Some(ct) = parts
+        .headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    {
+        meta.insert("content-type".to_string(), ct.to_string());
+    }
+    let accepted = c
+        .enqueue(name, payload, origin.trigger, origin.subject, meta, key)
+        .await?;
+    let location = format!("/v1/invocations/{}", accepted.id);
+    let mut resp = (
+        StatusCode::ACCEPTED,
+        Json(json!({
+            "id": accepted.id,
+            "function": name,
+            "duplicate": accepted.duplicate,
+            "status_url": location,
+        })),
+    )
+        .into_response();
+    let h = resp.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(&location) {
+        h.insert(http::header::LOCATION, v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&accepted.id) {
+        h.insert("x-weft-invocation-id", v);
+    }
+    h.insert(
+        "preference-applied",
+        HeaderValue::from_static("respond-async"),
+    );
+    Ok(resp)
 }
 
 fn set_info(h: &mut HeaderMap, info: &InvocationInfo) {
@@ -82,7 +208,7 @@ async fn read_body(body: Body, limit: u64) -> Result<bytes::Bytes, BodyError> {
 
 /// Gives an HTTP component the sub-path after `/fn/{name}` as its path, and
 /// an absolute URI with the host the client used.
-fn rewrite(req: Request, rest: &str) -> Result<Request, ApiError> {
+fn rewrite(req: Request, path: &str) -> Result<Request, ApiError> {
     let (mut parts, body) = req.into_parts();
     let host = parts
         .headers
@@ -95,7 +221,7 @@ fn rewrite(req: Request, rest: &str) -> Result<Request, ApiError> {
         .query()
         .map(|q| format!("?{q}"))
         .unwrap_or_default();
-    let uri = format!("http://{host}/{rest}{query}");
+    let uri = format!("http://{host}{path}{query}");
     parts.uri = uri.parse::<Uri>().map_err(|e| {
         ApiError::new(
             StatusCode::BAD_REQUEST,

@@ -10,12 +10,17 @@
 //! assert!(m.functions.contains_key(&"hello".parse().unwrap()));
 //! ```
 
+mod caps;
 mod manifest;
 mod node;
 mod spec;
 mod units;
 
+pub use caps::{
+    CronTrigger, HostPattern, MAX_TOPIC_LEN, MqttTrigger, RetrySpec, topic_matches,
+    validate_config_key, validate_route, validate_topic, validate_topic_pattern,
+};
 pub use manifest::{MANIFEST_VERSION, Manifest, ManifestError};
-pub use node::{Defaults, NodeConfig};
+pub use node::{Defaults, KvStoreConfig, MqttConfig, NodeConfig, QueueConfig};
 pub use spec::{FunctionSpec, ModuleRef, bounds};
 pub use units::{ByteSize, HumanDuration, Name};

@@ -1,9 +1,11 @@
 //! The node's own configuration file: how the operator provides what
 //! applications ask for. Separate from application manifests.
 
-use crate::units::{ByteSize, HumanDuration};
+use crate::caps::validate_topic_pattern;
+use crate::units::{ByteSize, HumanDuration, Name};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
@@ -18,6 +20,13 @@ use std::time::Duration;
 /// [defaults]
 /// timeout = "10s"
 /// memory = "128MiB"
+///
+/// [kv.cache]
+/// backend = "redis"
+/// url = "redis://127.0.0.1:6379"
+///
+/// [mqtt]
+/// url = "mqtt://127.0.0.1:1883"
 /// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -46,6 +55,76 @@ pub struct NodeConfig {
     /// Limits of functions that do not set their own.
     #[serde(default)]
     pub defaults: Defaults,
+    /// Key-value stores by label. `default` is always provided: the node's
+    /// embedded store, unless configured here. TOML: `[kv.LABEL]`
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub kv: BTreeMap<Name, KvStoreConfig>,
+    /// The MQTT broker of MQTT triggers. Without it, deploying a function
+    /// with an MQTT trigger fails. TOML: `[mqtt]`
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mqtt: Option<MqttConfig>,
+    /// The queue of asynchronous invocations. TOML: `[queue]`
+    #[serde(default)]
+    pub queue: QueueConfig,
+    /// Internal topics functions may publish and subscribe to, as patterns
+    /// (`*` one token, `>` the rest). Default: `[">"]`, every topic.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub topics: Option<Vec<String>>,
+    /// Deepest chain of function-to-function calls. Default: 8.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_call_depth: Option<u32>,
+}
+
+/// A key-value store's backend. TOML: `[kv.LABEL]`
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, tag = "backend", rename_all = "snake_case")]
+pub enum KvStoreConfig {
+    /// The node's own store, in its data directory. `backend = "embedded"`
+    /// (a struct variant, so unknown keys beside `backend` are refused).
+    Embedded {},
+    /// A Redis server. `backend = "redis"`, `url = "redis://host:6379/0"`
+    Redis {
+        /// `redis://[user:password@]host[:port][/db]` (or `rediss://`).
+        url: String,
+        /// Prefix of every key; default `weft:LABEL:`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        prefix: Option<String>,
+    },
+}
+
+/// The MQTT broker. TOML: `[mqtt]`
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MqttConfig {
+    /// `mqtt://host[:port]` (default port 1883).
+    pub url: String,
+    /// Client id; default `weft-` and the node's id. It must be stable
+    /// across restarts so the broker keeps the session (QoS 1 redelivery).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+}
+
+/// Bounds of the asynchronous invocation queue. TOML: `[queue]`
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct QueueConfig {
+    /// Queued and running invocations on the node, at most. Default: 100000.
+    pub max_pending: u64,
+    /// Queued and running invocations of one function, at most.
+    /// Default: 10000.
+    pub max_pending_per_function: u64,
+    /// How long results of finished invocations are kept. Default: "24h".
+    pub result_ttl: HumanDuration,
+}
+
+impl Default for QueueConfig {
+    fn default() -> Self {
+        QueueConfig {
+            max_pending: 100_000,
+            max_pending_per_function: 10_000,
+            result_ttl: HumanDuration(Duration::from_secs(86_400)),
+        }
+    }
 }
 
 /// Node-wide defaults of function limits. TOML: `[defaults]`
@@ -115,6 +194,33 @@ impl NodeConfig {
         if self.defaults.max_concurrency == 0 {
             return Err("defaults.max_concurrency: must be at least 1".into());
         }
+        for (label, kv) in &self.kv {
+            if let KvStoreConfig::Redis { url, .. } = kv
+                && !(url.starts_with("redis://") || url.starts_with("rediss://"))
+            {
+                return Err(format!(
+                    "kv.{label}.url: `{url}` is not a redis:// or rediss:// URL"
+                ));
+            }
+        }
+        if let Some(m) = &self.mqtt
+            && !(m.url.starts_with("mqtt://") || m.url.starts_with("tcp://"))
+        {
+            return Err(format!("mqtt.url: `{}` is not an mqtt:// URL", m.url));
+        }
+        for t in self.topics.iter().flatten() {
+            validate_topic_pattern(t).map_err(|e| format!("topics: {e}"))?;
+        }
+        if self.queue.max_pending == 0 || self.queue.max_pending_per_function == 0 {
+            return Err(
+                "queue: max_pending and max_pending_per_function must be at least 1".into(),
+            );
+        }
+        if let Some(d) = self.max_call_depth
+            && !(1..=64).contains(&d)
+        {
+            return Err(format!("max_call_depth: {d} is not between 1 and 64"));
+        }
         Ok(())
     }
 }
@@ -133,6 +239,20 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("unknown field `timout`"), "{e}");
+    }
+
+    #[test]
+    fn unknown_keys_of_a_store_are_errors() {
+        for bad in [
+            "[kv.x]\nbackend = \"embedded\"\nfoo = 1\n",
+            "[kv.x]\nbackend = \"embedded\"\nurl = \"redis://h\"\n",
+            "[kv.x]\nbackend = \"redis\"\nurl = \"redis://h\"\nprefx = \"a\"\n",
+            "[kv.x]\nbackend = \"mongo\"\n",
+        ] {
+            assert!(toml::from_str::<NodeConfig>(bad).is_err(), "{bad}");
+        }
+        let ok: NodeConfig = toml::from_str("[kv.x]\nbackend = \"embedded\"\n").unwrap();
+        assert_eq!(ok.kv.len(), 1);
     }
 
     #[test]

@@ -1,6 +1,10 @@
 //! One function's declaration: its module, limits and grants.
 
-use crate::units::{ByteSize, HumanDuration};
+use crate::caps::{
+    CronTrigger, HostPattern, MqttTrigger, RetrySpec, validate_config_key, validate_route,
+    validate_topic_pattern,
+};
+use crate::units::{ByteSize, HumanDuration, Name};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -76,6 +80,57 @@ pub struct FunctionSpec {
     /// Default: false. TOML: `clock = true`
     #[serde(default)]
     pub clock: bool,
+
+    /// Key-value stores the function uses, by label; the node's config maps
+    /// each label to a backend (`default` is the node's embedded store).
+    /// TOML: `key_value_stores = ["default"]`
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub key_value_stores: Vec<Name>,
+
+    /// Configuration values the guest reads with `wasi:config/store`.
+    /// TOML: `config = { api_url = "https://api.example.com" }`
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub config: BTreeMap<String, String>,
+
+    /// Hosts the guest may send HTTP requests to, as
+    /// `scheme://host[:port]` (`*` wildcards allowed: `https://*.example.com`,
+    /// `*://localhost:*`). TOML: `allowed_outbound_hosts = ["https://api.example.com"]`
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowed_outbound_hosts: Vec<String>,
+
+    /// Functions this one may call. TOML: `calls = ["resize"]`
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub calls: Vec<Name>,
+
+    /// Internal topics the function may publish on (patterns: `*` one token,
+    /// `>` the rest). TOML: `publishes = ["orders.*"]`
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub publishes: Vec<String>,
+
+    /// Internal topics whose events invoke this function asynchronously.
+    /// TOML: `subscribes = ["orders.created"]`
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub subscribes: Vec<String>,
+
+    /// HTTP routes served by this function besides `/fn/NAME`; a trailing
+    /// `/...` matches every path below. TOML: `routes = ["/hello", "/api/..."]`
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub routes: Vec<String>,
+
+    /// Cron schedules that invoke the function (UTC).
+    /// TOML: `[[functions.NAME.cron]]` with `schedule = "*/5 * * * *"`
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cron: Vec<CronTrigger>,
+
+    /// MQTT subscriptions that invoke the function.
+    /// TOML: `[[functions.NAME.mqtt]]` with `topic = "sensors/+/temp"`
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mqtt: Vec<MqttTrigger>,
+
+    /// Retries of asynchronous invocations. Default: 3 attempts, backoff
+    /// from 1s doubling to at most 1m, with jitter.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry: Option<RetrySpec>,
 }
 
 /// Bounds every function limit must respect, whatever the node allows.
@@ -187,6 +242,37 @@ impl FunctionSpec {
             if v.contains('\0') {
                 return Err(format!("env: value of `{k}` contains a NUL byte"));
             }
+        }
+        for (k, v) in &self.config {
+            validate_config_key(k)?;
+            if v.len() > 64 << 10 {
+                return Err(format!("config: value of `{k}` is longer than 64KiB"));
+            }
+        }
+        for h in &self.allowed_outbound_hosts {
+            HostPattern::parse(h)?;
+        }
+        for t in &self.publishes {
+            validate_topic_pattern(t).map_err(|e| format!("publishes: {e}"))?;
+        }
+        for t in &self.subscribes {
+            validate_topic_pattern(t).map_err(|e| format!("subscribes: {e}"))?;
+        }
+        for r in &self.routes {
+            validate_route(r)?;
+        }
+        for c in &self.cron {
+            if c.schedule.trim().is_empty() {
+                return Err("cron: schedule must not be empty".into());
+            }
+        }
+        for m in &self.mqtt {
+            if m.topic.is_empty() {
+                return Err("mqtt: topic must not be empty".into());
+            }
+        }
+        if let Some(r) = &self.retry {
+            r.validate()?;
         }
         Ok(())
     }

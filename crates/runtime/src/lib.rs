@@ -17,6 +17,7 @@
 mod artifact;
 mod config;
 mod error;
+mod host;
 mod io;
 mod limits;
 mod meter;
@@ -26,6 +27,7 @@ mod sandbox;
 pub use artifact::{sha256_hex, write_atomic};
 pub use config::RuntimeConfig;
 pub use error::{InvokeError, PrepareError};
+pub use host::{CallContext, Capabilities, Fabric, FabricCode, FabricError};
 pub use io::LogFn;
 pub use limits::{Grants, Limits};
 pub use meter::Usage;

@@ -115,6 +115,8 @@ impl Runtime {
         wasmtime_wasi::p2::add_to_linker_async(&mut component_linker).map_err(internal)?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut component_linker)
             .map_err(internal)?;
+        crate::host::add_to_linker(&mut component_linker, ComponentState::host_view)
+            .map_err(internal)?;
 
         let clock = EpochClock::start(&engine, config.epoch_tick)?;
         Ok(Runtime {
@@ -339,9 +341,10 @@ impl Runtime {
             )));
         }
         for (name, _) in ty.imports(&self.engine) {
-            if !name.starts_with("wasi:") {
+            if !name.starts_with("wasi:") && !name.starts_with("weft:fabric/") {
                 return Err(PrepareError::ImportNotGranted(format!(
-                    "`{name}`: a component may import only WASI interfaces"
+                    "`{name}`: a component may import only WASI interfaces and `weft:fabric` \
+                     (see the `wit/` package)"
                 )));
             }
         }

@@ -2,6 +2,7 @@
 //! classification of how it ended.
 
 use crate::error::InvokeError;
+use crate::host::{CallContext, Capabilities, Fabric, HostCtx, HostView};
 use crate::io::{CappedOutput, GuestStream, LogFn, LogSink};
 use crate::limits::{FrozenMonotonicClock, FrozenWallClock, Grants, Limiter, Limits};
 use crate::meter::{CpuCounter, CpuTimed, Usage};
@@ -53,6 +54,12 @@ pub struct Invocation {
     pub grants: Arc<Grants>,
     /// Where stderr lines go.
     pub log: LogFn,
+    /// Stores, config, hosts, callees and topics granted.
+    pub caps: Arc<Capabilities>,
+    /// Who runs and why.
+    pub context: Arc<CallContext>,
+    /// The node's side of calls and topics; none outside a node.
+    pub fabric: Option<Arc<dyn Fabric>>,
 }
 
 impl Invocation {
@@ -65,6 +72,9 @@ impl Invocation {
             limits: Limits::default(),
             grants: Arc::default(),
             log: Arc::new(move |line| tracing::info!(function = %owned, "{line}")),
+            caps: Arc::default(),
+            context: Arc::default(),
+            fabric: None,
         }
     }
 }
@@ -80,18 +90,39 @@ pub(crate) struct ComponentState {
     wasi: WasiCtx,
     http: WasiHttpCtx,
     table: ResourceTable,
-    hooks: DenyOutbound,
+    hooks: Outbound,
     limiter: Limiter,
+    host: HostCtx,
 }
 
 impl ComponentState {
-    fn new(wasi: WasiCtx, memory: u64) -> Self {
+    fn new(wasi: WasiCtx, inv: &Invocation, deadline: Instant) -> Self {
         ComponentState {
             wasi,
             http: WasiHttpCtx::new(),
             table: ResourceTable::new(),
-            hooks: DenyOutbound,
-            limiter: Limiter::new(memory),
+            hooks: Outbound {
+                function: inv.name.clone(),
+                caps: inv.caps.clone(),
+                log: inv.log.clone(),
+            },
+            limiter: Limiter::new(inv.limits.memory),
+            host: HostCtx {
+                function: inv.name.clone(),
+                caps: inv.caps.clone(),
+                context: inv.context.clone(),
+                fabric: inv.fabric.clone(),
+                log: inv.log.clone(),
+                deadline,
+                log_budget: inv.limits.max_log,
+            },
+        }
+    }
+
+    pub(crate) fn host_view(&mut self) -> HostView<'_> {
+        HostView {
+            ctx: &mut self.host,
+            table: &mut self.table,
         }
     }
 }
@@ -115,15 +146,20 @@ impl WasiHttpView for ComponentState {
     }
 }
 
-/// Outbound HTTP is not granted to any function (yet): every request a
-/// guest sends is denied with `HTTP-request-denied`.
-struct DenyOutbound;
+/// Outbound HTTP: a request goes out only to a host the function's
+/// `allowed_outbound_hosts` names; any other is denied with
+/// `HTTP-request-denied`, and the denial is logged.
+struct Outbound {
+    function: String,
+    caps: Arc<Capabilities>,
+    log: LogFn,
+}
 
-impl WasiHttpHooks for DenyOutbound {
+impl WasiHttpHooks for Outbound {
     fn send_request(
         &mut self,
-        _request: http::Request<wasmtime_wasi_http::WasiBody>,
-        _options: Option<wasmtime_wasi_http::RequestOptions>,
+        request: http::Request<wasmtime_wasi_http::WasiBody>,
+        options: Option<wasmtime_wasi_http::RequestOptions>,
         _fut: Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
     ) -> Box<
         dyn Future<
@@ -136,7 +172,33 @@ impl WasiHttpHooks for DenyOutbound {
                 >,
             > + Send,
     > {
-        Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) })
+        let uri = request.uri();
+        let scheme = uri.scheme_str().unwrap_or("https").to_string();
+        let host = uri.host().unwrap_or_default().to_string();
+        let port = uri
+            .port_u16()
+            .unwrap_or(if scheme == "http" { 80 } else { 443 });
+        if !self
+            .caps
+            .outbound
+            .iter()
+            .any(|p| p.allows(&scheme, &host, port))
+        {
+            let line = format!(
+                "denied: outbound HTTP to {scheme}://{host}:{port} is not in the allowed_outbound_hosts of function `{}`",
+                self.function
+            );
+            tracing::warn!(function = %self.function, "{line}");
+            (self.log)(line);
+            return Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) });
+        }
+        Box::new(async move {
+            let (res, io) = wasmtime_wasi_http::default_send_request(request, options).await?;
+            Ok((
+                res.map(BodyExt::boxed_unsync),
+                Box::new(io) as Box<dyn Future<Output = _> + Send>,
+            ))
+        })
     }
 }
 
@@ -311,7 +373,7 @@ impl Loaded {
             }
             Pre::CommandComponent(pre) => {
                 let mut store =
-                    Store::new(rt.engine(), ComponentState::new(b.build(), limits.memory));
+                    Store::new(rt.engine(), ComponentState::new(b.build(), inv, deadline));
                 let fuel = arm(&mut store, rt, &limits, deadline, |s| &mut s.limiter)?;
                 let command = instantiate(pre.instantiate_async(&mut store), &cpu).await?;
                 (CommandInner::Component { store, command }, fuel)
@@ -375,7 +437,7 @@ impl Loaded {
         let mut b = wasi_builder(&inv.name, &inv.grants);
         b.stdout(GuestStream(stderr.clone()))
             .stderr(GuestStream(stderr.clone()));
-        let mut store = Store::new(rt.engine(), ComponentState::new(b.build(), limits.memory));
+        let mut store = Store::new(rt.engine(), ComponentState::new(b.build(), &inv, deadline));
         let initial_fuel = arm(&mut store, rt, &limits, deadline, |s| &mut s.limiter)?;
 
         let request_overflow = Arc::new(AtomicBool::new(false));

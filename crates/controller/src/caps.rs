@@ -1,0 +1,161 @@
+//! From what a function declares (its spec) and what the node provides (its
+//! config and backends) to what the function gets: its [`Capabilities`],
+//! retry policy and triggers. A deploy that asks for something the node
+//! does not provide is refused here, naming it.
+
+use crate::error::{Error, Result};
+use std::sync::Arc;
+use std::time::Duration;
+use weft_manifest::{FunctionSpec, HostPattern, MqttTrigger, NodeConfig, topic_matches};
+use weft_queue::RetryPolicy;
+use weft_runtime::Capabilities;
+use weft_triggers::cron::Schedule;
+
+/// Everything resolved for one function version.
+pub(crate) struct Resolved {
+    pub(crate) caps: Arc<Capabilities>,
+    pub(crate) retry: RetryPolicy,
+    pub(crate) subscribes: Vec<String>,
+    pub(crate) routes: Vec<String>,
+    pub(crate) cron: Vec<(Schedule, Option<String>)>,
+    pub(crate) mqtt: Vec<MqttTrigger>,
+}
+
+/// How strictly to resolve: a deploy refuses what the node lacks; a
+/// restart serves the function without it (and logs why), so one operator
+/// change cannot take every function down.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Strictness {
+    Deploy,
+    Restart,
+}
+
+fn node_topics(config: &NodeConfig) -> Vec<String> {
+    config
+        .topics
+        .clone()
+        .unwrap_or_else(|| vec![">".to_string()])
+}
+
+/// Whether the node's topic patterns cover every topic `pattern` matches.
+/// Conservative: the pattern must be matched by a node pattern as if it
+/// were a topic (wildcards compared as literal tokens), or a node pattern
+/// must be `>`.
+fn provided(node: &[String], pattern: &str) -> bool {
+    node.iter()
+        .any(|n| n == ">" || n == pattern || topic_matches(n, pattern))
+}
+
+pub(crate) fn resolve(
+    name: &str,
+    spec: &FunctionSpec,
+    config: &NodeConfig,
+    kv: &weft_kv::Stores,
+    mqtt_configured: bool,
+    strict: Strictness,
+) -> Result<Resolved> {
+    let refuse = |e: Error| -> Result<()> {
+        match strict {
+            Strictness::Deploy => Err(e),
+            Strictness::Restart => {
+                tracing::error!(function = %name, "{e}; serving the function without it");
+                Ok(())
+            }
+        }
+    };
+    let mut caps = Capabilities::default();
+    for label in &spec.key_value_stores {
+        match kv.bucket(label.as_str()) {
+            Some(b) => {
+                caps.stores.insert(label.to_string(), b);
+            }
+            None => refuse(Error::UnknownStore {
+                name: name.to_string(),
+                label: label.to_string(),
+            })?,
+        }
+    }
+    caps.config = spec.config.clone();
+    for h in &spec.allowed_outbound_hosts {
+        let p = HostPattern::parse(h).map_err(|message| Error::InvalidSpec {
+            name: name.to_string(),
+            message,
+        })?;
+        caps.outbound.push(p);
+    }
+    caps.calls = spec.calls.iter().map(|c| c.to_string()).collect();
+    let topics = node_topics(config);
+    let mut publishes = Vec::new();
+    for t in &spec.publishes {
+        if provided(&topics, t) {
+            publishes.push(t.clone());
+        } else {
+            refuse(Error::UnknownTopic {
+                name: name.to_string(),
+                topic: t.clone(),
+            })?;
+        }
+    }
+    caps.publishes = publishes;
+    let mut subscribes = Vec::new();
+    for t in &spec.subscribes {
+        if provided(&topics, t) {
+            subscribes.push(t.clone());
+        } else {
+            refuse(Error::UnknownTopic {
+                name: name.to_string(),
+                topic: t.clone(),
+            })?;
+        }
+    }
+    let mut cron = Vec::new();
+    for c in &spec.cron {
+        match Schedule::parse(&c.schedule) {
+            Ok(s) => cron.push((s, c.payload.clone())),
+            Err(e) => refuse(Error::InvalidTrigger {
+                name: name.to_string(),
+                message: format!("cron: {e}"),
+            })?,
+        }
+    }
+    let mut mqtt = Vec::new();
+    for m in &spec.mqtt {
+        let checked = weft_triggers::mqtt::validate_filter(&m.topic)
+            .and_then(|()| match &m.response_topic {
+                Some(t) => weft_triggers::mqtt::validate_topic(t),
+                None => Ok(()),
+            })
+            .map_err(|e| e.to_string())
+            .and_then(|()| {
+                if mqtt_configured {
+                    Ok(())
+                } else {
+                    Err(format!(
+                        "mqtt: topic `{}` needs an MQTT broker, and this node has none \
+                         (set [mqtt] url in its config)",
+                        m.topic
+                    ))
+                }
+            });
+        match checked {
+            Ok(()) => mqtt.push(m.clone()),
+            Err(message) => refuse(Error::InvalidTrigger {
+                name: name.to_string(),
+                message,
+            })?,
+        }
+    }
+    let retry = spec.retry.unwrap_or_default();
+    Ok(Resolved {
+        caps: Arc::new(caps),
+        retry: RetryPolicy {
+            max_attempts: retry.attempts,
+            initial_backoff: retry.backoff.0,
+            max_backoff: retry.max_backoff.0.max(Duration::from_millis(1)),
+        },
+        subscribes,
+        routes: spec.routes.clone(),
+        cron,
+        mqtt,
+    })
+}

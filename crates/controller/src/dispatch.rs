@@ -1,0 +1,345 @@
+//! Asynchronous invocations: accepting them into the durable queue, and the
+//! dispatcher that runs them as the functions' slots allow.
+//!
+//! Delivery is at least once: an invocation is acknowledged (202) only
+//! after its queue record is committed to disk, and it is marked done only
+//! after it ran; a crash in between runs it again after restart. An
+//! idempotency key makes acceptance effectively once.
+
+use crate::controller::{Controller, Origin};
+use crate::error::{Error, Result};
+use crate::function::Function;
+use bytes::Bytes;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+use tokio::sync::OwnedSemaphorePermit;
+use weft_queue::{Accepted, AfterFailure, Claimed, Failure, NewInvocation, Record};
+
+/// How often finished records past their TTL are dropped.
+const GC_EVERY: Duration = Duration::from_secs(60);
+
+/// Starts the dispatcher and the queue's garbage collection.
+pub(crate) fn start(c: &Arc<Controller>) {
+    let weak = Arc::downgrade(c);
+    let queued = c.queue.notifier();
+    let freed = c.slot_freed.clone();
+    tokio::spawn(async move {
+        loop {
+            let work = queued.notified();
+            let slot = freed.notified();
+            tokio::pin!(work, slot);
+            work.as_mut().enable();
+            slot.as_mut().enable();
+            let wait = {
+                let Some(c) = weak.upgrade() else { break };
+                if c.draining.load(std::sync::atomic::Ordering::Acquire) {
+                    break;
+                }
+                c.dispatch_round().await
+            };
+            tokio::select! {
+                _ = &mut work => {}
+                _ = &mut slot => {}
+                _ = tokio::time::sleep(wait) => {}
+            }
+        }
+    });
+    let weak = Arc::downgrade(c);
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(GC_EVERY);
+        loop {
+            every.tick().await;
+            let Some(c) = weak.upgrade() else { break };
+            let q = c.queue.clone();
+            match tokio::task::spawn_blocking(move || q.collect_garbage(SystemTime::now())).await {
+                Ok(Ok(0)) => {}
+                Ok(Ok(n)) => tracing::debug!(count = n, "dropped expired invocation results"),
+                Ok(Err(e)) => tracing::error!("queue garbage collection: {e}"),
+                Err(e) => tracing::error!("queue garbage collection task: {e}"),
+            }
+        }
+    });
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> std::result::Result<T, weft_queue::QueueError> + Send + 'static,
+) -> Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Error::Internal(format!("queue task: {e}")))?
+        .map_err(Error::from)
+}
+
+impl Controller {
+    /// Queues an asynchronous invocation of `name`; returns once it is
+    /// durably queued (or, with an idempotency key seen before, the earlier
+    /// invocation's id).
+    pub async fn enqueue(
+        &self,
+        name: &str,
+        payload: Bytes,
+        trigger: &'static str,
+        subject: String,
+        mut meta: BTreeMap<String, String>,
+        idempotency_key: Option<String>,
+    ) -> Result<Accepted> {
+        if self.draining.load(std::sync::atomic::Ordering::Acquire) {
+            return Err(Error::ShuttingDown);
+        }
+        let f = self.function(name)?;
+        if payload.len() as u64 > f.limits.max_request {
+            return Err(Error::RequestBody {
+                name: f.name.clone(),
+                code: "request_too_large",
+                message: format!(
+                    "request body exceeds the limit of {} bytes",
+                    f.limits.max_request
+                ),
+            });
+        }
+        if !subject.is_empty() {
+            meta.insert("subject".into(), subject);
+        }
+        let accepted = self
+            .queue
+            .enqueue(NewInvocation {
+                function: f.name.clone(),
+                payload: payload.to_vec(),
+                trigger: trigger.to_string(),
+                meta,
+                idempotency_key,
+                retry: f.retry,
+                not_before: None,
+            })
+            .await;
+        match &accepted {
+            Ok(a) if !a.duplicate => {
+                self.metrics.async_accepted.inc();
+            }
+            Ok(_) => {}
+            Err(_) => {
+                self.metrics.async_refused.inc();
+            }
+        }
+        Ok(accepted?)
+    }
+
+    /// One pass: claim due work of every function with free slots and start
+    /// it. Returns how long to sleep at most before the next pass.
+    pub(crate) async fn dispatch_round(self: &Arc<Self>) -> Duration {
+        let q = self.queue.clone();
+        let due = match blocking(move || q.due_functions(SystemTime::now())).await {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::error!("reading the queue: {e}");
+                return Duration::from_secs(1);
+            }
+        };
+        for name in due {
+            let f = match self.function(&name) {
+                Ok(f) => f,
+                Err(_) => {
+                    let q = self.queue.clone();
+                    let n = name.clone();
+                    if let Err(e) = blocking(move || q.remove_function(&n)).await {
+                        tracing::error!(function = %name, "dead-lettering invocations of a removed function: {e}");
+                    }
+                    continue;
+                }
+            };
+            // A function at its concurrency limit keeps its work queued.
+            let mut permits = Vec::new();
+            while let Ok(p) = f.slots.clone().try_acquire_owned() {
+                permits.push(p);
+                if permits.len() >= 64 {
+                    break;
+                }
+            }
+            if permits.is_empty() {
+                continue;
+            }
+            let q = self.queue.clone();
+            let (n, max) = (name.clone(), permits.len());
+            let claimed = match blocking(move || q.claim(&n, max, SystemTime::now())).await {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::error!(function = %name, "claiming queued invocations: {e}");
+                    continue;
+                }
+            };
+            for (work, permit) in claimed.into_iter().zip(permits) {
+                let c = self.clone();
+                let f = f.clone();
+                tokio::spawn(async move { c.run_queued(f, permit, work).await });
+            }
+        }
+        let q = self.queue.clone();
+        match blocking(move || q.next_due()).await {
+            Ok(Some(t)) => t
+                .duration_since(SystemTime::now())
+                .unwrap_or(Duration::ZERO)
+                .clamp(Duration::from_millis(1), Duration::from_secs(1)),
+            _ => Duration::from_secs(1),
+        }
+    }
+
+    async fn run_queued(
+        self: Arc<Self>,
+        f: Arc<Function>,
+        slot: OwnedSemaphorePermit,
+        work: Claimed,
+    ) {
+        let Claimed {
+            id,
+            function,
+            payload,
+            attempt,
+            trigger,
+            meta,
+        } = work;
+        let trigger: &'static str = match trigger.as_str() {
+            "http" => "http",
+            "route" => "route",
+            "cli" => "cli",
+            "cron" => "cron",
+            "mqtt" => "mqtt",
+            "topic" => "topic",
+            "call" => "call",
+            _ => "async",
+        };
+        let origin = Origin {
+            trigger,
+            subject: meta.get("subject").cloned().unwrap_or_default(),
+            attempt,
+            chain: Vec::new(),
+            timeout_cap: None,
+        };
+        let ran = self
+            .run_payload(f, slot, payload.into(), origin, Some(id.clone()), &meta)
+            .await;
+        let q = self.queue.clone();
+        match ran {
+            Ok((_, body)) => {
+                if let (Some(topic), Some(mqtt)) = (meta.get("response_topic"), &self.mqtt)
+                    && let Err(e) = mqtt.publish(topic, body.clone()).await
+                {
+                    tracing::warn!(function = %function, invocation = %id, "publishing the response on `{topic}`: {e}");
+                }
+                let done = id.clone();
+                if let Err(e) = blocking(move || q.complete(&done, body.to_vec())).await {
+                    tracing::error!(function = %function, invocation = %id, "recording success: {e}");
+                }
+            }
+            Err(e) => {
+                // Faults of the request itself will not go away on retry.
+                let retryable = !matches!(
+                    e.code(),
+                    "function_not_found" | "request_too_large" | "invalid_spec"
+                );
+                let failure = Failure {
+                    code: e.code().to_string(),
+                    message: e.to_string(),
+                };
+                let failed = id.clone();
+                match blocking(move || q.fail(&failed, failure, retryable)).await {
+                    Ok(AfterFailure::Retry { at }) => {
+                        let wait = at.duration_since(SystemTime::now()).unwrap_or_default();
+                        self.log_line(
+                            &function,
+                            &id,
+                            format!(
+                                "attempt {attempt} failed ({}); retrying in {} ms",
+                                e.code(),
+                                wait.as_millis()
+                            ),
+                        );
+                    }
+                    Ok(AfterFailure::Dead) => {
+                        self.metrics.async_dead.inc();
+                        self.log_line(
+                            &function,
+                            &id,
+                            format!(
+                                "attempt {attempt} failed ({}); moved to the dead-letter list",
+                                e.code()
+                            ),
+                        );
+                    }
+                    Err(err) => {
+                        tracing::error!(function = %function, invocation = %id, "recording failure: {err}");
+                    }
+                }
+            }
+        }
+    }
+
+    /// An asynchronous invocation's record: state, attempts, result.
+    pub async fn invocation_record(&self, id: &str) -> Result<Record> {
+        let q = self.queue.clone();
+        let key = id.to_string();
+        blocking(move || q.get(&key))
+            .await?
+            .ok_or_else(|| Error::Queue(weft_queue::QueueError::NotFound(id.to_string())))
+    }
+
+    /// The dead-letter list, oldest first, of one function or all.
+    pub async fn dead_letters(
+        &self,
+        function: Option<String>,
+        limit: usize,
+    ) -> Result<Vec<Record>> {
+        let q = self.queue.clone();
+        blocking(move || q.dead(function.as_deref(), limit)).await
+    }
+
+    /// Queues a dead-lettered invocation again, with its attempts reset.
+    pub async fn retry_dead(&self, id: &str) -> Result<()> {
+        let q = self.queue.clone();
+        let key = id.to_string();
+        blocking(move || q.retry_dead(&key)).await
+    }
+
+    /// Deletes a dead-lettered invocation.
+    pub async fn drop_dead(&self, id: &str) -> Result<()> {
+        let q = self.queue.clone();
+        let key = id.to_string();
+        blocking(move || q.drop_dead(&key)).await
+    }
+
+    /// Queued and running asynchronous invocations of the node.
+    pub fn async_pending(&self) -> u64 {
+        self.queue.pending_total()
+    }
+
+    /// Publishes an event on an internal topic: each function subscribed to
+    /// a matching pattern gets an asynchronous invocation. Returns how many.
+    pub async fn publish(&self, publisher: &str, topic: &str, payload: Bytes) -> Result<usize> {
+        let subscribers: Vec<String> = self
+            .snapshot()
+            .into_iter()
+            .filter(|f| {
+                f.subscribes
+                    .iter()
+                    .any(|p| weft_manifest::topic_matches(p, topic))
+            })
+            .map(|f| f.name.clone())
+            .collect();
+        for name in &subscribers {
+            let mut meta = BTreeMap::new();
+            if !publisher.is_empty() {
+                meta.insert("publisher".to_string(), publisher.to_string());
+            }
+            self.enqueue(
+                name,
+                payload.clone(),
+                "topic",
+                topic.to_string(),
+                meta,
+                None,
+            )
+            .await?;
+        }
+        Ok(subscribers.len())
+    }
+}

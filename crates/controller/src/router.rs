@@ -1,0 +1,173 @@
+//! The router: the one place that decides where an invocation runs. Today
+//! every function runs on this node; the fabric (NATS) will let it send a
+//! call to another node. It enforces what calls across functions must
+//! respect wherever they run: bounded depth, no cycles, and the caller's
+//! remaining deadline.
+
+use crate::controller::{Controller, Origin};
+use crate::error::Error;
+use bytes::Bytes;
+use futures::future::BoxFuture;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Weak};
+use std::time::Instant;
+use weft_runtime::{CallContext, Fabric, FabricCode, FabricError, InvokeError};
+
+/// Default bound of call chains.
+pub(crate) const DEFAULT_MAX_DEPTH: u32 = 8;
+
+pub(crate) struct Router {
+    controller: Weak<Controller>,
+}
+
+impl Router {
+    pub(crate) fn new(c: &Arc<Controller>) -> Self {
+        Router {
+            controller: Arc::downgrade(c),
+        }
+    }
+
+    fn controller(&self) -> Result<Arc<Controller>, FabricError> {
+        self.controller
+            .upgrade()
+            .ok_or_else(|| FabricError::new(FabricCode::Unavailable, "the node is shutting down"))
+    }
+}
+
+/// How a controller error looks to the calling guest.
+pub(crate) fn fabric_error(e: &Error) -> FabricError {
+    let code = match e {
+        Error::FunctionNotFound(_) => FabricCode::NotFound,
+        Error::QueueFull { .. } | Error::QueueTimeout { .. } | Error::NodeAtCapacity { .. } => {
+            FabricCode::Busy
+        }
+        Error::Queue(weft_queue::QueueError::Full { .. }) | Error::ShuttingDown => {
+            FabricCode::Unavailable
+        }
+        Error::RequestBody { .. } => FabricCode::TooLarge,
+        Error::Invoke {
+            source: InvokeError::Deadline { .. },
+            ..
+        } => FabricCode::DeadlineExceeded,
+        Error::Invoke { .. } => FabricCode::Failed,
+        _ => FabricCode::Internal,
+    };
+    FabricError::new(code, e.to_string())
+}
+
+fn chain_text(chain: &[String], next: &str) -> String {
+    let mut s = chain.join(" -> ");
+    s.push_str(" -> ");
+    s.push_str(next);
+    s
+}
+
+impl Controller {
+    /// A synchronous call from one function to another.
+    pub(crate) async fn call_function(
+        self: &Arc<Self>,
+        from: &CallContext,
+        deadline: Instant,
+        callee: &str,
+        payload: Bytes,
+    ) -> Result<Bytes, FabricError> {
+        let max_depth = self.config.max_call_depth.unwrap_or(DEFAULT_MAX_DEPTH) as usize;
+        if from.chain.iter().any(|f| f == callee) {
+            return Err(FabricError::new(
+                FabricCode::Cycle,
+                format!("call cycle refused: {}", chain_text(&from.chain, callee)),
+            ));
+        }
+        if from.chain.len() >= max_depth {
+            return Err(FabricError::new(
+                FabricCode::TooDeep,
+                format!(
+                    "call chain too deep: {} exceeds the node's max_call_depth of {max_depth}",
+                    chain_text(&from.chain, callee)
+                ),
+            ));
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(FabricError::new(
+                FabricCode::DeadlineExceeded,
+                format!("no time left to call `{callee}`"),
+            ));
+        }
+        let admitted = tokio::time::timeout(left, self.admit(callee))
+            .await
+            .map_err(|_| {
+                FabricError::new(
+                    FabricCode::DeadlineExceeded,
+                    format!("the caller's deadline passed while `{callee}` was busy"),
+                )
+            })?;
+        let (f, slot) = admitted.map_err(|e| fabric_error(&e))?;
+        let origin = Origin {
+            trigger: "call",
+            subject: from.chain.last().cloned().unwrap_or_default(),
+            attempt: 1,
+            chain: from.chain.clone(),
+            timeout_cap: Some(deadline.saturating_duration_since(Instant::now())),
+        };
+        self.run_payload(f, slot, payload, origin, None, &BTreeMap::new())
+            .await
+            .map(|(_, body)| body)
+            .map_err(|e| fabric_error(&e))
+    }
+}
+
+impl Fabric for Router {
+    fn call(
+        &self,
+        from: &CallContext,
+        deadline: Instant,
+        callee: &str,
+        payload: Bytes,
+    ) -> BoxFuture<'static, Result<Bytes, FabricError>> {
+        let c = self.controller();
+        let (from, callee) = (from.clone(), callee.to_string());
+        Box::pin(async move { c?.call_function(&from, deadline, &callee, payload).await })
+    }
+
+    fn call_async(
+        &self,
+        from: &CallContext,
+        callee: &str,
+        payload: Bytes,
+    ) -> BoxFuture<'static, Result<String, FabricError>> {
+        let c = self.controller();
+        let (caller, callee) = (
+            from.chain.last().cloned().unwrap_or_default(),
+            callee.to_string(),
+        );
+        Box::pin(async move {
+            let c = c?;
+            let mut meta = BTreeMap::new();
+            meta.insert("caller".to_string(), caller.clone());
+            c.enqueue(&callee, payload, "call", caller, meta, None)
+                .await
+                .map(|a| a.id)
+                .map_err(|e| fabric_error(&e))
+        })
+    }
+
+    fn publish(
+        &self,
+        from: &CallContext,
+        topic: &str,
+        payload: Bytes,
+    ) -> BoxFuture<'static, Result<(), FabricError>> {
+        let c = self.controller();
+        let (publisher, topic) = (
+            from.chain.last().cloned().unwrap_or_default(),
+            topic.to_string(),
+        );
+        Box::pin(async move {
+            c?.publish(&publisher, &topic, payload)
+                .await
+                .map(|_| ())
+                .map_err(|e| fabric_error(&e))
+        })
+    }
+}

@@ -1,0 +1,343 @@
+//! The embedded backend: one redb file shared by every embedded store, one
+//! table per label.
+//!
+//! Rows are keyed by `(hash, key)`, where `hash` is the first 8 bytes of the
+//! key's SHA-256 read big-endian. `list_keys` walks the table in that order
+//! and its cursor is the hash to resume from, so a listing is stateless
+//! (it survives a node restart) and, like Redis `SCAN`, returns every key
+//! that is present throughout exactly once even when other keys are added
+//! or deleted meanwhile (for example, deleting each page as it arrives).
+//!
+//! redb is synchronous: every operation runs on `spawn_blocking`, and every
+//! write is one transaction committed with [`Durability::Immediate`].
+
+use crate::{Bucket, KeyPage, KvError};
+use redb::{
+    Database, Durability, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction,
+};
+use sha2::{Digest, Sha256};
+use std::path::Path;
+use std::sync::Arc;
+
+/// Most keys in one `list_keys` page (more only if the 64-bit hashes of
+/// two keys collide at a page boundary).
+const PAGE: usize = 1000;
+
+type Table<'a> = TableDefinition<'a, (u64, &'static str), &'static [u8]>;
+
+/// Why a blocking operation failed.
+enum Failure {
+    Db(redb::Error),
+    Kv(KvError),
+}
+
+macro_rules! from_redb {
+    ($($t:ty),*) => {$(
+        impl From<$t> for Failure {
+            fn from(e: $t) -> Self { Failure::Db(e.into()) }
+        }
+    )*};
+}
+from_redb!(
+    redb::Error,
+    redb::DatabaseError,
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError,
+    redb::SetDurabilityError
+);
+
+/// One embedded store.
+pub(crate) struct EmbeddedBucket {
+    label: String,
+    /// The redb table name: `kv/{label}`.
+    table: Arc<str>,
+    db: Arc<Database>,
+}
+
+/// Opens (creating if needed) the file at `path` and one table per label.
+pub(crate) async fn open(path: &Path, labels: Vec<String>) -> Result<Vec<EmbeddedBucket>, KvError> {
+    let path = path.to_owned();
+    let first = labels.first().cloned().unwrap_or_default();
+    let opened = tokio::task::spawn_blocking(move || -> Result<_, String> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        }
+        let db =
+            Database::create(&path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+        let tables: Vec<Arc<str>> = labels.iter().map(|l| format!("kv/{l}").into()).collect();
+        let create = || -> Result<(), Failure> {
+            let mut txn = db.begin_write()?;
+            txn.set_durability(Durability::Immediate)?;
+            for t in &tables {
+                txn.open_table(Table::new(t))?;
+            }
+            txn.commit()?;
+            Ok(())
+        };
+        create().map_err(|e| match e {
+            Failure::Db(e) => format!("cannot create tables in {}: {e}", path.display()),
+            Failure::Kv(e) => e.to_string(),
+        })?;
+        let db = Arc::new(db);
+        Ok(labels
+            .into_iter()
+            .zip(tables)
+            .map(|(label, table)| EmbeddedBucket {
+                label,
+                table,
+                db: db.clone(),
+            })
+            .collect::<Vec<_>>())
+    })
+    .await;
+    match opened {
+        Ok(Ok(buckets)) => Ok(buckets),
+        Ok(Err(message)) => Err(KvError::Backend {
+            store: first,
+            message,
+        }),
+        Err(e) => Err(KvError::Backend {
+            store: first,
+            message: format!("opening the embedded store failed: {e}"),
+        }),
+    }
+}
+
+/// The row key of `key`.
+fn hash(key: &str) -> u64 {
+    let digest = Sha256::digest(key.as_bytes());
+    let mut head = [0u8; 8];
+    head.copy_from_slice(&digest[..8]);
+    u64::from_be_bytes(head)
+}
+
+/// Parses a counter the way Redis does (`string2ll`): an optional `-`, then
+/// digits without leading zeros (`0` alone is fine, `-0` is not), in range.
+fn parse_counter(bytes: &[u8]) -> Option<i64> {
+    let digits = bytes.strip_prefix(b"-").unwrap_or(bytes);
+    let canonical = match digits {
+        [b'0'] => bytes.len() == 1,
+        [b'1'..=b'9', rest @ ..] => rest.iter().all(u8::is_ascii_digit),
+        _ => false,
+    };
+    if !canonical {
+        return None;
+    }
+    std::str::from_utf8(bytes).ok()?.parse().ok()
+}
+
+/// Opens the bucket's table for writing, committed durably by the caller.
+fn begin(db: &Database) -> Result<WriteTransaction, Failure> {
+    let mut txn = db.begin_write()?;
+    txn.set_durability(Durability::Immediate)?;
+    Ok(txn)
+}
+
+impl EmbeddedBucket {
+    /// Runs `f` with the database and table name on the blocking pool.
+    async fn run<T, F>(&self, f: F) -> Result<T, KvError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Database, Table<'_>) -> Result<T, Failure> + Send + 'static,
+    {
+        let db = self.db.clone();
+        let table = self.table.clone();
+        let joined = tokio::task::spawn_blocking(move || f(&db, Table::new(&table))).await;
+        match joined {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(Failure::Kv(e))) => Err(e),
+            Ok(Err(Failure::Db(e))) => Err(KvError::Backend {
+                store: self.label.clone(),
+                message: format!("embedded store: {e}"),
+            }),
+            Err(e) => Err(KvError::Backend {
+                store: self.label.clone(),
+                message: format!("embedded store task failed: {e}"),
+            }),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Bucket for EmbeddedBucket {
+    fn label(&self) -> &str {
+        &self.label
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, KvError> {
+        let key = key.to_owned();
+        self.run(move |db, def| {
+            let txn = db.begin_read()?;
+            let table = txn.open_table(def)?;
+            Ok(table
+                .get((hash(&key), key.as_str()))?
+                .map(|v| v.value().to_vec()))
+        })
+        .await
+    }
+
+    async fn set(&self, key: &str, value: &[u8]) -> Result<(), KvError> {
+        let key = key.to_owned();
+        let value = value.to_vec();
+        self.run(move |db, def| {
+            let txn = begin(db)?;
+            txn.open_table(def)?
+                .insert((hash(&key), key.as_str()), value.as_slice())?;
+            txn.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), KvError> {
+        let key = key.to_owned();
+        self.run(move |db, def| {
+            let txn = begin(db)?;
+            txn.open_table(def)?.remove((hash(&key), key.as_str()))?;
+            txn.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn exists(&self, key: &str) -> Result<bool, KvError> {
+        let key = key.to_owned();
+        self.run(move |db, def| {
+            let txn = db.begin_read()?;
+            let table = txn.open_table(def)?;
+            Ok(table.get((hash(&key), key.as_str()))?.is_some())
+        })
+        .await
+    }
+
+    /// The cursor is the key hash to resume from (see the module docs).
+    async fn list_keys(&self, cursor: Option<u64>) -> Result<KeyPage, KvError> {
+        let start = cursor.unwrap_or(0);
+        self.run(move |db, def| {
+            let txn = db.begin_read()?;
+            let table = txn.open_table(def)?;
+            let mut keys = Vec::new();
+            let mut last = None;
+            for row in table.range((start, "")..)? {
+                let (k, _) = row?;
+                let (h, key) = k.value();
+                // Never split a run of equal hashes: the cursor could not
+                // tell its members apart.
+                if keys.len() >= PAGE && last != Some(h) {
+                    return Ok(KeyPage {
+                        keys,
+                        cursor: Some(h),
+                    });
+                }
+                keys.push(key.to_owned());
+                last = Some(h);
+            }
+            Ok(KeyPage { keys, cursor: None })
+        })
+        .await
+    }
+
+    async fn increment(&self, key: &str, delta: u64) -> Result<u64, KvError> {
+        let key = key.to_owned();
+        self.run(move |db, def| {
+            let overflow = || Failure::Kv(KvError::Overflow { key: key.clone() });
+            let delta = i64::try_from(delta).map_err(|_| overflow())?;
+            let txn = begin(db)?;
+            let sum = {
+                let mut table = txn.open_table(def)?;
+                let row = (hash(&key), key.as_str());
+                let current = match table.get(row)? {
+                    None => 0,
+                    Some(v) => parse_counter(v.value())
+                        .ok_or_else(|| Failure::Kv(KvError::NotANumber { key: key.clone() }))?,
+                };
+                let sum = current.checked_add(delta).ok_or_else(overflow)?;
+                table.insert(row, sum.to_string().as_bytes())?;
+                sum
+            };
+            txn.commit()?;
+            u64::try_from(sum).map_err(|_| overflow())
+        })
+        .await
+    }
+
+    async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<(String, Vec<u8>)>>, KvError> {
+        let keys = keys.to_vec();
+        self.run(move |db, def| {
+            let txn = db.begin_read()?;
+            let table = txn.open_table(def)?;
+            let mut out = Vec::with_capacity(keys.len());
+            for key in keys {
+                let value = table
+                    .get((hash(&key), key.as_str()))?
+                    .map(|v| v.value().to_vec());
+                out.push(value.map(|v| (key, v)));
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn set_many(&self, entries: &[(String, Vec<u8>)]) -> Result<(), KvError> {
+        let entries = entries.to_vec();
+        self.run(move |db, def| {
+            let txn = begin(db)?;
+            {
+                let mut table = txn.open_table(def)?;
+                for (key, value) in &entries {
+                    table.insert((hash(key), key.as_str()), value.as_slice())?;
+                }
+            }
+            txn.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn delete_many(&self, keys: &[String]) -> Result<(), KvError> {
+        let keys = keys.to_vec();
+        self.run(move |db, def| {
+            let txn = begin(db)?;
+            {
+                let mut table = txn.open_table(def)?;
+                for key in &keys {
+                    table.remove((hash(key), key.as_str()))?;
+                }
+            }
+            txn.commit()?;
+            Ok(())
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_counter;
+
+    #[test]
+    fn counters_parse_like_redis() {
+        for (text, want) in [
+            ("0", Some(0)),
+            ("42", Some(42)),
+            ("-7", Some(-7)),
+            ("9223372036854775807", Some(i64::MAX)),
+            ("-9223372036854775808", Some(i64::MIN)),
+            ("9223372036854775808", None),
+            ("", None),
+            ("-", None),
+            ("-0", None),
+            ("007", None),
+            ("+1", None),
+            (" 1", None),
+            ("1 ", None),
+            ("1.0", None),
+            ("abc", None),
+        ] {
+            assert_eq!(parse_counter(text.as_bytes()), want, "{text:?}");
+        }
+    }
+}

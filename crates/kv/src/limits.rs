@@ -1,0 +1,119 @@
+//! The one place where [`KvLimits`] are enforced: a [`Bucket`] wrapper that
+//! validates every argument before the backend sees it.
+
+use crate::{Bucket, KeyPage, KvError, KvLimits};
+
+/// Checks limits, then delegates to the backend.
+pub(crate) struct Limited<B> {
+    inner: B,
+    limits: KvLimits,
+}
+
+impl<B: Bucket> Limited<B> {
+    pub(crate) fn new(inner: B, limits: KvLimits) -> Self {
+        Limited { inner, limits }
+    }
+
+    fn key(&self, key: &str) -> Result<(), KvError> {
+        if key.is_empty() {
+            return Err(KvError::InvalidKey("the key is empty".to_owned()));
+        }
+        if key.len() > self.limits.max_key {
+            return Err(KvError::KeyTooLarge {
+                len: key.len(),
+                limit: self.limits.max_key,
+            });
+        }
+        Ok(())
+    }
+
+    fn value(&self, value: &[u8]) -> Result<(), KvError> {
+        if value.len() > self.limits.max_value {
+            return Err(KvError::ValueTooLarge {
+                len: value.len(),
+                limit: self.limits.max_value,
+            });
+        }
+        Ok(())
+    }
+
+    fn batch(&self, len: usize) -> Result<(), KvError> {
+        if len > self.limits.max_batch {
+            return Err(KvError::BatchTooLarge {
+                len,
+                limit: self.limits.max_batch,
+            });
+        }
+        Ok(())
+    }
+
+    fn keys(&self, keys: &[String]) -> Result<(), KvError> {
+        self.batch(keys.len())?;
+        keys.iter().try_for_each(|k| self.key(k))
+    }
+}
+
+#[async_trait::async_trait]
+impl<B: Bucket> Bucket for Limited<B> {
+    fn label(&self) -> &str {
+        self.inner.label()
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, KvError> {
+        self.key(key)?;
+        self.inner.get(key).await
+    }
+
+    async fn set(&self, key: &str, value: &[u8]) -> Result<(), KvError> {
+        self.key(key)?;
+        self.value(value)?;
+        self.inner.set(key, value).await
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), KvError> {
+        self.key(key)?;
+        self.inner.delete(key).await
+    }
+
+    async fn exists(&self, key: &str) -> Result<bool, KvError> {
+        self.key(key)?;
+        self.inner.exists(key).await
+    }
+
+    async fn list_keys(&self, cursor: Option<u64>) -> Result<KeyPage, KvError> {
+        self.inner.list_keys(cursor).await
+    }
+
+    async fn increment(&self, key: &str, delta: u64) -> Result<u64, KvError> {
+        self.key(key)?;
+        self.inner.increment(key, delta).await
+    }
+
+    async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<(String, Vec<u8>)>>, KvError> {
+        self.keys(keys)?;
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.inner.get_many(keys).await
+    }
+
+    async fn set_many(&self, entries: &[(String, Vec<u8>)]) -> Result<(), KvError> {
+        self.batch(entries.len())?;
+        for (key, value) in entries {
+            self.key(key)?;
+            self.value(value)?;
+        }
+        if entries.is_empty() {
+            return Ok(());
+        }
+        self.inner.set_many(entries).await
+    }
+
+    async fn delete_many(&self, keys: &[String]) -> Result<(), KvError> {
+        self.keys(keys)?;
+        if keys.is_empty() {
+            return Ok(());
+        }
+        self.inner.delete_many(keys).await
+    }
+}

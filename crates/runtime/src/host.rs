@@ -1,0 +1,501 @@
+//! Weft's host interfaces, linked into every component: `wasi:keyvalue`,
+//! `wasi:config`, `wasi:logging` and `weft:fabric` (calls, topics,
+//! invocation facts), from the WIT package in the repository's `wit/`.
+//!
+//! Everything is denied unless granted: a function reaches a store, config
+//! key, callee or topic only if its [`Capabilities`] name it. A denial is an
+//! error value the guest can handle, and a line in the invocation's log.
+
+use crate::io::LogFn;
+use bytes::Bytes;
+use futures::future::BoxFuture;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Instant;
+use wasmtime::component::{HasData, Linker, Resource, ResourceTable};
+use weft_kv::{Bucket, KvError};
+use weft_manifest::{HostPattern, topic_matches};
+
+mod bindings {
+    wasmtime::component::bindgen!({
+        path: "../../wit",
+        world: "weft:fabric/imports",
+        imports: { default: async },
+        with: {
+            "wasi:keyvalue/store.bucket": super::BucketHandle,
+        },
+        require_store_data_send: true,
+    });
+}
+
+use bindings::wasi::config::store as config;
+use bindings::wasi::keyvalue::{atomics, batch, store};
+use bindings::wasi::logging::logging;
+use bindings::weft::fabric::{call, invocation, topics, types};
+
+/// What a function may use beyond its sandbox, resolved when it is
+/// deployed from its manifest and the node's configuration.
+#[derive(Clone, Default)]
+pub struct Capabilities {
+    /// Key-value stores by label: the ones the function declared.
+    pub stores: BTreeMap<String, Arc<dyn Bucket>>,
+    /// `wasi:config` values.
+    pub config: BTreeMap<String, String>,
+    /// Where outbound HTTP may go.
+    pub outbound: Vec<HostPattern>,
+    /// Functions it may call.
+    pub calls: BTreeSet<String>,
+    /// Topic patterns it may publish on.
+    pub publishes: Vec<String>,
+}
+
+impl std::fmt::Debug for Capabilities {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Capabilities")
+            .field("stores", &self.stores.keys().collect::<Vec<_>>())
+            .field("config", &self.config.keys().collect::<Vec<_>>())
+            .field("outbound", &self.outbound)
+            .field("calls", &self.calls)
+            .field("publishes", &self.publishes)
+            .finish()
+    }
+}
+
+/// Who is running and why: the facts `weft:fabric/invocation` reports, and
+/// the call chain the router checks for cycles and depth.
+#[derive(Debug, Clone, Default)]
+pub struct CallContext {
+    /// The invocation's id.
+    pub id: String,
+    /// `http`, `route`, `cli`, `async`, `cron`, `mqtt`, `topic` or `call`.
+    pub trigger: String,
+    /// The trigger's subject (topic, schedule, route, caller), or empty.
+    pub subject: String,
+    /// Attempt of an asynchronous invocation, from 1.
+    pub attempt: u32,
+    /// The functions on the call stack, outermost first, this one last.
+    pub chain: Vec<String>,
+}
+
+/// The class of a [`FabricError`]; mirrors `weft:fabric/types.error-code`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FabricCode {
+    /// Not declared by the manifest.
+    Denied,
+    /// No such function.
+    NotFound,
+    /// The callee is already on the call stack.
+    Cycle,
+    /// The call chain is as deep as allowed.
+    TooDeep,
+    /// No time left.
+    DeadlineExceeded,
+    /// The callee is at its limits.
+    Busy,
+    /// The callee failed.
+    Failed,
+    /// A payload is too large.
+    TooLarge,
+    /// The node cannot take the work now.
+    Unavailable,
+    /// A fault of the node.
+    Internal,
+}
+
+/// Why a call, async call or publish failed.
+#[derive(Debug, Clone)]
+pub struct FabricError {
+    /// The class.
+    pub code: FabricCode,
+    /// What went wrong, naming the function or topic.
+    pub message: String,
+}
+
+impl FabricError {
+    /// An error of class `code`.
+    pub fn new(code: FabricCode, message: impl Into<String>) -> Self {
+        FabricError {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+/// The node's side of `weft:fabric`: implemented by the router, which
+/// decides where work runs.
+pub trait Fabric: Send + Sync {
+    /// Runs `callee` with `payload` and returns its response. `deadline` is
+    /// the caller's; the callee gets at most what is left of it.
+    fn call(
+        &self,
+        from: &CallContext,
+        deadline: Instant,
+        callee: &str,
+        payload: Bytes,
+    ) -> BoxFuture<'static, Result<Bytes, FabricError>>;
+    /// Queues an asynchronous invocation of `callee`; returns its id once
+    /// durably queued.
+    fn call_async(
+        &self,
+        from: &CallContext,
+        callee: &str,
+        payload: Bytes,
+    ) -> BoxFuture<'static, Result<String, FabricError>>;
+    /// Publishes an event; returns once every subscriber's invocation is
+    /// durably queued.
+    fn publish(
+        &self,
+        from: &CallContext,
+        topic: &str,
+        payload: Bytes,
+    ) -> BoxFuture<'static, Result<(), FabricError>>;
+}
+
+/// An open bucket, held in the sandbox's resource table.
+#[allow(unreachable_pub)] // named by the generated bindings
+pub struct BucketHandle {
+    bucket: Arc<dyn Bucket>,
+}
+
+/// Per-sandbox state of the host interfaces.
+pub(crate) struct HostCtx {
+    pub(crate) function: String,
+    pub(crate) caps: Arc<Capabilities>,
+    pub(crate) context: Arc<CallContext>,
+    pub(crate) fabric: Option<Arc<dyn Fabric>>,
+    pub(crate) log: LogFn,
+    pub(crate) deadline: Instant,
+    /// Bytes of `wasi:logging` lines left before the log limit.
+    pub(crate) log_budget: u64,
+}
+
+impl HostCtx {
+    /// Logs a denial, in the invocation's log and the node's.
+    pub(crate) fn denied(&self, what: &str) {
+        let line = format!("denied: {what}");
+        tracing::warn!(function = %self.function, "{line}");
+        (self.log)(line);
+    }
+}
+
+/// The view the generated traits are implemented on.
+pub(crate) struct HostView<'a> {
+    pub(crate) ctx: &'a mut HostCtx,
+    pub(crate) table: &'a mut ResourceTable,
+}
+
+struct HasHost;
+impl HasData for HasHost {
+    type Data<'a> = HostView<'a>;
+}
+
+/// Adds every Weft host interface to a component linker.
+pub(crate) fn add_to_linker<T: Send + 'static>(
+    linker: &mut Linker<T>,
+    view: fn(&mut T) -> HostView<'_>,
+) -> wasmtime::Result<()> {
+    bindings::Imports::add_to_linker::<T, HasHost>(linker, view)
+}
+
+fn kv_error(e: KvError) -> store::Error {
+    store::Error::Other(format!("{}: {e}", e.code()))
+}
+
+impl HostView<'_> {
+    fn bucket(&self, r: &Resource<BucketHandle>) -> Result<Arc<dyn Bucket>, store::Error> {
+        self.table
+            .get(r)
+            .map(|h| h.bucket.clone())
+            .map_err(|e| store::Error::Other(format!("bad bucket handle: {e}")))
+    }
+}
+
+impl store::Host for HostView<'_> {
+    async fn open(&mut self, identifier: String) -> Result<Resource<BucketHandle>, store::Error> {
+        let Some(bucket) = self.ctx.caps.stores.get(&identifier).cloned() else {
+            self.ctx.denied(&format!(
+                "key-value store `{identifier}` is not declared by function `{}` \
+                 (add it to key_value_stores)",
+                self.ctx.function
+            ));
+            return Err(store::Error::AccessDenied);
+        };
+        self.table
+            .push(BucketHandle { bucket })
+            .map_err(|e| store::Error::Other(format!("too many open buckets: {e}")))
+    }
+}
+
+impl store::HostBucket for HostView<'_> {
+    async fn get(
+        &mut self,
+        b: Resource<BucketHandle>,
+        key: String,
+    ) -> Result<Option<Vec<u8>>, store::Error> {
+        self.bucket(&b)?.get(&key).await.map_err(kv_error)
+    }
+
+    async fn set(
+        &mut self,
+        b: Resource<BucketHandle>,
+        key: String,
+        value: Vec<u8>,
+    ) -> Result<(), store::Error> {
+        self.bucket(&b)?.set(&key, &value).await.map_err(kv_error)
+    }
+
+    async fn delete(&mut self, b: Resource<BucketHandle>, key: String) -> Result<(), store::Error> {
+        self.bucket(&b)?.delete(&key).await.map_err(kv_error)
+    }
+
+    async fn exists(
+        &mut self,
+        b: Resource<BucketHandle>,
+        key: String,
+    ) -> Result<bool, store::Error> {
+        self.bucket(&b)?.exists(&key).await.map_err(kv_error)
+    }
+
+    async fn list_keys(
+        &mut self,
+        b: Resource<BucketHandle>,
+        cursor: Option<u64>,
+    ) -> Result<store::KeyResponse, store::Error> {
+        let page = self.bucket(&b)?.list_keys(cursor).await.map_err(kv_error)?;
+        Ok(store::KeyResponse {
+            keys: page.keys,
+            cursor: page.cursor,
+        })
+    }
+
+    async fn drop(&mut self, b: Resource<BucketHandle>) -> wasmtime::Result<()> {
+        self.table.delete(b)?;
+        Ok(())
+    }
+}
+
+impl atomics::Host for HostView<'_> {
+    async fn increment(
+        &mut self,
+        b: Resource<BucketHandle>,
+        key: String,
+        delta: u64,
+    ) -> Result<u64, store::Error> {
+        self.bucket(&b)?
+            .increment(&key, delta)
+            .await
+            .map_err(kv_error)
+    }
+}
+
+impl batch::Host for HostView<'_> {
+    async fn get_many(
+        &mut self,
+        b: Resource<BucketHandle>,
+        keys: Vec<String>,
+    ) -> Result<Vec<Option<(String, Vec<u8>)>>, store::Error> {
+        self.bucket(&b)?.get_many(&keys).await.map_err(kv_error)
+    }
+
+    async fn set_many(
+        &mut self,
+        b: Resource<BucketHandle>,
+        entries: Vec<(String, Vec<u8>)>,
+    ) -> Result<(), store::Error> {
+        self.bucket(&b)?.set_many(&entries).await.map_err(kv_error)
+    }
+
+    async fn delete_many(
+        &mut self,
+        b: Resource<BucketHandle>,
+        keys: Vec<String>,
+    ) -> Result<(), store::Error> {
+        self.bucket(&b)?.delete_many(&keys).await.map_err(kv_error)
+    }
+}
+
+impl config::Host for HostView<'_> {
+    async fn get(&mut self, key: String) -> Result<Option<String>, config::Error> {
+        match self.ctx.caps.config.get(&key) {
+            Some(v) => Ok(Some(v.clone())),
+            None => {
+                self.ctx.denied(&format!(
+                    "config key `{key}` is not declared by function `{}`",
+                    self.ctx.function
+                ));
+                Err(config::Error::Upstream(format!(
+                    "config key `{key}` is not declared by function `{}`",
+                    self.ctx.function
+                )))
+            }
+        }
+    }
+
+    async fn get_all(&mut self) -> Result<Vec<(String, String)>, config::Error> {
+        Ok(self
+            .ctx
+            .caps
+            .config
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect())
+    }
+}
+
+impl logging::Host for HostView<'_> {
+    async fn log(&mut self, level: logging::Level, context: String, message: String) {
+        let level = match level {
+            logging::Level::Trace => "TRACE",
+            logging::Level::Debug => "DEBUG",
+            logging::Level::Info => "INFO",
+            logging::Level::Warn => "WARN",
+            logging::Level::Error => "ERROR",
+            logging::Level::Critical => "CRITICAL",
+        };
+        let line = if context.is_empty() {
+            format!("{level} {message}")
+        } else {
+            format!("{level} {context}: {message}")
+        };
+        let len = line.len() as u64;
+        if self.ctx.log_budget == 0 {
+            return;
+        }
+        if len > self.ctx.log_budget {
+            self.ctx.log_budget = 0;
+            (self.ctx.log)("[log limit reached; further lines dropped]".to_string());
+            return;
+        }
+        self.ctx.log_budget -= len;
+        (self.ctx.log)(line);
+    }
+}
+
+impl types::Host for HostView<'_> {}
+
+fn wit_error(e: FabricError) -> types::Error {
+    let code = match e.code {
+        FabricCode::Denied => types::ErrorCode::Denied,
+        FabricCode::NotFound => types::ErrorCode::NotFound,
+        FabricCode::Cycle => types::ErrorCode::Cycle,
+        FabricCode::TooDeep => types::ErrorCode::TooDeep,
+        FabricCode::DeadlineExceeded => types::ErrorCode::DeadlineExceeded,
+        FabricCode::Busy => types::ErrorCode::Busy,
+        FabricCode::Failed => types::ErrorCode::Failed,
+        FabricCode::TooLarge => types::ErrorCode::TooLarge,
+        FabricCode::Unavailable => types::ErrorCode::Unavailable,
+        FabricCode::Internal => types::ErrorCode::Internal,
+    };
+    types::Error {
+        code,
+        message: e.message,
+    }
+}
+
+impl HostView<'_> {
+    /// The fabric, if the callee is declared; a denial otherwise.
+    fn may_call(&self, callee: &str) -> Result<Arc<dyn Fabric>, types::Error> {
+        if !self.ctx.caps.calls.contains(callee) {
+            let what = format!(
+                "call to function `{callee}` is not declared by function `{}` (add it to calls)",
+                self.ctx.function
+            );
+            self.ctx.denied(&what);
+            return Err(wit_error(FabricError::new(FabricCode::Denied, what)));
+        }
+        self.fabric()
+    }
+
+    fn fabric(&self) -> Result<Arc<dyn Fabric>, types::Error> {
+        self.ctx.fabric.clone().ok_or_else(|| {
+            wit_error(FabricError::new(
+                FabricCode::Unavailable,
+                "this sandbox is not connected to a node",
+            ))
+        })
+    }
+}
+
+impl call::Host for HostView<'_> {
+    async fn call(&mut self, function: String, payload: Vec<u8>) -> Result<Vec<u8>, types::Error> {
+        let fabric = self.may_call(&function)?;
+        let out = fabric
+            .call(
+                &self.ctx.context,
+                self.ctx.deadline,
+                &function,
+                payload.into(),
+            )
+            .await
+            .map_err(wit_error)?;
+        Ok(out.to_vec())
+    }
+
+    async fn call_async(
+        &mut self,
+        function: String,
+        payload: Vec<u8>,
+    ) -> Result<String, types::Error> {
+        let fabric = self.may_call(&function)?;
+        fabric
+            .call_async(&self.ctx.context, &function, payload.into())
+            .await
+            .map_err(wit_error)
+    }
+}
+
+impl topics::Host for HostView<'_> {
+    async fn publish(&mut self, topic: String, payload: Vec<u8>) -> Result<(), types::Error> {
+        if let Err(e) = weft_manifest::validate_topic(&topic) {
+            return Err(wit_error(FabricError::new(FabricCode::Denied, e)));
+        }
+        if !self
+            .ctx
+            .caps
+            .publishes
+            .iter()
+            .any(|p| topic_matches(p, &topic))
+        {
+            let what = format!(
+                "publishing on topic `{topic}` is not declared by function `{}` (add it to publishes)",
+                self.ctx.function
+            );
+            self.ctx.denied(&what);
+            return Err(wit_error(FabricError::new(FabricCode::Denied, what)));
+        }
+        let fabric = self.fabric()?;
+        fabric
+            .publish(&self.ctx.context, &topic, payload.into())
+            .await
+            .map_err(wit_error)
+    }
+}
+
+impl invocation::Host for HostView<'_> {
+    async fn id(&mut self) -> String {
+        self.ctx.context.id.clone()
+    }
+
+    async fn function(&mut self) -> String {
+        self.ctx.function.clone()
+    }
+
+    async fn trigger(&mut self) -> String {
+        self.ctx.context.trigger.clone()
+    }
+
+    async fn subject(&mut self) -> String {
+        self.ctx.context.subject.clone()
+    }
+
+    async fn deadline_left_ms(&mut self) -> u64 {
+        self.ctx
+            .deadline
+            .saturating_duration_since(Instant::now())
+            .as_millis() as u64
+    }
+
+    async fn attempt(&mut self) -> u32 {
+        self.ctx.context.attempt.max(1)
+    }
+}

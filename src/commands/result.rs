@@ -1,0 +1,104 @@
+use crate::client::{Client, ClientError, ClientOpts, finish, print_json};
+use clap::Args;
+use std::io::Write;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+/// Show an asynchronous invocation: its state, attempts and result.
+///
+///   weft result 0193...        # state; the result body once succeeded
+///   weft result 0193... --wait # until it has succeeded or is dead
+#[derive(Args)]
+pub(crate) struct Result {
+    /// The invocation's id, as printed by `weft invoke --async`.
+    id: String,
+    /// Wait until the invocation has succeeded or is dead (polls).
+    #[arg(long)]
+    wait: bool,
+    /// With --wait: give up after this long, e.g. 30s.
+    #[arg(long, default_value = "60s")]
+    timeout: humantime::Duration,
+    #[command(flatten)]
+    opts: ClientOpts,
+}
+
+impl Result {
+    pub(crate) async fn run(self) -> ExitCode {
+        let json = self.opts.json;
+        finish(self.go().await, json)
+    }
+
+    async fn go(self) -> crate::client::ClientResult<()> {
+        let c = Client::new(&self.opts)?;
+        let path = format!("/v1/invocations/{}", self.id);
+        let until = Instant::now() + *self.timeout;
+        let v = loop {
+            let v = c.get(&path).await?;
+            let state = v["state"].as_str().unwrap_or_default();
+            if !self.wait || state == "succeeded" || state == "dead" {
+                break v;
+            }
+            if Instant::now() >= until {
+                return Err(ClientError::local(
+                    "timeout",
+                    format!(
+                        "invocation {} is still {state} after {}",
+                        self.id, self.timeout
+                    ),
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        if self.opts.json {
+            print_json(&v);
+            return Ok(());
+        }
+        let state = v["state"].as_str().unwrap_or_default();
+        match state {
+            "succeeded" => {
+                if let Some(t) = v["result_text"].as_str() {
+                    let mut out = std::io::stdout().lock();
+                    out.write_all(t.as_bytes())
+                        .and_then(|()| out.flush())
+                        .map_err(|e| ClientError::local("io", format!("writing stdout: {e}")))?;
+                } else {
+                    let raw = c
+                        .send(c.request(reqwest::Method::GET, &format!("{path}/result")))
+                        .await?
+                        .bytes()
+                        .await
+                        .map_err(|e| ClientError::local("stream", e.to_string()))?;
+                    let mut out = std::io::stdout().lock();
+                    out.write_all(&raw)
+                        .and_then(|()| out.flush())
+                        .map_err(|e| ClientError::local("io", format!("writing stdout: {e}")))?;
+                }
+                Ok(())
+            }
+            "dead" => {
+                let err = &v["last_error"];
+                Err(ClientError::local(
+                    "invocation_dead",
+                    format!(
+                        "invocation {} failed after {} attempts and is in the dead-letter list: {}",
+                        self.id,
+                        v["attempts"],
+                        err["message"].as_str().unwrap_or_default()
+                    ),
+                ))
+            }
+            other => {
+                println!(
+                    "{other} (attempt {} of {}{})",
+                    v["attempts"],
+                    v["max_attempts"],
+                    v["last_error"]["message"]
+                        .as_str()
+                        .map(|m| format!("; last error: {m}"))
+                        .unwrap_or_default()
+                );
+                Ok(())
+            }
+        }
+    }
+}
