@@ -111,9 +111,9 @@ done
 
 # The same programs as wasi:cli/command components (wasm32-wasip2), for the
 # tests of command components: <name>-p2.wasm.
-step "tests/guests: echo, exit-code, stateful, http-out as components (wasm32-wasip2)"
-cargo_build "$REPO/tests/guests/Cargo.toml" wasm32-wasip2 --bin echo --bin exit-code --bin stateful --bin http-out
-for name in echo exit-code stateful http-out; do
+step "tests/guests: echo, exit-code, stateful, http-out, config-rc1 as components (wasm32-wasip2)"
+cargo_build "$REPO/tests/guests/Cargo.toml" wasm32-wasip2 --bin echo --bin exit-code --bin stateful --bin http-out --bin config-rc1
+for name in echo exit-code stateful http-out config-rc1; do
     cp -f "$GUEST_TARGET/wasm32-wasip2/release/$name.wasm" "$OUTDIR/$name-p2.wasm"
 done
 

@@ -198,7 +198,7 @@ pub mod kv {
 /// The function's configuration (`wasi:config`).
 pub mod config {
     use super::Error;
-    use crate::bindings::wasi::config::store;
+    use crate::bindings::wasi::config0_2_0_draft::store;
 
     fn err(e: store::Error) -> Error {
         match e {

@@ -26,6 +26,7 @@ impl Ls {
                 return Ok(());
             }
             print_table(std::slice::from_ref(&f));
+            print_declarations(&f);
             println!();
             println!("{:<8} {:<72} DEPLOYED", "VERSION", "MODULE");
             for v in f["versions"].as_array().into_iter().flatten() {
@@ -79,6 +80,53 @@ fn print_table(functions: &[serde_json::Value]) {
             l["max_queue"].to_string(),
             f["public"].to_string(),
         );
+    }
+}
+
+/// What the active version declares: capabilities and triggers.
+fn print_declarations(f: &serde_json::Value) {
+    let Some(spec) = f["versions"]
+        .as_array()
+        .and_then(|vs| vs.iter().find(|v| v["version"] == f["active"]))
+        .map(|v| &v["spec"])
+    else {
+        return;
+    };
+    let list = |key: &str| -> Vec<String> {
+        spec[key]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|v| {
+                v.as_str()
+                    .map(str::to_string)
+                    .or_else(|| v["schedule"].as_str().map(str::to_string))
+                    .or_else(|| v["topic"].as_str().map(str::to_string))
+            })
+            .collect()
+    };
+    let config: Vec<String> = spec["config"]
+        .as_object()
+        .map(|m| m.keys().cloned().collect())
+        .unwrap_or_default();
+    let rows = [
+        ("key-value stores", list("key_value_stores")),
+        ("config keys", config),
+        ("outbound hosts", list("allowed_outbound_hosts")),
+        ("calls", list("calls")),
+        ("publishes", list("publishes")),
+        ("subscribes", list("subscribes")),
+        ("routes", list("routes")),
+        ("cron", list("cron")),
+        ("mqtt", list("mqtt")),
+    ];
+    let shown: Vec<_> = rows.iter().filter(|(_, v)| !v.is_empty()).collect();
+    if shown.is_empty() {
+        return;
+    }
+    println!();
+    for (label, values) in shown {
+        println!("{label:<17} {}", values.join(", "));
     }
 }
 

@@ -328,3 +328,34 @@ fn async_kill9_loses_no_acknowledged_invocation() {
     assert_eq!(again["id"], id.as_str());
     assert_eq!(again["duplicate"], true);
 }
+
+#[test]
+fn async_http_component_sees_its_method_path_and_body() {
+    let node = Node::start();
+    node.deploy("web", "http-hello.wasm", &["--route", "/shop/..."]);
+    for (url, path) in [
+        (
+            format!("{}/fn/web/some/path?q=1", node.url),
+            "/some/path?q=1",
+        ),
+        (format!("{}/shop/cart", node.url), "/shop/cart"),
+    ] {
+        let r = node
+            .http()
+            .put(url)
+            .header("prefer", "respond-async")
+            .body("body")
+            .send()
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 202);
+        let id = r.json::<Value>().unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert!(eventually(LONG, || state_of(&node, &id) != "queued"
+            && state_of(&node, &id) != "running"));
+        let rec = record(&node, &id);
+        assert_eq!(rec["state"], "succeeded", "{rec}");
+        assert_eq!(rec["result_text"], format!("hello from PUT {path}\nbody"));
+    }
+}

@@ -303,3 +303,111 @@ fn caps_http_routes_declared_in_the_manifest() {
     node.ok(&["rm", "web"]);
     assert_eq!(error_of(get("/hello")).0, 404);
 }
+
+#[test]
+fn caps_oversized_values_fail_cleanly_and_keep_what_is_stored() {
+    let node = Node::start();
+    node.deploy(
+        "audit",
+        "events.wasm",
+        &["--subscribe", "big.*", "--kv", "default", "--retries", "1"],
+    );
+    node.ok(&["publish", "big.small", "-d", "fits"]);
+    assert!(eventually(Duration::from_secs(20), || logs(&node, "audit")
+        .contains("INFO stored event 1 from big.small")));
+    // The event is stored as a value: 2 MiB is over the 1 MiB limit.
+    let huge = "x".repeat(2 << 20);
+    let r = node
+        .http()
+        .post(format!("{}/v1/topics/big.huge", node.url))
+        .body(huge)
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 202);
+    assert!(eventually(Duration::from_secs(30), || {
+        let dead = node.json(&["dlq", "ls", "audit"]);
+        dead["invocations"].as_array().is_some_and(|a| a.len() == 1)
+    }));
+    assert!(
+        logs(&node, "audit").contains("value_too_large"),
+        "{}",
+        logs(&node, "audit")
+    );
+    // The node and the store keep serving: the next event lands.
+    node.ok(&["publish", "big.after", "-d", "fine"]);
+    assert!(eventually(Duration::from_secs(20), || logs(&node, "audit")
+        .contains("from big.after")));
+    let v = node
+        .admin_get("/v1/node")
+        .json::<serde_json::Value>()
+        .unwrap();
+    assert_eq!(v["kv_stores"], serde_json::json!(["default"]));
+    assert_eq!(v["mqtt"], serde_json::Value::Null);
+}
+
+#[test]
+fn caps_config_through_the_rc1_revision_wasmtime_links() {
+    let node = Node::start();
+    node.deploy(
+        "cfg",
+        "config-rc1-p2.wasm",
+        &["--config-value", "greeting=hi"],
+    );
+    assert_eq!(
+        node.ok(&["invoke", "cfg", "-d", "greeting missing"]),
+        "greeting=hi\nmissing!config key `missing` is not declared by function `cfg`\nall=1\n"
+    );
+    // The same program as a preview 1 module cannot import interfaces: it
+    // is refused at upload, naming the import.
+    let out = node.cli(&[
+        "deploy",
+        "cfg1",
+        crate::harness::guest("config-rc1.wasm").to_str().unwrap(),
+        "--json",
+    ]);
+    let err = crate::harness::json_error(&out);
+    assert_eq!(err["error"]["code"], "import_not_granted", "{err}");
+    assert!(
+        err["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("wasi:config/store@0.2.0-rc.1")
+    );
+}
+
+#[test]
+fn caps_async_calls_are_queued_with_the_callees_retry_policy() {
+    let node = Node::start();
+    node.deploy("back", "chain.wasm", &[]);
+    node.deploy(
+        "front",
+        "chain.wasm",
+        &[
+            "--call",
+            "back",
+            "--config-value",
+            "callee=back",
+            "--config-value",
+            "mode=async",
+        ],
+    );
+    let out = node.ok(&["invoke", "front", "-d", "later"]);
+    let id = out.strip_prefix("queued ").expect(&out).to_string();
+    assert!(eventually(Duration::from_secs(30), || {
+        let r = node.admin_get(&format!("/v1/invocations/{id}"));
+        r.status().as_u16() == 200 && r.json::<serde_json::Value>().unwrap()["state"] == "succeeded"
+    }));
+    let rec: serde_json::Value = node
+        .admin_get(&format!("/v1/invocations/{id}"))
+        .json()
+        .unwrap();
+    assert_eq!(rec["trigger"], "call");
+    assert_eq!(rec["meta"]["caller"], "front");
+    assert!(
+        rec["result_text"]
+            .as_str()
+            .unwrap()
+            .starts_with("back[trigger=call"),
+        "{rec}"
+    );
+}

@@ -46,7 +46,13 @@ fn acknowledged_deploys_survive_kill_9_at_any_moment() {
                 i += 1;
             }
         });
-        std::thread::sleep(Duration::from_millis(150 + round * 97));
+        // Kill while deploys are flowing: after this round's first
+        // acknowledgement (however slow the machine), at a varying moment.
+        let before: usize = acked.lock().unwrap().values().map(Vec::len).sum();
+        crate::harness::eventually(Duration::from_secs(60), || {
+            acked.lock().unwrap().values().map(Vec::len).sum::<usize>() > before
+        });
+        std::thread::sleep(Duration::from_millis(20 + round * 37));
         node.kill9();
         stop.store(true, Ordering::Relaxed);
         deployer.join().unwrap();

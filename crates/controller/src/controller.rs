@@ -170,7 +170,7 @@ pub struct Controller {
     store: Arc<Store>,
     pub(crate) config: NodeConfig,
     pub(crate) functions: RwLock<HashMap<String, Arc<Function>>>,
-    node_slots: Arc<Semaphore>,
+    pub(crate) node_slots: Arc<Semaphore>,
     pub(crate) metrics: Metrics,
     logs: Arc<LogHub>,
     pending_usage: Mutex<BTreeMap<String, UsageTotals>>,
@@ -1017,7 +1017,11 @@ impl Controller {
             Kind::Http => {
                 let method = meta.get("method").map_or("POST", String::as_str);
                 let path = meta.get("path").map_or("/", String::as_str);
-                let mut req = http::Request::builder().method(method).uri(path);
+                let host = meta.get("host").map_or("localhost", String::as_str);
+                let mut req = http::Request::builder()
+                    .method(method)
+                    .uri(format!("http://{host}{path}"))
+                    .header(http::header::HOST, host);
                 if let Some(ct) = meta.get("content-type") {
                     req = req.header(http::header::CONTENT_TYPE, ct);
                 }

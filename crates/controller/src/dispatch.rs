@@ -148,12 +148,14 @@ impl Controller {
                     continue;
                 }
             };
-            // A function at its concurrency limit keeps its work queued.
+            // A function at its concurrency limit, or a node with no free
+            // sandbox slot, keeps its work queued (no attempt is spent).
+            let room = self.node_slots.available_permits().min(64);
             let mut permits = Vec::new();
-            while let Ok(p) = f.slots.clone().try_acquire_owned() {
-                permits.push(p);
-                if permits.len() >= 64 {
-                    break;
+            while permits.len() < room {
+                match f.slots.clone().try_acquire_owned() {
+                    Ok(p) => permits.push(p),
+                    Err(_) => break,
                 }
             }
             if permits.is_empty() {
@@ -305,6 +307,16 @@ impl Controller {
         let q = self.queue.clone();
         let key = id.to_string();
         blocking(move || q.drop_dead(&key)).await
+    }
+
+    /// Labels of the key-value stores this node provides.
+    pub fn kv_labels(&self) -> Vec<String> {
+        self.kv.labels()
+    }
+
+    /// Whether the MQTT client is connected; `None` without a broker.
+    pub fn mqtt_connected(&self) -> Option<bool> {
+        self.mqtt.as_ref().map(weft_triggers::mqtt::Mqtt::connected)
     }
 
     /// Queued and running asynchronous invocations of the node.

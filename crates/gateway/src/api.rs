@@ -283,6 +283,9 @@ async fn node(State(s): State<AppState>) -> Result<Json<Value>, ApiError> {
         "data_dir": c.data_dir(),
         "functions": c.list()?.len(),
         "auth": matches!(*s.auth, Auth::Token(_)),
+        "kv_stores": c.kv_labels(),
+        "mqtt": c.mqtt_connected().map(|connected| json!({ "connected": connected })),
+        "async_pending": c.async_pending(),
     })))
 }
 

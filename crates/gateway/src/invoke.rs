@@ -149,6 +149,13 @@ async fn enqueue(
             .map(|q| format!("?{q}"))
             .unwrap_or_default();
         meta.insert("path".to_string(), format!("{path}{query}"));
+        if let Some(host) = parts
+            .headers
+            .get(http::header::HOST)
+            .and_then(|h| h.to_str().ok())
+        {
+            meta.insert("host".to_string(), host.to_string());
+        }
     }
     if let Some(ct) = parts
         .headers

@@ -19,7 +19,7 @@ use weft_manifest::{HostPattern, topic_matches};
 mod bindings {
     wasmtime::component::bindgen!({
         path: "../../wit",
-        world: "weft:fabric/imports",
+        world: "weft:fabric/node",
         imports: { default: async },
         with: {
             "wasi:keyvalue/store.bucket": super::BucketHandle,
@@ -28,7 +28,8 @@ mod bindings {
     });
 }
 
-use bindings::wasi::config::store as config;
+use bindings::wasi::config0_2_0_draft::store as config;
+use bindings::wasi::config0_2_0_rc_1::store as config_rc1;
 use bindings::wasi::keyvalue::{atomics, batch, store};
 use bindings::wasi::logging::logging;
 use bindings::weft::fabric::{call, invocation, topics, types};
@@ -194,7 +195,7 @@ pub(crate) fn add_to_linker<T: Send + 'static>(
     linker: &mut Linker<T>,
     view: fn(&mut T) -> HostView<'_>,
 ) -> wasmtime::Result<()> {
-    bindings::Imports::add_to_linker::<T, HasHost>(linker, view)
+    bindings::Node::add_to_linker::<T, HasHost>(linker, view)
 }
 
 fn kv_error(e: KvError) -> store::Error {
@@ -314,31 +315,54 @@ impl batch::Host for HostView<'_> {
     }
 }
 
-impl config::Host for HostView<'_> {
-    async fn get(&mut self, key: String) -> Result<Option<String>, config::Error> {
-        match self.ctx.caps.config.get(&key) {
-            Some(v) => Ok(Some(v.clone())),
+impl HostView<'_> {
+    /// `wasi:config` `get`, whatever the revision: a declared key's value,
+    /// or the denial's message.
+    fn config_value(&self, key: &str) -> Result<String, String> {
+        match self.ctx.caps.config.get(key) {
+            Some(v) => Ok(v.clone()),
             None => {
-                self.ctx.denied(&format!(
+                let what = format!(
                     "config key `{key}` is not declared by function `{}`",
                     self.ctx.function
-                ));
-                Err(config::Error::Upstream(format!(
-                    "config key `{key}` is not declared by function `{}`",
-                    self.ctx.function
-                )))
+                );
+                self.ctx.denied(&what);
+                Err(what)
             }
         }
     }
 
-    async fn get_all(&mut self) -> Result<Vec<(String, String)>, config::Error> {
-        Ok(self
-            .ctx
+    fn config_all(&self) -> Vec<(String, String)> {
+        self.ctx
             .caps
             .config
             .iter()
             .map(|(k, v)| (k.clone(), v.clone()))
-            .collect())
+            .collect()
+    }
+}
+
+impl config::Host for HostView<'_> {
+    async fn get(&mut self, key: String) -> Result<Option<String>, config::Error> {
+        self.config_value(&key)
+            .map(Some)
+            .map_err(config::Error::Upstream)
+    }
+
+    async fn get_all(&mut self) -> Result<Vec<(String, String)>, config::Error> {
+        Ok(self.config_all())
+    }
+}
+
+impl config_rc1::Host for HostView<'_> {
+    async fn get(&mut self, key: String) -> Result<Option<String>, config_rc1::Error> {
+        self.config_value(&key)
+            .map(Some)
+            .map_err(config_rc1::Error::Upstream)
+    }
+
+    async fn get_all(&mut self) -> Result<Vec<(String, String)>, config_rc1::Error> {
+        Ok(self.config_all())
     }
 }
 

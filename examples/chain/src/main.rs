@@ -1,6 +1,7 @@
 //! `chain`: function-to-function calls. Calls the function named by the
 //! config value `callee` with its own request, and wraps the answer with
-//! facts about this invocation. Without a `callee` it answers itself.
+//! facts about this invocation. Without a `callee` it answers itself. With
+//! `mode = "async"` it queues the call instead and answers `queued <id>`.
 //!
 //! ```toml
 //! [functions.front]
@@ -14,6 +15,10 @@ use weft_sdk::{config, invocation};
 fn main() {
     weft_sdk::run(|request| {
         let me = invocation::function();
+        if let (Ok(callee), Ok("async")) = (config::get("callee"), config::get("mode").as_deref()) {
+            let id = weft_sdk::call_async(&callee, &request)?;
+            return Ok(format!("queued {id}").into_bytes());
+        }
         let inner = match config::get("callee") {
             Ok(callee) => weft_sdk::call(&callee, &request)?,
             Err(_) => request,
