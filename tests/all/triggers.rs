@@ -479,3 +479,45 @@ fn now_ms() -> i64 {
         .unwrap()
         .as_millis() as i64
 }
+
+#[test]
+fn triggers_mqtt_flood_is_held_back_by_a_full_queue_and_nothing_is_lost() {
+    let broker = Mosquitto::start();
+    let node = Node::start_with_config(&format!(
+        "{}\n[queue]\nmax_pending_per_function = 2\n",
+        mqtt_config(&broker.url())
+    ));
+    // One slot, 100 ms per message: the queue of 2 is full almost at once.
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = dir.path().join("weft.toml");
+    std::fs::write(
+        &manifest,
+        format!(
+            "manifest_version = 1\n[functions.slow]\nmodule = {:?}\nmax_concurrency = 1\n\
+             [[functions.slow.mqtt]]\ntopic = \"load/#\"\n",
+            guest("nap.wasm").to_str().unwrap()
+        ),
+    )
+    .unwrap();
+    node.ok(&["deploy", "--manifest", manifest.to_str().unwrap()]);
+    assert!(eventually(CONNECT, || broker
+        .subscriptions("weft-", "load/#")
+        > 0));
+    for i in 0..10 {
+        broker.publish(&format!("load/{i}"), b"100");
+    }
+    // Every message runs once: held back while the queue is full, never
+    // dropped, never dead-lettered.
+    assert!(
+        eventually(Duration::from_secs(90), || node
+            .metric("weft_invocations_total{function=\"slow\",outcome=\"ok\"}")
+            >= 10.0),
+        "node log:\n{}",
+        node.log()
+    );
+    assert_eq!(node.metric("weft_trigger_dropped_total"), 0.0);
+    assert!(dlq(&node, "slow").is_empty());
+    assert_eq!(node.metric("weft_async_accepted_total"), 10.0);
+    // The queue was full at times: the bound held.
+    assert!(node.metric("weft_async_refused_total") > 0.0);
+}

@@ -18,6 +18,10 @@ use std::time::Duration;
 use weft_triggers::cron::{Schedule, plan};
 use weft_triggers::mqtt::{Handler, Message};
 
+/// How long an MQTT message waits for room in a full queue before it is
+/// left unacknowledged for the broker to redeliver.
+const MQTT_HOLD: Duration = Duration::from_secs(60);
+
 /// How far back a missed cron fire is still caught up.
 pub const CATCH_UP: Duration = Duration::from_secs(3600);
 
@@ -227,28 +231,44 @@ fn mqtt_handler(c: Weak<Controller>, function: String, response_topic: Option<St
             if let Some(t) = response_topic {
                 meta.insert("response_topic".to_string(), t);
             }
-            match c
-                .enqueue(
-                    &function,
-                    msg.payload,
-                    "mqtt",
-                    msg.topic.clone(),
-                    meta,
-                    None,
-                )
-                .await
-            {
-                Ok(_) => Ok(()),
-                Err(e) if e.code() == "request_too_large" || e.code() == "function_not_found" => {
-                    c.metrics.trigger_dropped.inc();
-                    c.log_line(
+            // A full queue is back-pressure: hold the message (unacknowledged,
+            // so the broker's in-flight window throttles the flow) and try
+            // again, rather than leave it for redelivery at the next reconnect.
+            let mut wait = Duration::from_millis(50);
+            let until = tokio::time::Instant::now() + MQTT_HOLD;
+            loop {
+                let queued = c
+                    .enqueue(
                         &function,
-                        "-",
-                        format!("MQTT message on `{}` dropped: {e}", msg.topic),
-                    );
-                    Ok(())
+                        msg.payload.clone(),
+                        "mqtt",
+                        msg.topic.clone(),
+                        meta.clone(),
+                        None,
+                    )
+                    .await;
+                match queued {
+                    Ok(_) => return Ok(()),
+                    Err(e)
+                        if e.code() == "request_too_large" || e.code() == "function_not_found" =>
+                    {
+                        c.metrics.trigger_dropped.inc();
+                        c.log_line(
+                            &function,
+                            "-",
+                            format!("MQTT message on `{}` dropped: {e}", msg.topic),
+                        );
+                        return Ok(());
+                    }
+                    Err(e)
+                        if e.code() == "queue_full"
+                            && tokio::time::Instant::now() + wait < until =>
+                    {
+                        tokio::time::sleep(wait).await;
+                        wait = (wait * 2).min(Duration::from_secs(2));
+                    }
+                    Err(e) => return Err(e.to_string()),
                 }
-                Err(e) => Err(e.to_string()),
             }
         })
     })
