@@ -56,6 +56,7 @@ fn async_cli_invoke_and_result() {
     let v = node.json(&["result", id]);
     assert_eq!(v["state"], "succeeded");
     assert_eq!(v["attempts"], 1);
+    assert_eq!(v["trigger"], "async");
     assert_eq!(v["result_text"], "hey: jobs = 1\n");
     // The invocation's log lines carry the queue id.
     assert!(

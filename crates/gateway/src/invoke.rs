@@ -165,7 +165,7 @@ async fn enqueue(
         meta.insert("content-type".to_string(), ct.to_string());
     }
     let accepted = c
-        .enqueue(name, payload, origin.trigger, origin.subject, meta, key)
+        .enqueue(name, payload, "async", origin.subject, meta, key)
         .await?;
     let location = format!("/v1/invocations/{}", accepted.id);
     let mut resp = (
