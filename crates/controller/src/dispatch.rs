@@ -16,6 +16,9 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::OwnedSemaphorePermit;
 use weft_queue::{Accepted, AfterFailure, Claimed, Failure, NewInvocation, Record};
 
+/// The longest the dispatcher sleeps without being woken.
+const IDLE_WAKE: Duration = Duration::from_secs(30);
+
 /// How often finished records past their TTL are dropped.
 const GC_EVERY: Duration = Duration::from_secs(60);
 
@@ -136,6 +139,7 @@ impl Controller {
                 return Duration::from_secs(1);
             }
         };
+        let mut started = 0;
         for name in due {
             let f = match self.function(&name) {
                 Ok(f) => f,
@@ -170,19 +174,29 @@ impl Controller {
                     continue;
                 }
             };
+            started += claimed.len();
             for (work, permit) in claimed.into_iter().zip(permits) {
                 let c = self.clone();
                 let f = f.clone();
                 tokio::spawn(async move { c.run_queued(f, permit, work).await });
             }
         }
+        if started > 0 {
+            // More may be due than one round claims.
+            return Duration::ZERO;
+        }
         let q = self.queue.clone();
         match blocking(move || q.next_due()).await {
+            // Due but not started: every function with due work is at its
+            // limit (or the node is full); a freed slot wakes us.
+            Ok(Some(t)) if t <= SystemTime::now() => IDLE_WAKE,
             Ok(Some(t)) => t
                 .duration_since(SystemTime::now())
                 .unwrap_or(Duration::ZERO)
-                .clamp(Duration::from_millis(1), Duration::from_secs(1)),
-            _ => Duration::from_secs(1),
+                .clamp(Duration::from_millis(1), IDLE_WAKE),
+            // Nothing queued: enqueues and freed slots wake the dispatcher;
+            // this is only a safety net, so an idle node stays idle.
+            _ => IDLE_WAKE,
         }
     }
 
