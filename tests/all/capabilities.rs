@@ -178,7 +178,9 @@ fn caps_call_cycles_and_depth_are_refused() {
     fails(&node, &["invoke", "d1"]);
     let log = logs(&node, "d3");
     assert!(
-        log.contains("too_deep: call chain too deep: d1 -> d2 -> d3 -> d4 exceeds the node's max_call_depth of 3"),
+        log.contains(
+            "too_deep: chain too deep: d1 -> d2 -> d3 -> d4 exceeds the node's max_call_depth of 3"
+        ),
         "{log}"
     );
     // A chain within the bound works.
@@ -410,4 +412,49 @@ fn caps_async_calls_are_queued_with_the_callees_retry_policy() {
             .starts_with("back[trigger=call"),
         "{rec}"
     );
+}
+
+#[test]
+fn caps_event_storms_end_at_the_depth_bound() {
+    // Two relays that forward each other's events: without a bound this
+    // never stops.
+    let node = Node::start_with_config("max_call_depth = 4\n");
+    let relay = |name: &str, listen: &str, forward: &str| {
+        node.deploy(
+            name,
+            "events.wasm",
+            &[
+                "--subscribe",
+                listen,
+                "--publish",
+                forward,
+                "--kv",
+                "default",
+                "--config-value",
+                &format!("forward={forward}"),
+                "--retries",
+                "1",
+            ],
+        );
+    };
+    relay("ping", "ball.ping", "ball.pong");
+    relay("pong", "ball.pong", "ball.ping");
+    node.ok(&["publish", "ball.ping", "-d", "serve"]);
+    let both = || format!("{}{}", logs(&node, "ping"), logs(&node, "pong"));
+    assert!(
+        eventually(Duration::from_secs(30), || both()
+            .contains("chain too deep")),
+        "{}",
+        both()
+    );
+    let log = both();
+    assert!(
+        log.contains("ping -> pong -> ping -> pong -> topic `ball.ping`"),
+        "{log}"
+    );
+    // Four hops ran, then it stopped: nothing more is queued.
+    let accepted = node.metric("weft_async_accepted_total");
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(node.metric("weft_async_accepted_total"), accepted);
+    assert!(accepted <= 5.0, "{accepted}");
 }

@@ -79,6 +79,8 @@ pub struct Origin {
     pub attempt: u32,
     /// Functions on the call stack above this one, outermost first.
     pub chain: Vec<String>,
+    /// Functions that started the chain asynchronously, outermost first.
+    pub ancestors: Vec<String>,
     /// The most time the invocation may take (the caller's remaining
     /// deadline), when less than the function's timeout.
     pub timeout_cap: Option<Duration>,
@@ -837,6 +839,7 @@ impl Controller {
                 subject: origin.subject,
                 attempt: origin.attempt,
                 chain,
+                ancestors: origin.ancestors,
             }),
             fabric: self.fabric.get().cloned(),
         }

@@ -229,6 +229,7 @@ impl Controller {
             subject: meta.get("subject").cloned().unwrap_or_default(),
             attempt,
             chain: Vec::new(),
+            ancestors: crate::router::chain_of(&meta),
             timeout_cap: None,
         };
         let ran = self
@@ -341,6 +342,19 @@ impl Controller {
     /// Publishes an event on an internal topic: each function subscribed to
     /// a matching pattern gets an asynchronous invocation. Returns how many.
     pub async fn publish(&self, publisher: &str, topic: &str, payload: Bytes) -> Result<usize> {
+        self.publish_with(publisher, topic, payload, BTreeMap::new())
+            .await
+    }
+
+    /// [`Controller::publish`] with metadata for every subscriber's
+    /// invocation (the publisher's chain).
+    pub(crate) async fn publish_with(
+        &self,
+        publisher: &str,
+        topic: &str,
+        payload: Bytes,
+        base: BTreeMap<String, String>,
+    ) -> Result<usize> {
         let subscribers: Vec<String> = self
             .snapshot()
             .into_iter()
@@ -352,7 +366,7 @@ impl Controller {
             .map(|f| f.name.clone())
             .collect();
         for name in &subscribers {
-            let mut meta = BTreeMap::new();
+            let mut meta = base.clone();
             if !publisher.is_empty() {
                 meta.insert("publisher".to_string(), publisher.to_string());
             }

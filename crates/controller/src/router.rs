@@ -71,22 +71,13 @@ impl Controller {
         callee: &str,
         payload: Bytes,
     ) -> Result<Bytes, FabricError> {
-        let max_depth = self.config.max_call_depth.unwrap_or(DEFAULT_MAX_DEPTH) as usize;
         if from.chain.iter().any(|f| f == callee) {
             return Err(FabricError::new(
                 FabricCode::Cycle,
                 format!("call cycle refused: {}", chain_text(&from.chain, callee)),
             ));
         }
-        if from.chain.len() >= max_depth {
-            return Err(FabricError::new(
-                FabricCode::TooDeep,
-                format!(
-                    "call chain too deep: {} exceeds the node's max_call_depth of {max_depth}",
-                    chain_text(&from.chain, callee)
-                ),
-            ));
-        }
+        self.within_depth(from, callee)?;
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
             return Err(FabricError::new(
@@ -108,6 +99,7 @@ impl Controller {
             subject: from.chain.last().cloned().unwrap_or_default(),
             attempt: 1,
             chain: from.chain.clone(),
+            ancestors: from.ancestors.clone(),
             timeout_cap: Some(deadline.saturating_duration_since(Instant::now())),
         };
         self.run_payload(f, slot, payload, origin, None, &BTreeMap::new())
@@ -137,13 +129,12 @@ impl Fabric for Router {
         payload: Bytes,
     ) -> BoxFuture<'static, Result<String, FabricError>> {
         let c = self.controller();
-        let (caller, callee) = (
-            from.chain.last().cloned().unwrap_or_default(),
-            callee.to_string(),
-        );
+        let (from, callee) = (from.clone(), callee.to_string());
         Box::pin(async move {
             let c = c?;
-            let mut meta = BTreeMap::new();
+            c.within_depth(&from, &callee)?;
+            let caller = from.chain.last().cloned().unwrap_or_default();
+            let mut meta = chain_meta(&from);
             meta.insert("caller".to_string(), caller.clone());
             c.enqueue(&callee, payload, "call", caller, meta, None)
                 .await
@@ -159,15 +150,61 @@ impl Fabric for Router {
         payload: Bytes,
     ) -> BoxFuture<'static, Result<(), FabricError>> {
         let c = self.controller();
-        let (publisher, topic) = (
-            from.chain.last().cloned().unwrap_or_default(),
-            topic.to_string(),
-        );
+        let (from, topic) = (from.clone(), topic.to_string());
         Box::pin(async move {
-            c?.publish(&publisher, &topic, payload)
+            let c = c?;
+            c.within_depth(&from, &format!("topic `{topic}`"))?;
+            let publisher = from.chain.last().cloned().unwrap_or_default();
+            c.publish_with(&publisher, &topic, payload, chain_meta(&from))
                 .await
                 .map(|_| ())
                 .map_err(|e| fabric_error(&e))
         })
+    }
+}
+
+/// The chain of an invocation, carried through the queue so that work
+/// started asynchronously (events, async calls) is bounded too.
+fn chain_meta(from: &CallContext) -> BTreeMap<String, String> {
+    let mut meta = BTreeMap::new();
+    meta.insert("chain".to_string(), full_chain(from).join(","));
+    meta
+}
+
+/// Every function above the next one: asynchronous ancestors, then the
+/// synchronous call stack.
+fn full_chain(from: &CallContext) -> Vec<String> {
+    from.ancestors.iter().chain(&from.chain).cloned().collect()
+}
+
+/// The chain an asynchronous invocation inherited, from its metadata.
+pub(crate) fn chain_of(meta: &BTreeMap<String, String>) -> Vec<String> {
+    meta.get("chain")
+        .map(|c| {
+            c.split(',')
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+impl Controller {
+    /// Refuses work that would make the chain of invocations (calls, async
+    /// calls, events) deeper than the node allows: an event storm or a
+    /// ping-pong of async calls ends here.
+    fn within_depth(&self, from: &CallContext, next: &str) -> Result<(), FabricError> {
+        let max_depth = self.config.max_call_depth.unwrap_or(DEFAULT_MAX_DEPTH) as usize;
+        let chain = full_chain(from);
+        if chain.len() >= max_depth {
+            return Err(FabricError::new(
+                FabricCode::TooDeep,
+                format!(
+                    "chain too deep: {} exceeds the node's max_call_depth of {max_depth}",
+                    chain_text(&chain, next)
+                ),
+            ));
+        }
+        Ok(())
     }
 }

@@ -74,8 +74,12 @@ pub struct CallContext {
     pub subject: String,
     /// Attempt of an asynchronous invocation, from 1.
     pub attempt: u32,
-    /// The functions on the call stack, outermost first, this one last.
+    /// The functions on the (synchronous) call stack, outermost first, this
+    /// one last.
     pub chain: Vec<String>,
+    /// The functions that started this chain asynchronously (by an event
+    /// or an async call), outermost first: counted for depth, not cycles.
+    pub ancestors: Vec<String>,
 }
 
 /// The class of a [`FabricError`]; mirrors `weft:fabric/types.error-code`.

@@ -1,7 +1,8 @@
 //! `events`: node topics. Invoked directly, it publishes its request on the
 //! topic named by the config value `topic`. Invoked by a topic event (as a
 //! subscriber), it stores the event in the `default` store under
-//! `event:<topic>:<n>` and counts it under `events`.
+//! `event:<topic>:<n>` and counts it under `events`; with the config value
+//! `forward`, it then publishes the event on that topic (a relay).
 //!
 //! ```toml
 //! [functions.publisher]
@@ -25,6 +26,9 @@ fn main() {
             let n = store.increment("events", 1)?;
             store.set(&format!("event:{topic}:{n}"), &request)?;
             log::info(&format!("stored event {n} from {topic}"));
+            if let Ok(next) = config::get("forward") {
+                weft_sdk::publish(&next, &request)?;
+            }
             Ok::<_, weft_sdk::Error>(format!("stored {n}\n").into_bytes())
         } else {
             let topic = config::get("topic")?;
