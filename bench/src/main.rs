@@ -2,7 +2,7 @@
 //! side in one run, on the same modules; results as ratios.
 //!
 //! ```text
-//! cargo run --release -p weft-bench -- [all|startup|memory|cold] [--guests DIR] [--quick]
+//! cargo run --release -p weft-bench -- [all|startup|memory|cold|kv|queue|mqtt] [--guests DIR] [--quick]
 //! ```
 //!
 //! * **startup** — sandbox start (instantiate, no call) and a full invocation,
@@ -12,8 +12,16 @@
 //! * **cold** — cold start of a scaled-to-zero function from its on-disk
 //!   artifact (load + instantiate + run), in-process and in a fresh process.
 //!
+//! * **kv** — key-value get and set from a guest, embedded and Redis, against
+//!   `redis-benchmark`, the `redis` crate and redb on the same server and disk.
+//! * **queue** — accepted asynchronous invocations per second and
+//!   enqueue-to-start latency, with the durable write in the path.
+//! * **mqtt** — MQTT message to function start, against the broker's own hop.
+//!
 //! The bare side is wasmtime with the pooling allocator, `InstancePre` and
-//! WASI preview 1, and no Weft code: the floor.
+//! WASI preview 1, and no Weft code: the floor. The node benchmarks (`kv`,
+//! `queue`, `mqtt`) run a node in-process, build their guests from
+//! `bench/guests/rust/`, and start redis-server and mosquitto themselves.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -30,6 +38,11 @@ use wasmtime::{Result, bail, ensure, format_err};
 use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::p2::pipe::{MemoryInputPipe, MemoryOutputPipe};
 use weft_runtime::{Invocation, Loaded, Runtime, RuntimeConfig};
+
+mod kv;
+mod mqtt;
+mod node;
+mod queue;
 
 /// The modules measured: a null C program and MiBench-style C programs.
 const MODULES: &[&str] = &["null", "basicmath", "crc32", "sha", "qsort"];
@@ -54,7 +67,7 @@ fn main() -> Result<()> {
             args[3].parse()?,
         )),
         "cold-child" => rt.block_on(cold_child(&args[1], &guests.join(&args[2]))),
-        "startup" | "memory" | "cold" | "all" => {
+        "startup" | "memory" | "cold" | "kv" | "queue" | "mqtt" | "all" => {
             println!("{}", machine());
             if matches!(mode, "startup" | "all") {
                 rt.block_on(startup(&guests, quick))?;
@@ -65,10 +78,30 @@ fn main() -> Result<()> {
             if matches!(mode, "cold" | "all") {
                 rt.block_on(cold(&guests, quick))?;
             }
+            if matches!(mode, "kv" | "queue" | "mqtt" | "all") {
+                node_benches(mode, quick).map_err(|e| format_err!("{e:#}"))?;
+            }
             Ok(())
         }
-        other => bail!("unknown mode `{other}`: use all, startup, memory or cold"),
+        other => bail!("unknown mode `{other}`: use all, startup, memory, cold, kv, queue or mqtt"),
     }
+}
+
+/// The node benchmarks, on a multi-threaded runtime as `weft up` uses.
+fn node_benches(mode: &str, quick: bool) -> anyhow::Result<()> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    if matches!(mode, "kv" | "all") {
+        rt.block_on(kv::run(quick))?;
+    }
+    if matches!(mode, "queue" | "all") {
+        rt.block_on(queue::run(quick))?;
+    }
+    if matches!(mode, "mqtt" | "all") {
+        rt.block_on(mqtt::run(quick))?;
+    }
+    Ok(())
 }
 
 fn machine() -> String {
@@ -82,7 +115,9 @@ fn machine() -> String {
         })
         .unwrap_or_else(|| "unknown CPU".into());
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
-    format!("machine: {cpu}, {cores} cores; wasmtime 48.0.8; tokio current-thread runtime")
+    format!(
+        "machine: {cpu}, {cores} cores; wasmtime 48.0.8; tokio current-thread runtime (startup, memory, cold), multi-thread (kv, queue, mqtt)"
+    )
 }
 
 fn module_path(guests: &Path, name: &str) -> PathBuf {

@@ -1,0 +1,220 @@
+//! What the node benchmarks (`kv`, `queue`, `mqtt`) share: a Weft node
+//! in-process (the controller the `weft` binary runs), the Rust guests of
+//! `bench/guests/rust/` built on demand, the servers they compare against
+//! (redis-server, mosquitto) started on free ports and killed on exit, and
+//! statistics.
+
+use anyhow::{Context as _, Result, bail, ensure};
+use bytes::Bytes;
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use weft_controller::{Controller, Origin};
+use weft_manifest::{FunctionSpec, HumanDuration, NodeConfig};
+
+/// The repository's root (the bench crate is `bench/`).
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
+}
+
+/// Builds `bench/guests/rust/` for wasm32-wasip2 (seconds when nothing
+/// changed) and returns the module of `bin`.
+pub(crate) fn guest(bin: &str) -> Result<Vec<u8>> {
+    let repo = repo();
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map_or_else(|| repo.join("target"), PathBuf::from)
+        .join("guests");
+    let status = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+        .args(["build", "--quiet", "--release", "--target", "wasm32-wasip2"])
+        .arg("--manifest-path")
+        .arg(repo.join("bench/guests/rust/Cargo.toml"))
+        .arg("--target-dir")
+        .arg(&target)
+        .status()
+        .context("running cargo to build bench/guests/rust")?;
+    ensure!(status.success(), "building bench/guests/rust failed");
+    let path = target.join(format!("wasm32-wasip2/release/{bin}.wasm"));
+    std::fs::read(&path).with_context(|| format!("reading {}", path.display()))
+}
+
+/// Microseconds since the UNIX epoch, the unit guests answer in.
+pub(crate) fn now_us() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64)
+}
+
+// ------------------------------------------------------------------ servers
+
+/// A server process, killed when dropped.
+pub(crate) struct Server {
+    child: Child,
+    pub(crate) port: u16,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+fn wait_listening(child: &mut Child, port: u16, what: &str) -> Result<()> {
+    let until = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < until {
+        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return Ok(());
+        }
+        if let Some(status) = child.try_wait()? {
+            bail!("{what} exited at start: {status}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    bail!("{what} is not listening on port {port} after 10 s")
+}
+
+/// `redis-server` on a free loopback port, without persistence.
+pub(crate) fn redis_server() -> Result<Server> {
+    let port = free_port()?;
+    let mut child = Command::new("redis-server")
+        .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
+        .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
+        .stdout(Stdio::null())
+        .spawn()
+        .context("starting redis-server (apt-get install redis-server)")?;
+    wait_listening(&mut child, port, "redis-server")?;
+    Ok(Server {
+        child,
+        port,
+        _dir: None,
+    })
+}
+
+/// `mosquitto` on a free loopback port, anonymous, without persistence,
+/// with `TCP_NODELAY` on its sockets when `nodelay`.
+pub(crate) fn mosquitto(nodelay: bool) -> Result<Server> {
+    let port = free_port()?;
+    let dir = tempfile::tempdir()?;
+    let conf = dir.path().join("mosquitto.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\nset_tcp_nodelay {nodelay}\n"
+        ),
+    )?;
+    let mut child = Command::new("mosquitto")
+        .arg("-c")
+        .arg(&conf)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("starting mosquitto (apt-get install mosquitto)")?;
+    wait_listening(&mut child, port, "mosquitto")?;
+    Ok(Server {
+        child,
+        port,
+        _dir: Some(dir),
+    })
+}
+
+// ------------------------------------------------------------------ the node
+
+/// A Weft node in this process, with its data directory on the same disk as
+/// the repository (not a tmpfs: the durable writes are real).
+pub(crate) struct Node {
+    pub(crate) c: Arc<Controller>,
+    pub(crate) dir: tempfile::TempDir,
+}
+
+impl Node {
+    pub(crate) async fn open(config: NodeConfig) -> Result<Node> {
+        let base = repo().join("target/bench-nodes");
+        std::fs::create_dir_all(&base)?;
+        let dir = tempfile::tempdir_in(&base)?;
+        let c = Controller::open(dir.path(), config).await?;
+        c.start_background();
+        Ok(Node { c, dir })
+    }
+
+    /// Uploads `wasm` and deploys it as `name` with `spec` (module filled
+    /// in), a 60 s timeout and the clock granted.
+    pub(crate) async fn deploy(&self, name: &str, wasm: Vec<u8>, spec: FunctionSpec) -> Result<()> {
+        let m = self.c.upload_module(wasm.into(), Some(name)).await?;
+        self.c.deploy(
+            name,
+            FunctionSpec {
+                module: m.module,
+                clock: true,
+                timeout: Some(HumanDuration(Duration::from_secs(60))),
+                ..spec
+            },
+        )?;
+        Ok(())
+    }
+
+    /// A synchronous invocation: the response body.
+    pub(crate) async fn invoke(&self, name: &str, input: impl Into<Bytes>) -> Result<Bytes> {
+        let input = input.into();
+        let out = self
+            .c
+            .invoke_command(
+                name,
+                Origin::new("cli", ""),
+                |_limit| async move { Ok(input) },
+            )
+            .await?;
+        Ok(out.body)
+    }
+
+    pub(crate) async fn close(self) {
+        self.c.drain(Duration::from_secs(5)).await;
+    }
+}
+
+// ------------------------------------------------------------------ statistics
+
+/// The value at quantile `p` (0..=1) of `v`, sorted here.
+pub(crate) fn quantile(v: &mut [f64], p: f64) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(f64::total_cmp);
+    v[((v.len() as f64 * p) as usize).min(v.len() - 1)]
+}
+
+pub(crate) fn median(mut v: Vec<f64>) -> f64 {
+    quantile(&mut v, 0.5)
+}
+
+/// Minimum and maximum, for the spread of per-round figures.
+pub(crate) fn spread(v: &[f64]) -> (f64, f64) {
+    v.iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &x| {
+            (lo.min(x), hi.max(x))
+        })
+}
+
+/// µs per durable commit of one small row in a redb file on the node's disk,
+/// committed as the queue and the embedded store commit (`Immediate`: fsync):
+/// the floor of every durable write.
+pub(crate) fn redb_commit_us(dir: &Path, n: usize) -> Result<f64> {
+    const T: redb::TableDefinition<'_, &str, &[u8]> = redb::TableDefinition::new("floor");
+    let db = redb::Database::create(dir.join("floor.redb"))?;
+    let t = Instant::now();
+    for i in 0..n {
+        let tx = db.begin_write()?;
+        tx.open_table(T)?
+            .insert(format!("k{}", i % 16).as_str(), [7u8; 16].as_slice())?;
+        tx.commit()?;
+    }
+    Ok(t.elapsed().as_secs_f64() * 1e6 / n as f64)
+}
