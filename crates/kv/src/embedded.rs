@@ -8,8 +8,9 @@
 //! that is present throughout exactly once even when other keys are added
 //! or deleted meanwhile (for example, deleting each page as it arrives).
 //!
-//! redb is synchronous: every operation runs on `spawn_blocking`, and every
-//! write is one transaction committed with [`Durability::Immediate`].
+//! redb is synchronous: writes and scans run on `spawn_blocking`, point reads
+//! (`get`, `exists`) in place; every write is one transaction committed with
+//! [`Durability::Immediate`].
 
 use crate::{Bucket, KeyPage, KvError};
 use redb::{
@@ -137,7 +138,8 @@ fn begin(db: &Database) -> Result<WriteTransaction, Failure> {
 }
 
 impl EmbeddedBucket {
-    /// Runs `f` with the database and table name on the blocking pool.
+    /// Runs `f` with the database and table name on the blocking pool: for
+    /// commits, which wait for the disk.
     async fn run<T, F>(&self, f: F) -> Result<T, KvError>
     where
         T: Send + 'static,
@@ -147,15 +149,31 @@ impl EmbeddedBucket {
         let table = self.table.clone();
         let joined = tokio::task::spawn_blocking(move || f(&db, Table::new(&table))).await;
         match joined {
-            Ok(Ok(v)) => Ok(v),
-            Ok(Err(Failure::Kv(e))) => Err(e),
-            Ok(Err(Failure::Db(e))) => Err(KvError::Backend {
-                store: self.label.clone(),
-                message: format!("embedded store: {e}"),
-            }),
+            Ok(r) => self.result(r),
             Err(e) => Err(KvError::Backend {
                 store: self.label.clone(),
                 message: format!("embedded store task failed: {e}"),
+            }),
+        }
+    }
+
+    /// Runs a point read right here: a redb read transaction takes well
+    /// under a microsecond from cached pages, far less than the two thread
+    /// hand-offs of the blocking pool (see bench/RESULTS.md).
+    fn read_now<T>(
+        &self,
+        f: impl FnOnce(&Database, Table<'_>) -> Result<T, Failure>,
+    ) -> Result<T, KvError> {
+        self.result(f(&self.db, Table::new(&self.table)))
+    }
+
+    fn result<T>(&self, r: Result<T, Failure>) -> Result<T, KvError> {
+        match r {
+            Ok(v) => Ok(v),
+            Err(Failure::Kv(e)) => Err(e),
+            Err(Failure::Db(e)) => Err(KvError::Backend {
+                store: self.label.clone(),
+                message: format!("embedded store: {e}"),
             }),
         }
     }
@@ -168,15 +186,11 @@ impl Bucket for EmbeddedBucket {
     }
 
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, KvError> {
-        let key = key.to_owned();
-        self.run(move |db, def| {
+        self.read_now(|db, def| {
             let txn = db.begin_read()?;
             let table = txn.open_table(def)?;
-            Ok(table
-                .get((hash(&key), key.as_str()))?
-                .map(|v| v.value().to_vec()))
+            Ok(table.get((hash(key), key))?.map(|v| v.value().to_vec()))
         })
-        .await
     }
 
     async fn set(&self, key: &str, value: &[u8]) -> Result<(), KvError> {
@@ -204,13 +218,11 @@ impl Bucket for EmbeddedBucket {
     }
 
     async fn exists(&self, key: &str) -> Result<bool, KvError> {
-        let key = key.to_owned();
-        self.run(move |db, def| {
+        self.read_now(|db, def| {
             let txn = db.begin_read()?;
             let table = txn.open_table(def)?;
-            Ok(table.get((hash(&key), key.as_str()))?.is_some())
+            Ok(table.get((hash(key), key))?.is_some())
         })
-        .await
     }
 
     /// The cursor is the key hash to resume from (see the module docs).

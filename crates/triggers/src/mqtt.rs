@@ -599,7 +599,12 @@ impl Mqtt {
             // rumqttc's default is 10 KiB, and an oversized incoming message
             // would fail the connection on every redelivery.
             .set_max_packet_size(MAX_PACKET_BYTES, MAX_PACKET_BYTES);
-        let (client, eventloop) = AsyncClient::new(options, REQUEST_QUEUE);
+        let (client, mut eventloop) = AsyncClient::new(options, REQUEST_QUEUE);
+        // Without TCP_NODELAY a response published right after a PUBACK
+        // waits ~40 ms for the broker's delayed ACK (bench/RESULTS.md).
+        let mut network = rumqttc::NetworkOptions::new();
+        network.set_tcp_nodelay(true);
+        eventloop.set_network_options(network);
         let shared = Arc::new(Shared {
             client,
             url: config.url,
