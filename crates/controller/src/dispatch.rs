@@ -243,8 +243,7 @@ impl Controller {
                 {
                     tracing::warn!(function = %function, invocation = %id, "publishing the response on `{topic}`: {e}");
                 }
-                let done = id.clone();
-                if let Err(e) = blocking(move || q.complete(&done, body.to_vec())).await {
+                if let Err(e) = q.complete_grouped(&id, body.to_vec()).await {
                     tracing::error!(function = %function, invocation = %id, "recording success: {e}");
                 }
             }

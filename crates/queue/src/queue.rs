@@ -68,9 +68,39 @@ impl Delta {
     }
 }
 
-struct Request {
-    inv: NewInvocation,
-    reply: oneshot::Sender<Result<Accepted>>,
+/// What the writer thread commits, in batches: enqueues, and completions
+/// of running invocations.
+enum Request {
+    Enqueue {
+        inv: NewInvocation,
+        reply: oneshot::Sender<Result<Accepted>>,
+    },
+    Complete {
+        id: String,
+        output: Vec<u8>,
+        reply: oneshot::Sender<Result<()>>,
+    },
+}
+
+impl Request {
+    /// Answers the caller with a failure of the whole batch.
+    fn fail(self, e: &QueueError) {
+        // The caller may have gone away.
+        match self {
+            Request::Enqueue { reply, .. } => {
+                let _ = reply.send(Err(e.clone()));
+            }
+            Request::Complete { reply, .. } => {
+                let _ = reply.send(Err(e.clone()));
+            }
+        }
+    }
+}
+
+/// The answer to one [`Request`] of a batch.
+enum Answer {
+    Enqueue(Result<Accepted>),
+    Complete(Result<()>),
 }
 
 struct Inner {
@@ -147,17 +177,28 @@ impl Inner {
         Ok(())
     }
 
-    /// Writes a batch of enqueues in one transaction. The outer error fails
-    /// the whole batch; inner ones (limits) only their request.
-    fn accept(&self, batch: &[Request]) -> Result<Vec<Result<Accepted>>> {
+    /// Writes a batch of requests in one transaction. The outer error fails
+    /// the whole batch; inner ones (limits, a record not running) only
+    /// their request.
+    fn commit_batch(&self, batch: &[Request]) -> Result<Vec<Answer>> {
         let now = now_ms();
         let out = self.write(|t, delta| {
             batch
                 .iter()
-                .map(|req| self.accept_one(t, delta, &req.inv, now))
+                .map(|req| match req {
+                    Request::Enqueue { inv, .. } => {
+                        self.accept_one(t, delta, inv, now).map(Answer::Enqueue)
+                    }
+                    Request::Complete { id, output, .. } => {
+                        complete_one(t, delta, id, output, now).map(Answer::Complete)
+                    }
+                })
                 .collect::<Result<Vec<_>>>()
         })?;
-        if out.iter().any(|r| matches!(r, Ok(a) if !a.duplicate)) {
+        if out
+            .iter()
+            .any(|r| matches!(r, Answer::Enqueue(Ok(a)) if !a.duplicate))
+        {
             self.notify.notify_one();
         }
         Ok(out)
@@ -246,7 +287,7 @@ fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
-/// The writer thread: group commit of enqueues.
+/// The writer thread: group commit of enqueues and completions.
 fn run_writer(inner: Arc<Inner>, mut rx: mpsc::Receiver<Request>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = rx.blocking_recv() {
@@ -258,21 +299,60 @@ fn run_writer(inner: Arc<Inner>, mut rx: mpsc::Receiver<Request>) {
             }
         }
         trace!(size = batch.len(), "queue: group commit");
-        match inner.accept(&batch) {
-            Ok(outcomes) => {
-                for (req, outcome) in batch.drain(..).zip(outcomes) {
-                    // The caller may have gone away; the invocation stays accepted.
-                    let _ = req.reply.send(outcome);
+        match inner.commit_batch(&batch) {
+            Ok(answers) => {
+                for (req, answer) in batch.drain(..).zip(answers) {
+                    // The caller may have gone away; what was committed stays.
+                    match (req, answer) {
+                        (Request::Enqueue { reply, .. }, Answer::Enqueue(a)) => {
+                            let _ = reply.send(a);
+                        }
+                        (Request::Complete { reply, .. }, Answer::Complete(a)) => {
+                            let _ = reply.send(a);
+                        }
+                        (req, _) => req.fail(&QueueError::Storage(
+                            "queue writer: answers out of order".to_string(),
+                        )),
+                    }
                 }
             }
             Err(e) => {
-                warn!(error = %e, size = batch.len(), "queue: enqueue batch failed");
+                warn!(error = %e, size = batch.len(), "queue: batch failed");
                 for req in batch.drain(..) {
-                    let _ = req.reply.send(Err(e.clone()));
+                    req.fail(&e);
                 }
             }
         }
     }
+}
+
+/// Marks a running invocation succeeded, within a write transaction. A
+/// record that is not running is the request's own error, not the batch's.
+fn complete_one(
+    t: &mut Tables<'_>,
+    delta: &mut Delta,
+    id: &str,
+    output: &[u8],
+    now: u64,
+) -> Result<Result<()>> {
+    let mut rec = match t.load(id) {
+        Ok(r) => r,
+        Err(e @ QueueError::NotFound(_)) => return Ok(Err(e)),
+        Err(e) => return Err(e),
+    };
+    if rec.state != State::Running {
+        return Ok(Err(QueueError::NotRunning(id.to_string())));
+    }
+    t.running.remove(id)?;
+    t.payloads.remove(id)?;
+    t.results.insert(id, output)?;
+    t.finished.insert((now, id), ())?;
+    rec.state = State::Succeeded;
+    rec.due_ms = None;
+    rec.updated_at_ms = now;
+    t.save(&rec)?;
+    delta.add(&rec.function, -1);
+    Ok(Ok(()))
 }
 
 fn stopped() -> QueueError {
@@ -394,7 +474,7 @@ impl Queue {
         let requests = self.requests.as_ref().ok_or_else(stopped)?;
         let (reply, answer) = oneshot::channel();
         requests
-            .send(Request { inv, reply })
+            .send(Request::Enqueue { inv, reply })
             .await
             .map_err(|_| stopped())?;
         answer.await.map_err(|_| stopped())?
@@ -474,25 +554,29 @@ impl Queue {
     }
 
     /// Records the success of a running invocation: its output is kept until
-    /// the result TTL, its payload deleted.
+    /// the result TTL, its payload deleted. Its own write transaction; see
+    /// [`Queue::complete_grouped`] for the dispatcher's path.
     pub fn complete(&self, id: &str, output: Vec<u8>) -> Result<()> {
         let now = now_ms();
-        self.inner.write(|t, delta| {
-            let mut rec = t.load(id)?;
-            if rec.state != State::Running {
-                return Err(QueueError::NotRunning(id.to_string()));
-            }
-            t.running.remove(id)?;
-            t.payloads.remove(id)?;
-            t.results.insert(id, output.as_slice())?;
-            t.finished.insert((now, id), ())?;
-            rec.state = State::Succeeded;
-            rec.due_ms = None;
-            rec.updated_at_ms = now;
-            t.save(&rec)?;
-            delta.add(&rec.function, -1);
-            Ok(())
-        })
+        self.inner
+            .write(|t, delta| complete_one(t, delta, id, &output, now))?
+    }
+
+    /// [`Queue::complete`] through the writer thread: completions from
+    /// concurrent callers share one commit (and one fsync) with each other
+    /// and with enqueues.
+    pub async fn complete_grouped(&self, id: &str, output: Vec<u8>) -> Result<()> {
+        let requests = self.requests.as_ref().ok_or_else(stopped)?;
+        let (reply, answer) = oneshot::channel();
+        requests
+            .send(Request::Complete {
+                id: id.to_string(),
+                output,
+                reply,
+            })
+            .await
+            .map_err(|_| stopped())?;
+        answer.await.map_err(|_| stopped())?
     }
 
     /// Records the failure of a running invocation: if `retryable` and

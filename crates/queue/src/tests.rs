@@ -527,9 +527,15 @@ async fn garbage_collection_drops_old_results_and_keys() {
 #[tokio::test]
 async fn reopen_requeues_running_and_notifies() {
     let f = fixture(QueueConfig::default());
-    let a = f.q.enqueue(inv("f")).await.unwrap().id;
-    let b = f.q.enqueue(inv("f")).await.unwrap().id;
+    let first = f.q.enqueue(inv("f")).await.unwrap().id;
+    let second = f.q.enqueue(inv("f")).await.unwrap().id;
     let c = f.q.claim("f", 1, now()).unwrap();
+    // Both are due in the same millisecond: either may come first.
+    let (a, b) = if c[0].id == first {
+        (first, second)
+    } else {
+        (second, first)
+    };
     assert_eq!(c[0].id, a);
     drop(f.q);
     let q = Queue::open(&f.path, QueueConfig::default()).unwrap();
@@ -658,4 +664,46 @@ fn error_codes_and_messages() {
     for (e, code, status) in codes {
         assert_eq!((e.code(), e.http_status()), (code, status));
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grouped_completions_mixed_with_enqueues() {
+    let f = fixture(QueueConfig::default());
+    for _ in 0..300 {
+        f.q.enqueue(inv("f")).await.unwrap();
+    }
+    let claimed = f.q.claim("f", 300, now()).unwrap();
+    assert_eq!(claimed.len(), 300);
+    let mut tasks = Vec::new();
+    for c in claimed {
+        let q = Arc::clone(&f.q);
+        tasks.push(tokio::spawn(async move {
+            // Enqueues and completions share the writer's batches.
+            let new = q.enqueue(inv("g")).await.unwrap().id;
+            q.complete_grouped(&c.id, c.id.as_bytes().to_vec())
+                .await
+                .unwrap();
+            (c.id, new)
+        }));
+    }
+    for t in tasks {
+        let (done, new) = t.await.unwrap();
+        let rec = f.q.get(&done).unwrap().unwrap();
+        assert_eq!(rec.state, State::Succeeded);
+        assert_eq!(rec.result.as_deref(), Some(done.as_bytes()));
+        assert_eq!(f.q.get(&new).unwrap().unwrap().state, State::Queued);
+    }
+    assert_eq!(f.q.pending("f"), 0);
+    assert_eq!(f.q.pending("g"), 300);
+    // Errors stay with their request: not running, unknown.
+    let queued = f.q.enqueue(inv("h")).await.unwrap().id;
+    assert!(matches!(
+        f.q.complete_grouped(&queued, vec![]).await,
+        Err(QueueError::NotRunning(_))
+    ));
+    assert!(matches!(
+        f.q.complete_grouped("nope", vec![]).await,
+        Err(QueueError::NotFound(_))
+    ));
+    assert_eq!(f.q.get(&queued).unwrap().unwrap().state, State::Queued);
 }
