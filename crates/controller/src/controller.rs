@@ -37,7 +37,28 @@ pub enum BodyError {
     Aborted(String),
 }
 
-fn body_error(f: &Function, e: BodyError) -> Error {
+/// Reads a request body with `read_body`, given the function's size limit,
+/// within its timeout.
+pub(crate) async fn read_request<F, Fut>(f: &Function, read_body: F) -> Result<Bytes>
+where
+    F: FnOnce(u64) -> Fut,
+    Fut: Future<Output = std::result::Result<Bytes, BodyError>>,
+{
+    match tokio::time::timeout(f.limits.timeout, read_body(f.limits.max_request)).await {
+        Ok(Ok(b)) => Ok(b),
+        Ok(Err(e)) => Err(body_error(f, e)),
+        Err(_) => Err(Error::RequestBody {
+            name: f.name.clone(),
+            code: "request_timeout",
+            message: format!(
+                "the request body did not arrive within {} ms",
+                f.limits.timeout.as_millis()
+            ),
+        }),
+    }
+}
+
+pub(crate) fn body_error(f: &Function, e: BodyError) -> Error {
     match e {
         BodyError::TooLarge => Error::RequestBody {
             name: f.name.clone(),
@@ -920,21 +941,7 @@ impl Controller {
                 "function `{name}` is not a command"
             )));
         }
-        let limit = f.limits.max_request;
-        let input = match tokio::time::timeout(f.limits.timeout, read_body(limit)).await {
-            Ok(Ok(b)) => b,
-            Ok(Err(e)) => return Err(body_error(&f, e)),
-            Err(_) => {
-                return Err(Error::RequestBody {
-                    name: f.name.clone(),
-                    code: "request_timeout",
-                    message: format!(
-                        "the request body did not arrive within {} ms",
-                        f.limits.timeout.as_millis()
-                    ),
-                });
-            }
-        };
+        let input = read_request(&f, read_body).await?;
         let (f, running, loaded, info) = self.start(f, slot).await?;
         let inv = self.invocation(&f, &info, origin);
         let Outcome { result, usage } = loaded.run_command(&self.runtime, input, inv).await;

@@ -6,7 +6,7 @@
 //! after it ran; a crash in between runs it again after restart. An
 //! idempotency key makes acceptance effectively once.
 
-use crate::controller::{Controller, Origin};
+use crate::controller::{BodyError, Controller, Origin, body_error, read_request};
 use crate::error::{Error, Result};
 use crate::function::Function;
 use bytes::Bytes;
@@ -92,14 +92,7 @@ impl Controller {
         }
         let f = self.function(name)?;
         if payload.len() as u64 > f.limits.max_request {
-            return Err(Error::RequestBody {
-                name: f.name.clone(),
-                code: "request_too_large",
-                message: format!(
-                    "request body exceeds the limit of {} bytes",
-                    f.limits.max_request
-                ),
-            });
+            return Err(body_error(&f, BodyError::TooLarge));
         }
         if !subject.is_empty() {
             meta.insert("subject".into(), subject);
@@ -126,6 +119,27 @@ impl Controller {
             }
         }
         Ok(accepted?)
+    }
+
+    /// [`Controller::enqueue`] of a request whose body `read_body` reads,
+    /// given the function's size limit, within its timeout (as
+    /// [`Controller::invoke_command`] reads one).
+    pub async fn enqueue_request<F, Fut>(
+        &self,
+        name: &str,
+        read_body: F,
+        trigger: &'static str,
+        subject: String,
+        meta: BTreeMap<String, String>,
+        idempotency_key: Option<String>,
+    ) -> Result<Accepted>
+    where
+        F: FnOnce(u64) -> Fut,
+        Fut: std::future::Future<Output = std::result::Result<Bytes, BodyError>>,
+    {
+        let payload = read_request(&*self.function(name)?, read_body).await?;
+        self.enqueue(name, payload, trigger, subject, meta, idempotency_key)
+            .await
     }
 
     /// One pass: claim due work of every function with free slots and start

@@ -142,37 +142,18 @@ async fn invocation(
 fn record_json(rec: &weft_controller::InvocationRecord) -> Value {
     let mut v = serde_json::to_value(rec).unwrap_or_else(|_| json!({}));
     if let Value::Object(m) = &mut v {
-        m.remove("result");
+        // The queue's record serializes the result as base64.
+        if let Some(encoded) = m.remove("result") {
+            m.insert("result_base64".into(), encoded);
+        }
         if let Some(r) = &rec.result {
             m.insert("result_size".into(), json!(r.len()));
             if let Ok(text) = std::str::from_utf8(r) {
                 m.insert("result_text".into(), json!(text));
             }
-            m.insert("result_base64".into(), json!(base64_encode(r)));
         }
     }
     v
-}
-
-fn base64_encode(data: &[u8]) -> String {
-    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
-    for chunk in data.chunks(3) {
-        let b = [
-            chunk[0],
-            chunk.get(1).copied().unwrap_or(0),
-            chunk.get(2).copied().unwrap_or(0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(T[(n >> (18 - 6 * i)) as usize & 63] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
 }
 
 /// The raw result of a finished invocation; 409 while it has none.

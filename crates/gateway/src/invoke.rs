@@ -125,21 +125,6 @@ async fn enqueue(
         ),
         None => None,
     };
-    let limit = c.status(name)?.limits.max_request_size;
-    let payload = read_body(body, limit).await.map_err(|e| match e {
-        BodyError::TooLarge => ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "request_too_large",
-            format!("function `{name}`: request body exceeds the limit of {limit} bytes"),
-        )
-        .with("function", name),
-        BodyError::Aborted(m) => ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "request_aborted",
-            format!("function `{name}`: reading the request body failed: {m}"),
-        )
-        .with("function", name),
-    })?;
     let mut meta = BTreeMap::new();
     if kind == Kind::Http {
         meta.insert("method".to_string(), parts.method.to_string());
@@ -165,7 +150,14 @@ async fn enqueue(
         meta.insert("content-type".to_string(), ct.to_string());
     }
     let accepted = c
-        .enqueue(name, payload, "async", origin.subject, meta, key)
+        .enqueue_request(
+            name,
+            |limit| read_body(body, limit),
+            "async",
+            origin.subject,
+            meta,
+            key,
+        )
         .await?;
     let location = format!("/v1/invocations/{}", accepted.id);
     let mut resp = (
