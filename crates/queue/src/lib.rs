@@ -39,10 +39,11 @@
 //!
 //! # Ids
 //!
-//! `"{ms:012x}{rand:016x}"`: 12 hex digits of the UNIX time in milliseconds at
-//! acceptance, then 16 hex digits from the OS random generator. Ids sort by
-//! acceptance time (to the millisecond) and do not collide across restarts
-//! (the writer also checks for an existing record before using one).
+//! `"{ms:012x}{seq:06x}{rand:010x}"`: 12 hex digits of the UNIX time in
+//! milliseconds at acceptance, 6 of a process-wide sequence, then 10 from
+//! the OS random generator. Ids sort by acceptance (so work due in the same
+//! millisecond is claimed first in, first out) and do not collide across
+//! restarts (the writer also checks for an existing record before using one).
 //!
 //! # Tables
 //!

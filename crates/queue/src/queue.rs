@@ -40,10 +40,14 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+/// Orders ids made in the same millisecond by acceptance.
+static SEQUENCE: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
 fn new_id(now_ms: u64) -> Result<String> {
     let r = getrandom::u64()
         .map_err(|e| QueueError::Storage(format!("no randomness for an invocation id: {e}")))?;
-    Ok(format!("{now_ms:012x}{r:016x}"))
+    let seq = SEQUENCE.fetch_add(1, std::sync::atomic::Ordering::Relaxed) & 0xff_ffff;
+    Ok(format!("{now_ms:012x}{seq:06x}{:010x}", r >> 24))
 }
 
 /// Queued plus running invocations, per function and in total.
