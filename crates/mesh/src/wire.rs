@@ -1,0 +1,418 @@
+//! What travels between nodes, and the checks every message from a peer
+//! passes before it is believed.
+
+use bytes::{Bytes, BytesMut};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+use weft_sched::Tier;
+
+/// Version of the wire format; a peer speaking another is refused.
+pub const WIRE_VERSION: u32 = 1;
+
+/// Largest heartbeat accepted.
+pub const MAX_HEARTBEAT: usize = 256 << 10;
+/// Most labels, warm functions or stores a heartbeat may list.
+pub const MAX_LIST: usize = 4096;
+/// Most concurrent invocations a node may claim to run. A claim above this
+/// is not capacity, it is a lie or a bug; the heartbeat is refused.
+pub const MAX_SLOTS: u32 = 1_000_000;
+/// Longest label key or value, node or function name in a message.
+pub const MAX_TOKEN: usize = 253;
+
+/// A node's announcement of itself, published every beat on
+/// `weft.hb.<name>`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Heartbeat {
+    /// Wire format version.
+    pub v: u32,
+    /// The node's name; must equal the subject's last token.
+    pub name: String,
+    /// Random, new at every start: a restarted node is told apart from a
+    /// late beat of its previous life.
+    pub incarnation: u64,
+    /// Where the node sits in the continuum.
+    pub tier: Tier,
+    /// `site`, `arch`, … as given by `--label`.
+    pub labels: BTreeMap<String, String>,
+    /// Concurrent invocations it runs at most.
+    pub slots: u32,
+    /// Running now.
+    pub inflight: u32,
+    /// Waiting for a slot now.
+    pub queued: u32,
+    /// Functions with a warm instance.
+    pub warm: BTreeSet<String>,
+    /// Key-value store labels it serves.
+    pub stores: BTreeSet<String>,
+    /// Relative price of a second of execution.
+    pub cost: f64,
+    /// Relative energy of a second of execution.
+    pub energy: f64,
+    /// Mean execution time of functions it ran, µs.
+    pub exec_us: BTreeMap<String, u64>,
+    /// The sender's clock, ms since the UNIX epoch.
+    pub sent_ms: u64,
+    /// Its HTTP address, for operators (`weft nodes`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http: Option<String>,
+}
+
+/// Why a peer's message was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refused {
+    /// Not the format.
+    #[error("malformed: {0}")]
+    Malformed(String),
+    /// A claim that cannot be true.
+    #[error("implausible: {0}")]
+    Implausible(String),
+    /// Its clock is too far from ours.
+    #[error("clock off by {off_ms} ms (more than the {max_ms} ms allowed)")]
+    ClockSkew {
+        /// How far, signed (positive: the peer is ahead).
+        off_ms: i64,
+        /// The bound.
+        max_ms: u64,
+    },
+}
+
+/// Whether `s` is a valid node name: 1-63 of `[a-z0-9-]`, not starting or
+/// ending with `-` (it is a NATS subject token and a label value).
+pub fn valid_node_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+}
+
+fn valid_token(s: &str) -> bool {
+    !s.is_empty() && s.len() <= MAX_TOKEN && !s.chars().any(char::is_control)
+}
+
+impl Heartbeat {
+    /// Decodes and checks a heartbeat received on `subject_node`'s subject,
+    /// at local time `now_ms`.
+    pub fn parse(
+        subject_node: &str,
+        payload: &[u8],
+        now_ms: u64,
+        max_skew_ms: u64,
+    ) -> Result<Heartbeat, Refused> {
+        if payload.len() > MAX_HEARTBEAT {
+            return Err(Refused::Malformed(format!(
+                "heartbeat of {} bytes (at most {MAX_HEARTBEAT})",
+                payload.len()
+            )));
+        }
+        let hb: Heartbeat =
+            serde_json::from_slice(payload).map_err(|e| Refused::Malformed(e.to_string()))?;
+        if hb.v != WIRE_VERSION {
+            return Err(Refused::Malformed(format!(
+                "wire version {} (this node speaks {WIRE_VERSION})",
+                hb.v
+            )));
+        }
+        if hb.name != subject_node {
+            return Err(Refused::Malformed(format!(
+                "heartbeat names `{}` on the subject of `{subject_node}`",
+                hb.name
+            )));
+        }
+        if !valid_node_name(&hb.name) {
+            return Err(Refused::Malformed(format!(
+                "invalid node name `{}`",
+                hb.name
+            )));
+        }
+        if hb.slots == 0 || hb.slots > MAX_SLOTS {
+            return Err(Refused::Implausible(format!(
+                "claims {} slots (1..={MAX_SLOTS})",
+                hb.slots
+            )));
+        }
+        if hb.inflight > hb.slots {
+            return Err(Refused::Implausible(format!(
+                "claims {} running on {} slots",
+                hb.inflight, hb.slots
+            )));
+        }
+        for (what, n) in [
+            ("labels", hb.labels.len()),
+            ("warm functions", hb.warm.len()),
+            ("stores", hb.stores.len()),
+            ("execution times", hb.exec_us.len()),
+        ] {
+            if n > MAX_LIST {
+                return Err(Refused::Implausible(format!(
+                    "lists {n} {what} (at most {MAX_LIST})"
+                )));
+            }
+        }
+        let tokens = hb
+            .labels
+            .iter()
+            .flat_map(|(k, v)| [k, v])
+            .chain(&hb.warm)
+            .chain(&hb.stores)
+            .chain(hb.exec_us.keys());
+        for t in tokens {
+            if !valid_token(t) {
+                return Err(Refused::Malformed(format!("invalid name or label `{t}`")));
+            }
+        }
+        for (what, x) in [("cost", hb.cost), ("energy", hb.energy)] {
+            if !x.is_finite() || !(0.0..=1e6).contains(&x) {
+                return Err(Refused::Implausible(format!("{what} of {x}")));
+            }
+        }
+        let off_ms = hb.sent_ms as i64 - now_ms as i64;
+        if off_ms.unsigned_abs() > max_skew_ms {
+            return Err(Refused::ClockSkew {
+                off_ms,
+                max_ms: max_skew_ms,
+            });
+        }
+        Ok(hb)
+    }
+}
+
+/// A remote invocation: what the callee needs besides the body.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CallMeta {
+    /// Chosen by the caller; names the call in chunks and cancels.
+    pub id: String,
+    /// The calling node.
+    pub from: String,
+    /// The function.
+    pub function: String,
+    /// How the invocation started (`http`, `call`, `async`, …).
+    pub trigger: String,
+    /// The trigger's subject (route, topic, caller).
+    #[serde(default)]
+    pub subject: String,
+    /// Delivery attempt, from 1.
+    #[serde(default = "one")]
+    pub attempt: u32,
+    /// Functions above this one (async ancestors then the call stack).
+    #[serde(default)]
+    pub chain: Vec<String>,
+    /// Time left to the caller, ms: the callee's deadline.
+    pub timeout_ms: u64,
+    /// For HTTP components: method, path (with query), host, content type.
+    #[serde(default)]
+    pub http: BTreeMap<String, String>,
+    /// Bytes of the whole body.
+    pub body_len: u64,
+    /// Messages the body takes, this one included.
+    pub chunks: u32,
+}
+
+fn one() -> u32 {
+    1
+}
+
+/// The callee's answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReplyMeta {
+    /// The node that ran it.
+    pub node: String,
+    /// `Ok` or the error.
+    pub outcome: ReplyOutcome,
+    /// Bytes of the whole body.
+    pub body_len: u64,
+    /// Messages the body takes, this one included.
+    pub chunks: u32,
+}
+
+/// How a remote invocation ended.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReplyOutcome {
+    /// It ran; the body is its response.
+    Ok {
+        /// Invocation id on the callee.
+        invocation: String,
+        /// Version that ran.
+        version: u32,
+        /// Whether it was a cold start.
+        cold_start: bool,
+        /// Wall time of the run, µs.
+        wall_us: u64,
+        /// CPU time, µs.
+        cpu_us: u64,
+        /// HTTP status for HTTP components (200 for commands).
+        status: u16,
+        /// Response headers of HTTP components.
+        #[serde(default)]
+        headers: Vec<(String, String)>,
+    },
+    /// It did not run, or failed.
+    Err {
+        /// The controller's stable error code.
+        code: String,
+        /// The HTTP status the gateway would give.
+        status: u16,
+        /// What happened.
+        message: String,
+    },
+}
+
+/// Frames a first message: a 4-byte big-endian length, the JSON meta, then
+/// the first chunk of the body.
+pub fn frame<T: Serialize>(meta: &T, first: &[u8]) -> Bytes {
+    let json = serde_json::to_vec(meta).unwrap_or_default();
+    let mut b = BytesMut::with_capacity(4 + json.len() + first.len());
+    b.extend_from_slice(&(json.len() as u32).to_be_bytes());
+    b.extend_from_slice(&json);
+    b.extend_from_slice(first);
+    b.freeze()
+}
+
+/// Largest meta accepted in a framed message.
+pub const MAX_META: usize = 64 << 10;
+
+/// Splits a framed message into its meta and its first chunk.
+pub fn unframe<T: for<'de> Deserialize<'de>>(msg: &Bytes) -> Result<(T, Bytes), Refused> {
+    let Some(len) = msg.get(..4) else {
+        return Err(Refused::Malformed("message shorter than its frame".into()));
+    };
+    let len = u32::from_be_bytes([len[0], len[1], len[2], len[3]]) as usize;
+    if len > MAX_META || msg.len() < 4 + len {
+        return Err(Refused::Malformed(format!(
+            "frame of {len} bytes in a message of {}",
+            msg.len()
+        )));
+    }
+    let meta = serde_json::from_slice(&msg[4..4 + len])
+        .map_err(|e| Refused::Malformed(format!("meta: {e}")))?;
+    Ok((meta, msg.slice(4 + len..)))
+}
+
+/// How many chunks a body of `len` bytes takes at `chunk` bytes each (at
+/// least one: the first message always goes).
+pub fn chunks_for(len: usize, chunk: usize) -> u32 {
+    len.div_ceil(chunk.max(1)).max(1) as u32
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn hb() -> Heartbeat {
+        Heartbeat {
+            v: WIRE_VERSION,
+            name: "edge-a1".into(),
+            incarnation: 7,
+            tier: Tier::Edge,
+            labels: [("site".to_string(), "a".to_string())].into(),
+            slots: 8,
+            inflight: 1,
+            queued: 0,
+            warm: BTreeSet::new(),
+            stores: ["default".to_string()].into(),
+            cost: 1.0,
+            energy: 1.0,
+            exec_us: BTreeMap::new(),
+            sent_ms: 1_000_000,
+            http: None,
+        }
+    }
+
+    fn parse(h: &Heartbeat) -> Result<Heartbeat, Refused> {
+        Heartbeat::parse(
+            "edge-a1",
+            &serde_json::to_vec(h).unwrap(),
+            1_000_500,
+            10_000,
+        )
+    }
+
+    #[test]
+    fn good_heartbeat_parses() {
+        assert_eq!(parse(&hb()).unwrap(), hb());
+    }
+
+    #[test]
+    fn bad_heartbeats_are_refused_with_the_reason() {
+        let e = Heartbeat::parse("edge-a1", b"{not json", 0, 10).unwrap_err();
+        assert!(matches!(e, Refused::Malformed(_)), "{e}");
+        let mut h = hb();
+        h.name = "other".into();
+        assert!(parse(&h).unwrap_err().to_string().contains("names `other`"));
+        let mut h = hb();
+        h.slots = u32::MAX;
+        assert!(matches!(parse(&h).unwrap_err(), Refused::Implausible(_)));
+        let mut h = hb();
+        h.inflight = 9;
+        assert!(
+            parse(&h)
+                .unwrap_err()
+                .to_string()
+                .contains("9 running on 8")
+        );
+        let mut h = hb();
+        h.cost = f64::NAN;
+        // NaN does not survive JSON; a negative cost does.
+        h.cost = -1.0;
+        assert!(parse(&h).unwrap_err().to_string().contains("cost"));
+        let mut h = hb();
+        h.sent_ms = 1_000_500 + 60_000;
+        assert_eq!(
+            parse(&h).unwrap_err(),
+            Refused::ClockSkew {
+                off_ms: 60_000,
+                max_ms: 10_000
+            }
+        );
+        let mut h = hb();
+        h.v = 99;
+        assert!(
+            parse(&h)
+                .unwrap_err()
+                .to_string()
+                .contains("wire version 99")
+        );
+        let mut h = hb();
+        h.labels.insert("x\n".into(), "y".into());
+        assert!(matches!(parse(&h).unwrap_err(), Refused::Malformed(_)));
+        let big = vec![b' '; MAX_HEARTBEAT + 1];
+        assert!(Heartbeat::parse("edge-a1", &big, 0, 10).is_err());
+    }
+
+    #[test]
+    fn frames_round_trip_and_reject_lies() {
+        let meta = ReplyMeta {
+            node: "n".into(),
+            outcome: ReplyOutcome::Err {
+                code: "x".into(),
+                status: 500,
+                message: "m".into(),
+            },
+            body_len: 3,
+            chunks: 1,
+        };
+        let f = frame(&meta, b"abc");
+        let (m, body): (ReplyMeta, Bytes) = unframe(&f).unwrap();
+        assert_eq!((m, &body[..]), (meta, &b"abc"[..]));
+        assert!(unframe::<ReplyMeta>(&Bytes::from_static(b"\0\0")).is_err());
+        assert!(unframe::<ReplyMeta>(&Bytes::from_static(b"\xff\xff\xff\xffabc")).is_err());
+        assert!(unframe::<ReplyMeta>(&Bytes::from_static(b"\0\0\0\x02{}")).is_err());
+    }
+
+    #[test]
+    fn node_names() {
+        assert!(valid_node_name("edge-a1"));
+        for bad in ["", "-a", "a-", "A", "a.b", "a*", &"x".repeat(64)] {
+            assert!(!valid_node_name(bad), "{bad}");
+        }
+        assert_eq!(chunks_for(0, 10), 1);
+        assert_eq!(chunks_for(10, 10), 1);
+        assert_eq!(chunks_for(11, 10), 2);
+    }
+}
