@@ -41,6 +41,10 @@ enum Command {
     Dlq(commands::dlq::Dlq),
     /// Publish an event on a node topic.
     Publish(commands::publish::Publish),
+    /// Show the fabric: nodes, tiers, labels, load, round trips.
+    Nodes(commands::nodes::Nodes),
+    /// Say where a function would run now, and why.
+    Explain(commands::explain::Explain),
 }
 
 fn main() -> ExitCode {
@@ -69,6 +73,8 @@ fn main() -> ExitCode {
             Command::Result(c) => c.run().await,
             Command::Dlq(c) => c.run().await,
             Command::Publish(c) => c.run().await,
+            Command::Nodes(c) => c.run().await,
+            Command::Explain(c) => c.run().await,
         }
     })
 }

@@ -2,7 +2,7 @@
 //! side in one run, on the same modules; results as ratios.
 //!
 //! ```text
-//! cargo run --release -p weft-bench -- [all|startup|memory|cold|kv|queue|mqtt] [--guests DIR] [--quick]
+//! cargo run --release -p weft-bench -- [all|startup|memory|cold|kv|queue|mqtt|fabric|continuum|placement] [--guests DIR] [--quick]
 //! ```
 //!
 //! * **startup** — sandbox start (instantiate, no call) and a full invocation,
@@ -17,6 +17,12 @@
 //! * **queue** — accepted asynchronous invocations per second and
 //!   enqueue-to-start latency, with the durable write in the path.
 //! * **mqtt** — MQTT message to function start, against the broker's own hop.
+//! * **fabric** — a remote invocation over NATS against a local one and a bare
+//!   NATS request/reply (the floor).
+//! * **continuum** — a latency-bound function across an emulated 20 ms
+//!   edge–cloud link: placed by Weft against always-local and always-cloud.
+//! * **placement** — one `weft_sched::place` decision over 1,000 nodes: the
+//!   full scan and the local fast path, p50/p99/max in µs.
 //!
 //! The bare side is wasmtime with the pooling allocator, `InstancePre` and
 //! WASI preview 1, and no Weft code: the floor. The node benchmarks (`kv`,
@@ -39,9 +45,12 @@ use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::p2::pipe::{MemoryInputPipe, MemoryOutputPipe};
 use weft_runtime::{Invocation, Loaded, Runtime, RuntimeConfig};
 
+mod continuum;
+mod fabric;
 mod kv;
 mod mqtt;
 mod node;
+mod placement;
 mod queue;
 
 /// The modules measured: a null C program and MiBench-style C programs.
@@ -67,7 +76,8 @@ fn main() -> Result<()> {
             args[3].parse()?,
         )),
         "cold-child" => rt.block_on(cold_child(&args[1], &guests.join(&args[2]))),
-        "startup" | "memory" | "cold" | "kv" | "queue" | "mqtt" | "all" => {
+        "startup" | "memory" | "cold" | "kv" | "queue" | "mqtt" | "fabric" | "continuum"
+        | "placement" | "all" => {
             println!("{}", machine());
             if matches!(mode, "startup" | "all") {
                 rt.block_on(startup(&guests, quick))?;
@@ -78,12 +88,20 @@ fn main() -> Result<()> {
             if matches!(mode, "cold" | "all") {
                 rt.block_on(cold(&guests, quick))?;
             }
-            if matches!(mode, "kv" | "queue" | "mqtt" | "all") {
+            if matches!(
+                mode,
+                "kv" | "queue" | "mqtt" | "fabric" | "continuum" | "all"
+            ) {
                 node_benches(mode, quick).map_err(|e| format_err!("{e:#}"))?;
+            }
+            if matches!(mode, "placement" | "all") {
+                placement::run(quick).map_err(|e| format_err!("{e:#}"))?;
             }
             Ok(())
         }
-        other => bail!("unknown mode `{other}`: use all, startup, memory, cold, kv, queue or mqtt"),
+        other => bail!(
+            "unknown mode `{other}`: use all, startup, memory, cold, kv, queue, mqtt, fabric, continuum or placement"
+        ),
     }
 }
 
@@ -100,6 +118,12 @@ fn node_benches(mode: &str, quick: bool) -> anyhow::Result<()> {
     }
     if matches!(mode, "mqtt" | "all") {
         rt.block_on(mqtt::run(quick))?;
+    }
+    if matches!(mode, "fabric" | "all") {
+        rt.block_on(fabric::run(quick))?;
+    }
+    if matches!(mode, "continuum" | "all") {
+        rt.block_on(continuum::run(quick))?;
     }
     Ok(())
 }

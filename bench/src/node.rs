@@ -126,6 +126,42 @@ pub(crate) fn mosquitto(nodelay: bool) -> Result<Server> {
     })
 }
 
+/// A `nats-server` with the config `config(client_port, leaf_port, dir)`
+/// returns (its directory is the server's own tempdir); the second value is
+/// the leaf-node port handed to `config` (free; used only if it listens).
+pub(crate) fn nats_server(config: impl Fn(u16, u16, &Path) -> String) -> Result<(Server, u16)> {
+    let (port, leaf_port) = (free_port()?, free_port()?);
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("nats.conf");
+    std::fs::write(&path, config(port, leaf_port, dir.path()))?;
+    let mut child = Command::new("nats-server")
+        .arg("-c")
+        .arg(&path)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("starting nats-server (apt-get install nats-server)")?;
+    wait_listening(&mut child, port, "nats-server")?;
+    Ok((
+        Server {
+            child,
+            port,
+            _dir: Some(dir),
+        },
+        leaf_port,
+    ))
+}
+
+/// A node in this process joined to the fabric at `url`, beating every
+/// 200 ms (so the benches converge fast).
+pub(crate) async fn fabric_node(url: &str, name: &str, tier: weft_sched::Tier) -> Result<Node> {
+    let node = Node::open(NodeConfig::default()).await?;
+    let mut m = weft_controller::MeshConfig::new(url, name, tier);
+    m.heartbeat = Duration::from_millis(200);
+    node.c.join_fabric(m).await?;
+    Ok(node)
+}
+
 // ------------------------------------------------------------------ the node
 
 /// A Weft node in this process, with its data directory on the same disk as
@@ -149,15 +185,17 @@ impl Node {
     /// in), a 60 s timeout and the clock granted.
     pub(crate) async fn deploy(&self, name: &str, wasm: Vec<u8>, spec: FunctionSpec) -> Result<()> {
         let m = self.c.upload_module(wasm.into(), Some(name)).await?;
-        self.c.deploy(
-            name,
-            FunctionSpec {
-                module: m.module,
-                clock: true,
-                timeout: Some(HumanDuration(Duration::from_secs(60))),
-                ..spec
-            },
-        )?;
+        self.c
+            .deploy(
+                name,
+                FunctionSpec {
+                    module: m.module,
+                    clock: true,
+                    timeout: Some(HumanDuration(Duration::from_secs(60))),
+                    ..spec
+                },
+            )
+            .await?;
         Ok(())
     }
 

@@ -91,6 +91,25 @@ pub(crate) struct Deploy {
     /// Attempts of asynchronous invocations, the first included.
     #[arg(long)]
     retries: Option<u32>,
+    /// Placement: a tier it may run on (device, edge, fog, cloud; repeatable).
+    #[arg(long = "tier")]
+    tiers: Vec<String>,
+    /// Placement: a label the node must carry, KEY=VALUE (repeatable).
+    #[arg(long = "on-label", value_name = "KEY=VALUE")]
+    on_labels: Vec<String>,
+    /// Placement: keep the request's data in its `site` or `tier`.
+    #[arg(long)]
+    privacy: Option<String>,
+    /// Placement: end-to-end latency target, e.g. 10ms.
+    #[arg(long)]
+    latency: Option<HumanDuration>,
+    /// Placement: a key-value store to run near (repeatable).
+    #[arg(long = "near")]
+    near: Vec<String>,
+    /// Running it twice does no harm: a sync invocation whose node died is
+    /// retried on another node.
+    #[arg(long)]
+    idempotent: bool,
     #[command(flatten)]
     opts: ClientOpts,
 }
@@ -99,6 +118,45 @@ impl Deploy {
     pub(crate) async fn run(self) -> ExitCode {
         let json = self.opts.json;
         finish(self.go().await, json)
+    }
+
+    /// `[placement]` from the flags, if any was given.
+    fn placement(&self) -> ClientResult<Option<weft_manifest::PlacementSpec>> {
+        if self.tiers.is_empty()
+            && self.on_labels.is_empty()
+            && self.privacy.is_none()
+            && self.latency.is_none()
+            && self.near.is_empty()
+        {
+            return Ok(None);
+        }
+        let mut labels = std::collections::BTreeMap::new();
+        for l in &self.on_labels {
+            let (k, v) = l.split_once('=').ok_or_else(|| {
+                ClientError::local(
+                    "invalid_input",
+                    format!("--on-label `{l}`: expected KEY=VALUE"),
+                )
+            })?;
+            labels.insert(k.to_string(), v.to_string());
+        }
+        let near = self
+            .near
+            .iter()
+            .map(|n| {
+                Name::new(n)
+                    .map_err(|e| ClientError::local("invalid_input", format!("--near: {e}")))
+            })
+            .collect::<ClientResult<_>>()?;
+        Ok(Some(weft_manifest::PlacementSpec {
+            tier: self.tiers.clone(),
+            labels,
+            privacy: self.privacy.clone(),
+            latency: self.latency,
+            near,
+            cost_weight: None,
+            energy_weight: None,
+        }))
     }
 
     fn spec_from_flags(&self, module: String) -> ClientResult<FunctionSpec> {
@@ -171,6 +229,8 @@ impl Deploy {
                 attempts,
                 ..Default::default()
             }),
+            placement: self.placement()?,
+            idempotent: self.idempotent,
         };
         spec.validate()
             .map_err(|e| ClientError::local("invalid_spec", e))?;

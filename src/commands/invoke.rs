@@ -104,6 +104,8 @@ impl Invoke {
         let invocation = header("x-weft-invocation-id");
         let cold = header("x-weft-cold-start");
         let cpu = header("x-weft-cpu-us");
+        let node = header("x-weft-node");
+        let placement = header("x-weft-placement");
         let body = resp
             .bytes()
             .await
@@ -114,6 +116,8 @@ impl Invoke {
                 "status": status,
                 "cold_start": cold.as_deref() == Some("true"),
                 "cpu_us": cpu.and_then(|c| c.parse::<u64>().ok()),
+                "node": node,
+                "placement": placement,
                 "body": String::from_utf8_lossy(&body),
             }));
         } else {

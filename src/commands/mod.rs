@@ -2,9 +2,11 @@
 
 pub(crate) mod deploy;
 pub(crate) mod dlq;
+pub(crate) mod explain;
 pub(crate) mod invoke;
 pub(crate) mod logs;
 pub(crate) mod ls;
+pub(crate) mod nodes;
 pub(crate) mod publish;
 pub(crate) mod result;
 pub(crate) mod rm;

@@ -26,6 +26,20 @@ pub(crate) struct Up {
     /// Node configuration file (TOML; `weft schema --node-config` prints its schema).
     #[arg(long, env = "WEFT_CONFIG")]
     config: Option<PathBuf>,
+    /// Join a fabric through this NATS server (`nats://HOST:PORT`, several
+    /// comma-separated). Credentials and TLS come from `[fabric]` in
+    /// --config. Without it the node is standalone.
+    #[arg(long, value_name = "URL")]
+    fabric: Option<String>,
+    /// The node's tier in the fabric: device, edge, fog or cloud.
+    #[arg(long)]
+    tier: Option<String>,
+    /// A label placement can match (`site=a`, `arch=x86_64`); repeatable.
+    #[arg(long = "label", value_name = "KEY=VALUE")]
+    labels: Vec<String>,
+    /// The node's name in the fabric. Default: the host name.
+    #[arg(long)]
+    node_name: Option<String>,
     /// Format of the node's own log on stderr.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
@@ -70,10 +84,11 @@ impl Up {
                 self.listen
             )
         })?;
-        let config = match &self.config {
+        let mut config = match &self.config {
             Some(p) => NodeConfig::load(p).map_err(anyhow::Error::msg)?,
             None => NodeConfig::default(),
         };
+        self.fabric_overrides(&mut config)?;
         let drain = config
             .drain_timeout
             .map_or(Duration::from_secs(30), |d| d.0);
@@ -105,6 +120,17 @@ impl Up {
         drop(out);
         tracing::info!(%addr, data = %controller.data_dir().display(), engine = controller.engine_fingerprint(), "node up");
 
+        if let Some(f) = &controller.config().fabric {
+            let host = hostname();
+            let mesh = weft_controller::mesh_config(f, &host, Some(format!("http://{addr}")))
+                .map_err(anyhow::Error::msg)?;
+            let name = mesh.name.clone();
+            controller
+                .join_fabric(mesh)
+                .await
+                .context("joining the fabric")?;
+            tracing::info!(node = %name, url = f.url.as_deref().unwrap_or(""), "in the fabric");
+        }
         controller.start_background();
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let server = tokio::spawn(weft_gateway::serve(
@@ -131,9 +157,62 @@ impl Up {
         if left > 0 {
             tracing::warn!(left, "invocations still running at exit");
         }
+        controller.leave_fabric().await;
         tracing::info!("stopped");
         Ok(())
     }
+
+    /// `--fabric`, `--tier`, `--label` and `--node-name` over `[fabric]`.
+    fn fabric_overrides(&self, config: &mut NodeConfig) -> anyhow::Result<()> {
+        let given = self.fabric.is_some()
+            || self.tier.is_some()
+            || !self.labels.is_empty()
+            || self.node_name.is_some();
+        if !given {
+            return Ok(());
+        }
+        let f = config.fabric.get_or_insert_with(Default::default);
+        if let Some(u) = &self.fabric {
+            f.url = Some(u.clone());
+        }
+        if f.url.is_none() {
+            anyhow::bail!(
+                "--tier, --label and --node-name need a fabric: give --fabric nats://HOST:PORT"
+            );
+        }
+        if let Some(t) = &self.tier {
+            weft_manifest::validate_tier(t).map_err(|e| anyhow::anyhow!("--tier: {e}"))?;
+            f.tier = Some(t.clone());
+        }
+        for l in &self.labels {
+            let (k, v) = l
+                .split_once('=')
+                .ok_or_else(|| anyhow::anyhow!("--label `{l}`: expected KEY=VALUE"))?;
+            weft_manifest::validate_label(k, v).map_err(|e| anyhow::anyhow!("--label: {e}"))?;
+            f.labels.insert(k.to_string(), v.to_string());
+        }
+        if let Some(n) = &self.node_name {
+            f.name = Some(n.clone());
+        }
+        config.validate().map_err(anyhow::Error::msg)?;
+        Ok(())
+    }
+}
+
+/// The host name, made a valid node name (lowercase, `-` for the rest).
+fn hostname() -> String {
+    let raw = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .unwrap_or_else(|_| "weft".into());
+    let mut name: String = raw
+        .trim()
+        .to_ascii_lowercase()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .take(63)
+        .collect();
+    name = name.trim_matches('-').to_string();
+    if name.is_empty() { "weft".into() } else { name }
 }
 
 /// The admin token: from the config, or the stored hash, or a new one.

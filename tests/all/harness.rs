@@ -50,6 +50,8 @@ pub(crate) struct Node {
     _dir: Option<tempfile::TempDir>,
     listen: String,
     config: Option<PathBuf>,
+    /// More `weft up` arguments (`--fabric`, `--tier`, …).
+    args: Vec<String>,
 }
 
 impl Node {
@@ -67,6 +69,15 @@ impl Node {
         Node::launch(dir, "127.0.0.1:0", Some(cfg))
     }
 
+    /// A node started with more `weft up` arguments (`--fabric URL`, …).
+    pub(crate) fn start_args(args: &[&str]) -> Node {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut n = Node::prepare(dir, "127.0.0.1:0", None);
+        n.args = args.iter().map(|a| a.to_string()).collect();
+        n.spawn();
+        n
+    }
+
     /// A node listening on all interfaces (so the admin API needs a token).
     pub(crate) fn start_public() -> Node {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -74,8 +85,14 @@ impl Node {
     }
 
     fn launch(dir: tempfile::TempDir, listen: &str, config: Option<PathBuf>) -> Node {
+        let mut n = Node::prepare(dir, listen, config);
+        n.spawn();
+        n
+    }
+
+    fn prepare(dir: tempfile::TempDir, listen: &str, config: Option<PathBuf>) -> Node {
         let data = dir.path().join("data");
-        let mut n = Node {
+        Node {
             url: String::new(),
             data,
             token: None,
@@ -84,9 +101,8 @@ impl Node {
             _dir: Some(dir),
             listen: listen.to_string(),
             config,
-        };
-        n.spawn();
-        n
+            args: Vec::new(),
+        }
     }
 
     fn spawn(&mut self) {
@@ -105,6 +121,7 @@ impl Node {
         if let Some(c) = &self.config {
             cmd.arg("--config").arg(c);
         }
+        cmd.args(&self.args);
         let mut child = cmd.spawn().expect("spawn weft up");
         let stdout = child.stdout.take().expect("stdout");
         let mut reader = BufReader::new(stdout);

@@ -76,6 +76,18 @@ pub(crate) fn body_error(f: &Function, e: BodyError) -> Error {
     }
 }
 
+/// A finished run: its metadata and the whole response.
+pub(crate) struct Ran {
+    pub(crate) info: InvocationInfo,
+    /// HTTP status (200 for commands).
+    pub(crate) status: u16,
+    /// Response headers of HTTP components.
+    pub(crate) headers: Vec<(String, String)>,
+    pub(crate) body: Bytes,
+    /// CPU time of commands, µs (0 where not known).
+    pub(crate) cpu_us: u64,
+}
+
 /// Metadata of one invocation, for response headers and the CLI.
 #[derive(Debug, Clone, Serialize)]
 pub struct InvocationInfo {
@@ -217,6 +229,8 @@ pub struct Controller {
     /// MQTT subscriptions by function.
     pub(crate) mqtt_subs:
         tokio::sync::Mutex<HashMap<String, Vec<weft_triggers::mqtt::SubscriptionId>>>,
+    /// The fabric, when the node joined one.
+    pub(crate) mesh: OnceLock<Arc<weft_mesh::Mesh>>,
 }
 
 /// Counts a running invocation; undone on drop, whatever way it ends.
@@ -334,6 +348,7 @@ impl Controller {
             slot_freed: Arc::new(Notify::new()),
             changed: Arc::new(Notify::new()),
             mqtt_subs: tokio::sync::Mutex::new(HashMap::new()),
+            mesh: OnceLock::new(),
         };
         for rec in c.store.list()? {
             c.install(&rec, None);
@@ -388,6 +403,11 @@ impl Controller {
         &self.config
     }
 
+    /// Invocations running on the node now.
+    pub(crate) fn in_flight_now(&self) -> u64 {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+
     /// The engine fingerprint keying compiled artifacts.
     pub fn engine_fingerprint(&self) -> &str {
         self.runtime.fingerprint()
@@ -396,7 +416,7 @@ impl Controller {
     /// Makes `rec`'s active version the one served. `resolved` comes from a
     /// deploy's strict check; without it (restart, rollback) the version is
     /// resolved leniently.
-    fn install(&self, rec: &FunctionRecord, resolved: Option<Resolved>) {
+    pub(crate) fn install(&self, rec: &FunctionRecord, resolved: Option<Resolved>) {
         let Some(v) = rec.active_version() else {
             tracing::error!(function = %rec.name, active = rec.active, "active version missing; function not served");
             return;
@@ -529,8 +549,10 @@ impl Controller {
         Ok(self.store.module(digest)?.is_some() && self.runtime.has_module(digest))
     }
 
-    /// Deploys a new version of `name` from an uploaded module.
-    pub fn deploy(&self, name: &str, spec: FunctionSpec) -> Result<FunctionStatus> {
+    /// Deploys a new version of `name` from an uploaded module. In a
+    /// fabric the version is written to the fabric registry first (and the
+    /// module to its object store): every node sees it.
+    pub async fn deploy(&self, name: &str, spec: FunctionSpec) -> Result<FunctionStatus> {
         let name = Name::new(name).map_err(Error::InvalidName)?;
         let invalid = |message: String| Error::InvalidSpec {
             name: name.to_string(),
@@ -580,9 +602,28 @@ impl Controller {
                 digest,
             });
         }
-        let rec = self
-            .store
-            .deploy(name.as_str(), &digest, &module.kind, &spec)?;
+        let rec = match self.mesh() {
+            None => self
+                .store
+                .deploy(name.as_str(), &digest, &module.kind, &spec)?,
+            Some(mesh) => {
+                self.share_artifact(mesh, &digest).await?;
+                let rec = self
+                    .fabric_commit(mesh, name.as_str(), |existing| {
+                        Ok(FunctionRecord::with_version(
+                            existing,
+                            name.as_str(),
+                            &digest,
+                            &module.kind,
+                            &spec,
+                            weft_store::now_ms(),
+                        ))
+                    })
+                    .await?;
+                self.store.put_record(&rec)?;
+                rec
+            }
+        };
         self.install(&rec, Some(resolved));
         tracing::info!(function = %name, version = rec.active, module = %digest, "deployed");
         self.status(name.as_str())
@@ -632,16 +673,54 @@ impl Controller {
         best.map(|(_, f, r)| (f, r))
     }
 
-    /// Makes an earlier version active.
-    pub fn rollback(&self, name: &str, to: Option<u32>) -> Result<FunctionStatus> {
-        let rec = self.store.rollback(name, to)?;
+    /// Makes an earlier version active (fabric-wide in a fabric).
+    pub async fn rollback(&self, name: &str, to: Option<u32>) -> Result<FunctionStatus> {
+        let rec = match self.mesh() {
+            None => self.store.rollback(name, to)?,
+            Some(mesh) => {
+                let rec = self
+                    .fabric_commit(mesh, name, |existing| {
+                        let rec =
+                            existing.ok_or_else(|| Error::FunctionNotFound(name.to_string()))?;
+                        Ok(rec.rolled_back(to)?)
+                    })
+                    .await?;
+                self.store.put_record(&rec)?;
+                rec
+            }
+        };
         self.install(&rec, None);
         tracing::info!(function = %name, version = rec.active, "rolled back");
         self.status(name)
     }
 
-    /// Removes a function and all its versions.
-    pub fn remove(&self, name: &str) -> Result<FunctionRecord> {
+    /// Removes a function and all its versions (fabric-wide in a fabric).
+    pub async fn remove(&self, name: &str) -> Result<FunctionRecord> {
+        if let Some(mesh) = self.mesh() {
+            let local = self.store.get(name)?;
+            let shared = mesh
+                .registry_get(name)
+                .await
+                .map_err(|e| Error::FabricUnavailable(e.to_string()))?;
+            if shared.is_none() && local.is_none() {
+                return Err(Error::FunctionNotFound(name.to_string()));
+            }
+            mesh.registry_delete(name)
+                .await
+                .map_err(|e| Error::FabricUnavailable(e.to_string()))?;
+            // This node's own registry follower may have removed it already.
+            return match self.remove_local(name) {
+                Err(Error::Store(weft_store::Error::FunctionNotFound(_))) => local
+                    .or_else(|| shared.and_then(|(bytes, _)| serde_json::from_slice(&bytes).ok()))
+                    .ok_or_else(|| Error::FunctionNotFound(name.to_string())),
+                other => other,
+            };
+        }
+        self.remove_local(name)
+    }
+
+    /// Removes a function from this node.
+    pub(crate) fn remove_local(&self, name: &str) -> Result<FunctionRecord> {
         let rec = self.store.remove(name)?;
         let old = self
             .functions
@@ -809,6 +888,9 @@ impl Controller {
         if let Some(l) = f.warm() {
             return Ok((l, false));
         }
+        if !self.runtime.has_module(&f.version.digest) {
+            self.fetch_artifact(&f.name, &f.version.digest).await?;
+        }
         let rt = self.runtime.clone();
         let digest = f.version.digest.clone();
         let kind = f.kind;
@@ -891,6 +973,7 @@ impl Controller {
             }
         };
         f.metrics.duration.observe(usage.wall.as_secs_f64());
+        f.observe_exec(usage.wall);
         f.metrics.cpu_seconds.inc_by(usage.cpu.as_secs_f64());
         {
             let mut pending = self
@@ -1000,6 +1083,35 @@ impl Controller {
         id: Option<String>,
         meta: &BTreeMap<String, String>,
     ) -> Result<(InvocationInfo, Bytes)> {
+        let name = f.name.clone();
+        let ran = self
+            .run_payload_full(f, slot, payload, origin, id, meta)
+            .await?;
+        if ran.status >= 500 {
+            return Err(Error::Invoke {
+                name,
+                invocation: ran.info.id,
+                source: InvokeError::Handler(format!(
+                    "the component answered {}: {}",
+                    ran.status,
+                    String::from_utf8_lossy(&ran.body[..ran.body.len().min(512)])
+                )),
+            });
+        }
+        Ok((ran.info, ran.body))
+    }
+
+    /// [`Controller::run_payload`] with the whole response: an HTTP
+    /// component's status and headers are kept, whatever the status.
+    pub(crate) async fn run_payload_full(
+        self: &Arc<Self>,
+        f: Arc<Function>,
+        slot: OwnedSemaphorePermit,
+        payload: Bytes,
+        origin: Origin,
+        id: Option<String>,
+        meta: &BTreeMap<String, String>,
+    ) -> Result<Ran> {
         if payload.len() as u64 > f.limits.max_request {
             return Err(body_error(&f, BodyError::TooLarge));
         }
@@ -1020,7 +1132,13 @@ impl Controller {
                 self.record(&f, &info, &result.as_ref().map(|_| ()), &usage);
                 drop(running);
                 match result {
-                    Ok(body) => Ok((info, body)),
+                    Ok(body) => Ok(Ran {
+                        info,
+                        status: 200,
+                        headers: Vec::new(),
+                        body,
+                        cpu_us: usage.cpu.as_micros() as u64,
+                    }),
                     Err(source) => Err(failed(source)),
                 }
             }
@@ -1045,21 +1163,26 @@ impl Controller {
                     .serve_http(&self.runtime, req, inv, done)
                     .await
                     .map_err(failed)?;
-                let status = resp.status();
-                let body = http_body_util::BodyExt::collect(resp.into_body())
+                let (parts, body) = resp.into_parts();
+                let body = http_body_util::BodyExt::collect(body)
                     .await
                     .map_err(|e| failed(InvokeError::Handler(format!("response body: {e}"))))?
                     .to_bytes();
                 if let Ok(Err(source)) = rx.await {
                     return Err(failed(source));
                 }
-                if status.is_server_error() {
-                    return Err(failed(InvokeError::Handler(format!(
-                        "the component answered {status}: {}",
-                        String::from_utf8_lossy(&body[..body.len().min(512)])
-                    ))));
-                }
-                Ok((info, body))
+                let headers = parts
+                    .headers
+                    .iter()
+                    .filter_map(|(k, v)| Some((k.to_string(), v.to_str().ok()?.to_string())))
+                    .collect();
+                Ok(Ran {
+                    info,
+                    status: parts.status.as_u16(),
+                    headers,
+                    body,
+                    cpu_us: 0,
+                })
             }
         }
     }

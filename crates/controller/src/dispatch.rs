@@ -18,6 +18,9 @@ use weft_queue::{Accepted, AfterFailure, Claimed, Failure, NewInvocation, Record
 
 /// The longest the dispatcher sleeps without being woken.
 const IDLE_WAKE: Duration = Duration::from_secs(30);
+/// How long queued work that found no node to run on waits before it is
+/// placed again (no attempt is spent meanwhile).
+const PLACEMENT_RETRY: Duration = Duration::from_secs(1);
 
 /// How often finished records past their TTL are dropped.
 const GC_EVERY: Duration = Duration::from_secs(60);
@@ -246,10 +249,65 @@ impl Controller {
             ancestors: crate::router::chain_of(&meta),
             timeout_cap: None,
         };
-        let ran = self
-            .run_payload(f, slot, payload.into(), origin, Some(id.clone()), &meta)
-            .await;
+        let ran = match self.place(&function, payload.len() as u64) {
+            Ok(crate::fabric::Placement::Decided(d)) if !d.local => {
+                // Runs elsewhere; the local slot bounds how many of this
+                // function's queued invocations are out at once.
+                let out = self
+                    .invoke_remote(&function, d, &origin, meta.clone(), payload.into())
+                    .await;
+                drop(slot);
+                out.and_then(|r| {
+                    if r.status >= 500 {
+                        Err(Error::Remote {
+                            node: r.node,
+                            code: "handler_error".into(),
+                            status: 502,
+                            message: format!("the component answered {}", r.status),
+                        })
+                    } else {
+                        Ok((r.invocation, r.body))
+                    }
+                })
+            }
+            Ok(_) => self
+                .run_payload(f, slot, payload.into(), origin, Some(id.clone()), &meta)
+                .await
+                .map(|(info, body)| (info.id, body)),
+            Err(e) => Err(e),
+        };
         let q = self.queue.clone();
+        if let Err(e) = &ran
+            && matches!(
+                e,
+                Error::NodeUnreachable { .. }
+                    | Error::FabricUnavailable(_)
+                    | Error::NoEligibleNode { .. }
+            )
+        {
+            // It did not run: no node to run it on right now. It waits,
+            // durably, without spending an attempt.
+            let why = Failure {
+                code: e.code().to_string(),
+                message: e.to_string(),
+            };
+            let at = SystemTime::now() + PLACEMENT_RETRY;
+            let deferred = id.clone();
+            match blocking(move || q.defer(&deferred, why, at)).await {
+                Ok(()) => self.log_line(
+                    &function,
+                    &id,
+                    format!(
+                        "not run: {e}; waiting {} ms for a node",
+                        PLACEMENT_RETRY.as_millis()
+                    ),
+                ),
+                Err(err) => {
+                    tracing::error!(function = %function, invocation = %id, "deferring: {err}")
+                }
+            }
+            return;
+        }
         match ran {
             Ok((_, body)) => {
                 if let (Some(topic), Some(mqtt)) = (meta.get("response_topic"), &self.mqtt)

@@ -137,6 +137,37 @@ pub enum Error {
     /// The store failed.
     #[error("{0}")]
     Store(#[from] weft_store::Error),
+    /// The fabric (NATS) is needed and cannot be reached.
+    #[error("fabric unavailable: {0}")]
+    FabricUnavailable(String),
+    /// No node of the fabric meets the function's placement.
+    #[error("function `{name}`: {message}")]
+    NoEligibleNode {
+        /// The function.
+        name: String,
+        /// The constraints that ruled the nodes out.
+        message: String,
+    },
+    /// The node chosen to run it could not be reached, or died.
+    #[error("function `{name}`: {message}")]
+    NodeUnreachable {
+        /// The function.
+        name: String,
+        /// What happened.
+        message: String,
+    },
+    /// The node that ran it answered an error.
+    #[error("{message} (on node `{node}`)")]
+    Remote {
+        /// The node.
+        node: String,
+        /// Its stable code.
+        code: String,
+        /// Its HTTP status.
+        status: u16,
+        /// Its message.
+        message: String,
+    },
     /// Any other internal failure.
     #[error("internal error: {0}")]
     Internal(String),
@@ -168,6 +199,10 @@ impl Error {
             Error::Queue(e) => e.code(),
             Error::Store(weft_store::Error::FunctionNotFound(_)) => "function_not_found",
             Error::Store(weft_store::Error::VersionNotFound { .. }) => "version_not_found",
+            Error::FabricUnavailable(_) => "fabric_unavailable",
+            Error::NoEligibleNode { .. } => "no_eligible_node",
+            Error::NodeUnreachable { .. } => "node_unreachable",
+            Error::Remote { code, .. } => remote_code(code),
             Error::Store(_) | Error::Internal(_) => "internal",
         }
     }
@@ -212,6 +247,13 @@ impl Error {
                 InvokeError::NoCapacity => StatusCode::SERVICE_UNAVAILABLE,
                 _ => StatusCode::INTERNAL_SERVER_ERROR,
             },
+            Error::FabricUnavailable(_) | Error::NoEligibleNode { .. } => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            Error::NodeUnreachable { .. } => StatusCode::BAD_GATEWAY,
+            Error::Remote { status, .. } => {
+                StatusCode::from_u16(*status).unwrap_or(StatusCode::BAD_GATEWAY)
+            }
             Error::Store(_) | Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -271,4 +313,42 @@ impl Error {
             _ => None,
         }
     }
+}
+
+/// A peer's error code, if it is one of ours (codes are `snake_case`
+/// words); anything else is reported as `remote_error`.
+fn remote_code(code: &str) -> &'static str {
+    const KNOWN: &[&str] = &[
+        "function_not_found",
+        "invalid_spec",
+        "module_not_found",
+        "invalid_module",
+        "unsupported_world",
+        "import_not_granted",
+        "queue_full",
+        "queue_timeout",
+        "node_at_capacity",
+        "shutting_down",
+        "request_too_large",
+        "request_timeout",
+        "invalid_request",
+        "function_exit",
+        "function_trap",
+        "stack_overflow",
+        "memory_limit_exceeded",
+        "fuel_exhausted",
+        "deadline_exceeded",
+        "response_too_large",
+        "handler_error",
+        "internal",
+        "fabric_unavailable",
+        "no_eligible_node",
+        "node_unreachable",
+        "invalid_call",
+    ];
+    KNOWN
+        .iter()
+        .find(|k| **k == code)
+        .copied()
+        .unwrap_or("remote_error")
 }

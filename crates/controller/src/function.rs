@@ -43,6 +43,9 @@ pub(crate) struct Function {
     /// Milliseconds since `epoch` of the last invocation's end.
     last_used: AtomicU64,
     epoch: Instant,
+    /// Mean wall time of its invocations here, µs (0: none yet), for
+    /// placement.
+    exec_us: AtomicU64,
 }
 
 /// Resolves a spec against the node's defaults.
@@ -103,6 +106,7 @@ impl Function {
             loading: tokio::sync::Mutex::new(()),
             last_used: AtomicU64::new(0),
             epoch: Instant::now(),
+            exec_us: AtomicU64::new(0),
             version,
         }
     }
@@ -131,6 +135,23 @@ impl Function {
                 waited: started.elapsed(),
             }),
         }
+    }
+
+    /// Folds an invocation's wall time into the mean (weight 1/5).
+    pub(crate) fn observe_exec(&self, wall: Duration) {
+        let sample = (wall.as_micros() as u64).max(1);
+        let old = self.exec_us.load(Ordering::Relaxed);
+        let new = if old == 0 {
+            sample
+        } else {
+            (old * 4 + sample) / 5
+        };
+        self.exec_us.store(new.max(1), Ordering::Relaxed);
+    }
+
+    /// Mean wall time here, µs, if it ran.
+    pub(crate) fn exec_us(&self) -> Option<u64> {
+        Some(self.exec_us.load(Ordering::Relaxed)).filter(|u| *u > 0)
     }
 
     pub(crate) fn waiting(&self) -> u32 {

@@ -9,7 +9,7 @@
 //! let c = Controller::open("/tmp/weft".as_ref(), Default::default()).await?;
 //! let wasm = std::fs::read("hello.wasm").unwrap_or_default();
 //! let m = c.upload_module(wasm.into(), Some("hello")).await?;
-//! c.deploy("hello", weft_manifest::FunctionSpec { module: m.module, ..Default::default() })?;
+//! c.deploy("hello", weft_manifest::FunctionSpec { module: m.module, ..Default::default() }).await?;
 //! let origin = weft_controller::Origin::new("cli", "");
 //! let out = c.invoke_command("hello", origin, |_limit| async { Ok("world".into()) }).await?;
 //! println!("{}", String::from_utf8_lossy(&out.body));
@@ -20,6 +20,7 @@ mod caps;
 mod controller;
 mod dispatch;
 mod error;
+mod fabric;
 mod function;
 mod logs;
 mod metrics;
@@ -31,7 +32,10 @@ pub use controller::{
     ModuleInfo, Origin,
 };
 pub use error::{Error, Result};
+pub use fabric::{FabricStatus, NodeInfo, Placement, RemoteResponse, mesh_config};
 pub use logs::LogLine;
 pub use triggers::CATCH_UP;
+pub use weft_mesh::MeshConfig;
 pub use weft_queue::{Accepted, Record as InvocationRecord, State as InvocationState};
+pub use weft_sched::Decision;
 pub use weft_store::{UsageTotals, VersionRecord};

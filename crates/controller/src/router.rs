@@ -49,7 +49,10 @@ pub(crate) fn fabric_error(e: &Error) -> FabricError {
             source: InvokeError::Deadline { .. },
             ..
         } => FabricCode::DeadlineExceeded,
-        Error::Invoke { .. } => FabricCode::Failed,
+        Error::Invoke { .. } | Error::Remote { .. } => FabricCode::Failed,
+        Error::FabricUnavailable(_)
+        | Error::NoEligibleNode { .. }
+        | Error::NodeUnreachable { .. } => FabricCode::Unavailable,
         _ => FabricCode::Internal,
     };
     FabricError::new(code, e.to_string())
@@ -84,6 +87,31 @@ impl Controller {
                 FabricCode::DeadlineExceeded,
                 format!("no time left to call `{callee}`"),
             ));
+        }
+        if let crate::fabric::Placement::Decided(d) = self
+            .place(callee, payload.len() as u64)
+            .map_err(|e| fabric_error(&e))?
+            && !d.local
+        {
+            let origin = Origin {
+                trigger: "call",
+                subject: from.chain.last().cloned().unwrap_or_default(),
+                attempt: 1,
+                chain: from.chain.clone(),
+                ancestors: from.ancestors.clone(),
+                timeout_cap: Some(left),
+            };
+            let r = self
+                .invoke_remote(callee, d, &origin, BTreeMap::new(), payload)
+                .await
+                .map_err(|e| fabric_error(&e))?;
+            if r.status >= 500 {
+                return Err(FabricError::new(
+                    FabricCode::Failed,
+                    format!("`{callee}` on node `{}` answered {}", r.node, r.status),
+                ));
+            }
+            return Ok(r.body);
         }
         let admitted = tokio::time::timeout(left, self.admit(callee))
             .await

@@ -64,6 +64,8 @@ pub fn router(controller: Arc<Controller>, auth: Auth) -> Router {
         )
         .route("/v1/functions/{name}/rollback", post(rollback))
         .route("/v1/functions/{name}/logs", get(logs))
+        .route("/v1/functions/{name}/placement", get(placement))
+        .route("/v1/nodes", get(nodes))
         .route("/v1/usage", get(usage_all))
         .route("/v1/usage/{name}", get(usage_one))
         .route("/v1/invocations/{id}", get(invocation))
@@ -267,7 +269,54 @@ async fn node(State(s): State<AppState>) -> Result<Json<Value>, ApiError> {
         "kv_stores": c.kv_labels(),
         "mqtt": c.mqtt_connected().map(|connected| json!({ "connected": connected })),
         "async_pending": c.async_pending(),
+        "fabric": c.fabric_status().map(|f| json!({
+            "node": f.node,
+            "connected": f.connected,
+            "registry_joined": f.registry_joined,
+            "nodes_up": f.nodes.iter().filter(|n| n.up).count(),
+        })),
     })))
+}
+
+/// The fabric as this node sees it (`weft nodes`).
+async fn nodes(State(s): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let c = &s.controller;
+    Ok(Json(match c.fabric_status() {
+        Some(f) => json!({ "fabric": true, "node": f.node, "connected": f.connected,
+            "registry_joined": f.registry_joined, "nodes": f.nodes }),
+        None => json!({ "fabric": false, "node": c.node_id()?, "connected": false,
+            "registry_joined": false, "nodes": [] }),
+    }))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct PlacementQuery {
+    /// Request body size to place for.
+    #[serde(default)]
+    bytes: u64,
+}
+
+/// Where an invocation of the function would run now, and why
+/// (`weft explain`).
+async fn placement(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+    q: Result<Query<PlacementQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Query(q) =
+        q.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", e.body_text()))?;
+    let c = &s.controller;
+    Ok(Json(match c.place(&name, q.bytes)? {
+        weft_controller::Placement::Standalone => json!({
+            "function": name, "node": c.node_id()?, "local": true, "reason": "standalone",
+            "explain": "this node is not in a fabric: every invocation runs here",
+        }),
+        weft_controller::Placement::Decided(d) => json!({
+            "function": name, "node": d.node, "local": d.local,
+            "reason": d.reason, "explain": d.explain(), "decision": d,
+        }),
+    }))
 }
 
 async fn schema() -> Json<Value> {
@@ -326,12 +375,12 @@ async fn deploy(
     spec: Result<Json<FunctionSpec>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     let Json(spec) = spec.map_err(|e| bad_json(&name, e))?;
-    let status = s.controller.deploy(&name, spec)?;
+    let status = s.controller.deploy(&name, spec).await?;
     Ok((StatusCode::CREATED, Json(status)).into_response())
 }
 
 async fn remove(State(s): State<AppState>, Path(name): Path<String>) -> Result<Response, ApiError> {
-    let rec = s.controller.remove(&name)?;
+    let rec = s.controller.remove(&name).await?;
     Ok(Json(json!({ "removed": rec.name, "versions": rec.versions.len() })).into_response())
 }
 
@@ -347,7 +396,7 @@ async fn rollback(
     body: Option<Json<RollbackRequest>>,
 ) -> Result<Response, ApiError> {
     let to = body.and_then(|Json(r)| r.version);
-    Ok(Json(s.controller.rollback(&name, to)?).into_response())
+    Ok(Json(s.controller.rollback(&name, to).await?).into_response())
 }
 
 #[derive(Deserialize)]

@@ -10,7 +10,7 @@ use http::{HeaderMap, HeaderValue, StatusCode, Uri};
 use http_body_util::{BodyExt, Limited};
 use serde_json::json;
 use std::collections::{BTreeMap, HashMap};
-use weft_controller::{BodyError, InvocationInfo, Origin};
+use weft_controller::{BodyError, InvocationInfo, Origin, Placement};
 use weft_runtime::Kind;
 
 pub(crate) async fn invoke(
@@ -59,6 +59,134 @@ async fn serve(
     if wants_async(req.headers()) {
         return enqueue(s, name, origin, kind, path, req).await;
     }
+    let bytes_in = req
+        .headers()
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let placement = c.place(name, bytes_in)?;
+    if let Placement::Decided(d) = &placement
+        && !d.local
+    {
+        return remote(s, name, origin, kind, path, d.clone(), req).await;
+    }
+    let mut resp = local(s, name, origin, kind, path, req).await?;
+    set_placement(resp.headers_mut(), s, &placement, None);
+    Ok(resp)
+}
+
+/// Says which node ran the invocation and why.
+fn set_placement(h: &mut HeaderMap, s: &AppState, p: &Placement, node: Option<&str>) {
+    let node = match (node, p) {
+        (Some(n), _) => n.to_string(),
+        (None, Placement::Decided(d)) => d.node.clone(),
+        (None, Placement::Standalone) => s.controller.node_id().unwrap_or_default(),
+    };
+    if let Ok(v) = HeaderValue::from_str(&node) {
+        h.insert("x-weft-node", v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&p.reason()) {
+        h.insert("x-weft-placement", v);
+    }
+}
+
+/// Runs the invocation on another node: the body is read here (within the
+/// function's request limit) and sent over the fabric.
+async fn remote(
+    s: &AppState,
+    name: &str,
+    origin: Origin,
+    kind: Kind,
+    path: &str,
+    decision: weft_controller::Decision,
+    req: Request,
+) -> Result<Response, ApiError> {
+    let c = &s.controller;
+    let (parts, body) = req.into_parts();
+    let meta = request_meta(&parts, kind, path);
+    let body = c.read_request(name, |limit| read_body(body, limit)).await?;
+    let out = c.invoke_remote(name, decision, &origin, meta, body).await?;
+    let mut resp = Response::new(Body::from(out.body));
+    *resp.status_mut() = StatusCode::from_u16(out.status).unwrap_or(StatusCode::OK);
+    let h = resp.headers_mut();
+    const HOP_BY_HOP: &[&str] = &["content-length", "transfer-encoding", "connection"];
+    for (k, v) in &out.headers {
+        if HOP_BY_HOP.contains(&k.to_ascii_lowercase().as_str()) {
+            continue;
+        }
+        if let (Ok(k), Ok(v)) = (
+            http::HeaderName::from_bytes(k.as_bytes()),
+            HeaderValue::from_str(v),
+        ) {
+            h.append(k, v);
+        }
+    }
+    if kind == Kind::Command {
+        h.insert(
+            http::header::CONTENT_TYPE,
+            HeaderValue::from_static("application/octet-stream"),
+        );
+    }
+    set_info(
+        h,
+        &InvocationInfo {
+            id: out.invocation.clone(),
+            function: name.to_string(),
+            version: out.version,
+            cold_start: out.cold_start,
+        },
+    );
+    h.insert("x-weft-wall-us", HeaderValue::from(out.wall_us));
+    if !out.tried.is_empty()
+        && let Ok(v) = HeaderValue::from_str(&out.tried.join(","))
+    {
+        h.insert("x-weft-retried-from", v);
+    }
+    set_placement(h, s, &Placement::Decided(out.decision), Some(&out.node));
+    Ok(resp)
+}
+
+/// What an HTTP component needs of the request besides its body, for a
+/// run elsewhere (queued or remote): method, path, host, content type.
+fn request_meta(parts: &http::request::Parts, kind: Kind, path: &str) -> BTreeMap<String, String> {
+    let mut meta = BTreeMap::new();
+    if kind == Kind::Http {
+        meta.insert("method".to_string(), parts.method.to_string());
+        let query = parts
+            .uri
+            .query()
+            .map(|q| format!("?{q}"))
+            .unwrap_or_default();
+        meta.insert("path".to_string(), format!("{path}{query}"));
+        if let Some(host) = parts
+            .headers
+            .get(http::header::HOST)
+            .and_then(|h| h.to_str().ok())
+        {
+            meta.insert("host".to_string(), host.to_string());
+        }
+    }
+    if let Some(ct) = parts
+        .headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    {
+        meta.insert("content-type".to_string(), ct.to_string());
+    }
+    meta
+}
+
+/// Runs the invocation on this node, streaming as it can.
+async fn local(
+    s: &AppState,
+    name: &str,
+    origin: Origin,
+    kind: Kind,
+    path: &str,
+    req: Request,
+) -> Result<Response, ApiError> {
+    let c = &s.controller;
     match kind {
         Kind::Command => {
             let body = req.into_body();
@@ -125,30 +253,7 @@ async fn enqueue(
         ),
         None => None,
     };
-    let mut meta = BTreeMap::new();
-    if kind == Kind::Http {
-        meta.insert("method".to_string(), parts.method.to_string());
-        let query = parts
-            .uri
-            .query()
-            .map(|q| format!("?{q}"))
-            .unwrap_or_default();
-        meta.insert("path".to_string(), format!("{path}{query}"));
-        if let Some(host) = parts
-            .headers
-            .get(http::header::HOST)
-            .and_then(|h| h.to_str().ok())
-        {
-            meta.insert("host".to_string(), host.to_string());
-        }
-    }
-    if let Some(ct) = parts
-        .headers
-        .get(http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-    {
-        meta.insert("content-type".to_string(), ct.to_string());
-    }
+    let meta = request_meta(&parts, kind, path);
     let accepted = c
         .enqueue_request(
             name,

@@ -13,6 +13,7 @@
 mod caps;
 mod manifest;
 mod node;
+mod placement;
 mod spec;
 mod units;
 
@@ -22,5 +23,6 @@ pub use caps::{
 };
 pub use manifest::{MANIFEST_VERSION, Manifest, ManifestError};
 pub use node::{Defaults, KvStoreConfig, MqttConfig, NodeConfig, QueueConfig};
+pub use placement::{FabricConfig, PlacementSpec, TIERS, validate_label, validate_tier};
 pub use spec::{FunctionSpec, ModuleRef, bounds};
 pub use units::{ByteSize, HumanDuration, Name};

@@ -2,6 +2,7 @@
 //! applications ask for. Separate from application manifests.
 
 use crate::caps::validate_topic_pattern;
+use crate::placement::FabricConfig;
 use crate::units::{ByteSize, HumanDuration, Name};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -73,6 +74,9 @@ pub struct NodeConfig {
     /// Deepest chain of function-to-function calls. Default: 8.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_call_depth: Option<u32>,
+    /// The fabric this node joins. TOML: `[fabric]`
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fabric: Option<FabricConfig>,
 }
 
 /// A key-value store's backend. TOML: `[kv.LABEL]`
@@ -202,6 +206,9 @@ impl NodeConfig {
                     "kv.{label}.url: `{url}` is not a redis:// or rediss:// URL"
                 ));
             }
+        }
+        if let Some(f) = &self.fabric {
+            f.validate()?;
         }
         if let Some(m) = &self.mqtt
             && !(m.url.starts_with("mqtt://") || m.url.starts_with("tcp://"))

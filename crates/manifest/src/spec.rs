@@ -4,6 +4,7 @@ use crate::caps::{
     CronTrigger, HostPattern, MqttTrigger, RetrySpec, validate_config_key, validate_route,
     validate_topic_pattern,
 };
+use crate::placement::PlacementSpec;
 use crate::units::{ByteSize, HumanDuration, Name};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -131,6 +132,17 @@ pub struct FunctionSpec {
     /// from 1s doubling to at most 1m, with jitter.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry: Option<RetrySpec>,
+
+    /// Where the function may and would rather run in a fabric.
+    /// TOML: `[functions.NAME.placement]`
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub placement: Option<PlacementSpec>,
+
+    /// Whether running it twice does no harm: a synchronous invocation whose
+    /// node died is then retried on another node within its deadline.
+    /// Default: false.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub idempotent: bool,
 }
 
 /// Bounds every function limit must respect, whatever the node allows.
@@ -270,6 +282,9 @@ impl FunctionSpec {
             if m.topic.is_empty() {
                 return Err("mqtt: topic must not be empty".into());
             }
+        }
+        if let Some(p) = &self.placement {
+            p.validate()?;
         }
         if let Some(r) = &self.retry {
             r.validate()?;

@@ -624,6 +624,27 @@ impl Queue {
         Ok(after)
     }
 
+    /// Puts a running invocation back in the queue, due at `at`, without
+    /// counting the attempt: it did not run (its node was unreachable, say),
+    /// so no retry is spent and it never dead-letters for that.
+    pub fn defer(&self, id: &str, why: Failure, at: SystemTime) -> Result<()> {
+        let now = to_ms(SystemTime::now());
+        let due = to_ms(at);
+        self.inner.write(|t, _| {
+            let mut rec = t.load(id)?;
+            if rec.state != State::Running {
+                return Err(QueueError::NotRunning(id.to_string()));
+            }
+            t.running.remove(id)?;
+            rec.attempts = rec.attempts.saturating_sub(1);
+            rec.last_error = Some(why);
+            t.queue(&mut rec, due, now)?;
+            Ok(())
+        })?;
+        self.inner.notify.notify_one();
+        Ok(())
+    }
+
     /// One invocation, with its result if it succeeded.
     pub fn get(&self, id: &str) -> Result<Option<Record>> {
         let tx = self.inner.db.begin_read()?;

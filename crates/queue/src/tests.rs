@@ -707,3 +707,37 @@ async fn grouped_completions_mixed_with_enqueues() {
     ));
     assert_eq!(f.q.get(&queued).unwrap().unwrap().state, State::Queued);
 }
+
+#[tokio::test]
+async fn defer_requeues_without_spending_an_attempt() {
+    let f = fixture(QueueConfig::default());
+    let q = &f.q;
+    let a = q.enqueue(inv("far")).await.unwrap();
+    // Deferred ten times (say, its node unreachable): never dead-lettered,
+    // never counted, and due again when asked.
+    for _ in 0..10 {
+        let c = q.claim("far", 1, later(100)).unwrap();
+        assert_eq!(c.len(), 1);
+        assert_eq!(c[0].attempt, 1);
+        q.defer(&a.id, failure("node_unreachable"), later(50))
+            .unwrap();
+        let rec = q.get(&a.id).unwrap().unwrap();
+        assert_eq!(rec.state, State::Queued);
+        assert_eq!(rec.attempts, 0);
+        assert_eq!(rec.last_error.as_ref().unwrap().code, "node_unreachable");
+    }
+    assert!(
+        q.claim("far", 1, later(10)).unwrap().is_empty(),
+        "not due before `at`"
+    );
+    assert_eq!(q.claim("far", 1, later(60)).unwrap().len(), 1);
+    assert_eq!(
+        q.defer("nope", failure("x"), now()).unwrap_err().code(),
+        "invocation_not_found"
+    );
+    q.complete(&a.id, Vec::new()).unwrap();
+    assert_eq!(
+        q.defer(&a.id, failure("x"), now()).unwrap_err().code(),
+        "not_running"
+    );
+}

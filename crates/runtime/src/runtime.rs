@@ -235,6 +235,12 @@ impl Runtime {
         self.dirs.module(digest).exists()
     }
 
+    /// The bytes of a stored module, as uploaded (binary form).
+    pub fn module_bytes(&self, digest: &str) -> Result<Vec<u8>, PrepareError> {
+        std::fs::read(self.dirs.module(digest))
+            .map_err(|e| PrepareError::Internal(format!("module sha256:{digest} unreadable: {e}")))
+    }
+
     /// Digests of every stored module.
     pub fn stored_modules(&self) -> Result<Vec<String>, PrepareError> {
         Ok(self.dirs.module_digests()?)

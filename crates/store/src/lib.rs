@@ -108,6 +108,96 @@ impl FunctionRecord {
     pub fn active_version(&self) -> Option<&VersionRecord> {
         self.versions.iter().find(|v| v.version == self.active)
     }
+
+    /// `existing` (or a new function) with one more version, made active;
+    /// at most [`MAX_VERSIONS`] are kept.
+    pub fn with_version(
+        existing: Option<FunctionRecord>,
+        name: &str,
+        digest: &str,
+        kind: &str,
+        spec: &FunctionSpec,
+        now: u64,
+    ) -> FunctionRecord {
+        let mut rec = existing.unwrap_or(FunctionRecord {
+            name: name.to_string(),
+            active: 0,
+            versions: Vec::new(),
+            created_at: now,
+        });
+        let next = rec.versions.iter().map(|v| v.version).max().unwrap_or(0) + 1;
+        rec.versions.push(VersionRecord {
+            version: next,
+            digest: digest.to_string(),
+            kind: kind.to_string(),
+            spec: spec.clone(),
+            deployed_at: now,
+        });
+        if rec.versions.len() > MAX_VERSIONS {
+            let drop = rec.versions.len() - MAX_VERSIONS;
+            rec.versions.drain(..drop);
+        }
+        rec.active = next;
+        rec
+    }
+
+    /// Makes another version active: `to`, or else the version deployed
+    /// before the active one.
+    pub fn rolled_back(mut self, to: Option<u32>) -> Result<FunctionRecord> {
+        let target = match to {
+            Some(v) => v,
+            None => self
+                .versions
+                .iter()
+                .map(|v| v.version)
+                .filter(|&v| v < self.active)
+                .max()
+                .ok_or(Error::VersionNotFound {
+                    name: self.name.clone(),
+                    version: self.active.saturating_sub(1),
+                })?,
+        };
+        if !self.versions.iter().any(|v| v.version == target) {
+            return Err(Error::VersionNotFound {
+                name: self.name.clone(),
+                version: target,
+            });
+        }
+        self.active = target;
+        Ok(self)
+    }
+
+    /// Checks a record that came from elsewhere (the fabric registry):
+    /// named `key`, every version's spec valid, the active one present.
+    pub fn check(&self, key: &str) -> Result<(), String> {
+        if self.name != key {
+            return Err(format!("record of `{}` under the key `{key}`", self.name));
+        }
+        if self.active_version().is_none() {
+            return Err(format!("active version {} is missing", self.active));
+        }
+        if self.versions.len() > MAX_VERSIONS {
+            return Err(format!(
+                "{} versions (at most {MAX_VERSIONS})",
+                self.versions.len()
+            ));
+        }
+        for v in &self.versions {
+            v.spec
+                .validate()
+                .map_err(|e| format!("version {}: {e}", v.version))?;
+            if v.spec.module != format!("sha256:{}", v.digest) {
+                return Err(format!(
+                    "version {}: module `{}` is not its digest {}",
+                    v.version, v.spec.module, v.digest
+                ));
+            }
+            if !["command", "http"].contains(&v.kind.as_str()) {
+                return Err(format!("version {}: unknown kind `{}`", v.version, v.kind));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// A stored module.
@@ -256,26 +346,7 @@ impl Store {
                 Some(v) => Some(decode(name, v.value())?),
                 None => None,
             };
-            let now = now_ms();
-            let mut rec = existing.unwrap_or(FunctionRecord {
-                name: name.to_string(),
-                active: 0,
-                versions: Vec::new(),
-                created_at: now,
-            });
-            let next = rec.versions.iter().map(|v| v.version).max().unwrap_or(0) + 1;
-            rec.versions.push(VersionRecord {
-                version: next,
-                digest: digest.to_string(),
-                kind: kind.to_string(),
-                spec: spec.clone(),
-                deployed_at: now,
-            });
-            if rec.versions.len() > MAX_VERSIONS {
-                let drop = rec.versions.len() - MAX_VERSIONS;
-                rec.versions.drain(..drop);
-            }
-            rec.active = next;
+            let rec = FunctionRecord::with_version(existing, name, digest, kind, spec, now_ms());
             t.insert(name, encode(name, &rec)?.as_slice())?;
             rec
         };
@@ -289,35 +360,27 @@ impl Store {
         let tx = self.db.begin_write()?;
         let rec = {
             let mut t = tx.open_table(FUNCTIONS)?;
-            let mut rec: FunctionRecord = match t.get(name)? {
+            let rec: FunctionRecord = match t.get(name)? {
                 Some(v) => decode(name, v.value())?,
                 None => return Err(Error::FunctionNotFound(name.to_string())),
             };
-            let target = match to {
-                Some(v) => v,
-                None => rec
-                    .versions
-                    .iter()
-                    .map(|v| v.version)
-                    .filter(|&v| v < rec.active)
-                    .max()
-                    .ok_or(Error::VersionNotFound {
-                        name: name.to_string(),
-                        version: rec.active.saturating_sub(1),
-                    })?,
-            };
-            if !rec.versions.iter().any(|v| v.version == target) {
-                return Err(Error::VersionNotFound {
-                    name: name.to_string(),
-                    version: target,
-                });
-            }
-            rec.active = target;
+            let rec = rec.rolled_back(to)?;
             t.insert(name, encode(name, &rec)?.as_slice())?;
             rec
         };
         tx.commit()?;
         Ok(rec)
+    }
+
+    /// Replaces a function's record with one from the fabric registry.
+    pub fn put_record(&self, rec: &FunctionRecord) -> Result<()> {
+        let tx = self.db.begin_write()?;
+        {
+            let mut t = tx.open_table(FUNCTIONS)?;
+            t.insert(rec.name.as_str(), encode(&rec.name, rec)?.as_slice())?;
+        }
+        tx.commit()?;
+        Ok(())
     }
 
     /// Deletes a function with all its versions and its usage.

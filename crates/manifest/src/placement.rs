@@ -1,0 +1,231 @@
+//! Where a function may run, and where it would rather run: `[placement]`
+//! of a function, and the node's own place, `[fabric]` of the node config.
+
+use crate::units::{HumanDuration, Name};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+/// The tiers of the continuum, nearest the data first.
+pub const TIERS: &[&str] = &["device", "edge", "fog", "cloud"];
+
+/// A function's placement. Hard constraints (`tier`, `labels`, `privacy`)
+/// filter the nodes it may run on; soft preferences (`latency`, `near`,
+/// `cost_weight`, `energy_weight`) rank the rest.
+///
+/// ```toml
+/// [functions.detect.placement]
+/// tier = ["edge", "fog"]
+/// labels = { arch = "x86_64" }
+/// privacy = "site"
+/// latency = "10ms"
+/// near = ["cache"]
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PlacementSpec {
+    /// Hard: tiers allowed (`device`, `edge`, `fog`, `cloud`); empty: any.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tier: Vec<String>,
+    /// Hard: labels the node must carry, with these values.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    /// Hard: where the request's data may go: `none` (default), `site` (only
+    /// nodes of the site it entered at) or `tier` (only that tier).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub privacy: Option<String>,
+    /// Soft: end-to-end target; nodes expected above it rank lower.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latency: Option<HumanDuration>,
+    /// Soft: key-value stores the function uses; nodes serving them rank
+    /// higher.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub near: Vec<Name>,
+    /// Soft: weight of the node's price (0-1000; 0 ignores it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost_weight: Option<u32>,
+    /// Soft: weight of the node's energy (0-1000; 0 ignores it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub energy_weight: Option<u32>,
+}
+
+fn valid_label(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+}
+
+/// Checks a `key=value` label.
+pub fn validate_label(key: &str, value: &str) -> Result<(), String> {
+    if !valid_label(key) {
+        return Err(format!(
+            "label key `{}`: use 1-63 of letters, digits, `-`, `_`, `.`",
+            key.escape_debug()
+        ));
+    }
+    if !valid_label(value) {
+        return Err(format!(
+            "label `{key}`: value `{}`: use 1-63 of letters, digits, `-`, `_`, `.`",
+            value.escape_debug()
+        ));
+    }
+    Ok(())
+}
+
+/// Checks a tier name.
+pub fn validate_tier(t: &str) -> Result<(), String> {
+    if TIERS.contains(&t) {
+        Ok(())
+    } else {
+        Err(format!("`{t}` is not a tier (one of {})", TIERS.join(", ")))
+    }
+}
+
+impl PlacementSpec {
+    /// Checks every field; the error names the field.
+    pub fn validate(&self) -> Result<(), String> {
+        for t in &self.tier {
+            validate_tier(t).map_err(|e| format!("placement.tier: {e}"))?;
+        }
+        for (k, v) in &self.labels {
+            validate_label(k, v).map_err(|e| format!("placement.labels: {e}"))?;
+        }
+        if let Some(p) = &self.privacy
+            && !["none", "site", "tier"].contains(&p.as_str())
+        {
+            return Err(format!(
+                "placement.privacy: `{p}` is not one of none, site, tier"
+            ));
+        }
+        for (field, w) in [
+            ("cost_weight", self.cost_weight),
+            ("energy_weight", self.energy_weight),
+        ] {
+            if let Some(w) = w
+                && w > 1000
+            {
+                return Err(format!("placement.{field}: {w} is above 1000"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The node's place in a fabric. TOML: `[fabric]`; `weft up --fabric URL
+/// --tier T --label k=v --node-name N` override the file.
+///
+/// ```toml
+/// [fabric]
+/// url = "nats://hub.example:4222"
+/// name = "edge-a1"
+/// tier = "edge"
+/// labels = { site = "a", arch = "x86_64" }
+/// credentials = "/etc/weft/node.creds"
+/// tls_ca = "/etc/weft/ca.pem"
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FabricConfig {
+    /// NATS server URLs, comma-separated (`nats://` or `tls://`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// The node's name in the fabric; default: the host name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// `device`, `edge`, `fog` or `cloud`. Default: `edge`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tier: Option<String>,
+    /// Labels placement matches on (`site`, `arch`, …).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    /// Relative price of a second of execution here. Default: 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost: Option<u32>,
+    /// Relative energy of a second of execution here. Default: 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub energy: Option<u32>,
+    /// A NATS `.creds` file (JWT and NKey seed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials: Option<PathBuf>,
+    /// User name, with `password`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    /// Password, with `user`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<String>,
+    /// A NATS token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
+    /// Require TLS.
+    #[serde(default)]
+    pub tls: bool,
+    /// CA certificates (PEM) that sign the servers' certificates.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_ca: Option<PathBuf>,
+    /// Client certificate (PEM), with `tls_key`, for mutual TLS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_cert: Option<PathBuf>,
+    /// Client key (PEM), with `tls_cert`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_key: Option<PathBuf>,
+    /// Heartbeat period. Default: "1s".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub heartbeat: Option<HumanDuration>,
+    /// Missed beats before a peer is marked down. Default: 3.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub down_after: Option<u32>,
+    /// Largest clock difference believed from a peer. Default: "30s".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_clock_skew: Option<HumanDuration>,
+}
+
+impl FabricConfig {
+    /// Checks every field; the error names the field.
+    pub fn validate(&self) -> Result<(), String> {
+        if let Some(urls) = &self.url {
+            for u in urls.split(',').map(str::trim) {
+                let ok = ["nats://", "tls://"]
+                    .iter()
+                    .any(|s| u.strip_prefix(s).is_some_and(|rest| !rest.is_empty()));
+                if !ok {
+                    return Err(format!(
+                        "fabric URL `{u}`: expected nats://HOST:PORT or tls://HOST:PORT"
+                    ));
+                }
+            }
+        }
+        if let Some(t) = &self.tier {
+            validate_tier(t).map_err(|e| format!("fabric.tier: {e}"))?;
+        }
+        for (k, v) in &self.labels {
+            validate_label(k, v).map_err(|e| format!("fabric.labels: {e}"))?;
+        }
+        let auths = [
+            self.credentials.is_some(),
+            self.user.is_some() || self.password.is_some(),
+            self.token.is_some(),
+        ];
+        if auths.iter().filter(|a| **a).count() > 1 {
+            return Err("fabric: give one of `credentials`, `user`+`password`, `token`".into());
+        }
+        if self.user.is_some() != self.password.is_some() {
+            return Err("fabric: `user` and `password` go together".into());
+        }
+        if self.tls_cert.is_some() != self.tls_key.is_some() {
+            return Err("fabric: `tls_cert` and `tls_key` go together".into());
+        }
+        if let Some(d) = self.down_after
+            && !(1..=100).contains(&d)
+        {
+            return Err(format!("fabric.down_after: {d} is not between 1 and 100"));
+        }
+        if let Some(HumanDuration(h)) = self.heartbeat
+            && (h < std::time::Duration::from_millis(50) || h > std::time::Duration::from_secs(60))
+        {
+            return Err("fabric.heartbeat: must be between 50ms and 60s".into());
+        }
+        Ok(())
+    }
+}

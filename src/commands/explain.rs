@@ -1,0 +1,40 @@
+use crate::client::{Client, ClientOpts, finish, print_json};
+use clap::Args;
+use std::process::ExitCode;
+
+/// Say where an invocation of a function would run now, and why: the
+/// node, the reason, and the expected completion (queue + execution +
+/// transfer) against the runner-up.
+#[derive(Args)]
+pub(crate) struct Explain {
+    /// The function.
+    name: String,
+    /// Request body size to place for.
+    #[arg(long, default_value_t = 0)]
+    bytes: u64,
+    #[command(flatten)]
+    opts: ClientOpts,
+}
+
+impl Explain {
+    pub(crate) async fn run(self) -> ExitCode {
+        let json = self.opts.json;
+        finish(self.go().await, json)
+    }
+
+    async fn go(self) -> crate::client::ClientResult<()> {
+        let c = Client::new(&self.opts)?;
+        let v = c
+            .get(&format!(
+                "/v1/functions/{}/placement?bytes={}",
+                self.name, self.bytes
+            ))
+            .await?;
+        if self.opts.json {
+            print_json(&v);
+            return Ok(());
+        }
+        println!("{}", v["explain"].as_str().unwrap_or(""));
+        Ok(())
+    }
+}
