@@ -14,13 +14,13 @@ step "toolchain"
 rustup target add wasm32-wasip1 wasm32-wasip2 >/dev/null 2>&1 || rustup target add wasm32-wasip1 wasm32-wasip2
 rustup component add rustfmt clippy >/dev/null 2>&1 || true
 
-step "servers for the tests: redis-server, mosquitto, nats-server and their clients (Debian packages)"
+step "servers for the tests: redis-server, mosquitto, nats-server, their clients, openssl (Debian packages)"
 have() { command -v "$1" >/dev/null 2>&1 || [[ -x "/usr/sbin/$1" ]]; }
-if ! have redis-server || ! have redis-cli || ! have mosquitto || ! have mosquitto_pub || ! have mosquitto_sub || ! have nats-server; then
+if ! have redis-server || ! have redis-cli || ! have mosquitto || ! have mosquitto_pub || ! have mosquitto_sub || ! have nats-server || ! have openssl; then
     SUDO=""
     if [[ $(id -u) -ne 0 ]] && command -v sudo >/dev/null 2>&1; then SUDO="sudo"; fi
     $SUDO apt-get update >&2
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y redis-server redis-tools mosquitto mosquitto-clients nats-server >&2
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y redis-server redis-tools mosquitto mosquitto-clients nats-server openssl >&2
 fi
 
 target="${CARGO_TARGET_DIR:-$PWD/target}"

@@ -491,3 +491,203 @@ fn cut_uplink_edge_serves_on_and_cloud_bound_work_waits_then_runs() {
     let resp = edge.post("offload", "after");
     assert_eq!(header(&resp, "x-weft-node"), "cloud-1");
 }
+
+#[test]
+fn function_calls_cross_nodes_through_the_router() {
+    let nats = Nats::hub();
+    let edge = fabric_node(&nats, "edge", "edge", &[]);
+    let cloud = fabric_node(&nats, "cloud-1", "cloud", &[]);
+    assert!(eventually(LONG, || sees(&edge, "cloud-1", true)));
+    edge.deploy("back", "chain.wasm", &["--tier", "cloud"]);
+    edge.deploy(
+        "front",
+        "chain.wasm",
+        &[
+            "--tier",
+            "edge",
+            "--call",
+            "back",
+            "--config-value",
+            "callee=back",
+            "--timeout",
+            "2s",
+        ],
+    );
+    assert!(eventually(LONG, || lists(&cloud, "back")));
+    let resp = edge.post("front", "hi");
+    assert_eq!(header(&resp, "x-weft-node"), "edge");
+    let out = resp.text().unwrap();
+    assert!(out.starts_with("front[trigger=http"), "{out}");
+    // `back` ran on the cloud node, called by `front`, within its deadline.
+    let inner = out
+        .split("back[trigger=call deadline_left_ms=")
+        .nth(1)
+        .unwrap_or_else(|| panic!("{out}"));
+    let left: u64 = inner.split(']').next().unwrap().parse().unwrap();
+    assert!(left <= 2_000, "the caller's deadline travelled: {left} ms");
+    assert!(out.ends_with("(hi))"), "{out}");
+    assert!(eventually(LONG, || {
+        cloud.json(&["usage"])["functions"]["back"]["invocations"] == 1
+    }));
+    let here = &edge.json(&["usage"])["functions"]["back"]["invocations"];
+    assert!(
+        here.is_null() || here == 0,
+        "back ran on the edge too: {here}"
+    );
+}
+
+#[test]
+fn credentials_come_from_the_node_config_and_nats_may_come_late() {
+    let mut nats = Nats::hub_with("authorization { user: weft, password: s3cret }");
+    let url = nats.url();
+    let config = |password: &str, name: &str| {
+        format!(
+            "[fabric]\nurl = \"{url}\"\nname = \"{name}\"\ntier = \"cloud\"\nuser = \"weft\"\npassword = \"{password}\"\n"
+        )
+    };
+    let good = Node::start_with_config(&config("s3cret", "good"));
+    assert!(eventually(
+        LONG,
+        || good.json(&["nodes"])["registry_joined"] == true
+    ));
+    good.deploy("f", "echo.wasm", &[]);
+    // Wrong credentials: the node serves, says it is not connected, and its
+    // log says why.
+    let bad = Node::start_with_config(&config("wrong", "bad"));
+    let v = bad.json(&["nodes"]);
+    assert_eq!(
+        (v["fabric"].as_bool(), v["connected"].as_bool()),
+        (Some(true), Some(false))
+    );
+    assert!(
+        eventually(LONG, || bad.log().to_lowercase().contains("authorization")),
+        "{}",
+        bad.log()
+    );
+    assert!(!sees(&good, "bad", true));
+    // NATS down at start: the node starts, serves, and joins when it can.
+    nats.kill9();
+    let late = Node::start_with_config(&config("s3cret", "late"));
+    assert_eq!(late.json(&["nodes"])["connected"], false);
+    assert_eq!(late.post("nothing-yet", "x").status().as_u16(), 404);
+    nats.restart();
+    assert!(
+        eventually(LONG, || late.json(&["nodes"])["registry_joined"] == true
+            && lists(&late, "f")),
+        "{}",
+        late.log()
+    );
+    assert!(eventually(LONG, || sees(&good, "late", true)));
+}
+
+/// Runs `openssl` with `args` in `dir`.
+fn openssl(dir: &std::path::Path, args: &[&str]) {
+    let out = std::process::Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("openssl (Debian package `openssl`)");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn tls_to_nats_is_verified_against_the_configured_ca() {
+    // A CA and a server certificate for 127.0.0.1, made here.
+    let pki = tempfile::tempdir().unwrap();
+    let d = pki.path();
+    openssl(
+        d,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=weft-test-ca",
+        ],
+    );
+    openssl(
+        d,
+        &[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+            "-subj",
+            "/CN=127.0.0.1",
+        ],
+    );
+    std::fs::write(
+        d.join("ext.cnf"),
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\n",
+    )
+    .unwrap();
+    openssl(
+        d,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.pem",
+            "-days",
+            "1",
+            "-extfile",
+            "ext.cnf",
+        ],
+    );
+    let nats = Nats::hub_with(&format!(
+        "tls {{ cert_file: \"{}\", key_file: \"{}\" }}",
+        d.join("server.pem").display(),
+        d.join("server.key").display()
+    ));
+    let url = nats.url().replace("nats://", "tls://");
+    let config = |name: &str, ca: bool| {
+        let mut c = format!("[fabric]\nurl = \"{url}\"\nname = \"{name}\"\ntier = \"fog\"\n");
+        if ca {
+            c.push_str(&format!("tls_ca = \"{}\"\n", d.join("ca.pem").display()));
+        }
+        c
+    };
+    let trusted = Node::start_with_config(&config("trusted", true));
+    assert!(
+        eventually(LONG, || trusted.json(&["nodes"])["registry_joined"] == true),
+        "{}",
+        trusted.log()
+    );
+    trusted.deploy("f", "echo.wasm", &[]);
+    assert_eq!(trusted.post("f", "over tls").text().unwrap(), "over tls");
+    // Without the CA the server's certificate is not believed.
+    let stranger = Node::start_with_config(&config("stranger", false));
+    assert!(
+        eventually(LONG, || {
+            let log = stranger.log().to_lowercase();
+            log.contains("certificate") || log.contains("tls")
+        }),
+        "{}",
+        stranger.log()
+    );
+    assert_eq!(stranger.json(&["nodes"])["connected"], false);
+    assert!(!lists(&stranger, "f"));
+}

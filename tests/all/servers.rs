@@ -434,6 +434,11 @@ impl Nats {
     /// that refuses connections: a leaf that joined through a [`Link`] can
     /// only come back through it, not straight to the hub after a cut.
     pub(crate) fn hub() -> Nats {
+        Nats::hub_with("")
+    }
+
+    /// A hub with more configuration (e.g. `authorization { … }`).
+    pub(crate) fn hub_with(extra: &str) -> Nats {
         let [port, leaf_port, monitor_port] = free_ports();
         let dir = tempfile::tempdir().expect("tempdir");
         let store = dir.path().join("jetstream");
@@ -442,7 +447,8 @@ impl Nats {
              listen: 127.0.0.1:{port}\n\
              http: 127.0.0.1:{monitor_port}\n\
              jetstream {{\n  store_dir: \"{}\"\n  domain: {NATS_HUB_DOMAIN}\n}}\n\
-             leafnodes {{\n  listen: 127.0.0.1:{leaf_port}\n  advertise: \"{NATS_UNREACHABLE}\"\n}}\n",
+             leafnodes {{\n  listen: 127.0.0.1:{leaf_port}\n  advertise: \"{NATS_UNREACHABLE}\"\n}}\n\
+             {extra}\n",
             store.display()
         );
         Nats::launch(dir, &config, port, Some(leaf_port), monitor_port)

@@ -701,13 +701,13 @@ impl Controller {
             let shared = mesh
                 .registry_get(name)
                 .await
-                .map_err(|e| Error::FabricUnavailable(e.to_string()))?;
+                .map_err(crate::fabric::unavailable)?;
             if shared.is_none() && local.is_none() {
                 return Err(Error::FunctionNotFound(name.to_string()));
             }
             mesh.registry_delete(name)
                 .await
-                .map_err(|e| Error::FabricUnavailable(e.to_string()))?;
+                .map_err(crate::fabric::unavailable)?;
             // This node's own registry follower may have removed it already.
             return match self.remove_local(name) {
                 Err(Error::Store(weft_store::Error::FunctionNotFound(_))) => local

@@ -246,11 +246,13 @@ fn requirements(p: Option<&PlacementSpec>) -> Requirements {
     }
 }
 
-fn unavailable(e: MeshError) -> Error {
+/// A mesh error as the controller reports it.
+pub(crate) fn unavailable(e: MeshError) -> Error {
     match e {
         MeshError::Conflict(k) => {
             Error::FabricUnavailable(format!("`{k}` kept changing concurrently; try again"))
         }
+        MeshError::Unavailable(m) => Error::FabricUnavailable(m),
         other => Error::FabricUnavailable(other.to_string()),
     }
 }
@@ -750,7 +752,7 @@ impl Controller {
                 name: name.to_string(),
                 digest: digest.to_string(),
             },
-            other => Error::FabricUnavailable(other.to_string()),
+            other => unavailable(other),
         })?;
         let info = self.upload_module(bytes, Some(name)).await?;
         if info.module != format!("sha256:{digest}") {

@@ -419,10 +419,11 @@ impl Mesh {
         let replies = sub(format!("{}.*", self.reply_prefix)).await?;
         let pings = sub(format!("weft.node.{name}.ping")).await?;
         let calls = sub(format!("weft.node.{name}.call")).await?;
-        self.client
-            .flush()
-            .await
-            .map_err(|e| MeshError::Unavailable(e.to_string()))?;
+        // Subscriptions are sent once connected; with the servers down the
+        // node starts anyway and serves what it has (a flush would wait).
+        if self.connected() {
+            let _ = tokio::time::timeout(Duration::from_secs(2), self.client.flush()).await;
+        }
         let weak = Arc::downgrade(self);
         tokio::spawn(beat(weak.clone(), host.clone()));
         tokio::spawn(listen_heartbeats(weak.clone(), heartbeats));
@@ -606,6 +607,9 @@ impl Mesh {
         body: Bytes,
         deadline: Instant,
     ) -> Result<(ReplyMeta, Bytes), CallError> {
+        if !self.connected() {
+            return Err(CallError::Transport("not connected to NATS".into()));
+        }
         let chunk = self.chunk_size();
         let token = self.client.new_inbox();
         meta.id = token.rsplit('.').next().unwrap_or_default().to_string();
@@ -908,6 +912,10 @@ impl Mesh {
 
     /// The registry's value of `key` and its revision.
     pub async fn registry_get(&self, key: &str) -> Result<Option<(Bytes, u64)>, MeshError> {
+        bounded("registry read", self.registry_get_inner(key)).await
+    }
+
+    async fn registry_get_inner(&self, key: &str) -> Result<Option<(Bytes, u64)>, MeshError> {
         let kv = self.registry().await?;
         let e = kv
             .entry(key)
@@ -922,6 +930,19 @@ impl Mesh {
     /// Writes `key` if its revision is still `expected` (`None`: the key
     /// must not exist). Returns the new revision.
     pub async fn registry_put(
+        &self,
+        key: &str,
+        value: Bytes,
+        expected: Option<u64>,
+    ) -> Result<u64, MeshError> {
+        bounded(
+            "registry write",
+            self.registry_put_inner(key, value, expected),
+        )
+        .await
+    }
+
+    async fn registry_put_inner(
         &self,
         key: &str,
         value: Bytes,
@@ -948,14 +969,21 @@ impl Mesh {
 
     /// Deletes `key` from the registry.
     pub async fn registry_delete(&self, key: &str) -> Result<(), MeshError> {
-        let kv = self.registry().await?;
-        kv.delete(key)
-            .await
-            .map_err(|e| MeshError::Unavailable(format!("registry delete: {e}")))
+        bounded("registry delete", async {
+            let kv = self.registry().await?;
+            kv.delete(key)
+                .await
+                .map_err(|e| MeshError::Unavailable(format!("registry delete: {e}")))
+        })
+        .await
     }
 
     /// Stores an artifact in the fabric unless it is there already.
     pub async fn artifact_put(&self, digest: &str, bytes: &[u8]) -> Result<(), MeshError> {
+        bounded("artifact upload", self.artifact_put_inner(digest, bytes)).await
+    }
+
+    async fn artifact_put_inner(&self, digest: &str, bytes: &[u8]) -> Result<(), MeshError> {
         let store = self.artifacts().await?;
         if store.info(digest).await.is_ok() {
             return Ok(());
@@ -977,6 +1005,10 @@ impl Mesh {
     /// Fetches an artifact from the fabric and checks it is what its
     /// digest says.
     pub async fn artifact_get(&self, digest: &str) -> Result<Bytes, MeshError> {
+        bounded("artifact fetch", self.artifact_get_inner(digest)).await
+    }
+
+    async fn artifact_get_inner(&self, digest: &str) -> Result<Bytes, MeshError> {
         let store = self.artifacts().await?;
         let started = Instant::now();
         let mut obj = store.get(digest).await.map_err(|e| {
@@ -1073,6 +1105,24 @@ async fn route_replies(mesh: Weak<Mesh>, mut sub: async_nats::Subscriber) {
     }
 }
 
+/// Longest a registry or artifact operation may take before the fabric is
+/// called unavailable (a disconnected client would otherwise wait).
+const FABRIC_OP_TIMEOUT: Duration = Duration::from_secs(10);
+
+async fn bounded<T>(
+    what: &str,
+    op: impl std::future::Future<Output = Result<T, MeshError>>,
+) -> Result<T, MeshError> {
+    tokio::time::timeout(FABRIC_OP_TIMEOUT, op)
+        .await
+        .unwrap_or_else(|_| {
+            Err(MeshError::Unavailable(format!(
+                "{what}: no answer within {} s",
+                FABRIC_OP_TIMEOUT.as_secs()
+            )))
+        })
+}
+
 /// Publishes a cancel for a call whose caller gave up.
 struct CancelGuard {
     client: Client,
@@ -1163,6 +1213,9 @@ async fn beat(mesh: Weak<Mesh>, host: Arc<dyn Host>) {
             return;
         }
         m.note_transitions();
+        if !m.connected() {
+            continue;
+        }
         let hb = m.heartbeat(host.load());
         let Ok(payload) = serde_json::to_vec(&hb) else {
             continue;
@@ -1189,6 +1242,9 @@ async fn probe(mesh: Weak<Mesh>) {
         let Some(m) = mesh.upgrade() else { return };
         if m.stopped() {
             return;
+        }
+        if !m.connected() {
+            continue;
         }
         let targets: Vec<String> = m
             .peers()
