@@ -691,3 +691,42 @@ fn tls_to_nats_is_verified_against_the_configured_ca() {
     assert_eq!(stranger.json(&["nodes"])["connected"], false);
     assert!(!lists(&stranger, "f"));
 }
+
+#[test]
+fn a_fabric_key_value_store_is_shared_by_every_node() {
+    let nats = Nats::hub();
+    let config = |name: &str, tier: &str| {
+        format!(
+            "[fabric]\nurl = \"{}\"\nname = \"{name}\"\ntier = \"{tier}\"\n\n[kv.default]\nbackend = \"fabric\"\n",
+            nats.url()
+        )
+    };
+    let a = Node::start_with_config(&config("edge-a", "edge"));
+    let b = Node::start_with_config(&config("edge-b", "edge"));
+    a.deploy(
+        "counter",
+        "kv-counter.wasm",
+        &["--kv", "default", "--config-value", "greeting=hi"],
+    );
+    assert!(eventually(LONG, || lists(&b, "counter")));
+    // Each invocation runs where it entered (both nodes qualify, idle), and
+    // they count in one store.
+    assert_eq!(a.post("counter", "").text().unwrap(), "hi: hits = 1\n");
+    assert_eq!(b.post("counter", "").text().unwrap(), "hi: hits = 2\n");
+    assert_eq!(a.post("counter", "").text().unwrap(), "hi: hits = 3\n");
+
+    // A fabric store without a fabric: refused at start, naming the store.
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("node.toml");
+    std::fs::write(&cfg, "[kv.shared]\nbackend = \"fabric\"\n").unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_weft"))
+        .args(["up", "--listen", "127.0.0.1:0", "--data"])
+        .arg(dir.path().join("data"))
+        .arg("--config")
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("kv.shared") && err.contains("fabric"), "{err}");
+}

@@ -283,6 +283,7 @@ impl Controller {
                     url: url.clone(),
                     prefix: prefix.clone().unwrap_or_else(|| format!("weft:{label}:")),
                 },
+                KvStoreConfig::Fabric {} => weft_kv::BackendSpec::Deferred,
             };
             specs.insert(label.to_string(), spec);
         }

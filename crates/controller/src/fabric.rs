@@ -267,6 +267,11 @@ impl Controller {
             c: Arc::downgrade(self),
         });
         mesh.start(host).await.map_err(unavailable)?;
+        for label in self.kv.deferred_labels() {
+            self.kv
+                .bind(&label, mesh.kv_bucket(&label))
+                .map_err(|e| Error::Internal(format!("key-value store `{label}`: {e}")))?;
+        }
         self.mesh
             .set(mesh)
             .map_err(|_| Error::Internal("already in a fabric".into()))?;

@@ -107,8 +107,9 @@ pub(crate) async fn open(path: &Path, labels: Vec<String>) -> Result<Vec<Embedde
     }
 }
 
-/// The row key of `key`.
-fn hash(key: &str) -> u64 {
+/// The row key of `key`: the first 8 bytes of its sha256 (also the order
+/// of listings, for every backend that pages by hash).
+pub fn key_hash(key: &str) -> u64 {
     let digest = Sha256::digest(key.as_bytes());
     let mut head = [0u8; 8];
     head.copy_from_slice(&digest[..8]);
@@ -117,7 +118,7 @@ fn hash(key: &str) -> u64 {
 
 /// Parses a counter the way Redis does (`string2ll`): an optional `-`, then
 /// digits without leading zeros (`0` alone is fine, `-0` is not), in range.
-fn parse_counter(bytes: &[u8]) -> Option<i64> {
+pub fn parse_counter(bytes: &[u8]) -> Option<i64> {
     let digits = bytes.strip_prefix(b"-").unwrap_or(bytes);
     let canonical = match digits {
         [b'0'] => bytes.len() == 1,
@@ -189,7 +190,7 @@ impl Bucket for EmbeddedBucket {
         self.read_now(|db, def| {
             let txn = db.begin_read()?;
             let table = txn.open_table(def)?;
-            Ok(table.get((hash(key), key))?.map(|v| v.value().to_vec()))
+            Ok(table.get((key_hash(key), key))?.map(|v| v.value().to_vec()))
         })
     }
 
@@ -199,7 +200,7 @@ impl Bucket for EmbeddedBucket {
         self.run(move |db, def| {
             let txn = begin(db)?;
             txn.open_table(def)?
-                .insert((hash(&key), key.as_str()), value.as_slice())?;
+                .insert((key_hash(&key), key.as_str()), value.as_slice())?;
             txn.commit()?;
             Ok(())
         })
@@ -210,7 +211,8 @@ impl Bucket for EmbeddedBucket {
         let key = key.to_owned();
         self.run(move |db, def| {
             let txn = begin(db)?;
-            txn.open_table(def)?.remove((hash(&key), key.as_str()))?;
+            txn.open_table(def)?
+                .remove((key_hash(&key), key.as_str()))?;
             txn.commit()?;
             Ok(())
         })
@@ -221,7 +223,7 @@ impl Bucket for EmbeddedBucket {
         self.read_now(|db, def| {
             let txn = db.begin_read()?;
             let table = txn.open_table(def)?;
-            Ok(table.get((hash(key), key))?.is_some())
+            Ok(table.get((key_hash(key), key))?.is_some())
         })
     }
 
@@ -260,7 +262,7 @@ impl Bucket for EmbeddedBucket {
             let txn = begin(db)?;
             let sum = {
                 let mut table = txn.open_table(def)?;
-                let row = (hash(&key), key.as_str());
+                let row = (key_hash(&key), key.as_str());
                 let current = match table.get(row)? {
                     None => 0,
                     Some(v) => parse_counter(v.value())
@@ -284,7 +286,7 @@ impl Bucket for EmbeddedBucket {
             let mut out = Vec::with_capacity(keys.len());
             for key in keys {
                 let value = table
-                    .get((hash(&key), key.as_str()))?
+                    .get((key_hash(&key), key.as_str()))?
                     .map(|v| v.value().to_vec());
                 out.push(value.map(|v| (key, v)));
             }
@@ -300,7 +302,7 @@ impl Bucket for EmbeddedBucket {
             {
                 let mut table = txn.open_table(def)?;
                 for (key, value) in &entries {
-                    table.insert((hash(key), key.as_str()), value.as_slice())?;
+                    table.insert((key_hash(key), key.as_str()), value.as_slice())?;
                 }
             }
             txn.commit()?;
@@ -316,7 +318,7 @@ impl Bucket for EmbeddedBucket {
             {
                 let mut table = txn.open_table(def)?;
                 for key in &keys {
-                    table.remove((hash(key), key.as_str()))?;
+                    table.remove((key_hash(key), key.as_str()))?;
                 }
             }
             txn.commit()?;

@@ -45,9 +45,12 @@
 //! # Ok(()) }
 //! ```
 
+mod deferred;
 mod embedded;
 mod limits;
 mod redis_store;
+
+pub use embedded::{key_hash, parse_counter};
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -67,6 +70,10 @@ pub enum BackendSpec {
         /// server must use prefixes that are not prefixes of each other.
         prefix: String,
     },
+    /// A store whose backend is bound after opening, with [`Stores::bind`]
+    /// (the fabric's JetStream key-value, once the node has joined);
+    /// until then every operation is [`KvError::Unavailable`].
+    Deferred,
 }
 
 /// Size limits enforced on every operation before a backend is touched.
@@ -233,6 +240,7 @@ pub trait Bucket: Send + Sync {
 #[derive(Clone)]
 pub struct Stores {
     buckets: BTreeMap<String, Arc<dyn Bucket>>,
+    deferred: BTreeMap<String, deferred::Deferred>,
 }
 
 impl fmt::Debug for Stores {
@@ -263,6 +271,7 @@ impl Stores {
     ) -> Result<Stores, KvError> {
         let mut embedded_labels = Vec::new();
         let mut buckets: BTreeMap<String, Arc<dyn Bucket>> = BTreeMap::new();
+        let mut deferred = BTreeMap::new();
         for (label, spec) in specs {
             if label.is_empty() {
                 return Err(KvError::Backend {
@@ -276,6 +285,11 @@ impl Stores {
                     let bucket = redis_store::RedisBucket::open(&label, &url, &prefix)?;
                     buckets.insert(label, Arc::new(limits::Limited::new(bucket, limits)));
                 }
+                BackendSpec::Deferred => {
+                    let slot = deferred::Deferred::new(&label);
+                    deferred.insert(label.clone(), slot.clone());
+                    buckets.insert(label, Arc::new(limits::Limited::new(slot, limits)));
+                }
             }
         }
         if !embedded_labels.is_empty() {
@@ -284,7 +298,22 @@ impl Stores {
                 buckets.insert(label, Arc::new(limits::Limited::new(bucket, limits)));
             }
         }
-        Ok(Stores { buckets })
+        Ok(Stores { buckets, deferred })
+    }
+
+    /// Binds the backend of a [`BackendSpec::Deferred`] store. Binding a
+    /// label that is not deferred, or twice, is an error.
+    pub fn bind(&self, label: &str, backend: Arc<dyn Bucket>) -> Result<(), KvError> {
+        let slot = self.deferred.get(label).ok_or_else(|| KvError::Backend {
+            store: label.to_owned(),
+            message: "not a deferred store".to_owned(),
+        })?;
+        slot.bind(backend)
+    }
+
+    /// Labels of the deferred stores.
+    pub fn deferred_labels(&self) -> Vec<String> {
+        self.deferred.keys().cloned().collect()
     }
 
     /// The store with this label, if configured.

@@ -94,6 +94,10 @@ pub enum KvStoreConfig {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         prefix: Option<String>,
     },
+    /// The fabric's JetStream key-value bucket `weft-kv-LABEL`, shared by
+    /// every node mapping the label to it. `backend = "fabric"`; needs
+    /// `[fabric]` (or `weft up --fabric`).
+    Fabric {},
 }
 
 /// The MQTT broker. TOML: `[mqtt]`
@@ -209,6 +213,13 @@ impl NodeConfig {
         }
         if let Some(f) = &self.fabric {
             f.validate()?;
+        }
+        for (label, kv) in &self.kv {
+            if matches!(kv, KvStoreConfig::Fabric {}) && self.fabric.is_none() {
+                return Err(format!(
+                    "kv.{label}: backend `fabric` needs a fabric (`[fabric]` or `weft up --fabric`)"
+                ));
+            }
         }
         if let Some(m) = &self.mqtt
             && !(m.url.starts_with("mqtt://") || m.url.starts_with("tcp://"))

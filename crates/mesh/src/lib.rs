@@ -10,6 +10,7 @@
 //! | remote invocations (chunked both ways, cancellable) | `weft.node.<node>.call`, replies on the caller's inbox |
 //! | the registry (one record per function, every version) | JetStream key-value bucket `weft-registry` |
 //! | artifacts (the module bytes, by sha256) | JetStream object store `weft-artifacts` |
+//! | key-value stores mapped to `backend = "fabric"` | JetStream key-value buckets `weft-kv-<label>` |
 //!
 //! The node above (the controller) plugs in through [`Host`]: what to
 //! announce, how to run a call that arrives, and how to apply a registry
@@ -17,6 +18,7 @@
 //! ([`wire`]); a refused one is logged with the peer's name, and the node
 //! goes on.
 
+mod kv;
 mod mesh;
 pub mod wire;
 

@@ -386,6 +386,16 @@ impl Mesh {
         &self.config
     }
 
+    pub(crate) fn jetstream(&self) -> &jetstream::Context {
+        &self.js
+    }
+
+    /// The fabric's key-value store `label` (JetStream bucket
+    /// `weft-kv-<label>`), shared by every node that maps the label to it.
+    pub fn kv_bucket(self: &Arc<Self>, label: &str) -> Arc<dyn weft_kv::Bucket> {
+        Arc::new(crate::kv::FabricBucket::new(self.clone(), label))
+    }
+
     /// Whether the NATS connection is up.
     pub fn connected(&self) -> bool {
         self.client.connection_state() == async_nats::connection::State::Connected
@@ -419,11 +429,10 @@ impl Mesh {
         let replies = sub(format!("{}.*", self.reply_prefix)).await?;
         let pings = sub(format!("weft.node.{name}.ping")).await?;
         let calls = sub(format!("weft.node.{name}.call")).await?;
-        // Subscriptions are sent once connected; with the servers down the
-        // node starts anyway and serves what it has (a flush would wait).
-        if self.connected() {
-            let _ = tokio::time::timeout(Duration::from_secs(2), self.client.flush()).await;
-        }
+        // Subscriptions reach the server once connected: wait for that a
+        // little (so calls sent to this node from now on are answered), but
+        // with the servers down start anyway and serve what the node has.
+        let _ = tokio::time::timeout(Duration::from_secs(2), self.client.flush()).await;
         let weak = Arc::downgrade(self);
         tokio::spawn(beat(weak.clone(), host.clone()));
         tokio::spawn(listen_heartbeats(weak.clone(), heartbeats));

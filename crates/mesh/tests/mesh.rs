@@ -309,6 +309,12 @@ async fn membership_calls_registry_and_artifacts() {
     assert!(matches!(e, weft_mesh::MeshError::NoArtifact(_)), "{e}");
 
     // A node that stops beating is marked down; it comes back by itself.
+    until("a sees fog-c up", || {
+        a.peers()
+            .iter()
+            .any(|p| p.heartbeat.name == "fog-c" && p.up)
+    })
+    .await;
     c.shutdown().await;
     drop(c);
     until("fog-c marked down", || {
@@ -401,4 +407,81 @@ async fn hostile_peers_are_refused_and_the_node_goes_on() {
         .await
         .unwrap();
     assert_eq!(&body[..], b"ko");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fabric_key_value_store_is_shared_and_consistent() {
+    let server = nats();
+    let a = node(server.port, "edge-a", Tier::Edge, Arc::new(Echo::default())).await;
+    let b = node(
+        server.port,
+        "cloud-b",
+        Tier::Cloud,
+        Arc::new(Echo::default()),
+    )
+    .await;
+    let (ka, kb) = (a.kv_bucket("shared"), b.kv_bucket("shared"));
+    // Any UTF-8 key round-trips; what one node writes the other reads.
+    for key in ["plain", "with space/and.dots*>", "ключ", ""] {
+        ka.set(key, key.as_bytes()).await.unwrap();
+        assert_eq!(kb.get(key).await.unwrap().as_deref(), Some(key.as_bytes()));
+        assert!(kb.exists(key).await.unwrap());
+    }
+    kb.delete("plain").await.unwrap();
+    assert_eq!(ka.get("plain").await.unwrap(), None);
+    kb.delete("never-there").await.unwrap();
+    // Increments from both nodes at once: none lost.
+    let mut tasks = Vec::new();
+    for bucket in [ka.clone(), kb.clone()] {
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..40 {
+                bucket.increment("counter", 1).await.unwrap();
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert_eq!(
+        ka.get("counter").await.unwrap().as_deref(),
+        Some(&b"80"[..])
+    );
+    assert_eq!(kb.increment("counter", 5).await.unwrap(), 85);
+    ka.set("word", b"seven").await.unwrap();
+    assert_eq!(
+        kb.increment("word", 1).await.unwrap_err().code(),
+        "not_a_number"
+    );
+    // Listing pages through every key exactly once.
+    let puts: Vec<_> = (0..1_100)
+        .map(|i| {
+            let ka = ka.clone();
+            async move { ka.set(&format!("k{i}"), b"v").await }
+        })
+        .collect();
+    for r in futures::future::join_all(puts).await {
+        r.unwrap();
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    let (mut cursor, mut pages) = (None, 0);
+    loop {
+        let page = kb.list_keys(cursor).await.unwrap();
+        pages += 1;
+        for k in page.keys {
+            assert!(seen.insert(k.clone()), "{k} listed twice");
+        }
+        match page.cursor {
+            Some(c) => cursor = Some(c),
+            None => break,
+        }
+    }
+    assert!(pages >= 2, "1,100+ keys take two pages");
+    assert!((0..1_100).all(|i| seen.contains(&format!("k{i}"))));
+    assert!(seen.contains("counter") && seen.contains("ключ"));
+    // With the fabric gone, operations fail fast and clearly.
+    drop(server);
+    let t = Instant::now();
+    let e = ka.get("counter").await.unwrap_err();
+    assert_eq!(e.code(), "store_unavailable", "{e}");
+    assert!(t.elapsed() < Duration::from_secs(10));
 }
