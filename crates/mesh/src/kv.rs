@@ -10,7 +10,7 @@
 //! transaction, so `set_many`/`delete_many` are not atomic on this backend.
 
 use crate::mesh::Mesh;
-use async_nats::jetstream::{self, kv};
+use async_nats::jetstream::kv;
 use futures::StreamExt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -65,25 +65,13 @@ impl FabricBucket {
         if let Some(s) = slot.as_ref() {
             return Ok(s.clone());
         }
-        let js = self.mesh.jetstream();
-        js.get_or_create_stream(jetstream::stream::Config {
-            name: format!("KV_{}", self.bucket),
-            description: Some(format!("Weft key-value store `{}`", self.label)),
-            subjects: vec![format!("$KV.{}.>", self.bucket)],
-            max_messages_per_subject: 1,
-            allow_rollup: true,
-            deny_delete: true,
-            allow_direct: true,
-            discard: jetstream::stream::DiscardPolicy::New,
-            num_replicas: 1,
-            ..Default::default()
-        })
+        let store = crate::mesh::open_kv_bucket(
+            self.mesh.jetstream(),
+            &self.bucket,
+            &format!("Weft key-value store `{}`", self.label),
+        )
         .await
         .map_err(|e| self.unavailable(e))?;
-        let store = js
-            .get_key_value(&self.bucket)
-            .await
-            .map_err(|e| self.unavailable(e))?;
         *slot = Some(store.clone());
         Ok(store)
     }

@@ -872,26 +872,7 @@ impl Mesh {
         if let Some(s) = slot.as_ref() {
             return Ok(s.clone());
         }
-        // The bucket's stream is made here, not by `create_key_value`: that
-        // asks for account details nats-server 2.9 does not give.
-        self.js
-            .get_or_create_stream(jetstream::stream::Config {
-                name: format!("KV_{REGISTRY_BUCKET}"),
-                description: Some("Weft function registry".to_string()),
-                subjects: vec![format!("$KV.{REGISTRY_BUCKET}.>")],
-                max_messages_per_subject: 1,
-                allow_rollup: true,
-                deny_delete: true,
-                allow_direct: true,
-                discard: jetstream::stream::DiscardPolicy::New,
-                num_replicas: 1,
-                ..Default::default()
-            })
-            .await
-            .map_err(|e| MeshError::Unavailable(format!("registry bucket: {e}")))?;
-        let store = self
-            .js
-            .get_key_value(REGISTRY_BUCKET)
+        let store = open_kv_bucket(&self.js, REGISTRY_BUCKET, "Weft function registry")
             .await
             .map_err(|e| MeshError::Unavailable(format!("registry bucket: {e}")))?;
         *slot = Some(store.clone());
@@ -1112,6 +1093,31 @@ async fn route_replies(mesh: Weak<Mesh>, mut sub: async_nats::Subscriber) {
             let _ = tx.send(msg);
         }
     }
+}
+
+/// Opens a key-value bucket with one value per key, making its stream if
+/// needed. The stream is made here, not by `create_key_value`: that asks for
+/// account details nats-server 2.9 does not give.
+pub(crate) async fn open_kv_bucket(
+    js: &jetstream::Context,
+    bucket: &str,
+    description: &str,
+) -> Result<kv::Store, String> {
+    js.get_or_create_stream(jetstream::stream::Config {
+        name: format!("KV_{bucket}"),
+        description: Some(description.to_string()),
+        subjects: vec![format!("$KV.{bucket}.>")],
+        max_messages_per_subject: 1,
+        allow_rollup: true,
+        deny_delete: true,
+        allow_direct: true,
+        discard: jetstream::stream::DiscardPolicy::New,
+        num_replicas: 1,
+        ..Default::default()
+    })
+    .await
+    .map_err(|e| e.to_string())?;
+    js.get_key_value(bucket).await.map_err(|e| e.to_string())
 }
 
 /// Longest a registry or artifact operation may take before the fabric is
