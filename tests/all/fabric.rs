@@ -730,3 +730,49 @@ fn a_fabric_key_value_store_is_shared_by_every_node() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("kv.shared") && err.contains("fabric"), "{err}");
 }
+
+#[test]
+fn async_work_on_a_node_killed_mid_run_is_redelivered_elsewhere() {
+    let nats = Nats::hub();
+    let edge = fabric_node(&nats, "edge", "edge", &[]);
+    let mut c1 = fabric_node(&nats, "cloud-1", "cloud", &[]);
+    let mut c2 = fabric_node(&nats, "cloud-2", "cloud", &[]);
+    assert!(eventually(LONG, || sees(&edge, "cloud-1", true)
+        && sees(&edge, "cloud-2", true)));
+    edge.deploy(
+        "slow",
+        "nap.wasm",
+        &["--tier", "cloud", "--clock", "--timeout", "30s"],
+    );
+    assert!(eventually(LONG, || lists(&c1, "slow") && lists(&c2, "slow")));
+    let out = edge.json(&["invoke", "slow", "--async", "--data", "3000"]);
+    let id = out["id"].as_str().unwrap().to_string();
+    let mut victim = None;
+    assert!(eventually(LONG, || {
+        victim = running_on(&edge, &["cloud-1", "cloud-2"]);
+        victim.is_some()
+    }));
+    let victim = victim.unwrap();
+    if victim == "cloud-1" {
+        c1.kill9()
+    } else {
+        c2.kill9()
+    }
+    let record = || -> Value {
+        edge.admin_get(&format!("/v1/invocations/{id}"))
+            .json()
+            .unwrap()
+    };
+    assert!(
+        eventually(Duration::from_secs(60), || record()["state"] == "succeeded"),
+        "{}",
+        record()
+    );
+    // The run that died with its node spent no attempt: it never failed.
+    assert_eq!(record()["attempts"], 1, "{}", record());
+    assert!(edge.ok(&["result", &id]).contains("rested"));
+    assert!(
+        edge.ok(&["logs", "slow"]).contains("not run"),
+        "the redelivery is in the log"
+    );
+}
