@@ -778,6 +778,10 @@ impl Controller {
                 return;
             }
         };
+        if let Err(e) = weft_manifest::Name::new(key) {
+            tracing::warn!(function = %key, "fabric: refused registry record under `{key}`: {e}");
+            return;
+        }
         if let Err(e) = rec.check(key) {
             tracing::warn!(function = %key, "fabric: refused registry record of `{key}`: {e}");
             return;

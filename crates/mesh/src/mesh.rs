@@ -824,6 +824,9 @@ impl Mesh {
         let host = host.clone();
         let id = a.meta.id.clone();
         let running_id = id.clone();
+        // Registered while the lock is held, so the task (which takes the
+        // lock to forget itself) cannot finish before it is registered.
+        let mut running = self.running.lock().unwrap_or_else(PoisonError::into_inner);
         let task = tokio::spawn(async move {
             let (outcome, body) = host.serve(a.meta, a.parts.freeze()).await;
             this.running
@@ -832,10 +835,7 @@ impl Mesh {
                 .remove(&running_id);
             this.answer(&a.reply, outcome, body).await;
         });
-        let mut running = self.running.lock().unwrap_or_else(PoisonError::into_inner);
-        if !task.is_finished() {
-            running.insert(id, task.abort_handle());
-        }
+        running.insert(id, task.abort_handle());
     }
 
     async fn answer(&self, reply: &async_nats::Subject, outcome: ReplyOutcome, body: Bytes) {
