@@ -224,14 +224,27 @@ fn late_joiners_catch_up_and_killed_nodes_rejoin() {
     assert_eq!(late.post("added", "back").text().unwrap(), "back");
 }
 
-/// Finds the node running an invocation of `function`, by its load.
-fn running_on(observer: &Node, candidates: &[&str]) -> Option<String> {
-    nodes(observer)
-        .into_iter()
-        .find(|n| {
-            candidates.iter().any(|c| n["name"] == *c) && n["inflight"].as_u64().unwrap_or(0) > 0
-        })
-        .and_then(|n| n["name"].as_str().map(str::to_string))
+/// Waits until `cloud-1` or `cloud-2` runs something (by its load, as
+/// `observer` sees it), kills that node with -9, and names it.
+fn kill9_the_runner(observer: &Node, c1: &mut Node, c2: &mut Node) -> String {
+    let mut victim = None;
+    assert!(eventually(LONG, || {
+        victim = nodes(observer)
+            .into_iter()
+            .find(|n| {
+                (n["name"] == "cloud-1" || n["name"] == "cloud-2")
+                    && n["inflight"].as_u64().unwrap_or(0) > 0
+            })
+            .and_then(|n| n["name"].as_str().map(str::to_string));
+        victim.is_some()
+    }));
+    let victim = victim.unwrap();
+    if victim == "cloud-1" {
+        c1.kill9()
+    } else {
+        c2.kill9()
+    }
+    victim
 }
 
 #[test]
@@ -254,17 +267,7 @@ fn kill9_mid_invocation_gives_a_clear_error_or_a_retry_elsewhere() {
         let client = edge.http();
         let started = Instant::now();
         let call = std::thread::spawn(move || client.post(url).body("4000").send().unwrap());
-        let mut victim = None;
-        assert!(eventually(LONG, || {
-            victim = running_on(&edge, &["cloud-1", "cloud-2"]);
-            victim.is_some()
-        }));
-        let victim = victim.unwrap();
-        if victim == "cloud-1" {
-            c1.kill9()
-        } else {
-            c2.kill9()
-        }
+        let victim = kill9_the_runner(&edge, &mut c1, &mut c2);
         let resp = call.join().unwrap();
         let took = started.elapsed();
         if idempotent {
@@ -747,17 +750,7 @@ fn async_work_on_a_node_killed_mid_run_is_redelivered_elsewhere() {
     assert!(eventually(LONG, || lists(&c1, "slow") && lists(&c2, "slow")));
     let out = edge.json(&["invoke", "slow", "--async", "--data", "3000"]);
     let id = out["id"].as_str().unwrap().to_string();
-    let mut victim = None;
-    assert!(eventually(LONG, || {
-        victim = running_on(&edge, &["cloud-1", "cloud-2"]);
-        victim.is_some()
-    }));
-    let victim = victim.unwrap();
-    if victim == "cloud-1" {
-        c1.kill9()
-    } else {
-        c2.kill9()
-    }
+    kill9_the_runner(&edge, &mut c1, &mut c2);
     let record = || -> Value {
         edge.admin_get(&format!("/v1/invocations/{id}"))
             .json()

@@ -76,6 +76,15 @@ pub(crate) fn body_error(f: &Function, e: BodyError) -> Error {
     }
 }
 
+/// A trigger name that came as text (from the queue or a peer) as one of
+/// the names an invocation may carry; anything else is `other`.
+pub(crate) fn trigger_name(t: &str, other: &'static str) -> &'static str {
+    const KNOWN: &[&str] = &[
+        "http", "route", "cli", "cron", "mqtt", "topic", "call", "async",
+    ];
+    KNOWN.iter().find(|k| **k == t).copied().unwrap_or(other)
+}
+
 /// A finished run: its metadata and the whole response.
 pub(crate) struct Ran {
     pub(crate) info: InvocationInfo,

@@ -231,16 +231,7 @@ impl Controller {
             trigger,
             meta,
         } = work;
-        let trigger: &'static str = match trigger.as_str() {
-            "http" => "http",
-            "route" => "route",
-            "cli" => "cli",
-            "cron" => "cron",
-            "mqtt" => "mqtt",
-            "topic" => "topic",
-            "call" => "call",
-            _ => "async",
-        };
+        let trigger = crate::controller::trigger_name(&trigger, "async");
         let origin = Origin {
             trigger,
             subject: meta.get("subject").cloned().unwrap_or_default(),

@@ -150,13 +150,10 @@ impl Placement {
     }
 
     /// A short reason for a response header.
-    pub fn reason(&self) -> String {
+    pub fn reason(&self) -> &'static str {
         match self {
-            Placement::Standalone => "standalone".into(),
-            Placement::Decided(d) => serde_json::to_value(d.reason)
-                .ok()
-                .and_then(|v| v.get("kind").and_then(|k| k.as_str()).map(str::to_string))
-                .unwrap_or_else(|| "decided".into()),
+            Placement::Standalone => "standalone",
+            Placement::Decided(d) => d.reason.kind(),
         }
     }
 }
@@ -611,7 +608,7 @@ impl Controller {
                     waited: timeout,
                 })??;
             let origin = Origin {
-                trigger: trigger_name(&call.trigger),
+                trigger: crate::controller::trigger_name(&call.trigger, "fabric"),
                 subject: call.subject.clone(),
                 attempt: call.attempt.max(1),
                 chain: call.chain.clone(),
@@ -811,27 +808,8 @@ impl Controller {
 async fn watch_alive(mesh: &Mesh, node: &str) {
     loop {
         tokio::time::sleep(ALIVE_EVERY).await;
-        let up = mesh
-            .peers()
-            .into_iter()
-            .find(|p| p.heartbeat.name == node)
-            .is_some_and(|p| p.up);
-        if !up {
+        if !mesh.is_up(node) {
             return;
         }
-    }
-}
-
-/// The trigger names a remote call may carry.
-fn trigger_name(t: &str) -> &'static str {
-    match t {
-        "http" => "http",
-        "route" => "route",
-        "call" => "call",
-        "async" => "async",
-        "cron" => "cron",
-        "mqtt" => "mqtt",
-        "topic" => "topic",
-        _ => "fabric",
     }
 }

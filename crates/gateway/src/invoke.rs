@@ -86,9 +86,7 @@ fn set_placement(h: &mut HeaderMap, s: &AppState, p: &Placement, node: Option<&s
     if let Ok(v) = HeaderValue::from_str(&node) {
         h.insert("x-weft-node", v);
     }
-    if let Ok(v) = HeaderValue::from_str(&p.reason()) {
-        h.insert("x-weft-placement", v);
-    }
+    h.insert("x-weft-placement", HeaderValue::from_static(p.reason()));
 }
 
 /// Runs the invocation on another node: the body is read here (within the

@@ -481,6 +481,15 @@ impl Mesh {
             .collect()
     }
 
+    /// Whether `peer` beat recently (false for a peer never heard from).
+    pub fn is_up(&self, peer: &str) -> bool {
+        let down_after = self.config.heartbeat * self.config.down_after;
+        let peers = self.peers.read().unwrap_or_else(PoisonError::into_inner);
+        peers
+            .get(peer)
+            .is_some_and(|p| p.seen.elapsed() < down_after)
+    }
+
     /// This node's own heartbeat, as peers receive it.
     pub fn heartbeat(&self, load: LocalLoad) -> Heartbeat {
         Heartbeat {

@@ -170,6 +170,18 @@ pub enum Reason {
     Best,
 }
 
+impl Reason {
+    /// Its `kind`, as serialized (`local`, `local_overloaded`, …).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Reason::Local => "local",
+            Reason::LocalOverloaded { .. } => "local_overloaded",
+            Reason::LocalIneligible { .. } => "local_ineligible",
+            Reason::Best => "best",
+        }
+    }
+}
+
 /// Where to run one invocation, and why.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -283,6 +295,25 @@ pub enum PlaceError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reason_kind_is_its_serialized_tag() {
+        for r in [
+            Reason::Local,
+            Reason::LocalOverloaded {
+                inflight: 1,
+                queued: 2,
+                slots: 1,
+            },
+            Reason::LocalIneligible {
+                constraint: Constraint::Tier,
+            },
+            Reason::Best,
+        ] {
+            let v = serde_json::to_value(r).unwrap_or_default();
+            assert_eq!(v["kind"], r.kind());
+        }
+    }
 
     #[test]
     fn ms_rounds_half_up() {
