@@ -4,6 +4,7 @@ use clap::Args;
 use serde::Serialize;
 use serde_json::Value;
 use std::process::ExitCode;
+pub(crate) use weft_codes::Code;
 
 /// Where the node is, and how to print.
 #[derive(Args, Debug, Clone)]
@@ -27,6 +28,8 @@ pub(crate) struct ClientOpts {
 /// An error answered by the node, or a failure to reach it.
 #[derive(Debug)]
 pub(crate) struct ClientError {
+    /// The code as the node sent it (a newer node may send one this CLI
+    /// does not know: it is shown as it came).
     pub(crate) code: String,
     pub(crate) message: String,
     pub(crate) body: Value,
@@ -35,11 +38,11 @@ pub(crate) struct ClientError {
 }
 
 impl ClientError {
-    pub(crate) fn local(code: &str, message: impl Into<String>) -> Self {
-        let message = message.into();
+    pub(crate) fn local(code: Code, message: impl std::fmt::Display) -> Self {
+        let message = message.to_string();
         ClientError {
-            code: code.into(),
-            body: serde_json::json!({ "error": { "code": code, "message": message } }),
+            code: code.as_str().into(),
+            body: serde_json::json!({ "error": { "code": code.as_str(), "message": message } }),
             message,
             exit_code: None,
         }
@@ -62,11 +65,14 @@ impl ClientError {
         let status = resp.status();
         let text = resp.text().await.unwrap_or_default();
         let body: Value = serde_json::from_str(&text).unwrap_or_else(|_| {
-            serde_json::json!({ "error": { "code": "http_error", "message": format!("HTTP {status}: {text}") } })
+            serde_json::json!({ "error": { "code": Code::BadResponse.as_str(), "message": format!("HTTP {status}: {text}") } })
         });
         let err = &body["error"];
         ClientError {
-            code: err["code"].as_str().unwrap_or("http_error").to_string(),
+            code: err["code"]
+                .as_str()
+                .unwrap_or(Code::BadResponse.as_str())
+                .to_string(),
             message: err["message"]
                 .as_str()
                 .map_or_else(|| format!("HTTP {status}"), str::to_string),
@@ -92,13 +98,13 @@ impl Client {
         let base = opts.url.trim_end_matches('/').to_string();
         if !(base.starts_with("http://") || base.starts_with("https://")) {
             return Err(ClientError::local(
-                "invalid_url",
+                Code::InvalidInput,
                 format!("--url `{base}` must start with http:// or https://"),
             ));
         }
         let http = reqwest::Client::builder()
             .build()
-            .map_err(|e| ClientError::local("client", e.to_string()))?;
+            .map_err(|e| ClientError::local(Code::Internal, e.to_string()))?;
         Ok(Client {
             base,
             token: opts.token.clone(),
@@ -120,7 +126,7 @@ impl Client {
     ) -> ClientResult<reqwest::Response> {
         let resp = rb.send().await.map_err(|e| {
             ClientError::local(
-                "unreachable",
+                Code::Unreachable,
                 format!("cannot reach the node at {}: {e}", self.base),
             )
         })?;
@@ -134,7 +140,10 @@ impl Client {
     pub(crate) async fn json(&self, rb: reqwest::RequestBuilder) -> ClientResult<Value> {
         let resp = self.send(rb).await?;
         resp.json().await.map_err(|e| {
-            ClientError::local("bad_response", format!("the node sent invalid JSON: {e}"))
+            ClientError::local(
+                Code::BadResponse,
+                format!("the node sent invalid JSON: {e}"),
+            )
         })
     }
 

@@ -18,7 +18,9 @@
 
 use std::hint::black_box;
 use std::time::Instant;
-use weft_sched::{Estimate, NodeView, Privacy, Reason, Request, Requirements, Tier, View, place};
+use weft_sched::{
+    Estimate, Index, NodeView, Privacy, Reason, Request, Requirements, Tier, View, place_in,
+};
 
 const NODES: usize = 1_000;
 const FUNCTIONS: usize = 1_000;
@@ -158,19 +160,20 @@ fn view(rng: &mut Lcg) -> View {
     v
 }
 
-/// The requirement mixes, one request in eight each (the first three times).
-const MIXES: [&str; 6] = [
+/// The requirement mixes, one request in nine each (the first three times).
+const MIXES: [&str; 7] = [
     "none",
     "tiers edge or fog",
     "label arch = x86_64",
     "privacy site",
     "near `objects` (cloud only), 30 ms target",
     "price weight 0.5, 50 ms target",
+    "declares store `kv-s01` (one remote site)",
 ];
 
-/// The mix of the `i`-th request: 0, 0, 0, 1, 2, 3, 4, 5, then again.
+/// The mix of the `i`-th request: 0, 0, 0, 1, 2, 3, 4, 5, 6, then again.
 fn mix(i: usize) -> usize {
-    (i % 8).saturating_sub(2)
+    (i % 9).saturating_sub(2)
 }
 
 /// `n` requests over the functions, with a mix of requirements.
@@ -199,9 +202,13 @@ fn requests(rng: &mut Lcg, local: &str, n: usize) -> Vec<Request> {
                     latency_ms: Some(30),
                     ..Requirements::default()
                 },
-                _ => Requirements {
+                5 => Requirements {
                     cost_weight: 0.5,
                     latency_ms: Some(50),
+                    ..Requirements::default()
+                },
+                _ => Requirements {
+                    stores: vec!["kv-s01".into()],
                     ..Requirements::default()
                 },
             };
@@ -223,17 +230,19 @@ struct Timed {
     scanned: usize,
 }
 
-/// Times `place` on each request, after a warm-up round of up to 1,000.
+/// Times `place_in` on each request over the index of `view` (built once,
+/// as a node keeps one), after a warm-up round of up to 1,000.
 fn time(view: &View, reqs: &[Request]) -> anyhow::Result<Timed> {
+    let index = Index::new(view);
     for r in reqs.iter().take(1_000) {
-        black_box(place(black_box(view), black_box(r))?);
+        black_box(place_in(black_box(&index), black_box(r), None)?);
     }
     let mut us = Vec::with_capacity(reqs.len());
     let mut considered = 0u64;
     let mut scanned = 0;
     for r in reqs {
         let t = Instant::now();
-        let d = place(black_box(view), black_box(r));
+        let d = place_in(black_box(&index), black_box(r), None);
         let dt = t.elapsed();
         let d = black_box(d)?;
         us.push(dt.as_nanos() as f64 / 1_000.0);
@@ -290,10 +299,27 @@ pub(crate) fn run(quick: bool) -> anyhow::Result<()> {
     local.inflight = 0;
     local.queued = 0;
     let fast = time(&view, &reqs)?;
+    // What keeping the index costs: building it from the view, and one
+    // node's heartbeat (its row replaced).
+    let rounds = if quick { 20 } else { 100 };
+    let mut build = Vec::new();
+    for _ in 0..rounds {
+        let t = Instant::now();
+        black_box(Index::new(black_box(&view)));
+        build.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    let mut index = Index::new(&view);
+    let mut beat = Vec::new();
+    for i in 0..n {
+        let node = &view.nodes[1 + i % (NODES - 1)];
+        let t = Instant::now();
+        black_box(index.upsert(black_box(node)));
+        beat.push(t.elapsed().as_nanos() as f64 / 1_000.0);
+    }
 
     println!();
     println!(
-        "## Placement (`weft_sched::place`; {NODES} nodes, {FUNCTIONS} functions, {learned} learned times; µs per decision)"
+        "## Placement (`weft_sched::place_in` over an `Index`; {NODES} nodes, {FUNCTIONS} functions, {learned} learned times; µs per decision)"
     );
     println!();
     println!("| path | decisions | full scans | eligible (mean) | p50 | p99 | max |");
@@ -319,6 +345,13 @@ pub(crate) fn run(quick: bool) -> anyhow::Result<()> {
             t.considered, t.p50, t.p99
         );
     }
+    println!();
+    println!(
+        "Keeping the index: built from the view in {:.2} ms (p50 of {rounds}); one heartbeat (a row replaced) {:.2} µs p50, {:.2} µs p99.",
+        crate::node::quantile(&mut build, 0.5),
+        crate::node::quantile(&mut beat, 0.5),
+        crate::node::quantile(&mut beat, 0.99)
+    );
     println!();
     println!(
         "5 % of requests exclude a fog node. The fast path's tail is the `near` mix: the local node lacks `objects`, so the nearest node serving it is looked up."

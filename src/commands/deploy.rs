@@ -1,5 +1,5 @@
 use crate::client::{
-    Client, ClientError, ClientOpts, ClientResult, finish, human_bytes, print_json,
+    Client, ClientError, ClientOpts, ClientResult, Code, finish, human_bytes, print_json,
 };
 use clap::Args;
 use serde_json::Value;
@@ -49,6 +49,10 @@ pub(crate) struct Deploy {
     /// Largest response body, e.g. 8MiB.
     #[arg(long)]
     max_response_size: Option<ByteSize>,
+    /// Argument of a command, after its name (repeatable, in order):
+    /// `--arg 10` runs it as `NAME 10`.
+    #[arg(long = "arg", value_name = "ARG", allow_hyphen_values = true)]
+    args: Vec<String>,
     /// Environment variable for the guest, K=V (repeatable).
     #[arg(long = "env", short = 'e')]
     env: Vec<String>,
@@ -134,7 +138,7 @@ impl Deploy {
         for l in &self.on_labels {
             let (k, v) = l.split_once('=').ok_or_else(|| {
                 ClientError::local(
-                    "invalid_input",
+                    Code::InvalidInput,
                     format!("--on-label `{l}`: expected KEY=VALUE"),
                 )
             })?;
@@ -145,7 +149,7 @@ impl Deploy {
             .iter()
             .map(|n| {
                 Name::new(n)
-                    .map_err(|e| ClientError::local("invalid_input", format!("--near: {e}")))
+                    .map_err(|e| ClientError::local(Code::InvalidInput, format!("--near: {e}")))
             })
             .collect::<ClientResult<_>>()?;
         Ok(Some(weft_manifest::PlacementSpec {
@@ -164,7 +168,7 @@ impl Deploy {
         for kv in &self.env {
             let Some((k, v)) = kv.split_once('=') else {
                 return Err(ClientError::local(
-                    "invalid_input",
+                    Code::InvalidInput,
                     format!("--env `{kv}` is not K=V"),
                 ));
             };
@@ -174,7 +178,7 @@ impl Deploy {
         for kv in &self.config_values {
             let Some((k, v)) = kv.split_once('=') else {
                 return Err(ClientError::local(
-                    "invalid_input",
+                    Code::InvalidInput,
                     format!("--config-value `{kv}` is not K=V"),
                 ));
             };
@@ -184,7 +188,7 @@ impl Deploy {
             v.iter()
                 .map(|n| {
                     Name::new(n)
-                        .map_err(|e| ClientError::local("invalid_input", format!("{flag}: {e}")))
+                        .map_err(|e| ClientError::local(Code::InvalidInput, format!("{flag}: {e}")))
                 })
                 .collect()
         };
@@ -200,6 +204,7 @@ impl Deploy {
             idle_ttl: self.idle_ttl,
             max_request_size: self.max_request_size,
             max_response_size: self.max_response_size,
+            args: self.args.clone(),
             env,
             clock: self.clock,
             key_value_stores: names("--kv", &self.key_value_stores)?,
@@ -233,7 +238,7 @@ impl Deploy {
             idempotent: self.idempotent,
         };
         spec.validate()
-            .map_err(|e| ClientError::local("invalid_spec", e))?;
+            .map_err(|e| ClientError::local(e.code(), e))?;
         Ok(spec)
     }
 
@@ -242,7 +247,7 @@ impl Deploy {
         let mut plan: Vec<(Name, FunctionSpec)> = Vec::new();
         if let Some(path) = &self.manifest {
             let m = Manifest::load(path)
-                .map_err(|e| ClientError::local("invalid_manifest", e.to_string()))?;
+                .map_err(|e| ClientError::local(Code::InvalidManifest, e.to_string()))?;
             for (name, spec) in m.functions {
                 if self.name.as_deref().is_none_or(|n| n == name.as_str()) {
                     plan.push((name, spec));
@@ -250,7 +255,7 @@ impl Deploy {
             }
             if plan.is_empty() {
                 return Err(ClientError::local(
-                    "function_not_found",
+                    Code::FunctionNotFound,
                     format!(
                         "{}: no function `{}`",
                         path.display(),
@@ -260,7 +265,7 @@ impl Deploy {
             }
         } else {
             let name = self.name.clone().unwrap_or_default();
-            let name = Name::new(&name).map_err(|e| ClientError::local("invalid_name", e))?;
+            let name = Name::new(&name).map_err(|e| ClientError::local(Code::InvalidName, e))?;
             let spec = self.spec_from_flags(self.module.clone().unwrap_or_default())?;
             plan.push((name, spec));
         }
@@ -293,7 +298,7 @@ impl Deploy {
     /// Uploads a module file and returns its `sha256:<hex>`.
     async fn upload(&self, c: &Client, path: &str, function: &str) -> ClientResult<String> {
         let bytes = std::fs::read(path).map_err(|e| {
-            ClientError::local("invalid_input", format!("reading module {path}: {e}"))
+            ClientError::local(Code::InvalidInput, format!("reading module {path}: {e}"))
         })?;
         if !self.opts.json {
             eprint!("uploading {path} ({})… ", human_bytes(bytes.len() as u64));
@@ -324,7 +329,7 @@ impl Deploy {
             eprintln!("{how} in {:.2?}", started.elapsed());
         }
         v["module"].as_str().map(str::to_string).ok_or_else(|| {
-            ClientError::local("bad_response", "the node did not return a module digest")
+            ClientError::local(Code::BadResponse, "the node did not return a module digest")
         })
     }
 }

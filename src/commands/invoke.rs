@@ -1,4 +1,4 @@
-use crate::client::{Client, ClientError, ClientOpts, finish, print_json};
+use crate::client::{Client, ClientError, ClientOpts, Code, finish, print_json};
 use clap::Args;
 use std::io::Write;
 use std::process::ExitCode;
@@ -50,17 +50,17 @@ impl Invoke {
             (None, Some(p)) if p == "-" => {
                 let mut b = Vec::new();
                 std::io::Read::read_to_end(&mut std::io::stdin(), &mut b).map_err(|e| {
-                    ClientError::local("invalid_input", format!("reading stdin: {e}"))
+                    ClientError::local(Code::InvalidInput, format!("reading stdin: {e}"))
                 })?;
                 b
             }
             (None, Some(p)) => std::fs::read(p)
-                .map_err(|e| ClientError::local("invalid_input", format!("reading {p}: {e}")))?,
+                .map_err(|e| ClientError::local(Code::InvalidInput, format!("reading {p}: {e}")))?,
             (None, None) => Vec::new(),
         };
         let method = reqwest::Method::from_bytes(self.method.as_bytes()).map_err(|_| {
             ClientError::local(
-                "invalid_input",
+                Code::InvalidInput,
                 format!("--method `{}` is not an HTTP method", self.method),
             )
         })?;
@@ -87,7 +87,7 @@ impl Invoke {
         for h in &self.headers {
             let Some((k, v)) = h.split_once(':') else {
                 return Err(ClientError::local(
-                    "invalid_input",
+                    Code::InvalidInput,
                     format!("--header `{h}` is not `Name: value`"),
                 ));
             };
@@ -106,10 +106,9 @@ impl Invoke {
         let cpu = header("x-weft-cpu-us");
         let node = header("x-weft-node");
         let placement = header("x-weft-placement");
-        let body = resp
-            .bytes()
-            .await
-            .map_err(|e| ClientError::local("stream", format!("reading the response: {e}")))?;
+        let body = resp.bytes().await.map_err(|e| {
+            ClientError::local(Code::BadResponse, format!("reading the response: {e}"))
+        })?;
         if self.opts.json {
             print_json(&serde_json::json!({
                 "invocation": invocation,
@@ -124,7 +123,7 @@ impl Invoke {
             let mut out = std::io::stdout().lock();
             out.write_all(&body)
                 .and_then(|()| out.flush())
-                .map_err(|e| ClientError::local("io", format!("writing stdout: {e}")))?;
+                .map_err(|e| ClientError::local(Code::Io, format!("writing stdout: {e}")))?;
         }
         Ok(())
     }

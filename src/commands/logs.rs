@@ -1,4 +1,4 @@
-use crate::client::{Client, ClientError, ClientOpts, finish};
+use crate::client::{Client, ClientError, ClientOpts, Code, finish};
 use clap::Args;
 use futures::StreamExt;
 use serde_json::Value;
@@ -58,8 +58,9 @@ impl Logs {
         let mut stream = resp.bytes_stream();
         let mut buf = Vec::new();
         while let Some(chunk) = stream.next().await {
-            let chunk = chunk
-                .map_err(|e| ClientError::local("stream", format!("log stream broke: {e}")))?;
+            let chunk = chunk.map_err(|e| {
+                ClientError::local(Code::BadResponse, format!("log stream broke: {e}"))
+            })?;
             buf.extend_from_slice(&chunk);
             while let Some(pos) = buf.iter().position(|&b| b == b'\n') {
                 let line: Vec<u8> = buf.drain(..=pos).collect();

@@ -110,6 +110,7 @@ fn print_declarations(f: &serde_json::Value) {
         .map(|m| m.keys().cloned().collect())
         .unwrap_or_default();
     let rows = [
+        ("args", list("args")),
         ("key-value stores", list("key_value_stores")),
         ("config keys", config),
         ("outbound hosts", list("allowed_outbound_hosts")),

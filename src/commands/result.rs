@@ -1,4 +1,4 @@
-use crate::client::{Client, ClientError, ClientOpts, finish, print_json};
+use crate::client::{Client, ClientError, ClientOpts, Code, finish, print_json};
 use clap::Args;
 use std::io::Write;
 use std::process::ExitCode;
@@ -40,7 +40,7 @@ impl Result {
             }
             if Instant::now() >= until {
                 return Err(ClientError::local(
-                    "timeout",
+                    Code::Timeout,
                     format!(
                         "invocation {} is still {state} after {}",
                         self.id, self.timeout
@@ -60,25 +60,29 @@ impl Result {
                     let mut out = std::io::stdout().lock();
                     out.write_all(t.as_bytes())
                         .and_then(|()| out.flush())
-                        .map_err(|e| ClientError::local("io", format!("writing stdout: {e}")))?;
+                        .map_err(|e| {
+                            ClientError::local(Code::Io, format!("writing stdout: {e}"))
+                        })?;
                 } else {
                     let raw = c
                         .send(c.request(reqwest::Method::GET, &format!("{path}/result")))
                         .await?
                         .bytes()
                         .await
-                        .map_err(|e| ClientError::local("stream", e.to_string()))?;
+                        .map_err(|e| ClientError::local(Code::BadResponse, e.to_string()))?;
                     let mut out = std::io::stdout().lock();
                     out.write_all(&raw)
                         .and_then(|()| out.flush())
-                        .map_err(|e| ClientError::local("io", format!("writing stdout: {e}")))?;
+                        .map_err(|e| {
+                            ClientError::local(Code::Io, format!("writing stdout: {e}"))
+                        })?;
                 }
                 Ok(())
             }
             "dead" => {
                 let err = &v["last_error"];
                 Err(ClientError::local(
-                    "invocation_dead",
+                    Code::InvocationDead,
                     format!(
                         "invocation {} failed after {} attempts and is in the dead-letter list: {}",
                         self.id,

@@ -1,4 +1,4 @@
-use crate::harness::{Node, guest};
+use crate::harness::{Node, error_of, guest};
 
 #[test]
 fn deploy_and_invoke_rust_and_c_commands() {
@@ -211,4 +211,84 @@ fn wasi_cli_command_components_run_as_commands() {
     assert_eq!(status, 500);
     assert_eq!(e["code"], "function_exit");
     assert!(e["exit_code"].as_i64().unwrap() != 0);
+}
+
+#[test]
+fn commands_take_arguments_from_the_deploy() {
+    // `binarytrees 10`, as the benchmarks game runs it, as a function.
+    let node = Node::start();
+    let d = node.deploy("trees", "bench-binarytrees.wasm", &["--arg", "10"]);
+    assert_eq!(d["versions"][0]["spec"]["args"], serde_json::json!(["10"]));
+    assert_eq!(
+        node.ok(&["invoke", "trees"]),
+        "stretch tree of depth 11\t check: 4095\n\
+         1024\t trees of depth 4\t check: 31744\n\
+         256\t trees of depth 6\t check: 32512\n\
+         64\t trees of depth 8\t check: 32704\n\
+         16\t trees of depth 10\t check: 32752\n\
+         long lived tree of depth 10\t check: 2047\n"
+    );
+    let ls = node.ok(&["ls", "trees"]);
+    assert!(ls.contains("args") && ls.contains("10"), "{ls}");
+
+    // Without them it is the program's own usage error, exit code and all.
+    node.deploy("bare", "bench-binarytrees.wasm", &[]);
+    let out = node.cli(&["invoke", "bare"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("[function_exit]"), "{err}");
+    let logs = node.ok(&["logs", "bare"]);
+    assert!(logs.contains("usage: binarytrees DEPTH"), "{logs}");
+
+    // Arguments are checked, and an HTTP component takes none.
+    let web = guest("http-hello.wasm");
+    let out = node.cli(&["deploy", "web", web.to_str().unwrap(), "--arg", "x"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("args: an HTTP component takes no arguments")
+            && err.contains("[invalid_spec]"),
+        "{err}"
+    );
+    let resp = node
+        .http()
+        .put(format!("{}/v1/functions/web", node.url))
+        .json(&serde_json::json!({ "module": d["versions"][0]["digest"].as_str().map(|h| format!("sha256:{h}")), "args": ["a\u{0}b"] }))
+        .send()
+        .unwrap();
+    let (status, body) = error_of(resp);
+    assert_eq!(status, 400);
+    assert_eq!(body["code"], "invalid_spec");
+    assert_eq!(body["field"], "args[0]");
+}
+
+#[test]
+fn a_manifest_is_checked_before_anything_is_uploaded() {
+    let node = Node::start();
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = dir.path().join("weft.toml");
+    std::fs::write(
+        &manifest,
+        format!(
+            "manifest_version = 1\n\
+             [functions.ok]\nmodule = \"{}\"\n\
+             [functions.tick]\nmodule = \"{}\"\n\
+             [[functions.tick.cron]]\nschedule = \"61 * * * *\"\n",
+            guest("echo.wasm").display(),
+            guest("tick.wasm").display()
+        ),
+    )
+    .unwrap();
+    let out = node.cli(&["deploy", "--manifest", manifest.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(
+            "weft.toml: functions.tick.cron[0].schedule: cron expression `61 * * * *`: minute field"
+        ) && err.contains("[invalid_manifest]"),
+        "{err}"
+    );
+    // Nothing reached the node: no module compiled, no function deployed.
+    assert_eq!(node.metric("weft_compilations_total"), 0.0);
+    assert_eq!(node.json(&["ls"])["functions"].as_array().unwrap().len(), 0);
 }

@@ -6,10 +6,10 @@
 use crate::error::{Error, Result};
 use std::sync::Arc;
 use std::time::Duration;
-use weft_manifest::{FunctionSpec, HostPattern, MqttTrigger, NodeConfig, topic_matches};
+use weft_manifest::Schedule;
+use weft_manifest::{FunctionSpec, HostPattern, MqttTrigger, NodeConfig, topics_provide};
 use weft_queue::RetryPolicy;
 use weft_runtime::Capabilities;
-use weft_triggers::cron::Schedule;
 
 /// Everything resolved for one function version.
 pub(crate) struct Resolved {
@@ -35,15 +35,6 @@ fn node_topics(config: &NodeConfig) -> Vec<String> {
         .topics
         .clone()
         .unwrap_or_else(|| vec![">".to_string()])
-}
-
-/// Whether the node's topic patterns cover every topic `pattern` matches.
-/// Conservative: the pattern must be matched by a node pattern as if it
-/// were a topic (wildcards compared as literal tokens), or a node pattern
-/// must be `>`.
-fn provided(node: &[String], pattern: &str) -> bool {
-    node.iter()
-        .any(|n| n == ">" || n == pattern || topic_matches(n, pattern))
 }
 
 pub(crate) fn resolve(
@@ -76,10 +67,10 @@ pub(crate) fn resolve(
         }
     }
     caps.config = spec.config.clone();
-    for h in &spec.allowed_outbound_hosts {
-        let p = HostPattern::parse(h).map_err(|message| Error::InvalidSpec {
+    for (i, h) in spec.allowed_outbound_hosts.iter().enumerate() {
+        let p = HostPattern::parse(h).map_err(|e| Error::InvalidSpec {
             name: name.to_string(),
-            message,
+            error: e.at(format!("allowed_outbound_hosts[{i}]")),
         })?;
         caps.outbound.push(p);
     }
@@ -87,7 +78,7 @@ pub(crate) fn resolve(
     let topics = node_topics(config);
     let mut publishes = Vec::new();
     for t in &spec.publishes {
-        if provided(&topics, t) {
+        if topics_provide(&topics, t) {
             publishes.push(t.clone());
         } else {
             refuse(Error::UnknownTopic {
@@ -99,7 +90,7 @@ pub(crate) fn resolve(
     caps.publishes = publishes;
     let mut subscribes = Vec::new();
     for t in &spec.subscribes {
-        if provided(&topics, t) {
+        if topics_provide(&topics, t) {
             subscribes.push(t.clone());
         } else {
             refuse(Error::UnknownTopic {

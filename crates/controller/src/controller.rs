@@ -15,7 +15,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, broadcast};
-use weft_manifest::{FunctionSpec, KvStoreConfig, ModuleRef, Name, NodeConfig};
+use weft_codes::Code;
+use weft_manifest::{FieldError, FunctionSpec, KvStoreConfig, ModuleRef, Name, NodeConfig};
 use weft_queue::Queue;
 use weft_runtime::{
     CallContext, Fabric, HttpBody, Invocation, InvokeError, Kind, Loaded, Outcome, Runtime,
@@ -49,7 +50,7 @@ where
         Ok(Err(e)) => Err(body_error(f, e)),
         Err(_) => Err(Error::RequestBody {
             name: f.name.clone(),
-            code: "request_timeout",
+            code: Code::RequestTimeout,
             message: format!(
                 "the request body did not arrive within {} ms",
                 f.limits.timeout.as_millis()
@@ -62,7 +63,7 @@ pub(crate) fn body_error(f: &Function, e: BodyError) -> Error {
     match e {
         BodyError::TooLarge => Error::RequestBody {
             name: f.name.clone(),
-            code: "request_too_large",
+            code: Code::RequestTooLarge,
             message: format!(
                 "request body exceeds the limit of {} bytes",
                 f.limits.max_request
@@ -70,7 +71,7 @@ pub(crate) fn body_error(f: &Function, e: BodyError) -> Error {
         },
         BodyError::Aborted(m) => Error::RequestBody {
             name: f.name.clone(),
-            code: "request_aborted",
+            code: Code::RequestAborted,
             message: format!("reading the request body failed: {m}"),
         },
     }
@@ -267,7 +268,9 @@ impl Controller {
     /// engine, the key-value stores, the async queue and the MQTT client.
     /// Functions start cold. Call [`Controller::start_background`] next.
     pub async fn open(data_dir: &Path, config: NodeConfig) -> Result<Arc<Controller>> {
-        config.validate().map_err(Error::Internal)?;
+        config
+            .validate()
+            .map_err(|e| Error::Internal(format!("node config: {e}")))?;
         std::fs::create_dir_all(data_dir)
             .map_err(|e| Error::Internal(format!("creating {}: {e}", data_dir.display())))?;
         let rt_config = RuntimeConfig {
@@ -564,31 +567,37 @@ impl Controller {
     /// module to its object store): every node sees it.
     pub async fn deploy(&self, name: &str, spec: FunctionSpec) -> Result<FunctionStatus> {
         let name = Name::new(name).map_err(Error::InvalidName)?;
-        let invalid = |message: String| Error::InvalidSpec {
+        let invalid = |error: FieldError| Error::InvalidSpec {
             name: name.to_string(),
-            message,
+            error,
         };
+        let bad = |field: &str, message: String| invalid(FieldError::new(message).at(field));
         spec.validate().map_err(invalid)?;
         let digest = match spec.module_ref() {
             ModuleRef::Digest(d) => d,
             ModuleRef::Path(p) => {
-                return Err(invalid(format!(
-                    "module: `{p}` is a path; the API takes `sha256:<hex>` of an uploaded module"
-                )));
+                return Err(bad(
+                    "module",
+                    format!("`{p}` is a path; the API takes `sha256:<hex>` of an uploaded module"),
+                ));
             }
         };
         let max_memory = self.runtime.config().max_memory;
         if let Some(m) = spec.memory
             && m.0 > max_memory
         {
-            return Err(invalid(format!(
-                "memory: {m} is above this node's max_memory of {}",
-                weft_manifest::ByteSize(max_memory)
-            )));
+            return Err(bad(
+                "memory",
+                format!(
+                    "{m} is above this node's max_memory of {}",
+                    weft_manifest::ByteSize(max_memory)
+                ),
+            ));
         }
         if spec.fuel.is_some() && !self.runtime.config().fuel {
-            return Err(invalid(
-                "fuel: this node does not meter fuel (set `fuel = true` in the node config)".into(),
+            return Err(bad(
+                "fuel",
+                "this node does not meter fuel (set `fuel = true` in the node config)".into(),
             ));
         }
         let resolved = resolve(
@@ -610,6 +619,13 @@ impl Controller {
             return Err(Error::ModuleNotFound {
                 name: name.to_string(),
                 digest,
+            });
+        }
+        if !spec.args.is_empty() && Kind::parse(&module.kind) == Some(Kind::Http) {
+            return Err(Error::InvalidSpec {
+                name: name.to_string(),
+                error: FieldError::new("an HTTP component takes no arguments (only commands do)")
+                    .at("args"),
             });
         }
         let rec = match self.mesh() {
@@ -878,7 +894,7 @@ impl Controller {
             .rejections
             .get_or_create(&OutcomeLabels {
                 function: f.name.clone(),
-                outcome: e.code().into(),
+                outcome: e.code().as_str().into(),
             })
             .inc();
         self.pending_usage
@@ -976,10 +992,10 @@ impl Controller {
                     .invocations
                     .get_or_create(&OutcomeLabels {
                         function: f.name.clone(),
-                        outcome: e.code().into(),
+                        outcome: e.code().as_str().into(),
                     })
                     .inc();
-                e.code()
+                e.code().as_str()
             }
         };
         f.metrics.duration.observe(usage.wall.as_secs_f64());

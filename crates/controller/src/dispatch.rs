@@ -14,6 +14,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use tokio::sync::OwnedSemaphorePermit;
+use weft_codes::Code;
 use weft_queue::{Accepted, AfterFailure, Claimed, Failure, NewInvocation, Record};
 
 /// The longest the dispatcher sleeps without being woken.
@@ -252,8 +253,7 @@ impl Controller {
                     if r.status >= 500 {
                         Err(Error::Remote {
                             node: r.node,
-                            code: "handler_error".into(),
-                            status: 502,
+                            code: Code::HandlerError,
                             message: format!("the component answered {}", r.status),
                         })
                     } else {
@@ -279,7 +279,7 @@ impl Controller {
             // It did not run: no node to run it on right now. It waits,
             // durably, without spending an attempt.
             let why = Failure {
-                code: e.code().to_string(),
+                code: e.code().as_str().to_string(),
                 message: e.to_string(),
             };
             let at = SystemTime::now() + PLACEMENT_RETRY;
@@ -314,10 +314,10 @@ impl Controller {
                 // Faults of the request itself will not go away on retry.
                 let retryable = !matches!(
                     e.code(),
-                    "function_not_found" | "request_too_large" | "invalid_spec"
+                    Code::FunctionNotFound | Code::RequestTooLarge | Code::InvalidSpec
                 );
                 let failure = Failure {
-                    code: e.code().to_string(),
+                    code: e.code().as_str().to_string(),
                     message: e.to_string(),
                 };
                 let failed = id.clone();

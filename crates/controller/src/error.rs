@@ -2,6 +2,8 @@
 
 use http::StatusCode;
 use std::time::Duration;
+use weft_codes::Code;
+use weft_manifest::FieldError;
 use weft_runtime::{InvokeError, PrepareError};
 
 /// Everything the controller can refuse or fail with.
@@ -12,14 +14,14 @@ pub enum Error {
     FunctionNotFound(String),
     /// A name that is not a valid function name.
     #[error("{0}")]
-    InvalidName(String),
+    InvalidName(FieldError),
     /// A function declaration that does not validate.
-    #[error("function `{name}`: {message}")]
+    #[error("function `{name}`: {error}")]
     InvalidSpec {
         /// The function.
         name: String,
         /// The field and what is wrong with it.
-        message: String,
+        error: FieldError,
     },
     /// A deploy that names a module the node does not have.
     #[error("function `{name}`: module sha256:{digest} is not on this node; upload it first")]
@@ -75,7 +77,7 @@ pub enum Error {
         /// The function.
         name: String,
         /// `request_too_large`, `request_aborted` or `request_timeout`.
-        code: &'static str,
+        code: Code,
         /// What happened.
         message: String,
     },
@@ -161,10 +163,9 @@ pub enum Error {
     Remote {
         /// The node.
         node: String,
-        /// Its stable code.
-        code: String,
-        /// Its HTTP status.
-        status: u16,
+        /// Its stable code ([`Code::RemoteError`] for one this node does
+        /// not know).
+        code: Code,
         /// Its message.
         message: String,
     },
@@ -177,101 +178,45 @@ pub enum Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
-    /// The stable, machine-readable error code.
-    pub fn code(&self) -> &'static str {
+    /// The stable, machine-readable error code; it fixes the HTTP status
+    /// and `Retry-After`.
+    pub fn code(&self) -> Code {
         match self {
-            Error::FunctionNotFound(_) => "function_not_found",
-            Error::InvalidName(_) => "invalid_name",
-            Error::InvalidSpec { .. } => "invalid_spec",
-            Error::ModuleNotFound { .. } => "module_not_found",
-            Error::VersionNotFound { .. } => "version_not_found",
+            Error::FunctionNotFound(_) => Code::FunctionNotFound,
+            Error::InvalidName(_) => Code::InvalidName,
+            Error::InvalidSpec { error, .. } => error.code(),
+            Error::ModuleNotFound { .. } => Code::ModuleNotFound,
+            Error::VersionNotFound { .. } => Code::VersionNotFound,
             Error::Prepare { source, .. } => source.code(),
-            Error::QueueFull { .. } => "queue_full",
-            Error::QueueTimeout { .. } => "queue_timeout",
-            Error::NodeAtCapacity { .. } => "node_at_capacity",
-            Error::ShuttingDown => "shutting_down",
-            Error::RequestBody { code, .. } => code,
+            Error::QueueFull { .. } => Code::QueueFull,
+            Error::QueueTimeout { .. } => Code::QueueTimeout,
+            Error::NodeAtCapacity { .. } => Code::NodeAtCapacity,
+            Error::ShuttingDown => Code::ShuttingDown,
+            Error::RequestBody { code, .. } => *code,
             Error::Invoke { source, .. } => source.code(),
-            Error::UnknownStore { .. } => "unknown_store",
-            Error::UnknownTopic { .. } => "unknown_topic",
-            Error::InvalidTrigger { .. } => "invalid_trigger",
-            Error::RouteConflict { .. } => "route_conflict",
+            Error::UnknownStore { .. } => Code::UnknownStore,
+            Error::UnknownTopic { .. } => Code::UnknownTopic,
+            Error::InvalidTrigger { .. } => Code::InvalidTrigger,
+            Error::RouteConflict { .. } => Code::RouteConflict,
             Error::Queue(e) => e.code(),
-            Error::Store(weft_store::Error::FunctionNotFound(_)) => "function_not_found",
-            Error::Store(weft_store::Error::VersionNotFound { .. }) => "version_not_found",
-            Error::FabricUnavailable(_) => "fabric_unavailable",
-            Error::NoEligibleNode { .. } => "no_eligible_node",
-            Error::NodeUnreachable { .. } => "node_unreachable",
-            Error::Remote { code, .. } => remote_code(code),
-            Error::Store(_) | Error::Internal(_) => "internal",
+            Error::Store(weft_store::Error::FunctionNotFound(_)) => Code::FunctionNotFound,
+            Error::Store(weft_store::Error::VersionNotFound { .. }) => Code::VersionNotFound,
+            Error::FabricUnavailable(_) => Code::FabricUnavailable,
+            Error::NoEligibleNode { .. } => Code::NoEligibleNode,
+            Error::NodeUnreachable { .. } => Code::NodeUnreachable,
+            Error::Remote { code, .. } => *code,
+            Error::Store(_) | Error::Internal(_) => Code::Internal,
         }
     }
 
-    /// The HTTP status this error is answered with.
+    /// The HTTP status this error is answered with: its code's.
     pub fn status(&self) -> StatusCode {
-        match self {
-            Error::FunctionNotFound(_) | Error::VersionNotFound { .. } => StatusCode::NOT_FOUND,
-            Error::Store(weft_store::Error::FunctionNotFound(_))
-            | Error::Store(weft_store::Error::VersionNotFound { .. }) => StatusCode::NOT_FOUND,
-            Error::InvalidName(_) | Error::InvalidSpec { .. } | Error::ModuleNotFound { .. } => {
-                StatusCode::BAD_REQUEST
-            }
-            Error::Prepare { source, .. } => match source {
-                PrepareError::Io(_) | PrepareError::Internal(_) => {
-                    StatusCode::INTERNAL_SERVER_ERROR
-                }
-                _ => StatusCode::BAD_REQUEST,
-            },
-            Error::QueueFull { .. } => StatusCode::TOO_MANY_REQUESTS,
-            Error::UnknownStore { .. }
-            | Error::UnknownTopic { .. }
-            | Error::InvalidTrigger { .. } => StatusCode::BAD_REQUEST,
-            Error::RouteConflict { .. } => StatusCode::CONFLICT,
-            Error::Queue(e) => {
-                StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
-            }
-            Error::RequestBody { code, .. } => match *code {
-                "request_too_large" => StatusCode::PAYLOAD_TOO_LARGE,
-                "request_timeout" => StatusCode::REQUEST_TIMEOUT,
-                _ => StatusCode::BAD_REQUEST,
-            },
-            Error::QueueTimeout { .. } | Error::NodeAtCapacity { .. } | Error::ShuttingDown => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
-            Error::Invoke { source, .. } => match source {
-                InvokeError::Deadline { .. } => StatusCode::GATEWAY_TIMEOUT,
-                InvokeError::RequestTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-                InvokeError::ResponseTooLarge { .. } | InvokeError::Handler(_) => {
-                    StatusCode::BAD_GATEWAY
-                }
-                InvokeError::NoCapacity => StatusCode::SERVICE_UNAVAILABLE,
-                _ => StatusCode::INTERNAL_SERVER_ERROR,
-            },
-            Error::FabricUnavailable(_) | Error::NoEligibleNode { .. } => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
-            Error::NodeUnreachable { .. } => StatusCode::BAD_GATEWAY,
-            Error::Remote { status, .. } => {
-                StatusCode::from_u16(*status).unwrap_or(StatusCode::BAD_GATEWAY)
-            }
-            Error::Store(_) | Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-        }
+        StatusCode::from_u16(self.code().status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
     }
 
-    /// Seconds a client should wait before retrying, for overload errors.
-    pub fn retry_after(&self) -> Option<u64> {
-        match self {
-            Error::QueueFull { .. } | Error::QueueTimeout { .. } | Error::NodeAtCapacity { .. } => {
-                Some(1)
-            }
-            Error::Invoke {
-                source: InvokeError::NoCapacity,
-                ..
-            } => Some(1),
-            Error::ShuttingDown => Some(5),
-            Error::Queue(weft_queue::QueueError::Full { .. }) => Some(1),
-            _ => None,
-        }
+    /// Seconds a client should wait before retrying: its code's.
+    pub fn retry_after(&self) -> Option<u32> {
+        self.code().retry_after()
     }
 
     /// The function the error concerns, when there is one.
@@ -295,6 +240,14 @@ impl Error {
         }
     }
 
+    /// The field of a spec at fault, for `invalid_spec`.
+    pub fn field(&self) -> Option<&str> {
+        match self {
+            Error::InvalidSpec { error, .. } => Some(error.field()).filter(|f| !f.is_empty()),
+            _ => None,
+        }
+    }
+
     /// The exit code of a command that exited non-zero.
     pub fn exit_code(&self) -> Option<i32> {
         match self {
@@ -313,42 +266,4 @@ impl Error {
             _ => None,
         }
     }
-}
-
-/// A peer's error code, if it is one of ours (codes are `snake_case`
-/// words); anything else is reported as `remote_error`.
-fn remote_code(code: &str) -> &'static str {
-    const KNOWN: &[&str] = &[
-        "function_not_found",
-        "invalid_spec",
-        "module_not_found",
-        "invalid_module",
-        "unsupported_world",
-        "import_not_granted",
-        "queue_full",
-        "queue_timeout",
-        "node_at_capacity",
-        "shutting_down",
-        "request_too_large",
-        "request_timeout",
-        "invalid_request",
-        "function_exit",
-        "function_trap",
-        "stack_overflow",
-        "memory_limit_exceeded",
-        "fuel_exhausted",
-        "deadline_exceeded",
-        "response_too_large",
-        "handler_error",
-        "internal",
-        "fabric_unavailable",
-        "no_eligible_node",
-        "node_unreachable",
-        "invalid_call",
-    ];
-    KNOWN
-        .iter()
-        .find(|k| **k == code)
-        .copied()
-        .unwrap_or("remote_error")
 }

@@ -39,7 +39,7 @@ pub fn mesh_config(
     default_name: &str,
     http: Option<String>,
 ) -> std::result::Result<MeshConfig, String> {
-    f.validate()?;
+    f.validate().map_err(|e| format!("fabric.{e}"))?;
     let url = f
         .url
         .clone()
@@ -202,8 +202,7 @@ impl Host for FabricHost {
                 Some(c) => c.serve_remote(call, body).await,
                 None => (
                     ReplyOutcome::Err {
-                        code: "shutting_down".into(),
-                        status: 503,
+                        code: weft_codes::Code::ShuttingDown.as_str().into(),
                         message: "the node is shutting down".into(),
                     },
                     Bytes::new(),
@@ -240,6 +239,7 @@ fn requirements(p: Option<&PlacementSpec>) -> Requirements {
         near: p.near.iter().map(|n| n.to_string()).collect(),
         cost_weight: f64::from(p.cost_weight.unwrap_or(0)),
         energy_weight: f64::from(p.energy_weight.unwrap_or(0)),
+        ..Requirements::default()
     }
 }
 
@@ -379,6 +379,8 @@ impl Controller {
             stores: self.kv_labels().into_iter().collect(),
             cost: cfg.cost,
             energy: cfg.energy,
+            broker: false,
+            topics: Vec::new(),
         };
         let mut exec = ExecTable::new();
         if let Some(us) = f.exec_us() {
@@ -405,6 +407,8 @@ impl Controller {
                 stores: hb.stores,
                 cost: hb.cost,
                 energy: hb.energy,
+                broker: false,
+                topics: Vec::new(),
             });
         }
         View {
@@ -530,14 +534,9 @@ impl Controller {
                             decision,
                             tried,
                         }),
-                        ReplyOutcome::Err {
-                            code,
-                            status,
-                            message,
-                        } => Err(Error::Remote {
+                        ReplyOutcome::Err { code, message } => Err(Error::Remote {
                             node: reply.node,
-                            code,
-                            status,
+                            code: code.parse().unwrap_or(weft_codes::Code::RemoteError),
                             message,
                         }),
                     };
@@ -633,8 +632,7 @@ impl Controller {
             ),
             Err(e) => (
                 ReplyOutcome::Err {
-                    code: e.code().to_string(),
-                    status: e.status().as_u16(),
+                    code: e.code().as_str().to_string(),
                     message: e.to_string(),
                 },
                 Bytes::new(),

@@ -13,9 +13,9 @@ use weft_store::VersionRecord;
 use crate::caps::Resolved;
 use crate::metrics::FnMetrics;
 use weft_manifest::MqttTrigger;
+use weft_manifest::Schedule;
 use weft_queue::RetryPolicy;
 use weft_runtime::Capabilities;
-use weft_triggers::cron::Schedule;
 
 pub(crate) struct Function {
     pub(crate) name: String,
@@ -59,6 +59,7 @@ pub(crate) fn resolve(spec: &FunctionSpec, d: &Defaults) -> (Limits, Grants) {
         max_log: d.max_log_size.0,
     };
     let grants = Grants {
+        args: spec.args.clone(),
         env: spec
             .env
             .iter()

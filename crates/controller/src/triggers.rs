@@ -15,7 +15,9 @@ use chrono::{DateTime, Utc};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
-use weft_triggers::cron::{Schedule, plan};
+use weft_codes::Code;
+use weft_manifest::Schedule;
+use weft_triggers::cron::plan;
 use weft_triggers::mqtt::{Handler, Message};
 
 /// How long an MQTT message waits for room in a full queue before it is
@@ -250,7 +252,7 @@ fn mqtt_handler(c: Weak<Controller>, function: String, response_topic: Option<St
                 match queued {
                     Ok(_) => return Ok(()),
                     Err(e)
-                        if e.code() == "request_too_large" || e.code() == "function_not_found" =>
+                        if matches!(e.code(), Code::RequestTooLarge | Code::FunctionNotFound) =>
                     {
                         c.metrics.trigger_dropped.inc();
                         c.log_line(
@@ -261,7 +263,7 @@ fn mqtt_handler(c: Weak<Controller>, function: String, response_topic: Option<St
                         return Ok(());
                     }
                     Err(e)
-                        if e.code() == "queue_full"
+                        if e.code() == Code::QueueFull
                             && tokio::time::Instant::now() + wait < until =>
                     {
                         tokio::time::sleep(wait).await;

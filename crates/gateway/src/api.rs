@@ -16,6 +16,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use std::future::Future;
 use std::sync::Arc;
+use weft_codes::Code;
 use weft_controller::Controller;
 use weft_manifest::FunctionSpec;
 
@@ -106,8 +107,7 @@ async fn authorize(State(s): State<AppState>, req: Request, next: Next) -> Respo
         next.run(req).await
     } else {
         ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
+            Code::Unauthorized,
             "this node requires `Authorization: Bearer <token>` (set WEFT_TOKEN or --token)",
         )
         .into_response()
@@ -124,8 +124,7 @@ async fn not_found(State(s): State<AppState>, req: Request) -> Response {
         };
     }
     ApiError::new(
-        StatusCode::NOT_FOUND,
-        "not_found",
+        Code::NotFound,
         format!("no route for {} {}", req.method(), req.uri().path()),
     )
     .into_response()
@@ -171,8 +170,7 @@ async fn invocation_result(
         )
             .into_response()),
         None => Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "no_result",
+            Code::NoResult,
             format!(
                 "invocation `{id}` has no result: it is {}",
                 serde_json::to_value(rec.state)
@@ -200,8 +198,7 @@ async fn dlq_list(
     State(s): State<AppState>,
     q: Result<Query<DlqQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let Query(q) =
-        q.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", e.body_text()))?;
+    let Query(q) = q.map_err(|e| ApiError::new(Code::InvalidQuery, e.body_text()))?;
     let dead = s
         .controller
         .dead_letters(q.function, q.limit.min(10_000))
@@ -230,7 +227,7 @@ async fn publish(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     weft_manifest::validate_topic(&topic)
-        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_topic", e))?;
+        .map_err(|e| ApiError::new(Code::InvalidTopic, e.to_string()))?;
     let n = s.controller.publish("", &topic, body).await?;
     Ok((
         StatusCode::ACCEPTED,
@@ -241,8 +238,7 @@ async fn publish(
 
 async fn method_not_allowed(req: Request) -> ApiError {
     ApiError::new(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "method_not_allowed",
+        Code::MethodNotAllowed,
         format!("{} is not allowed on {}", req.method(), req.uri().path()),
     )
 }
@@ -304,8 +300,7 @@ async fn placement(
     Path(name): Path<String>,
     q: Result<Query<PlacementQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    let Query(q) =
-        q.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", e.body_text()))?;
+    let Query(q) = q.map_err(|e| ApiError::new(Code::InvalidQuery, e.body_text()))?;
     let c = &s.controller;
     Ok(Json(match c.place(&name, q.bytes)? {
         weft_controller::Placement::Standalone => json!({
@@ -335,8 +330,7 @@ async fn upload_module(
     q: Result<Query<UploadQuery>, axum::extract::rejection::QueryRejection>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let Query(q) =
-        q.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", e.body_text()))?;
+    let Query(q) = q.map_err(|e| ApiError::new(Code::InvalidQuery, e.body_text()))?;
     let info = s
         .controller
         .upload_module(body, q.function.as_deref())
@@ -362,8 +356,7 @@ async fn get_function(
 
 fn bad_json(name: &str, e: JsonRejection) -> ApiError {
     ApiError::new(
-        StatusCode::BAD_REQUEST,
-        "invalid_spec",
+        Code::InvalidSpec,
         format!("function `{name}`: {}", e.body_text()),
     )
     .with("function", name)
@@ -421,8 +414,7 @@ async fn logs(
     Path(name): Path<String>,
     q: Result<Query<LogQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let Query(q) =
-        q.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", e.body_text()))?;
+    let Query(q) = q.map_err(|e| ApiError::new(Code::InvalidQuery, e.body_text()))?;
     let recent = s.controller.logs(&name, q.since, q.limit)?;
     if !q.follow {
         return Ok(Json(json!({ "lines": recent })).into_response());

@@ -8,25 +8,23 @@ use axum::Json;
 use axum::response::{IntoResponse, Response};
 use http::{HeaderValue, StatusCode};
 use serde_json::{Map, Value, json};
+use weft_codes::Code;
 
 /// An error answered by the API.
 #[derive(Debug)]
 pub(crate) struct ApiError {
-    status: StatusCode,
-    code: &'static str,
+    code: Code,
     message: String,
     fields: Map<String, Value>,
-    retry_after: Option<u64>,
 }
 
 impl ApiError {
-    pub(crate) fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+    /// An error with `code`; its status and `Retry-After` are the code's.
+    pub(crate) fn new(code: Code, message: impl Into<String>) -> Self {
         ApiError {
-            status,
             code,
             message: message.into(),
             fields: Map::new(),
-            retry_after: None,
         }
     }
 
@@ -38,9 +36,12 @@ impl ApiError {
 
 impl From<weft_controller::Error> for ApiError {
     fn from(e: weft_controller::Error) -> Self {
-        let mut api = ApiError::new(e.status(), e.code(), e.to_string());
+        let mut api = ApiError::new(e.code(), e.to_string());
         if let Some(f) = e.function() {
             api = api.with("function", f);
+        }
+        if let Some(field) = e.field() {
+            api = api.with("field", field);
         }
         if let Some(i) = e.invocation() {
             api = api.with("invocation", i);
@@ -48,7 +49,6 @@ impl From<weft_controller::Error> for ApiError {
         if let Some(c) = e.exit_code() {
             api = api.with("exit_code", c);
         }
-        api.retry_after = e.retry_after();
         api
     }
 }
@@ -56,15 +56,17 @@ impl From<weft_controller::Error> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut body = Map::new();
-        body.insert("code".into(), json!(self.code));
+        body.insert("code".into(), json!(self.code.as_str()));
         body.insert("message".into(), json!(self.message));
         body.extend(self.fields.clone());
-        let mut resp = (self.status, Json(json!({ "error": body }))).into_response();
+        let status =
+            StatusCode::from_u16(self.code.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let mut resp = (status, Json(json!({ "error": body }))).into_response();
         let headers = resp.headers_mut();
-        if let Some(s) = self.retry_after {
+        if let Some(s) = self.code.retry_after() {
             headers.insert(http::header::RETRY_AFTER, HeaderValue::from(s));
         }
-        headers.insert("x-weft-error", HeaderValue::from_static(self.code));
+        headers.insert("x-weft-error", HeaderValue::from_static(self.code.as_str()));
         if let Some(Value::String(inv)) = self.fields.get("invocation")
             && let Ok(v) = HeaderValue::from_str(inv)
         {
@@ -75,7 +77,7 @@ impl IntoResponse for ApiError {
         {
             headers.insert("x-weft-exit-code", v);
         }
-        if self.status == StatusCode::UNAUTHORIZED {
+        if self.code == Code::Unauthorized {
             headers.insert(
                 http::header::WWW_AUTHENTICATE,
                 HeaderValue::from_static("Bearer"),

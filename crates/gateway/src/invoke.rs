@@ -10,6 +10,7 @@ use http::{HeaderMap, HeaderValue, StatusCode, Uri};
 use http_body_util::{BodyExt, Limited};
 use serde_json::json;
 use std::collections::{BTreeMap, HashMap};
+use weft_codes::Code;
 use weft_controller::{BodyError, InvocationInfo, Origin, Placement};
 use weft_runtime::Kind;
 
@@ -242,8 +243,7 @@ async fn enqueue(
             v.to_str()
                 .map_err(|_| {
                     ApiError::new(
-                        StatusCode::BAD_REQUEST,
-                        "invalid_idempotency_key",
+                        Code::InvalidIdempotencyKey,
                         "the Idempotency-Key header is not visible ASCII",
                     )
                 })?
@@ -324,12 +324,8 @@ fn rewrite(req: Request, path: &str) -> Result<Request, ApiError> {
         .map(|q| format!("?{q}"))
         .unwrap_or_default();
     let uri = format!("http://{host}{path}{query}");
-    parts.uri = uri.parse::<Uri>().map_err(|e| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            format!("bad request URI: {e}"),
-        )
-    })?;
+    parts.uri = uri
+        .parse::<Uri>()
+        .map_err(|e| ApiError::new(Code::InvalidRequest, format!("bad request URI: {e}")))?;
     Ok(Request::from_parts(parts, body))
 }

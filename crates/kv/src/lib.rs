@@ -56,6 +56,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::Path;
 use std::sync::Arc;
+pub use weft_codes::Code;
 
 /// Where a store's data lives, as configured by the node operator.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -168,17 +169,17 @@ pub enum KvError {
 }
 
 impl KvError {
-    /// A stable snake_case code for the error, for APIs and guests.
-    pub fn code(&self) -> &'static str {
+    /// The error's stable code, for APIs and guests.
+    pub fn code(&self) -> Code {
         match self {
-            KvError::KeyTooLarge { .. } => "key_too_large",
-            KvError::ValueTooLarge { .. } => "value_too_large",
-            KvError::BatchTooLarge { .. } => "batch_too_large",
-            KvError::InvalidKey(_) => "invalid_key",
-            KvError::NotANumber { .. } => "not_a_number",
-            KvError::Overflow { .. } => "overflow",
-            KvError::Unavailable { .. } => "store_unavailable",
-            KvError::Backend { .. } => "store_error",
+            KvError::KeyTooLarge { .. } => Code::KeyTooLarge,
+            KvError::ValueTooLarge { .. } => Code::ValueTooLarge,
+            KvError::BatchTooLarge { .. } => Code::BatchTooLarge,
+            KvError::InvalidKey(_) => Code::InvalidKey,
+            KvError::NotANumber { .. } => Code::NotANumber,
+            KvError::Overflow { .. } => Code::Overflow,
+            KvError::Unavailable { .. } => Code::StoreUnavailable,
+            KvError::Backend { .. } => Code::StoreError,
         }
     }
 }

@@ -2,6 +2,7 @@
 //! hosts, topics, callees) and the events that invoke it (routes, cron,
 //! MQTT, topics), with the parsers that validate each form.
 
+use crate::error::{FieldError, bad};
 use crate::units::HumanDuration;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -13,22 +14,22 @@ pub const MAX_TOPIC_LEN: usize = 255;
 /// A pattern over the node's internal topics, NATS-style: tokens separated
 /// by `.`; `*` matches one token, `>` (last only) one or more.
 /// `orders.created`, `orders.*`, `sensors.>`.
-pub fn validate_topic_pattern(p: &str) -> Result<(), String> {
+pub fn validate_topic_pattern(p: &str) -> Result<(), FieldError> {
     validate_tokens(p, true)
 }
 
 /// A concrete topic to publish on: a pattern without wildcards.
-pub fn validate_topic(t: &str) -> Result<(), String> {
+pub fn validate_topic(t: &str) -> Result<(), FieldError> {
     validate_tokens(t, false)
 }
 
-fn validate_tokens(p: &str, wildcards: bool) -> Result<(), String> {
+fn validate_tokens(p: &str, wildcards: bool) -> Result<(), FieldError> {
     let what = if wildcards { "topic pattern" } else { "topic" };
     if p.is_empty() || p.len() > MAX_TOPIC_LEN {
-        return Err(format!(
+        return Err(FieldError::new(format!(
             "{what} `{}`: must be 1 to {MAX_TOPIC_LEN} bytes",
             p.escape_debug()
-        ));
+        )));
     }
     let tokens: Vec<&str> = p.split('.').collect();
     for (i, t) in tokens.iter().enumerate() {
@@ -41,7 +42,7 @@ fn validate_tokens(p: &str, wildcards: bool) -> Result<(), String> {
                 .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'),
         };
         if !ok {
-            return Err(format!(
+            return Err(FieldError::new(format!(
                 "{what} `{}`: token `{}` is not allowed (use letters, digits, `-` and `_` \
                  between dots{})",
                 p.escape_debug(),
@@ -51,10 +52,19 @@ fn validate_tokens(p: &str, wildcards: bool) -> Result<(), String> {
                 } else {
                     ""
                 }
-            ));
+            )));
         }
     }
     Ok(())
+}
+
+/// Whether a node whose config allows the topic patterns `node` provides
+/// every topic `pattern` matches. Conservative: `pattern` must be matched by
+/// one of them as if it were a topic (wildcards compared as literal tokens),
+/// or one of them must be `>`.
+pub fn topics_provide(node: &[String], pattern: &str) -> bool {
+    node.iter()
+        .any(|n| n == ">" || n == pattern || topic_matches(n, pattern))
 }
 
 /// Whether `topic` matches `pattern` (both valid).
@@ -85,8 +95,8 @@ pub struct HostPattern {
 
 impl HostPattern {
     /// Parses `s`; the error says what is wrong with it.
-    pub fn parse(s: &str) -> Result<HostPattern, String> {
-        let err = |why: &str| format!("allowed_outbound_hosts: `{}`: {why}", s.escape_debug());
+    pub fn parse(s: &str) -> Result<HostPattern, FieldError> {
+        let err = |why: &str| FieldError::new(format!("`{}`: {why}", s.escape_debug()));
         let (scheme, rest) = s
             .split_once("://")
             .ok_or_else(|| err("write it as scheme://host[:port], e.g. https://api.example.com"))?;
@@ -161,8 +171,8 @@ impl HostPattern {
 
 /// Validates an HTTP route: an absolute path, optionally ending in `/...`
 /// to match every path below it.
-pub fn validate_route(r: &str) -> Result<(), String> {
-    let err = |why: &str| format!("routes: `{}`: {why}", r.escape_debug());
+pub fn validate_route(r: &str) -> Result<(), FieldError> {
+    let err = |why: &str| FieldError::new(format!("`{}`: {why}", r.escape_debug()));
     if !r.starts_with('/') {
         return Err(err("must start with `/`"));
     }
@@ -248,37 +258,37 @@ impl Default for RetrySpec {
 
 impl RetrySpec {
     /// Checks the bounds.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), FieldError> {
         if !(1..=100).contains(&self.attempts) {
-            return Err(format!(
-                "retry.attempts: {} is not between 1 and 100",
-                self.attempts
-            ));
+            return bad(
+                "attempts",
+                format!("{} is not between 1 and 100", self.attempts),
+            );
         }
-        if self.backoff.0 > Duration::from_secs(86_400)
-            || self.max_backoff.0 > Duration::from_secs(86_400)
-        {
-            return Err("retry: backoffs must be at most 1 day".into());
+        for (field, d) in [("backoff", self.backoff), ("max_backoff", self.max_backoff)] {
+            if d.0 > Duration::from_secs(86_400) {
+                return bad(field, "must be at most 1 day");
+            }
         }
         if self.max_backoff.0 < self.backoff.0 {
-            return Err("retry.max_backoff: must not be below retry.backoff".into());
+            return bad("max_backoff", "must not be below `backoff`");
         }
         Ok(())
     }
 }
 
 /// Validates a `wasi:config` key: 1 to 128 of letters, digits, `_`, `-`, `.`.
-pub fn validate_config_key(k: &str) -> Result<(), String> {
+pub fn validate_config_key(k: &str) -> Result<(), FieldError> {
     if (1..=128).contains(&k.len())
         && k.chars()
             .all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c))
     {
         Ok(())
     } else {
-        Err(format!(
-            "config: invalid key `{}`: use 1-128 letters, digits, `_`, `-` and `.`",
+        Err(FieldError::new(format!(
+            "invalid key `{}`: use 1-128 letters, digits, `_`, `-` and `.`",
             k.escape_debug()
-        ))
+        )))
     }
 }
 

@@ -1,5 +1,9 @@
 //! The declarative inputs of Weft: application manifests (`weft.toml`, what
-//! functions need) and node configuration (what the operator provides).
+//! functions need) and node configuration (what the operator provides), and
+//! the validation of every value in them — names, sizes, durations, topics,
+//! routes, hosts, cron schedules, MQTT filters — so that a bad input is
+//! refused, naming its file, function and field, before anything is
+//! uploaded.
 //!
 //! ```
 //! use weft_manifest::Manifest;
@@ -11,18 +15,25 @@
 //! ```
 
 mod caps;
+mod cron;
+mod error;
 mod manifest;
+pub mod mqtt;
 mod node;
 mod placement;
 mod spec;
 mod units;
 
 pub use caps::{
-    CronTrigger, HostPattern, MAX_TOPIC_LEN, MqttTrigger, RetrySpec, topic_matches,
+    CronTrigger, HostPattern, MAX_TOPIC_LEN, MqttTrigger, RetrySpec, topic_matches, topics_provide,
     validate_config_key, validate_route, validate_topic, validate_topic_pattern,
 };
+pub use cron::{CronError, Schedule};
+pub use error::{Error, FieldError};
 pub use manifest::{MANIFEST_VERSION, Manifest, ManifestError};
 pub use node::{Defaults, KvStoreConfig, MqttConfig, NodeConfig, QueueConfig};
-pub use placement::{FabricConfig, PlacementSpec, TIERS, validate_label, validate_tier};
+pub use placement::{
+    FabricConfig, PlacementSpec, TIERS, valid_node_name, validate_label, validate_tier,
+};
 pub use spec::{FunctionSpec, ModuleRef, bounds};
 pub use units::{ByteSize, HumanDuration, Name};

@@ -1,11 +1,13 @@
 //! `weft.toml`: the application manifest.
 
+use crate::error::Error;
 use crate::spec::{FunctionSpec, ModuleRef};
 use crate::units::Name;
 use schemars::JsonSchema;
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// The manifest format this build reads.
 pub const MANIFEST_VERSION: u32 = 1;
@@ -31,48 +33,40 @@ pub struct Manifest {
     pub functions: BTreeMap<Name, FunctionSpec>,
 }
 
-/// A manifest that could not be read; the message names the file, and the
-/// line or the field.
-#[derive(Debug, thiserror::Error)]
-#[error("{path}: {message}")]
-pub struct ManifestError {
-    /// The manifest file.
-    pub path: PathBuf,
-    /// What is wrong, and where.
-    pub message: String,
-}
+/// A manifest that could not be read: the file, and the line, function and
+/// field at fault.
+pub type ManifestError = Error;
 
 impl Manifest {
     /// Parses and validates manifest text; `path` is used in errors only.
-    pub fn parse(text: &str, path: &Path) -> Result<Manifest, ManifestError> {
-        let err = |message: String| ManifestError {
-            path: path.to_path_buf(),
-            message,
-        };
-        let m: Manifest =
-            toml::from_str(text).map_err(|e| err(e.to_string().trim_end().to_string()))?;
+    pub fn parse(text: &str, path: &Path) -> Result<Manifest, Error> {
+        let m: Manifest = from_toml(text, path)?;
         if m.manifest_version != MANIFEST_VERSION {
-            return Err(err(format!(
-                "manifest_version {} is not supported; this weft reads version {MANIFEST_VERSION}",
-                m.manifest_version
-            )));
+            return Err(Error::file(
+                path,
+                format!(
+                    "manifest_version {} is not supported; this weft reads version {MANIFEST_VERSION}",
+                    m.manifest_version
+                ),
+            ));
         }
         if m.functions.is_empty() {
-            return Err(err("no functions: add a `[functions.NAME]` table".into()));
+            return Err(Error::file(
+                path,
+                "no functions: add a `[functions.NAME]` table",
+            ));
         }
         for (name, f) in &m.functions {
             f.validate()
-                .map_err(|e| err(format!("functions.{name}.{e}")))?;
+                .map_err(|e| Error::field(path, Some(name.as_str()), e))?;
         }
         Ok(m)
     }
 
     /// Reads a manifest file and resolves module paths against its folder.
-    pub fn load(path: &Path) -> Result<Manifest, ManifestError> {
-        let text = std::fs::read_to_string(path).map_err(|e| ManifestError {
-            path: path.to_path_buf(),
-            message: format!("cannot read: {e}"),
-        })?;
+    pub fn load(path: &Path) -> Result<Manifest, Error> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Error::file(path, format!("cannot read: {e}")))?;
         let mut m = Manifest::parse(&text, path)?;
         let base = path.parent().unwrap_or(Path::new("."));
         for f in m.functions.values_mut() {
@@ -86,6 +80,38 @@ impl Manifest {
     /// The JSON schema of the manifest.
     pub fn json_schema() -> serde_json::Value {
         serde_json::to_value(schemars::schema_for!(Manifest)).unwrap_or_default()
+    }
+}
+
+/// Deserializes TOML text, naming in an error the line and the path of the
+/// key at fault (`functions.hello.memroy`).
+pub(crate) fn from_toml<T: DeserializeOwned>(text: &str, file: &Path) -> Result<T, Error> {
+    let de = toml::Deserializer::parse(text).map_err(|e| toml_error(file, text, &e, ""))?;
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        toml_error(file, text, e.inner(), &path)
+    })
+}
+
+fn toml_error(file: &Path, text: &str, e: &toml::de::Error, path: &str) -> Error {
+    let line = e
+        .span()
+        .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
+    let path = path.trim_start_matches('.');
+    let (function, field) = match path.strip_prefix("functions.") {
+        Some(rest) => match rest.split_once('.') {
+            Some((f, field)) => (Some(f.to_string()), Some(field.to_string())),
+            None => (Some(rest.to_string()), None),
+        },
+        None if path.is_empty() => (None, None),
+        None => (None, Some(path.to_string())),
+    };
+    Error {
+        file: file.to_path_buf(),
+        line,
+        function,
+        field,
+        message: e.message().trim().to_string(),
     }
 }
 

@@ -2,6 +2,7 @@
 //! applications ask for. Separate from application manifests.
 
 use crate::caps::validate_topic_pattern;
+use crate::error::{Error, FieldError, bad};
 use crate::placement::FabricConfig;
 use crate::units::{ByteSize, HumanDuration, Name};
 use schemars::JsonSchema;
@@ -173,71 +174,82 @@ impl Default for Defaults {
 }
 
 impl NodeConfig {
-    /// Reads and validates a node configuration file.
-    pub fn load(path: &Path) -> Result<NodeConfig, String> {
+    /// Reads and validates a node configuration file; the error names the
+    /// file, and the line or the field.
+    pub fn load(path: &Path) -> Result<NodeConfig, Error> {
         let text = std::fs::read_to_string(path)
-            .map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
-        let c: NodeConfig = toml::from_str(&text)
-            .map_err(|e| format!("{}: {}", path.display(), e.to_string().trim_end()))?;
-        c.validate()
-            .map_err(|e| format!("{}: {e}", path.display()))?;
+            .map_err(|e| Error::file(path, format!("cannot read: {e}")))?;
+        NodeConfig::parse(&text, path)
+    }
+
+    /// Parses and validates node configuration text; `path` is used in
+    /// errors only.
+    pub fn parse(text: &str, path: &Path) -> Result<NodeConfig, Error> {
+        let c: NodeConfig = crate::manifest::from_toml(text, path)?;
+        c.validate().map_err(|e| Error::field(path, None, e))?;
         Ok(c)
     }
 
-    /// Checks values that parse but cannot work.
-    pub fn validate(&self) -> Result<(), String> {
+    /// Checks values that parse but cannot work; the error names the field.
+    pub fn validate(&self) -> Result<(), FieldError> {
         if let Some(t) = &self.token
             && t.len() < 16
         {
-            return Err("token: must be at least 16 characters".into());
+            return bad("token", "must be at least 16 characters");
         }
         let max_memory = self.max_memory.map_or(1 << 30, |m| m.0);
         if self.defaults.memory.0 > max_memory {
-            return Err(format!(
-                "defaults.memory ({}) is above max_memory ({})",
-                self.defaults.memory,
-                ByteSize(max_memory)
-            ));
+            return bad(
+                "defaults.memory",
+                format!(
+                    "{} is above max_memory ({})",
+                    self.defaults.memory,
+                    ByteSize(max_memory)
+                ),
+            );
         }
         if self.defaults.max_concurrency == 0 {
-            return Err("defaults.max_concurrency: must be at least 1".into());
+            return bad("defaults.max_concurrency", "must be at least 1");
         }
         for (label, kv) in &self.kv {
             if let KvStoreConfig::Redis { url, .. } = kv
                 && !(url.starts_with("redis://") || url.starts_with("rediss://"))
             {
-                return Err(format!(
-                    "kv.{label}.url: `{url}` is not a redis:// or rediss:// URL"
-                ));
+                return bad(
+                    &format!("kv.{label}.url"),
+                    format!("`{url}` is not a redis:// or rediss:// URL"),
+                );
             }
         }
         if let Some(f) = &self.fabric {
-            f.validate()?;
+            f.validate().map_err(|e| e.at("fabric"))?;
         }
         for (label, kv) in &self.kv {
             if matches!(kv, KvStoreConfig::Fabric {}) && self.fabric.is_none() {
-                return Err(format!(
-                    "kv.{label}: backend `fabric` needs a fabric (`[fabric]` or `weft up --fabric`)"
-                ));
+                return bad(
+                    &format!("kv.{label}.backend"),
+                    "`fabric` needs a fabric (`[fabric]` or `weft up --fabric`)",
+                );
             }
         }
         if let Some(m) = &self.mqtt
             && !(m.url.starts_with("mqtt://") || m.url.starts_with("tcp://"))
         {
-            return Err(format!("mqtt.url: `{}` is not an mqtt:// URL", m.url));
+            return bad("mqtt.url", format!("`{}` is not an mqtt:// URL", m.url));
         }
-        for t in self.topics.iter().flatten() {
-            validate_topic_pattern(t).map_err(|e| format!("topics: {e}"))?;
+        for (i, t) in self.topics.iter().flatten().enumerate() {
+            validate_topic_pattern(t).map_err(|e| e.at(format!("topics[{i}]")))?;
         }
-        if self.queue.max_pending == 0 || self.queue.max_pending_per_function == 0 {
-            return Err(
-                "queue: max_pending and max_pending_per_function must be at least 1".into(),
-            );
+        if self.queue.max_pending == 0 {
+            return bad("queue.max_pending", "must be at least 1");
+        }
+        if self.queue.max_pending_per_function == 0 {
+            return bad("queue.max_pending_per_function", "must be at least 1");
         }
         if let Some(d) = self.max_call_depth
             && !(1..=64).contains(&d)
         {
-            return Err(format!("max_call_depth: {d} is not between 1 and 64"));
+            return bad("max_call_depth", format!("{d} is not between 1 and 64"));
         }
         Ok(())
     }

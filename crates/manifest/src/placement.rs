@@ -1,6 +1,7 @@
 //! Where a function may run, and where it would rather run: `[placement]`
 //! of a function, and the node's own place, `[fabric]` of the node config.
 
+use crate::error::{FieldError, bad};
 use crate::units::{HumanDuration, Name};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -58,46 +59,47 @@ fn valid_label(s: &str) -> bool {
 }
 
 /// Checks a `key=value` label.
-pub fn validate_label(key: &str, value: &str) -> Result<(), String> {
+pub fn validate_label(key: &str, value: &str) -> Result<(), FieldError> {
     if !valid_label(key) {
-        return Err(format!(
+        return Err(FieldError::new(format!(
             "label key `{}`: use 1-63 of letters, digits, `-`, `_`, `.`",
             key.escape_debug()
-        ));
+        )));
     }
     if !valid_label(value) {
-        return Err(format!(
+        return Err(FieldError::new(format!(
             "label `{key}`: value `{}`: use 1-63 of letters, digits, `-`, `_`, `.`",
             value.escape_debug()
-        ));
+        )));
     }
     Ok(())
 }
 
 /// Checks a tier name.
-pub fn validate_tier(t: &str) -> Result<(), String> {
+pub fn validate_tier(t: &str) -> Result<(), FieldError> {
     if TIERS.contains(&t) {
         Ok(())
     } else {
-        Err(format!("`{t}` is not a tier (one of {})", TIERS.join(", ")))
+        Err(FieldError::new(format!(
+            "`{t}` is not a tier (one of {})",
+            TIERS.join(", ")
+        )))
     }
 }
 
 impl PlacementSpec {
     /// Checks every field; the error names the field.
-    pub fn validate(&self) -> Result<(), String> {
-        for t in &self.tier {
-            validate_tier(t).map_err(|e| format!("placement.tier: {e}"))?;
+    pub fn validate(&self) -> Result<(), FieldError> {
+        for (i, t) in self.tier.iter().enumerate() {
+            validate_tier(t).map_err(|e| e.at(format!("tier[{i}]")))?;
         }
         for (k, v) in &self.labels {
-            validate_label(k, v).map_err(|e| format!("placement.labels: {e}"))?;
+            validate_label(k, v).map_err(|e| e.at("labels"))?;
         }
         if let Some(p) = &self.privacy
             && !["none", "site", "tier"].contains(&p.as_str())
         {
-            return Err(format!(
-                "placement.privacy: `{p}` is not one of none, site, tier"
-            ));
+            return bad("privacy", format!("`{p}` is not one of none, site, tier"));
         }
         for (field, w) in [
             ("cost_weight", self.cost_weight),
@@ -106,7 +108,7 @@ impl PlacementSpec {
             if let Some(w) = w
                 && w > 1000
             {
-                return Err(format!("placement.{field}: {w} is above 1000"));
+                return bad(field, format!("{w} is above 1000"));
             }
         }
         Ok(())
@@ -182,25 +184,26 @@ pub struct FabricConfig {
 }
 
 impl FabricConfig {
-    /// Checks every field; the error names the field.
-    pub fn validate(&self) -> Result<(), String> {
+    /// Checks every field; the error names the field (below `fabric`).
+    pub fn validate(&self) -> Result<(), FieldError> {
         if let Some(urls) = &self.url {
             for u in urls.split(',').map(str::trim) {
                 let ok = ["nats://", "tls://"]
                     .iter()
                     .any(|s| u.strip_prefix(s).is_some_and(|rest| !rest.is_empty()));
                 if !ok {
-                    return Err(format!(
-                        "fabric URL `{u}`: expected nats://HOST:PORT or tls://HOST:PORT"
-                    ));
+                    return bad(
+                        "url",
+                        format!("`{u}`: expected nats://HOST:PORT or tls://HOST:PORT"),
+                    );
                 }
             }
         }
         if let Some(t) = &self.tier {
-            validate_tier(t).map_err(|e| format!("fabric.tier: {e}"))?;
+            validate_tier(t).map_err(|e| e.at("tier"))?;
         }
         for (k, v) in &self.labels {
-            validate_label(k, v).map_err(|e| format!("fabric.labels: {e}"))?;
+            validate_label(k, v).map_err(|e| e.at("labels"))?;
         }
         let auths = [
             self.credentials.is_some(),
@@ -208,24 +211,48 @@ impl FabricConfig {
             self.token.is_some(),
         ];
         if auths.iter().filter(|a| **a).count() > 1 {
-            return Err("fabric: give one of `credentials`, `user`+`password`, `token`".into());
+            return Err(FieldError::new(
+                "give one of `credentials`, `user`+`password`, `token`",
+            ));
         }
         if self.user.is_some() != self.password.is_some() {
-            return Err("fabric: `user` and `password` go together".into());
+            return Err(FieldError::new("`user` and `password` go together"));
         }
         if self.tls_cert.is_some() != self.tls_key.is_some() {
-            return Err("fabric: `tls_cert` and `tls_key` go together".into());
+            return Err(FieldError::new("`tls_cert` and `tls_key` go together"));
         }
         if let Some(d) = self.down_after
             && !(1..=100).contains(&d)
         {
-            return Err(format!("fabric.down_after: {d} is not between 1 and 100"));
+            return bad("down_after", format!("{d} is not between 1 and 100"));
         }
         if let Some(HumanDuration(h)) = self.heartbeat
             && (h < std::time::Duration::from_millis(50) || h > std::time::Duration::from_secs(60))
         {
-            return Err("fabric.heartbeat: must be between 50ms and 60s".into());
+            return bad("heartbeat", "must be between 50ms and 60s");
+        }
+        if let Some(n) = &self.name
+            && !valid_node_name(n)
+        {
+            return bad(
+                "name",
+                format!(
+                    "node name `{}`: use 1-63 of a-z, 0-9 and `-`, not starting or ending with `-`",
+                    n.escape_debug()
+                ),
+            );
         }
         Ok(())
     }
+}
+
+/// Whether `s` is a valid node name: 1-63 of `[a-z0-9-]`, not starting or
+/// ending with `-` (it is a NATS subject token and a label value).
+pub fn valid_node_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
 }

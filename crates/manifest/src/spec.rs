@@ -4,12 +4,15 @@ use crate::caps::{
     CronTrigger, HostPattern, MqttTrigger, RetrySpec, validate_config_key, validate_route,
     validate_topic_pattern,
 };
+use crate::cron::Schedule;
+use crate::error::{FieldError, bad};
 use crate::placement::PlacementSpec;
 use crate::units::{ByteSize, HumanDuration, Name};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::time::Duration;
+use weft_codes::Code;
 
 /// One function, as declared in `[functions.NAME]` of `weft.toml` and as sent
 /// to `PUT /v1/functions/{name}`. Every field but `module` is optional; an
@@ -71,6 +74,13 @@ pub struct FunctionSpec {
     /// TOML: `max_response_size = "8MiB"`
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_response_size: Option<ByteSize>,
+
+    /// Arguments of a command, after its name (`argv[1..]`), as
+    /// `wasmtime run` and OpenFaaS's classic watchdog pass them: a program
+    /// such as `binarytrees 10` runs unchanged. HTTP components take none.
+    /// TOML: `args = ["10"]`
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub args: Vec<String>,
 
     /// Environment variables the guest sees (it sees none otherwise).
     /// TOML: `env = { GREETING = "hi" }`
@@ -160,6 +170,10 @@ pub mod bounds {
     pub const MAX_QUEUE: u32 = 1_000_000;
     /// Largest request or response body.
     pub const MAX_BODY: u64 = 1 << 30;
+    /// Most arguments of a command.
+    pub const MAX_ARGS: usize = 1024;
+    /// Most bytes of a command's arguments, with a NUL after each.
+    pub const MAX_ARG_BYTES: usize = 64 << 10;
 }
 
 /// Where `module` points.
@@ -180,8 +194,9 @@ impl FunctionSpec {
         }
     }
 
-    /// Checks every field; the error names the field and what is wrong.
-    pub fn validate(&self) -> Result<(), String> {
+    /// Checks every field; the error names the field (its path below
+    /// `[functions.NAME]`) and what is wrong.
+    pub fn validate(&self) -> Result<(), FieldError> {
         match self.module_ref() {
             ModuleRef::Digest(hex) => {
                 if hex.len() != 64
@@ -189,21 +204,24 @@ impl FunctionSpec {
                         .bytes()
                         .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
                 {
-                    return Err(format!(
-                        "module: `{}` is not `sha256:` followed by 64 lowercase hex digits",
-                        self.module
-                    ));
+                    return bad(
+                        "module",
+                        format!(
+                            "`{}` is not `sha256:` followed by 64 lowercase hex digits",
+                            self.module
+                        ),
+                    );
                 }
             }
             ModuleRef::Path(p) if p.trim().is_empty() => {
-                return Err("module: must not be empty".into());
+                return bad("module", "must not be empty");
             }
             ModuleRef::Path(_) => {}
         }
         if let Some(d) = &self.description
             && d.len() > 1024
         {
-            return Err("description: longer than 1024 bytes".into());
+            return bad("description", "longer than 1024 bytes");
         }
         if let Some(HumanDuration(t)) = self.timeout {
             check_range("timeout", t, bounds::MIN_TIMEOUT, bounds::MAX_TIMEOUT)?;
@@ -219,23 +237,26 @@ impl FunctionSpec {
         if let Some(ByteSize(m)) = self.memory
             && m < bounds::MIN_MEMORY
         {
-            return Err(format!("memory: {m} bytes is below one wasm page (64KiB)"));
+            return bad(
+                "memory",
+                format!("{m} bytes is below one wasm page (64KiB)"),
+            );
         }
         if self.fuel == Some(0) {
-            return Err("fuel: must be at least 1".into());
+            return bad("fuel", "must be at least 1");
         }
         if let Some(c) = self.max_concurrency
             && (c == 0 || c > bounds::MAX_CONCURRENCY)
         {
-            return Err(format!(
-                "max_concurrency: {c} is not between 1 and {}",
-                bounds::MAX_CONCURRENCY
-            ));
+            return bad(
+                "max_concurrency",
+                format!("{c} is not between 1 and {}", bounds::MAX_CONCURRENCY),
+            );
         }
         if let Some(q) = self.max_queue
             && q > bounds::MAX_QUEUE
         {
-            return Err(format!("max_queue: {q} is above {}", bounds::MAX_QUEUE));
+            return bad("max_queue", format!("{q} is above {}", bounds::MAX_QUEUE));
         }
         for (field, v) in [
             ("max_request_size", self.max_request_size),
@@ -244,63 +265,106 @@ impl FunctionSpec {
             if let Some(ByteSize(b)) = v
                 && b > bounds::MAX_BODY
             {
-                return Err(format!("{field}: {b} bytes is above 1GiB"));
+                return bad(field, format!("{b} bytes is above 1GiB"));
             }
+        }
+        if self.args.len() > bounds::MAX_ARGS {
+            return bad(
+                "args",
+                format!(
+                    "{} arguments (at most {})",
+                    self.args.len(),
+                    bounds::MAX_ARGS
+                ),
+            );
+        }
+        let mut arg_bytes = 0;
+        for (i, a) in self.args.iter().enumerate() {
+            if a.contains('\0') {
+                return bad(&format!("args[{i}]"), "contains a NUL byte");
+            }
+            arg_bytes += a.len() + 1;
+        }
+        if arg_bytes > bounds::MAX_ARG_BYTES {
+            return bad(
+                "args",
+                format!(
+                    "{arg_bytes} bytes in all (at most {})",
+                    bounds::MAX_ARG_BYTES
+                ),
+            );
         }
         for (k, v) in &self.env {
             if k.is_empty() || k.contains('=') || k.contains('\0') {
-                return Err(format!("env: invalid variable name `{}`", k.escape_debug()));
+                return bad(
+                    "env",
+                    format!("invalid variable name `{}`", k.escape_debug()),
+                );
             }
             if v.contains('\0') {
-                return Err(format!("env: value of `{k}` contains a NUL byte"));
+                return bad(&format!("env.{k}"), "contains a NUL byte");
             }
         }
         for (k, v) in &self.config {
-            validate_config_key(k)?;
+            validate_config_key(k).map_err(|e| e.at("config"))?;
             if v.len() > 64 << 10 {
-                return Err(format!("config: value of `{k}` is longer than 64KiB"));
+                return bad(&format!("config.{k}"), "longer than 64KiB");
             }
         }
-        for h in &self.allowed_outbound_hosts {
-            HostPattern::parse(h)?;
+        for (i, h) in self.allowed_outbound_hosts.iter().enumerate() {
+            HostPattern::parse(h).map_err(|e| e.at(format!("allowed_outbound_hosts[{i}]")))?;
         }
-        for t in &self.publishes {
-            validate_topic_pattern(t).map_err(|e| format!("publishes: {e}"))?;
-        }
-        for t in &self.subscribes {
-            validate_topic_pattern(t).map_err(|e| format!("subscribes: {e}"))?;
-        }
-        for r in &self.routes {
-            validate_route(r)?;
-        }
-        for c in &self.cron {
-            if c.schedule.trim().is_empty() {
-                return Err("cron: schedule must not be empty".into());
+        for (field, list) in [
+            ("publishes", &self.publishes),
+            ("subscribes", &self.subscribes),
+        ] {
+            for (i, t) in list.iter().enumerate() {
+                validate_topic_pattern(t).map_err(|e| e.at(format!("{field}[{i}]")))?;
             }
         }
-        for m in &self.mqtt {
-            if m.topic.is_empty() {
-                return Err("mqtt: topic must not be empty".into());
+        for (i, r) in self.routes.iter().enumerate() {
+            validate_route(r).map_err(|e| e.at(format!("routes[{i}]")))?;
+        }
+        for (i, c) in self.cron.iter().enumerate() {
+            Schedule::parse(&c.schedule).map_err(|e| {
+                FieldError::new(e.to_string())
+                    .with_code(Code::InvalidTrigger)
+                    .at(format!("cron[{i}].schedule"))
+            })?;
+        }
+        for (i, m) in self.mqtt.iter().enumerate() {
+            crate::mqtt::validate_filter(&m.topic).map_err(|e| {
+                e.with_code(Code::InvalidTrigger)
+                    .at(format!("mqtt[{i}].topic"))
+            })?;
+            if let Some(t) = &m.response_topic {
+                crate::mqtt::validate_topic(t).map_err(|e| {
+                    e.with_code(Code::InvalidTrigger)
+                        .at(format!("mqtt[{i}].response_topic"))
+                })?;
             }
         }
         if let Some(p) = &self.placement {
-            p.validate()?;
+            p.validate().map_err(|e| e.at("placement"))?;
         }
         if let Some(r) = &self.retry {
-            r.validate()?;
+            r.validate().map_err(|e| e.at("retry"))?;
         }
         Ok(())
     }
 }
 
-fn check_range(field: &str, v: Duration, min: Duration, max: Duration) -> Result<(), String> {
+fn check_range(field: &str, v: Duration, min: Duration, max: Duration) -> Result<(), FieldError> {
     if v < min || v > max {
-        return Err(format!(
-            "{field}: {} is not between {} and {}",
-            humantime::format_duration(v),
-            humantime::format_duration(min),
-            humantime::format_duration(max)
-        ));
+        return bad(
+            field,
+            format!(
+                "{} is not between {} and {}",
+                humantime::format_duration(v),
+                humantime::format_duration(min),
+                humantime::format_duration(max)
+            ),
+        );
     }
     Ok(())
 }
@@ -331,13 +395,13 @@ mod tests {
     fn limits_are_checked() {
         let mut s = spec("a.wasm");
         s.max_concurrency = Some(0);
-        assert!(s.validate().unwrap_err().starts_with("max_concurrency"));
+        assert_eq!(s.validate().unwrap_err().field(), "max_concurrency");
         let mut s = spec("a.wasm");
         s.timeout = Some(HumanDuration(Duration::from_secs(7200)));
-        assert!(s.validate().unwrap_err().starts_with("timeout"));
+        assert_eq!(s.validate().unwrap_err().field(), "timeout");
         let mut s = spec("a.wasm");
         s.env.insert("A=B".into(), "x".into());
-        assert!(s.validate().unwrap_err().starts_with("env"));
+        assert_eq!(s.validate().unwrap_err().field(), "env");
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! Value types with a human form in TOML and JSON: names, sizes, durations.
 
+use crate::error::FieldError;
 use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::borrow::Cow;
@@ -15,7 +16,7 @@ pub struct Name(String);
 
 impl Name {
     /// Validates `s` as a name.
-    pub fn new(s: &str) -> Result<Name, String> {
+    pub fn new(s: &str) -> Result<Name, FieldError> {
         let ok_len = (1..=63).contains(&s.len());
         let mut chars = s.chars();
         let first_ok = chars.next().is_some_and(|c| c.is_ascii_lowercase());
@@ -25,11 +26,12 @@ impl Name {
         if ok_len && first_ok && body_ok && !s.ends_with('-') {
             Ok(Name(s.to_string()))
         } else {
-            Err(format!(
+            Err(FieldError::new(format!(
                 "invalid name `{}`: use 1-63 lowercase letters, digits and `-`, \
                  starting with a letter and not ending with `-`",
                 s.escape_debug()
             ))
+            .with_code(weft_codes::Code::InvalidName))
         }
     }
 
@@ -46,8 +48,8 @@ impl fmt::Display for Name {
 }
 
 impl FromStr for Name {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = FieldError;
+    fn from_str(s: &str) -> Result<Self, FieldError> {
         Name::new(s)
     }
 }
@@ -95,21 +97,21 @@ const UNITS: &[(&str, u64)] = &[
 ];
 
 impl FromStr for ByteSize {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = FieldError;
+    fn from_str(s: &str) -> Result<Self, FieldError> {
         let t = s.trim();
         let (num, mult) = UNITS
             .iter()
             .find_map(|(u, m)| t.strip_suffix(u).map(|n| (n.trim(), *m)))
             .unwrap_or((t, 1));
         let n: u64 = num.parse().map_err(|_| {
-            format!(
+            FieldError::new(format!(
                 "invalid size `{s}`: expected bytes or a number with KiB, MiB, GiB, KB, MB or GB"
-            )
+            ))
         })?;
         n.checked_mul(mult)
             .map(ByteSize)
-            .ok_or_else(|| format!("size `{s}` is too large"))
+            .ok_or_else(|| FieldError::new(format!("size `{s}` is too large")))
     }
 }
 
@@ -169,12 +171,14 @@ impl JsonSchema for ByteSize {
 pub struct HumanDuration(pub Duration);
 
 impl FromStr for HumanDuration {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = FieldError;
+    fn from_str(s: &str) -> Result<Self, FieldError> {
         humantime::parse_duration(s)
             .map(HumanDuration)
             .map_err(|e| {
-                format!("invalid duration `{s}`: {e} (examples: \"250ms\", \"5s\", \"2m\")")
+                FieldError::new(format!(
+                    "invalid duration `{s}`: {e} (examples: \"250ms\", \"5s\", \"2m\")"
+                ))
             })
     }
 }

@@ -720,8 +720,7 @@ impl Mesh {
                 if let Err(why) = self.check_call(&meta, first.len()) {
                     self.refused(&meta.from, "call", &why);
                     let out = ReplyOutcome::Err {
-                        code: "invalid_call".into(),
-                        status: 400,
+                        code: weft_codes::Code::InvalidCall.as_str().into(),
                         message: why,
                     };
                     self.answer(&reply, out, Bytes::new()).await;
@@ -760,8 +759,7 @@ impl Mesh {
                         );
                         self.refused(&a.meta.from, "call", &why);
                         let out = ReplyOutcome::Err {
-                            code: "invalid_call".into(),
-                            status: 400,
+                            code: weft_codes::Code::InvalidCall.as_str().into(),
                             message: why,
                         };
                         self.answer(&a.reply, out, Bytes::new()).await;

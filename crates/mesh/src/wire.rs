@@ -77,16 +77,7 @@ pub enum Refused {
     },
 }
 
-/// Whether `s` is a valid node name: 1-63 of `[a-z0-9-]`, not starting or
-/// ending with `-` (it is a NATS subject token and a label value).
-pub fn valid_node_name(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 63
-        && !s.starts_with('-')
-        && !s.ends_with('-')
-        && s.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-}
+pub use weft_manifest::valid_node_name;
 
 fn valid_token(s: &str) -> bool {
     !s.is_empty() && s.len() <= MAX_TOKEN && !s.chars().any(char::is_control)
@@ -253,10 +244,9 @@ pub enum ReplyOutcome {
     },
     /// It did not run, or failed.
     Err {
-        /// The controller's stable error code.
+        /// The stable error code (`weft_codes::Code`, as text: a code a
+        /// newer peer knows and this one does not stays readable).
         code: String,
-        /// The HTTP status the gateway would give.
-        status: u16,
         /// What happened.
         message: String,
     },
@@ -391,7 +381,6 @@ mod tests {
             node: "n".into(),
             outcome: ReplyOutcome::Err {
                 code: "x".into(),
-                status: 500,
                 message: "m".into(),
             },
             body_len: 3,

@@ -11,6 +11,7 @@ use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use weft_kv::Code;
 use weft_mesh::{
     CallError, CallMeta, Host, LocalLoad, Mesh, MeshConfig, RegistryEvent, ReplyOutcome,
 };
@@ -450,7 +451,7 @@ async fn fabric_key_value_store_is_shared_and_consistent() {
     ka.set("word", b"seven").await.unwrap();
     assert_eq!(
         kb.increment("word", 1).await.unwrap_err().code(),
-        "not_a_number"
+        Code::NotANumber
     );
     // Listing pages through every key exactly once.
     let puts: Vec<_> = (0..1_100)
@@ -482,6 +483,6 @@ async fn fabric_key_value_store_is_shared_and_consistent() {
     drop(server);
     let t = Instant::now();
     let e = ka.get("counter").await.unwrap_err();
-    assert_eq!(e.code(), "store_unavailable", "{e}");
+    assert_eq!(e.code(), Code::StoreUnavailable, "{e}");
     assert!(t.elapsed() < Duration::from_secs(10));
 }

@@ -72,6 +72,7 @@
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
+pub use weft_codes::Code;
 
 mod backoff;
 mod queue;
@@ -269,8 +270,8 @@ pub enum AfterFailure {
     Dead,
 }
 
-/// Queue errors. Each has a stable [`code`](QueueError::code) and
-/// [`HTTP status`](QueueError::http_status).
+/// Queue errors. Each has a stable [`code`](QueueError::code), and so a
+/// fixed HTTP status.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum QueueError {
     /// Too many pending invocations on the node or of one function.
@@ -310,27 +311,16 @@ fn scope_label(scope: &str) -> String {
 }
 
 impl QueueError {
-    /// The stable machine-readable code.
-    pub fn code(&self) -> &'static str {
+    /// The stable machine-readable code (its HTTP status is the code's).
+    pub fn code(&self) -> Code {
         match self {
-            QueueError::Full { .. } => "queue_full",
-            QueueError::NotFound(_) => "invocation_not_found",
-            QueueError::NotDead(_) => "not_dead",
-            QueueError::NotRunning(_) => "not_running",
-            QueueError::InvalidKey(_) => "invalid_idempotency_key",
-            QueueError::InvalidRetry(_) => "invalid_retry_policy",
-            QueueError::Storage(_) => "storage",
-        }
-    }
-
-    /// The HTTP status the API answers with.
-    pub fn http_status(&self) -> u16 {
-        match self {
-            QueueError::Full { .. } => 429,
-            QueueError::NotFound(_) => 404,
-            QueueError::NotDead(_) | QueueError::NotRunning(_) => 409,
-            QueueError::InvalidKey(_) | QueueError::InvalidRetry(_) => 400,
-            QueueError::Storage(_) => 500,
+            QueueError::Full { .. } => Code::QueueFull,
+            QueueError::NotFound(_) => Code::InvocationNotFound,
+            QueueError::NotDead(_) => Code::NotDead,
+            QueueError::NotRunning(_) => Code::NotRunning,
+            QueueError::InvalidKey(_) => Code::InvalidIdempotencyKey,
+            QueueError::InvalidRetry(_) => Code::InvalidRetryPolicy,
+            QueueError::Storage(_) => Code::Internal,
         }
     }
 }

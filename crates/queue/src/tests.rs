@@ -107,7 +107,7 @@ async fn enqueue_claim_complete() {
     assert_eq!(json["state"], "succeeded");
 
     let again = q.complete(&a.id, Vec::new()).unwrap_err();
-    assert_eq!(again.code(), "not_running");
+    assert_eq!(again.code(), Code::NotRunning);
     assert!(matches!(
         q.complete("nope", Vec::new()),
         Err(QueueError::NotFound(_))
@@ -174,7 +174,7 @@ async fn fail_retries_with_jittered_backoff_then_dead() {
     assert_eq!(q.dead(None, 10).unwrap().len(), 2);
     assert_eq!(
         q.fail(&id2, failure("x"), true).unwrap_err().code(),
-        "not_running"
+        Code::NotRunning
     );
 }
 
@@ -205,9 +205,9 @@ async fn retry_and_drop_dead() {
         q.retry_dead(&id).unwrap_err(),
         QueueError::NotDead(id.clone())
     );
-    assert_eq!(q.drop_dead(&id).unwrap_err().code(), "not_dead");
+    assert_eq!(q.drop_dead(&id).unwrap_err().code(), Code::NotDead);
     q.claim("f", 1, now()).unwrap();
-    assert_eq!(q.retry_dead(&id).unwrap_err().code(), "not_dead");
+    assert_eq!(q.retry_dead(&id).unwrap_err().code(), Code::NotDead);
     assert_eq!(
         q.fail(&id, failure("trap"), true).unwrap(),
         AfterFailure::Dead
@@ -230,10 +230,13 @@ async fn retry_and_drop_dead() {
     q.drop_dead(&id).unwrap();
     assert!(q.get(&id).unwrap().is_none());
     assert!(!has_payload(q, &id));
-    assert_eq!(q.drop_dead(&id).unwrap_err().code(), "invocation_not_found");
+    assert_eq!(
+        q.drop_dead(&id).unwrap_err().code(),
+        Code::InvocationNotFound
+    );
     assert_eq!(
         q.retry_dead("nope").unwrap_err().code(),
-        "invocation_not_found"
+        Code::InvocationNotFound
     );
     // The key is free again.
     assert!(!q.enqueue(keyed("f", "k1")).await.unwrap().duplicate);
@@ -266,7 +269,7 @@ async fn idempotency_key_dedupes() {
 
     for bad in [String::new(), "x".repeat(257)] {
         let e = q.enqueue(keyed("f", &bad)).await.unwrap_err();
-        assert_eq!(e.code(), "invalid_idempotency_key");
+        assert_eq!(e.code(), Code::InvalidIdempotencyKey);
     }
     assert!(
         !q.enqueue(keyed("f", &"x".repeat(256)))
@@ -278,7 +281,7 @@ async fn idempotency_key_dedupes() {
     zero.retry.max_attempts = 0;
     assert_eq!(
         q.enqueue(zero).await.unwrap_err().code(),
-        "invalid_retry_policy"
+        Code::InvalidRetryPolicy
     );
 }
 
@@ -334,7 +337,7 @@ async fn full_at_node_and_function_limits_loses_nothing() {
             scope: "f".into()
         }
     );
-    assert_eq!((e.code(), e.http_status()), ("queue_full", 429));
+    assert_eq!((e.code(), e.code().status()), (Code::QueueFull, 429));
     for _ in 0..2 {
         accepted.push(q.enqueue(inv("g")).await.unwrap().id);
     }
@@ -353,7 +356,7 @@ async fn full_at_node_and_function_limits_loses_nothing() {
     assert!(
         burst
             .iter()
-            .all(|r| r.as_ref().unwrap_err().code() == "queue_full")
+            .all(|r| r.as_ref().unwrap_err().code() == Code::QueueFull)
     );
     assert_eq!(q.pending_total(), 5);
     assert_eq!(table_len(q, RECORDS), 5);
@@ -362,7 +365,10 @@ async fn full_at_node_and_function_limits_loses_nothing() {
     }
     // Running still counts; finishing frees room.
     let c = q.claim("f", 1, now()).unwrap();
-    assert_eq!(q.enqueue(inv("h")).await.unwrap_err().code(), "queue_full");
+    assert_eq!(
+        q.enqueue(inv("h")).await.unwrap_err().code(),
+        Code::QueueFull
+    );
     q.complete(&c[0].id, Vec::new()).unwrap();
     q.enqueue(inv("h")).await.unwrap();
     // Reopened, the counters are rebuilt and still exact.
@@ -385,7 +391,10 @@ async fn full_at_node_and_function_limits_loses_nothing() {
         ),
         (5, 2, 2, 1)
     );
-    assert_eq!(q.enqueue(inv("h")).await.unwrap_err().code(), "queue_full");
+    assert_eq!(
+        q.enqueue(inv("h")).await.unwrap_err().code(),
+        Code::QueueFull
+    );
     let mut claimed = 0;
     for func in ["f", "g", "h"] {
         claimed += q.claim(func, 10, now()).unwrap().len();
@@ -404,7 +413,7 @@ async fn retry_dead_respects_limits() {
     q.claim("f", 1, now()).unwrap();
     q.fail(&id, failure("trap"), false).unwrap();
     q.enqueue(inv("f")).await.unwrap();
-    assert_eq!(q.retry_dead(&id).unwrap_err().code(), "queue_full");
+    assert_eq!(q.retry_dead(&id).unwrap_err().code(), Code::QueueFull);
     assert_eq!(q.get(&id).unwrap().unwrap().state, State::Dead);
 }
 
@@ -659,10 +668,10 @@ fn error_codes_and_messages() {
             "invalid_retry_policy",
             400,
         ),
-        (QueueError::Storage("x".into()), "storage", 500),
+        (QueueError::Storage("x".into()), "internal", 500),
     ];
     for (e, code, status) in codes {
-        assert_eq!((e.code(), e.http_status()), (code, status));
+        assert_eq!((e.code().as_str(), e.code().status()), (code, status));
     }
 }
 
@@ -733,11 +742,11 @@ async fn defer_requeues_without_spending_an_attempt() {
     assert_eq!(q.claim("far", 1, later(60)).unwrap().len(), 1);
     assert_eq!(
         q.defer("nope", failure("x"), now()).unwrap_err().code(),
-        "invocation_not_found"
+        Code::InvocationNotFound
     );
     q.complete(&a.id, Vec::new()).unwrap();
     assert_eq!(
         q.defer(&a.id, failure("x"), now()).unwrap_err().code(),
-        "not_running"
+        Code::NotRunning
     );
 }

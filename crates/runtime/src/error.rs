@@ -1,6 +1,7 @@
 //! Errors of the runtime: preparing a module, and running one invocation.
 
 use std::time::Duration;
+use weft_codes::Code;
 
 /// Why a module could not be prepared (validated, compiled, cached or loaded).
 #[derive(Debug, thiserror::Error)]
@@ -24,12 +25,12 @@ pub enum PrepareError {
 
 impl PrepareError {
     /// The stable, machine-readable code of this error.
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> Code {
         match self {
-            PrepareError::InvalidModule(_) => "invalid_module",
-            PrepareError::UnsupportedWorld(_) => "unsupported_world",
-            PrepareError::ImportNotGranted(_) => "import_not_granted",
-            PrepareError::Io(_) | PrepareError::Internal(_) => "internal",
+            PrepareError::InvalidModule(_) => Code::InvalidModule,
+            PrepareError::UnsupportedWorld(_) => Code::UnsupportedWorld,
+            PrepareError::ImportNotGranted(_) => Code::ImportNotGranted,
+            PrepareError::Io(_) | PrepareError::Internal(_) => Code::Internal,
         }
     }
 }
@@ -90,19 +91,19 @@ pub enum InvokeError {
 
 impl InvokeError {
     /// The stable, machine-readable code of this error.
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> Code {
         match self {
-            InvokeError::Exit(_) => "function_exit",
-            InvokeError::Trap(_) => "function_trap",
-            InvokeError::StackOverflow => "stack_overflow",
-            InvokeError::MemoryLimit { .. } => "memory_limit_exceeded",
-            InvokeError::FuelExhausted { .. } => "fuel_exhausted",
-            InvokeError::Deadline { .. } => "deadline_exceeded",
-            InvokeError::ResponseTooLarge { .. } => "response_too_large",
-            InvokeError::RequestTooLarge { .. } => "request_too_large",
-            InvokeError::Handler(_) => "handler_error",
-            InvokeError::NoCapacity => "node_at_capacity",
-            InvokeError::Internal(_) => "internal",
+            InvokeError::Exit(_) => Code::FunctionExit,
+            InvokeError::Trap(_) => Code::FunctionTrap,
+            InvokeError::StackOverflow => Code::StackOverflow,
+            InvokeError::MemoryLimit { .. } => Code::MemoryLimitExceeded,
+            InvokeError::FuelExhausted { .. } => Code::FuelExhausted,
+            InvokeError::Deadline { .. } => Code::DeadlineExceeded,
+            InvokeError::ResponseTooLarge { .. } => Code::ResponseTooLarge,
+            InvokeError::RequestTooLarge { .. } => Code::RequestTooLarge,
+            InvokeError::Handler(_) => Code::HandlerError,
+            InvokeError::NoCapacity => Code::NodeAtCapacity,
+            InvokeError::Internal(_) => Code::Internal,
         }
     }
 }

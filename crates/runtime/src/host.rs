@@ -475,7 +475,10 @@ impl call::Host for HostView<'_> {
 impl topics::Host for HostView<'_> {
     async fn publish(&mut self, topic: String, payload: Vec<u8>) -> Result<(), types::Error> {
         if let Err(e) = weft_manifest::validate_topic(&topic) {
-            return Err(wit_error(FabricError::new(FabricCode::Denied, e)));
+            return Err(wit_error(FabricError::new(
+                FabricCode::Denied,
+                e.to_string(),
+            )));
         }
         if !self
             .ctx

@@ -38,6 +38,8 @@ impl Default for Limits {
 /// Ambient capabilities granted to a function at deploy time.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Grants {
+    /// Arguments after `argv[0]` (the function's name); none by default.
+    pub args: Vec<String>,
     /// Environment variables the guest sees; none by default.
     pub env: Vec<(String, String)>,
     /// Whether the guest reads the real wall and monotonic clocks. Without

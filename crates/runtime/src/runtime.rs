@@ -545,7 +545,7 @@ mod tests {
     fn rejects_what_it_cannot_run() {
         let dir = tempfile::tempdir().unwrap();
         let rt = runtime(dir.path());
-        let err = |b: &[u8]| rt.prepare(b).unwrap_err().code();
+        let err = |b: &[u8]| rt.prepare(b).unwrap_err().code().as_str();
         assert_eq!(err(b"nope"), "invalid_module");
         assert_eq!(err(b"\0asm\x02\0\0\0"), "invalid_module");
         assert_eq!(err(b"(module)"), "unsupported_world");

@@ -205,7 +205,7 @@ impl WasiHttpHooks for Outbound {
 /// A WASI context with everything denied except what `grants` names.
 fn wasi_builder(name: &str, grants: &Grants) -> WasiCtxBuilder {
     let mut b = WasiCtxBuilder::new();
-    b.arg(name).envs(&grants.env);
+    b.arg(name).args(&grants.args).envs(&grants.env);
     if !grants.clock {
         b.wall_clock(FrozenWallClock)
             .monotonic_clock(FrozenMonotonicClock);

@@ -20,17 +20,26 @@ pub enum Constraint {
     Labels,
     /// Running there would take the data out of the origin's site or tier.
     Privacy,
+    /// It does not serve a key-value store the function declares.
+    Store,
+    /// It has no MQTT broker, and the function has MQTT triggers.
+    Broker,
+    /// Its topics do not cover one the function publishes on.
+    Topic,
 }
 
 impl Constraint {
     /// Every constraint, in checking order.
-    pub const ALL: [Constraint; 6] = [
+    pub const ALL: [Constraint; 9] = [
         Constraint::Down,
         Constraint::Excluded,
         Constraint::NoCapacity,
         Constraint::Tier,
         Constraint::Labels,
         Constraint::Privacy,
+        Constraint::Store,
+        Constraint::Broker,
+        Constraint::Topic,
     ];
 
     /// The snake_case name, as in JSON.
@@ -42,6 +51,9 @@ impl Constraint {
             Constraint::Tier => "tier",
             Constraint::Labels => "labels",
             Constraint::Privacy => "privacy",
+            Constraint::Store => "store",
+            Constraint::Broker => "broker",
+            Constraint::Topic => "topic",
         }
     }
 }
@@ -63,6 +75,29 @@ pub struct Rejections {
     pub tier: u32,
     pub labels: u32,
     pub privacy: u32,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub store: u32,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub broker: u32,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub topic: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+/// A node a hard constraint ruled out, for `weft explain`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Excluded {
+    /// The node.
+    pub node: String,
+    /// The first constraint it fails.
+    pub constraint: Constraint,
+    /// Which label, store or topic, where that says more.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
 }
 
 impl Rejections {
@@ -75,6 +110,9 @@ impl Rejections {
             Constraint::Tier => self.tier,
             Constraint::Labels => self.labels,
             Constraint::Privacy => self.privacy,
+            Constraint::Store => self.store,
+            Constraint::Broker => self.broker,
+            Constraint::Topic => self.topic,
         }
     }
 
@@ -86,6 +124,9 @@ impl Rejections {
             Constraint::Tier => &mut self.tier,
             Constraint::Labels => &mut self.labels,
             Constraint::Privacy => &mut self.privacy,
+            Constraint::Store => &mut self.store,
+            Constraint::Broker => &mut self.broker,
+            Constraint::Topic => &mut self.topic,
         };
         *n = n.saturating_add(1);
     }

@@ -111,8 +111,9 @@ impl ExecTable {
         self.functions.retain(|_, f| !f.is_empty());
     }
 
-    pub(crate) fn function(&self, function: &str) -> Option<&PerNode> {
-        self.functions.get(function)
+    /// Every function with its estimates, by name.
+    pub(crate) fn functions(&self) -> impl Iterator<Item = (&str, &PerNode)> {
+        self.functions.iter().map(|(f, p)| (f.as_str(), p))
     }
 }
 
@@ -127,6 +128,12 @@ pub(crate) struct PerNode {
 impl PerNode {
     pub(crate) fn get(&self, node: &str) -> Option<&Estimate> {
         self.by_node.get(node)
+    }
+
+    /// Every estimate, by node (in hash order: callers must not depend on
+    /// it).
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (&str, &Estimate)> {
+        self.by_node.iter().map(|(n, e)| (n.as_str(), e))
     }
 
     fn is_empty(&self) -> bool {

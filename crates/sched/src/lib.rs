@@ -44,7 +44,11 @@
 //!    a label in [`Requirements::labels`] is missing or differs; or it breaks
 //!    [`Requirements::privacy`] relative to the request's *origin* node —
 //!    `site`: its `site` label must equal the origin's (an origin without one
-//!    keeps only itself), `tier`: same tier as the origin.
+//!    keeps only itself), `tier`: same tier as the origin; or it lacks what
+//!    the function declares: a key-value store ([`Requirements::stores`]), an
+//!    MQTT broker ([`Requirements::broker`]), or topics covering those it
+//!    publishes on ([`Requirements::topics`]). [`exclusions`] lists each
+//!    node ruled out and why, for `weft explain`.
 //! 2. **Local fast path.** If the request entered here (`origin ==
 //!    View::local`) and the local node is eligible, has a free slot
 //!    (`inflight < slots`) and nobody waiting (`queued == 0`), it runs here:
@@ -108,21 +112,36 @@
 //!   be neither best nor runner-up, whatever the scan order, so this saves
 //!   work without changing the result (a test compares with full scoring).
 //!
+//! # The index
+//!
+//! Decisions are made over an [`Index`]: the view with every name interned
+//! and what the scan reads per node in dense rows — tier, load, link, site —
+//! and, per function, per label and per store, bit sets and tables over the
+//! nodes (warm, holds the artifact, carries the label, serves the store,
+//! learned time). [`place`] builds one from a `View`; a node keeps one and
+//! updates a row per heartbeat ([`Index::upsert`]), and decides with
+//! [`place_in`], passing its own load for the function ([`Local`]). The
+//! decision is the same either way (the golden files and a randomized test
+//! check it).
+//!
 //! Cost: the fast path is one filter check and one scoring (a few hundred
 //! ns). The full scan is one filter check per node and, for the nodes not cut
-//! short, a hash lookup of the learned time and a search of the warm set; no
-//! allocation per node. `cargo run --release -p weft-bench -- placement`
+//! short, an array read of the learned time and a bit test of the warm set;
+//! no allocation and no string comparison per node (names are compared only
+//! to break an exact tie). `cargo run --release -p weft-bench -- placement`
 //! measures both on 1,000 nodes.
 
 mod decision;
 mod exec;
+mod index;
 mod model;
 mod policy;
 
-pub use decision::{Constraint, Cost, Decision, PlaceError, Reason, Rejections};
+pub use decision::{Constraint, Cost, Decision, Excluded, PlaceError, Reason, Rejections};
 pub use exec::{EWMA_ALPHA, Estimate, ExecTable};
+pub use index::{ALL_TOPICS, Index};
 pub use model::{NodeView, ParseTierError, Privacy, Request, Requirements, Tier, View};
 pub use policy::{
     ARTIFACT_FETCH_US, COLD_START_US, DEFAULT_BANDWIDTH_BPS, DEFAULT_EXEC_US, DEFAULT_RTT_US,
-    UNKNOWN_STORE_US, place,
+    Local, UNKNOWN_STORE_US, exclusions, place, place_in,
 };

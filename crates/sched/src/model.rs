@@ -121,6 +121,12 @@ pub struct NodeView {
     /// Relative energy per second of execution (default 1.0).
     #[serde(default = "one", skip_serializing_if = "is_one")]
     pub energy: f64,
+    /// An MQTT broker is configured there.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub broker: bool,
+    /// The topic patterns its functions may use; empty: every topic.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub topics: Vec<String>,
 }
 
 impl NodeView {
@@ -142,7 +148,15 @@ impl NodeView {
             stores: BTreeSet::new(),
             cost: 1.0,
             energy: 1.0,
+            broker: false,
+            topics: Vec::new(),
         }
+    }
+
+    /// Marks a key-value store served there.
+    pub fn store(mut self, label: impl Into<String>) -> NodeView {
+        self.stores.insert(label.into());
+        self
     }
 
     /// Sets one label.
@@ -232,6 +246,17 @@ pub struct Requirements {
     /// Soft: the same with the node's `energy`.
     #[serde(default, skip_serializing_if = "is_zero_f64")]
     pub energy_weight: f64,
+    /// Hard: key-value stores the function declares; a node must serve
+    /// each (the guest would be denied the others).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stores: Vec<String>,
+    /// Hard: the function has MQTT triggers; a node needs a broker.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub broker: bool,
+    /// Hard: topic patterns the function publishes on; a node's topics must
+    /// cover each.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub topics: Vec<String>,
 }
 
 /// One invocation to place.

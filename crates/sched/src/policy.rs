@@ -1,9 +1,10 @@
 //! The placement policy: filter, the local fast path, then least expected
-//! completion. See the crate documentation for the formula.
+//! completion, over an [`Index`]. See the crate documentation for the
+//! formula.
 
-use crate::decision::{Constraint, Cost, Decision, PlaceError, Reason, Rejections};
-use crate::exec::PerNode;
-use crate::model::{NodeView, Privacy, Request, View};
+use crate::decision::{Constraint, Cost, Decision, Excluded, PlaceError, Reason, Rejections};
+use crate::index::{Bits, ExecRow, Index, Row};
+use crate::model::{Privacy, Request, View};
 use std::cell::OnceCell;
 use std::cmp::Ordering;
 
@@ -28,26 +29,51 @@ pub const UNKNOWN_STORE_US: u64 = 50_000;
 /// sums far from overflow.
 const MAX_TERM_US: f64 = 1e15;
 
-/// Chooses the node that runs `req`. See the crate documentation.
+/// The deciding node's own state for one decision, where it differs from
+/// its row in the index: a node plans with the *function's* slots and load
+/// here (so a function saturated here spills before the node is full),
+/// whether the function is warm here, and its learned time here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Local {
+    /// The function's slots here.
+    pub slots: u32,
+    /// The function's invocations running here.
+    pub inflight: u32,
+    /// The function's invocations waiting here.
+    pub queued: u32,
+    /// Whether it is warm here.
+    pub warm: bool,
+    /// Its learned execution time here, µs.
+    pub exec_us: Option<u64>,
+}
+
+/// Chooses the node that runs `req` in `view`. See the crate documentation.
+/// Builds an [`Index`] of the view and decides with [`place_in`].
 pub fn place(view: &View, req: &Request) -> Result<Decision, PlaceError> {
-    let origin = view
-        .node(&req.origin)
-        .ok_or_else(|| PlaceError::UnknownOrigin(req.origin.clone()))?;
-    let filter = Filter::new(req, origin);
-    let here = req.origin == view.local;
-    let local = if here {
-        Some(origin)
-    } else {
-        view.node(&view.local)
-    };
+    place_in(&Index::new(view), req, None)
+}
+
+/// Chooses the node that runs `req` among the nodes of `index`; `local`,
+/// when given, overrides the deciding node's load, warmth and learned time
+/// for this decision. The decision is the one [`place`] gives for the view
+/// the index was built from.
+pub fn place_in(
+    index: &Index,
+    req: &Request,
+    local: Option<&Local>,
+) -> Result<Decision, PlaceError> {
+    let ctx = Ctx::new(index, req, local)?;
+    let origin = ctx.origin;
+    let here = Some(origin) == index.local;
 
     let reason = if here {
-        match filter.check(origin) {
-            Ok(()) if origin.inflight < origin.slots && origin.queued == 0 => {
-                let scorer = Scorer::new(view, req, local, NearMode::Lazy);
+        let (inflight, queued, slots) = ctx.load(origin);
+        match ctx.check(origin) {
+            Ok(()) if inflight < slots && queued == 0 => {
+                let scorer = Scorer::new(&ctx, NearMode::Lazy);
                 let s = scorer.cost(origin);
                 return Ok(Decision {
-                    node: origin.name.clone(),
+                    node: index.names[origin].clone(),
                     local: true,
                     reason: Reason::Local,
                     expected_us: s.total,
@@ -59,9 +85,9 @@ pub fn place(view: &View, req: &Request) -> Result<Decision, PlaceError> {
                 });
             }
             Ok(()) => Reason::LocalOverloaded {
-                inflight: origin.inflight,
-                queued: origin.queued,
-                slots: origin.slots,
+                inflight,
+                queued,
+                slots,
             },
             Err(constraint) => Reason::LocalIneligible { constraint },
         }
@@ -69,13 +95,13 @@ pub fn place(view: &View, req: &Request) -> Result<Decision, PlaceError> {
         Reason::Best
     };
 
-    let scorer = Scorer::new(view, req, local, NearMode::Eager);
+    let scorer = Scorer::new(&ctx, NearMode::Eager);
     let mut rejected = Rejections::default();
     let mut considered = 0u32;
-    let mut best: Option<(&NodeView, Scored)> = None;
-    let mut second: Option<(&NodeView, u64)> = None;
-    for node in &view.nodes {
-        if let Err(c) = filter.check(node) {
+    let mut best: Option<(usize, Scored)> = None;
+    let mut second: Option<(usize, u64)> = None;
+    for i in 0..index.rows.len() {
+        if let Err(c) = ctx.check(i) {
             rejected.add(c);
             continue;
         }
@@ -83,21 +109,21 @@ pub fn place(view: &View, req: &Request) -> Result<Decision, PlaceError> {
         // Every term is non-negative and the over-target penalty grows with
         // the time terms, so once a node's first terms exceed the runner-up
         // it can be neither best nor runner-up: stop scoring it. Terms come
-        // cheapest first (the warm-set search, the dearest, last). This only
-        // saves work; the result is the one full scoring gives.
+        // cheapest first. This only saves work; the result is the one full
+        // scoring gives.
         let limit = second.map_or(u64::MAX, |(_, us)| us);
-        if scorer.bound(scorer.rtt(node), 0) > limit {
+        if scorer.bound(scorer.rtt(i), 0) > limit {
             continue;
         }
-        let transfer_us = scorer.transfer(node);
-        let near_us = scorer.near(node);
+        let transfer_us = scorer.transfer(i);
+        let near_us = scorer.near(i);
         let reach_us = transfer_us.saturating_add(near_us);
         if scorer.bound(reach_us, 0) > limit {
             continue;
         }
-        let exec_us = scorer.exec(node);
-        let queue_us = queue(node, exec_us);
-        let price_us = scorer.price(node, exec_us);
+        let exec_us = scorer.exec(i);
+        let queue_us = ctx.queue(i, exec_us);
+        let price_us = scorer.price(i, exec_us);
         let time_us = reach_us.saturating_add(exec_us).saturating_add(queue_us);
         if scorer.bound(time_us, price_us) > limit {
             continue;
@@ -106,20 +132,20 @@ pub fn place(view: &View, req: &Request) -> Result<Decision, PlaceError> {
             queue_us,
             exec_us,
             transfer_us,
-            cold_us: scorer.cold(node),
+            cold_us: scorer.cold(i),
             near_us,
             price_us,
         });
         let total = scored.total;
         match best {
-            Some((b, b_scored)) if !better(total, node, b_scored.total, b) => {
-                if second.is_none_or(|(s, s_total)| better(total, node, s_total, s)) {
-                    second = Some((node, total));
+            Some((b, b_scored)) if !ctx.better(total, i, b_scored.total, b) => {
+                if second.is_none_or(|(s, s_total)| ctx.better(total, i, s_total, s)) {
+                    second = Some((i, total));
                 }
             }
             _ => {
                 second = best.map(|(b, b_scored)| (b, b_scored.total));
-                best = Some((node, scored));
+                best = Some((i, scored));
             }
         }
     }
@@ -130,79 +156,244 @@ pub fn place(view: &View, req: &Request) -> Result<Decision, PlaceError> {
         });
     };
     Ok(Decision {
-        node: node.name.clone(),
-        local: scorer.is_local(node),
+        node: index.names[node].clone(),
+        local: Some(node) == index.local,
         reason,
         expected_us: scored.total,
         breakdown: scored.cost,
         considered,
         rejected,
-        runner_up: second.map(|(n, us)| (n.name.clone(), us)),
+        runner_up: second.map(|(n, us)| (index.names[n].clone(), us)),
         target_met: scorer.target_met(scored.latency_us),
     })
 }
 
-/// `(a_us, a)` ranks before `(b_us, b)`: less expected time, then the
-/// smaller name. Names are unique, so this is a total order on the view.
-fn better(a_us: u64, a: &NodeView, b_us: u64, b: &NodeView) -> bool {
-    match a_us.cmp(&b_us) {
-        Ordering::Less => true,
-        Ordering::Greater => false,
-        Ordering::Equal => a.name < b.name,
+/// Every node a hard constraint rules out for `req`, with the first
+/// constraint it fails and, for what a function declares, which store or
+/// topic it lacks: what `weft explain` lists.
+pub fn exclusions(
+    index: &Index,
+    req: &Request,
+    local: Option<&Local>,
+) -> Result<Vec<Excluded>, PlaceError> {
+    let ctx = Ctx::new(index, req, local)?;
+    let mut out = Vec::new();
+    for i in 0..index.rows.len() {
+        if let Err(constraint) = ctx.check(i) {
+            out.push(Excluded {
+                node: index.names[i].clone(),
+                constraint,
+                detail: ctx.detail(i, constraint),
+            });
+        }
     }
+    out.sort_by(|a, b| a.node.cmp(&b.node));
+    Ok(out)
 }
 
-/// The hard constraints, with what they need from the origin resolved once.
-struct Filter<'a> {
+/// One decision's request resolved against the index: names to ids once.
+struct Ctx<'a> {
+    index: &'a Index,
     req: &'a Request,
-    origin: &'a NodeView,
-    origin_site: Option<&'a str>,
+    local: Option<&'a Local>,
+    origin: usize,
+    /// The function's id, if any node knows it.
+    function: Option<usize>,
+    exclude: Bits,
+    /// Allowed tiers, one bit each; 0: any.
+    tiers: u8,
+    /// Required labels by id; `None`: no node carries that label.
+    labels: Vec<Option<usize>>,
+    origin_site: Option<u32>,
+    /// Required stores by id; `None`: no node serves it.
+    stores: Vec<Option<usize>>,
+    /// Per topic set: whether it provides every topic the function uses.
+    topics_ok: Vec<bool>,
 }
 
-impl<'a> Filter<'a> {
-    fn new(req: &'a Request, origin: &'a NodeView) -> Filter<'a> {
-        Filter {
-            req,
-            origin,
-            origin_site: origin.site(),
+impl<'a> Ctx<'a> {
+    fn new(
+        index: &'a Index,
+        req: &'a Request,
+        local: Option<&'a Local>,
+    ) -> Result<Ctx<'a>, PlaceError> {
+        let origin = *index
+            .by_name
+            .get(&req.origin)
+            .ok_or_else(|| PlaceError::UnknownOrigin(req.origin.clone()))?;
+        let r = &req.requirements;
+        let mut exclude = Bits::default();
+        for n in &req.exclude {
+            if let Some(&i) = index.by_name.get(n) {
+                exclude.set(i, true);
+            }
         }
-    }
-
-    /// The first constraint `node` fails, in [`Constraint::ALL`] order.
-    #[inline]
-    fn check(&self, node: &NodeView) -> Result<(), Constraint> {
-        let r = &self.req.requirements;
-        if !node.up {
-            return Err(Constraint::Down);
-        }
-        if !self.req.exclude.is_empty() && self.req.exclude.contains(node.name.as_str()) {
-            return Err(Constraint::Excluded);
-        }
-        if node.slots == 0 {
-            return Err(Constraint::NoCapacity);
-        }
-        if !r.tiers.is_empty() && !r.tiers.contains(&node.tier) {
-            return Err(Constraint::Tier);
-        }
-        if !r
+        let tiers = r.tiers.iter().fold(0u8, |m, t| m | 1 << (*t as u8));
+        let labels = r
             .labels
             .iter()
-            .all(|(k, v)| node.labels.get(k).is_some_and(|have| have == v))
+            .map(|(k, v)| {
+                index
+                    .labels
+                    .get(&(k.clone(), v.clone()))
+                    .map(|id| id as usize)
+            })
+            .collect();
+        let stores = r
+            .stores
+            .iter()
+            .map(|s| index.stores.get(s.as_str()).map(|id| id as usize))
+            .collect();
+        let topics_ok = index
+            .topic_sets
+            .iter()
+            .map(|set| {
+                r.topics
+                    .iter()
+                    .all(|t| weft_manifest::topics_provide(set, t))
+            })
+            .collect();
+        Ok(Ctx {
+            index,
+            req,
+            local,
+            origin,
+            function: index
+                .functions
+                .get(req.function.as_str())
+                .map(|f| f as usize),
+            exclude,
+            tiers,
+            labels,
+            origin_site: index.rows[origin].site,
+            stores,
+            topics_ok,
+        })
+    }
+
+    #[inline]
+    fn row(&self, i: usize) -> &Row {
+        &self.index.rows[i]
+    }
+
+    #[inline]
+    fn is_local(&self, i: usize) -> bool {
+        Some(i) == self.index.local
+    }
+
+    /// `(inflight, queued, slots)`, with the local override.
+    #[inline]
+    fn load(&self, i: usize) -> (u32, u32, u32) {
+        match self.local {
+            Some(l) if self.is_local(i) => (l.inflight, l.queued, l.slots),
+            _ => {
+                let r = self.row(i);
+                (r.inflight, r.queued, r.slots)
+            }
+        }
+    }
+
+    /// The first constraint node `i` fails, in [`Constraint::ALL`] order.
+    #[inline]
+    fn check(&self, i: usize) -> Result<(), Constraint> {
+        let row = self.row(i);
+        let r = &self.req.requirements;
+        if !row.up {
+            return Err(Constraint::Down);
+        }
+        if self.exclude.get(i) {
+            return Err(Constraint::Excluded);
+        }
+        if self.load(i).2 == 0 {
+            return Err(Constraint::NoCapacity);
+        }
+        if self.tiers != 0 && self.tiers >> (row.tier as u8) & 1 == 0 {
+            return Err(Constraint::Tier);
+        }
+        if !self
+            .labels
+            .iter()
+            .all(|l| l.is_some_and(|id| self.index.label_nodes[id].get(i)))
         {
             return Err(Constraint::Labels);
         }
         let private = match r.privacy {
             Privacy::None => true,
             Privacy::Site => match self.origin_site {
-                Some(site) => node.site() == Some(site),
-                None => node.name == self.origin.name,
+                Some(site) => row.site == Some(site),
+                None => i == self.origin,
             },
-            Privacy::Tier => node.tier == self.origin.tier,
+            Privacy::Tier => row.tier == self.row(self.origin).tier,
         };
         if !private {
             return Err(Constraint::Privacy);
         }
+        if !self
+            .stores
+            .iter()
+            .all(|s| s.is_some_and(|id| self.index.store_nodes[id].get(i)))
+        {
+            return Err(Constraint::Store);
+        }
+        if r.broker && !row.broker {
+            return Err(Constraint::Broker);
+        }
+        if !r.topics.is_empty() && !self.topics_ok[row.topics as usize] {
+            return Err(Constraint::Topic);
+        }
         Ok(())
+    }
+
+    /// For `weft explain`: which declared store or topic node `i` lacks.
+    fn detail(&self, i: usize, c: Constraint) -> Option<String> {
+        let r = &self.req.requirements;
+        match c {
+            Constraint::Store => r
+                .stores
+                .iter()
+                .zip(&self.stores)
+                .find(|(_, id)| !id.is_some_and(|id| self.index.store_nodes[id].get(i)))
+                .map(|(s, _)| format!("no key-value store `{s}`")),
+            Constraint::Topic => {
+                let set = &self.index.topic_sets[self.row(i).topics as usize];
+                r.topics
+                    .iter()
+                    .find(|t| !weft_manifest::topics_provide(set, t))
+                    .map(|t| format!("topic `{t}` not provided"))
+            }
+            Constraint::Broker => Some("no MQTT broker".to_string()),
+            Constraint::Labels => r
+                .labels
+                .iter()
+                .zip(&self.labels)
+                .find(|(_, id)| !id.is_some_and(|id| self.index.label_nodes[id].get(i)))
+                .map(|((k, v), _)| format!("lacks label {k}={v}")),
+            _ => None,
+        }
+    }
+
+    /// Waiting for a slot: the invocations ahead of this one beyond the free
+    /// slots, each holding a slot for one execution, `slots` at a time.
+    #[inline]
+    fn queue(&self, i: usize, exec_us: u64) -> u64 {
+        let (inflight, queued, slots) = self.load(i);
+        let ahead = (u64::from(inflight) + u64::from(queued) + 1).saturating_sub(u64::from(slots));
+        if ahead == 0 {
+            0
+        } else {
+            mul_div(exec_us, ahead, u64::from(slots))
+        }
+    }
+
+    /// `(a_us, a)` ranks before `(b_us, b)`: less expected time, then the
+    /// smaller name. Names are unique, so this is a total order.
+    #[inline]
+    fn better(&self, a_us: u64, a: usize, b_us: u64, b: usize) -> bool {
+        match a_us.cmp(&b_us) {
+            Ordering::Less => true,
+            Ordering::Greater => false,
+            Ordering::Equal => self.index.names[a] < self.index.names[b],
+        }
     }
 }
 
@@ -217,162 +408,210 @@ enum NearMode {
 
 /// The terms, with everything that does not depend on the node resolved
 /// once per call.
-struct Scorer<'a> {
-    view: &'a View,
-    req: &'a Request,
-    /// The deciding node, if it is in the view; recognised by address (names
-    /// are unique, so this is the node named `view.local`).
-    local: Option<&'a NodeView>,
-    per_node: Option<&'a PerNode>,
+struct Scorer<'c, 'a> {
+    ctx: &'c Ctx<'a>,
+    exec: Option<&'a ExecRow>,
+    warm: Option<&'a Bits>,
+    have: Option<&'a Bits>,
     /// Execution time for a node without its own estimate; computed on first
     /// need (the fast path usually has an estimate).
     fallback_exec_us: OnceCell<u64>,
     /// `(bytes_in + bytes_out) × 10⁶`.
     bytes_e6: u128,
+    /// Per `near` store: its id, if any node serves it.
+    near_ids: Vec<Option<usize>>,
     /// Per `near` store: round trip to the nearest up node serving it.
     /// Empty in lazy mode.
     nearest: Vec<u64>,
     target_us: Option<u64>,
 }
 
-impl<'a> Scorer<'a> {
-    fn new(
-        view: &'a View,
-        req: &'a Request,
-        local: Option<&'a NodeView>,
-        near: NearMode,
-    ) -> Scorer<'a> {
-        let nearest = match near {
-            NearMode::Eager => req
-                .requirements
-                .near
-                .iter()
-                .map(|s| nearest_serving(view, local, s))
-                .collect(),
-            NearMode::Lazy => Vec::new(),
-        };
-        Scorer {
-            view,
-            req,
-            local,
-            per_node: view.exec.function(&req.function),
+impl<'c, 'a> Scorer<'c, 'a> {
+    fn new(ctx: &'c Ctx<'a>, near: NearMode) -> Scorer<'c, 'a> {
+        let ix = ctx.index;
+        let req = ctx.req;
+        let near_ids: Vec<Option<usize>> = req
+            .requirements
+            .near
+            .iter()
+            .map(|s| ix.stores.get(s.as_str()).map(|id| id as usize))
+            .collect();
+        let mut scorer = Scorer {
+            ctx,
+            exec: ctx.function.map(|f| &ix.exec[f]),
+            warm: ctx.function.map(|f| &ix.warm[f]),
+            have: ctx.function.map(|f| &ix.have[f]),
             fallback_exec_us: OnceCell::new(),
             bytes_e6: (u128::from(req.bytes_in) + u128::from(req.bytes_out)) * 1_000_000,
-            nearest,
+            near_ids,
+            nearest: Vec::new(),
             target_us: req.requirements.latency_ms.map(|ms| u64::from(ms) * 1_000),
+        };
+        if near == NearMode::Eager {
+            scorer.nearest = (0..scorer.near_ids.len())
+                .map(|k| scorer.nearest_serving(k))
+                .collect();
         }
-    }
-
-    #[inline]
-    fn is_local(&self, node: &NodeView) -> bool {
-        self.local.is_some_and(|l| std::ptr::eq(l, node))
+        scorer
     }
 
     /// Round trip from the deciding node: 0 for itself, whatever the view
     /// says.
     #[inline]
-    fn rtt(&self, node: &NodeView) -> u64 {
-        if self.is_local(node) {
+    fn rtt(&self, i: usize) -> u64 {
+        if self.ctx.is_local(i) {
             0
         } else {
-            node.rtt_us.unwrap_or(DEFAULT_RTT_US)
+            self.ctx.row(i).rtt_us.unwrap_or(DEFAULT_RTT_US)
         }
     }
 
     /// 0 on the deciding node, which holds the request; elsewhere one round
     /// trip plus the bytes both ways at the link's bandwidth.
     #[inline]
-    fn transfer(&self, node: &NodeView) -> u64 {
-        if self.is_local(node) {
+    fn transfer(&self, i: usize) -> u64 {
+        if self.ctx.is_local(i) {
             return 0;
         }
-        let bw = node.bandwidth_bps.unwrap_or(DEFAULT_BANDWIDTH_BPS).max(1);
+        let row = self.ctx.row(i);
+        let bw = row.bandwidth_bps.unwrap_or(DEFAULT_BANDWIDTH_BPS).max(1);
         // A 64-bit division unless the payload is beyond 18 TB.
         let move_us = match u64::try_from(self.bytes_e6) {
             Ok(b) => b / bw,
             Err(_) => u64::try_from(self.bytes_e6 / u128::from(bw)).unwrap_or(u64::MAX),
         };
-        node.rtt_us
-            .unwrap_or(DEFAULT_RTT_US)
-            .saturating_add(move_us)
+        row.rtt_us.unwrap_or(DEFAULT_RTT_US).saturating_add(move_us)
     }
 
     /// The learned time there, else the function's mean, else the prior.
     #[inline]
-    fn exec(&self, node: &NodeView) -> u64 {
-        match self.per_node.and_then(|p| p.get(&node.name)) {
-            Some(e) => e.micros(),
-            None => *self.fallback_exec_us.get_or_init(|| {
-                self.per_node
-                    .and_then(PerNode::mean_us)
-                    .unwrap_or(DEFAULT_EXEC_US)
-            }),
+    fn exec(&self, i: usize) -> u64 {
+        let local = self.ctx.local.filter(|_| self.ctx.is_local(i));
+        let own = match local {
+            Some(l) => l.exec_us,
+            None => self.exec.and_then(|e| e.get(i)),
+        };
+        match own {
+            Some(us) => us,
+            None => *self.fallback_exec_us.get_or_init(|| self.mean_exec()),
+        }
+    }
+
+    /// The function's mean over the nodes with an estimate (the deciding
+    /// node's own as overridden), else the prior.
+    fn mean_exec(&self) -> u64 {
+        let (mut sum, mut count) = self.exec.map_or((0, 0), |e| (e.sum_us, e.count));
+        if let (Some(l), Some(me)) = (self.ctx.local, self.ctx.index.local) {
+            if let Some(old) = self.exec.and_then(|e| e.get(me)) {
+                sum -= u128::from(old);
+                count -= 1;
+            }
+            if let Some(us) = l.exec_us {
+                sum += u128::from(us);
+                count += 1;
+            }
+        }
+        if count == 0 {
+            DEFAULT_EXEC_US
+        } else {
+            (sum / u128::from(count)) as u64
         }
     }
 
     /// Every term for one node.
-    fn cost(&self, node: &NodeView) -> Scored {
-        let exec_us = self.exec(node);
+    fn cost(&self, i: usize) -> Scored {
+        let exec_us = self.exec(i);
         self.assemble(Terms {
-            queue_us: queue(node, exec_us),
+            queue_us: self.ctx.queue(i, exec_us),
             exec_us,
-            transfer_us: self.transfer(node),
-            cold_us: self.cold(node),
-            near_us: self.near(node),
-            price_us: self.price(node, exec_us),
+            transfer_us: self.transfer(i),
+            cold_us: self.cold(i),
+            near_us: self.near(i),
+            price_us: self.price(i, exec_us),
         })
     }
 
     /// Cold start, and the artifact fetch if the node is known to lack it.
     #[inline]
-    fn cold(&self, node: &NodeView) -> u64 {
-        let function = self.req.function.as_str();
-        if node.warm.contains(function) {
+    fn cold(&self, i: usize) -> u64 {
+        let warm = match self.ctx.local {
+            Some(l) if self.ctx.is_local(i) => l.warm,
+            _ => self.warm.is_some_and(|w| w.get(i)),
+        };
+        if warm {
             0
-        } else if node
-            .has_artifact
-            .as_ref()
-            .is_some_and(|a| !a.contains(function))
-        {
+        } else if self.lacks_artifact(i) {
             COLD_START_US + ARTIFACT_FETCH_US
         } else {
             COLD_START_US
         }
     }
 
+    /// Known to lack the artifact: its list is known and does not hold the
+    /// function.
+    #[inline]
+    fn lacks_artifact(&self, i: usize) -> bool {
+        self.ctx.row(i).artifacts_known && !self.have.is_some_and(|h| h.get(i))
+    }
+
     /// Time spent reaching the `near` stores the node does not serve.
     #[inline]
-    fn near(&self, node: &NodeView) -> u64 {
-        let near = &self.req.requirements.near;
-        if near.is_empty() {
+    fn near(&self, i: usize) -> u64 {
+        if self.near_ids.is_empty() {
             return 0;
         }
-        let rtt = self.rtt(node);
+        let rtt = self.rtt(i);
         let mut near_us = 0u64;
-        for (i, store) in near.iter().enumerate() {
-            if node.stores.contains(store) {
+        for (k, id) in self.near_ids.iter().enumerate() {
+            if id.is_some_and(|id| self.ctx.index.store_nodes[id].get(i)) {
                 continue;
             }
-            let nearest = match self.nearest.get(i) {
+            let nearest = match self.nearest.get(k) {
                 Some(&n) => n,
-                None => nearest_serving(self.view, self.local, store),
+                None => self.nearest_serving(k),
             };
             near_us = near_us.saturating_add(rtt.max(nearest));
         }
         near_us
     }
 
+    /// Round trip to the nearest up node serving `near` store `k`
+    /// ([`UNKNOWN_STORE_US`] if none does); the deciding node counts as 0.
+    fn nearest_serving(&self, k: usize) -> u64 {
+        let Some(id) = self.near_ids[k] else {
+            return UNKNOWN_STORE_US;
+        };
+        let ix = self.ctx.index;
+        let serving = &ix.store_nodes[id];
+        if let Some(me) = ix.local
+            && ix.rows[me].up
+            && serving.get(me)
+        {
+            return 0;
+        }
+        let mut nearest = UNKNOWN_STORE_US;
+        for n in serving.iter() {
+            let row = &ix.rows[n];
+            let rtt = row.rtt_us.unwrap_or(DEFAULT_RTT_US);
+            if rtt < nearest && row.up && Some(n) != ix.local {
+                nearest = rtt;
+            }
+        }
+        nearest
+    }
+
     /// Price and energy, weighted: not time, so they weigh against the
     /// latency target but do not count towards it.
     #[inline]
-    fn price(&self, node: &NodeView, exec_us: u64) -> u64 {
-        let r = &self.req.requirements;
+    fn price(&self, i: usize, exec_us: u64) -> u64 {
+        let r = &self.ctx.req.requirements;
+        let row = self.ctx.row(i);
         let mut us = 0u64;
         if r.cost_weight != 0.0 {
-            us = us.saturating_add(to_us(r.cost_weight * node.cost * exec_us as f64));
+            us = us.saturating_add(to_us(r.cost_weight * row.cost * exec_us as f64));
         }
         if r.energy_weight != 0.0 {
-            us = us.saturating_add(to_us(r.energy_weight * node.energy * exec_us as f64));
+            us = us.saturating_add(to_us(r.energy_weight * row.energy * exec_us as f64));
         }
         us
     }
@@ -441,40 +680,6 @@ struct Scored {
     total: u64,
     /// The time terms only (queue, exec, transfer, cold, near), µs.
     latency_us: u64,
-}
-
-/// Waiting for a slot: the invocations ahead of this one beyond the free
-/// slots, each holding a slot for one execution, `slots` at a time.
-#[inline]
-fn queue(node: &NodeView, exec_us: u64) -> u64 {
-    let ahead = (u64::from(node.inflight) + u64::from(node.queued) + 1)
-        .saturating_sub(u64::from(node.slots));
-    if ahead == 0 {
-        0
-    } else {
-        mul_div(exec_us, ahead, u64::from(node.slots))
-    }
-}
-
-/// Round trip to the nearest up node serving `store` ([`UNKNOWN_STORE_US`]
-/// if none does); the deciding node counts as 0. A node no nearer than the
-/// nearest found so far is not searched.
-fn nearest_serving(view: &View, local: Option<&NodeView>, store: &str) -> u64 {
-    if local.is_some_and(|l| l.up && l.stores.contains(store)) {
-        return 0;
-    }
-    let mut nearest = UNKNOWN_STORE_US;
-    for n in &view.nodes {
-        let rtt = n.rtt_us.unwrap_or(DEFAULT_RTT_US);
-        if rtt < nearest
-            && n.up
-            && !local.is_some_and(|l| std::ptr::eq(l, n))
-            && n.stores.contains(store)
-        {
-            nearest = rtt;
-        }
-    }
-    nearest
 }
 
 /// `a * b / c`, floored, without overflow (saturating at `u64::MAX`).
@@ -1131,14 +1336,12 @@ mod tests {
         for _ in 0..5_000 {
             let (v, r) = generated(&mut rng);
             let got = place(&v, &r);
-            let origin = v.node(&r.origin).unwrap();
-            let filter = Filter::new(&r, origin);
-            let scorer = Scorer::new(&v, &r, v.node(&v.local), NearMode::Eager);
-            let mut all: Vec<(u64, &str)> = v
-                .nodes
-                .iter()
-                .filter(|n| filter.check(n).is_ok())
-                .map(|n| (scorer.cost(n).total, n.name.as_str()))
+            let ix = Index::new(&v);
+            let ctx = Ctx::new(&ix, &r, None).unwrap();
+            let scorer = Scorer::new(&ctx, NearMode::Eager);
+            let mut all: Vec<(u64, &str)> = (0..ix.len())
+                .filter(|&i| ctx.check(i).is_ok())
+                .map(|i| (scorer.cost(i).total, ix.names()[i].as_str()))
                 .collect();
             all.sort();
             match got {
@@ -1180,6 +1383,122 @@ mod tests {
                 serde_json::to_string(&place(&v, &r).unwrap()).unwrap(),
                 first
             );
+        }
+    }
+
+    #[test]
+    fn declared_stores_broker_and_topics_are_hard() {
+        let mut v = continuum();
+        node(&mut v, "a1").stores.insert("cache".into());
+        node(&mut v, "c1").stores.insert("cache".into());
+        node(&mut v, "c1").broker = true;
+        node(&mut v, "fog").broker = true;
+        node(&mut v, "c1").topics = vec!["orders.>".into()];
+        node(&mut v, "fog").topics = vec!["audit.*".into()];
+        // The store: only a1 and c1 serve it; a1 is idle, so local.
+        let r = req(Requirements {
+            stores: vec!["cache".into()],
+            ..Requirements::default()
+        });
+        assert_eq!(place(&v, &r).unwrap().node, "a1");
+        busy(&mut v, "a1");
+        let d = place(&v, &r).unwrap();
+        assert_eq!(d.node, "a1", "c1 is 20 ms away; a1's queue is shorter");
+        assert_eq!(d.rejected.store, 5);
+        // A broker and a topic: c1 alone.
+        let r = req(Requirements {
+            broker: true,
+            topics: vec!["orders.created".into()],
+            ..Requirements::default()
+        });
+        let d = place(&v, &r).unwrap();
+        assert_eq!(d.node, "c1");
+        assert_eq!((d.rejected.broker, d.rejected.topic), (5, 1));
+        assert_eq!(
+            d.reason,
+            Reason::LocalIneligible {
+                constraint: Constraint::Broker
+            }
+        );
+        // A store nobody serves: nobody.
+        let r = req(Requirements {
+            stores: vec!["nowhere".into()],
+            ..Requirements::default()
+        });
+        assert!(matches!(
+            place(&v, &r),
+            Err(PlaceError::NoEligibleNode { rejected, .. }) if rejected.store == 7
+        ));
+    }
+
+    #[test]
+    fn exclusions_name_what_each_node_lacks() {
+        let mut v = continuum();
+        node(&mut v, "a1").stores.insert("cache".into());
+        node(&mut v, "b1").topics = vec!["audit.>".into()];
+        node(&mut v, "c2").up = false;
+        let r = req(Requirements {
+            stores: vec!["cache".into()],
+            topics: vec!["orders.new".into()],
+            tiers: vec![Tier::Edge, Tier::Cloud],
+            ..Requirements::default()
+        });
+        let ix = Index::new(&v);
+        let out: Vec<(String, Constraint, Option<String>)> = exclusions(&ix, &r, None)
+            .unwrap()
+            .into_iter()
+            .map(|e| (e.node, e.constraint, e.detail))
+            .collect();
+        let store = || Some("no key-value store `cache`".to_string());
+        assert_eq!(
+            out,
+            vec![
+                ("a2".into(), Constraint::Store, store()),
+                ("b1".into(), Constraint::Store, store()),
+                ("b2".into(), Constraint::Store, store()),
+                ("c1".into(), Constraint::Store, store()),
+                ("c2".into(), Constraint::Down, None),
+                ("fog".into(), Constraint::Tier, None),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_local_override_is_the_view_with_those_numbers() {
+        let mut rng = Lcg(7);
+        for _ in 0..2_000 {
+            let (mut v, r) = generated(&mut rng);
+            let Some(me) = v.nodes.iter().position(|n| n.name == v.local) else {
+                continue;
+            };
+            let ix = Index::new(&v);
+            let local = Local {
+                slots: 1 + rng.next(4) as u32,
+                inflight: rng.next(5) as u32,
+                queued: rng.next(2) as u32,
+                warm: rng.next(2) == 0,
+                exec_us: (rng.next(2) == 0).then(|| rng.next(20_000)),
+            };
+            let overridden = place_in(&ix, &r, Some(&local));
+            let n = &mut v.nodes[me];
+            (n.slots, n.inflight, n.queued) = (local.slots, local.inflight, local.queued);
+            n.warm.remove(&r.function);
+            if local.warm {
+                n.warm.insert(r.function.clone());
+            }
+            v.exec.forget_node(&v.local.clone());
+            if let Some(us) = local.exec_us {
+                v.exec.insert(
+                    &r.function,
+                    &v.local.clone(),
+                    crate::Estimate {
+                        mean_us: us as f64,
+                        samples: 1,
+                    },
+                );
+            }
+            // Only this function's estimate on the local node matters.
+            assert_eq!(overridden, place(&v, &r), "{v:?} {r:?} {local:?}");
         }
     }
 

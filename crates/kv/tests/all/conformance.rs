@@ -4,7 +4,7 @@
 use crate::support::{RedisServer, bucket, open, redis_spec};
 use std::collections::BTreeSet;
 use std::sync::Arc;
-use weft_kv::{BackendSpec, Bucket, KvError};
+use weft_kv::{BackendSpec, Bucket, Code, KvError};
 
 /// Every key in `b`, asserting that none is listed twice.
 async fn all_keys(b: &dyn Bucket) -> BTreeSet<String> {
@@ -220,7 +220,7 @@ async fn limits(b: &dyn Bucket) {
         })
     );
     unchanged().await;
-    let empty = |r: Result<(), KvError>| assert_eq!(r.map_err(|e| e.code()), Err("invalid_key"));
+    let empty = |r: Result<(), KvError>| assert_eq!(r.map_err(|e| e.code()), Err(Code::InvalidKey));
     empty(b.set("", b"v").await);
     empty(b.get("").await.map(drop));
     empty(b.delete("").await);
@@ -237,7 +237,7 @@ async fn limits(b: &dyn Bucket) {
         b.set_many(&[(s("keep"), b"new".to_vec()), (s("other"), big.clone())])
             .await
             .map_err(|e| e.code()),
-        Err("value_too_large")
+        Err(Code::ValueTooLarge)
     );
     empty(b.delete_many(&[s("keep"), String::new()]).await);
     empty(b.get_many(&[s("keep"), String::new()]).await.map(drop));

@@ -2,7 +2,7 @@
 
 use crate::support::{bucket, open};
 use std::collections::BTreeMap;
-use weft_kv::{BackendSpec, KvError, KvLimits, Stores};
+use weft_kv::{BackendSpec, Code, KvError, KvLimits, Stores};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn embedded_data_survives_reopen() {
@@ -69,7 +69,7 @@ async fn embedded_file_is_only_created_when_needed() {
     let err = Stores::open(&path, specs, KvLimits::default())
         .await
         .unwrap_err();
-    assert_eq!(err.code(), "store_error");
+    assert_eq!(err.code(), Code::StoreError);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

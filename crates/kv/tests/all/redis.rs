@@ -4,7 +4,7 @@
 use crate::support::{RedisServer, bucket, free_port, open, redis_spec};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
-use weft_kv::{Bucket, KvError, KvLimits, Stores};
+use weft_kv::{Bucket, Code, KvError, KvLimits, Stores};
 
 /// Asserts that `op` fails with `Unavailable` naming the store and the
 /// address, within a few seconds.
@@ -19,7 +19,7 @@ async fn assert_unavailable<T: std::fmt::Debug>(
     match result {
         Err(e @ KvError::Unavailable { .. }) => {
             let text = e.to_string();
-            assert_eq!(e.code(), "store_unavailable");
+            assert_eq!(e.code(), Code::StoreUnavailable);
             assert!(text.contains("`cache`"), "{text}");
             assert!(text.contains(&format!("127.0.0.1:{port}")), "{text}");
             assert!(!text.contains("s3cret"), "{text}");
@@ -98,7 +98,7 @@ async fn redis_malformed_url_fails_open() {
             }
             other => panic!("{url}: unexpected {other:?}"),
         }
-        assert_eq!(err.code(), "store_error");
+        assert_eq!(err.code(), Code::StoreError);
     }
 }
 

@@ -1,0 +1,491 @@
+//! The view compiled for placement: an [`Index`].
+//!
+//! A [`View`] is what a test, a golden file or the simulator writes: names,
+//! maps and sets. A decision over 1,000 nodes that walked those would hash
+//! and compare strings at every node. The index interns every name once —
+//! nodes, functions, `(key, value)` labels, sites, stores — and keeps what a
+//! decision reads per node in dense rows and per-function bit sets and
+//! tables, so the scan walks arrays. A node keeps one index and updates one
+//! row per heartbeat ([`Index::upsert`]); [`crate::place`] builds one for
+//! each call from a `View`. Both decide with the same code
+//! ([`crate::place_in`]), so the golden files replay the live path.
+
+use crate::exec::Estimate;
+use crate::model::{NodeView, Tier, View};
+use std::collections::HashMap;
+
+/// A set of small integers (node or function indices), one bit each.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Bits(Vec<u64>);
+
+impl Bits {
+    #[inline]
+    pub(crate) fn get(&self, i: usize) -> bool {
+        self.0.get(i / 64).is_some_and(|w| w >> (i % 64) & 1 == 1)
+    }
+
+    pub(crate) fn set(&mut self, i: usize, on: bool) {
+        let w = i / 64;
+        if w >= self.0.len() {
+            if !on {
+                return;
+            }
+            self.0.resize(w + 1, 0);
+        }
+        if on {
+            self.0[w] |= 1 << (i % 64);
+        } else {
+            self.0[w] &= !(1 << (i % 64));
+        }
+    }
+
+    /// The members, ascending.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = usize> + '_ {
+        self.0.iter().enumerate().flat_map(|(w, &word)| {
+            let mut rest = word;
+            std::iter::from_fn(move || {
+                if rest == 0 {
+                    return None;
+                }
+                let b = rest.trailing_zeros() as usize;
+                rest &= rest - 1;
+                Some(w * 64 + b)
+            })
+        })
+    }
+}
+
+/// Names to dense ids, in order of first sight.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Interner<K> {
+    ids: HashMap<K, u32>,
+    len: u32,
+}
+
+impl<K: std::hash::Hash + Eq + Clone> Interner<K> {
+    pub(crate) fn get<Q>(&self, k: &Q) -> Option<u32>
+    where
+        K: std::borrow::Borrow<Q>,
+        Q: std::hash::Hash + Eq + ?Sized,
+    {
+        self.ids.get(k).copied()
+    }
+
+    pub(crate) fn intern(&mut self, k: &K) -> u32 {
+        if let Some(&id) = self.ids.get(k) {
+            return id;
+        }
+        let id = self.len;
+        self.ids.insert(k.clone(), id);
+        self.len += 1;
+        id
+    }
+}
+
+/// What a decision reads of one node, per node.
+#[derive(Debug, Clone)]
+pub(crate) struct Row {
+    pub(crate) tier: Tier,
+    pub(crate) up: bool,
+    pub(crate) slots: u32,
+    pub(crate) inflight: u32,
+    pub(crate) queued: u32,
+    pub(crate) rtt_us: Option<u64>,
+    pub(crate) bandwidth_bps: Option<u64>,
+    pub(crate) cost: f64,
+    pub(crate) energy: f64,
+    /// The id of its `site` label's value.
+    pub(crate) site: Option<u32>,
+    /// An MQTT broker is configured there.
+    pub(crate) broker: bool,
+    /// Its topic patterns, by id of the distinct set.
+    pub(crate) topics: u32,
+    // What the row set in the per-id tables, so an update can clear it.
+    labels: Vec<u32>,
+    stores: Vec<u32>,
+    warm: Vec<u32>,
+    have: Vec<u32>,
+    pub(crate) artifacts_known: bool,
+}
+
+/// Learned execution times of one function, µs, by node index
+/// ([`NONE`] where none was learned), and their running sum.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ExecRow {
+    pub(crate) by_node: Vec<u64>,
+    pub(crate) sum_us: u128,
+    pub(crate) count: u64,
+}
+
+/// No estimate for that node.
+pub(crate) const NONE: u64 = u64::MAX;
+
+impl ExecRow {
+    #[inline]
+    pub(crate) fn get(&self, node: usize) -> Option<u64> {
+        self.by_node.get(node).copied().filter(|&us| us != NONE)
+    }
+
+    fn set(&mut self, node: usize, us: Option<u64>) {
+        if node >= self.by_node.len() {
+            if us.is_none() {
+                return;
+            }
+            self.by_node.resize(node + 1, NONE);
+        }
+        let old = std::mem::replace(&mut self.by_node[node], us.unwrap_or(NONE));
+        if old != NONE {
+            self.sum_us -= u128::from(old);
+            self.count -= 1;
+        }
+        if let Some(us) = us {
+            self.sum_us += u128::from(us);
+            self.count += 1;
+        }
+    }
+}
+
+/// The nodes of a [`View`], compiled for placement; see the module docs.
+///
+/// ```
+/// use weft_sched::{Index, NodeView, Request, Tier, View, place_in};
+///
+/// let view = View {
+///     local: "edge-1".into(),
+///     nodes: vec![NodeView::new("edge-1", Tier::Edge, 4), NodeView::new("cloud-1", Tier::Cloud, 64)],
+///     ..View::default()
+/// };
+/// let mut index = Index::new(&view);
+/// // A heartbeat: cloud-1 is warm for `resize` now.
+/// index.upsert(&NodeView::new("cloud-1", Tier::Cloud, 64).warm("resize"));
+/// let d = place_in(&index, &Request::new("resize", "edge-1"), None).unwrap();
+/// assert_eq!(d.node, "edge-1"); // idle and eligible: local
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct Index {
+    pub(crate) local: Option<usize>,
+    pub(crate) local_name: String,
+    pub(crate) names: Vec<String>,
+    pub(crate) by_name: HashMap<String, usize>,
+    pub(crate) rows: Vec<Row>,
+    pub(crate) functions: Interner<String>,
+    /// Per function: the nodes where it is warm.
+    pub(crate) warm: Vec<Bits>,
+    /// Per function: the nodes whose artifact list (when known) holds it.
+    pub(crate) have: Vec<Bits>,
+    /// Per function: learned times.
+    pub(crate) exec: Vec<ExecRow>,
+    /// `(key, value)` labels; per label: the nodes carrying it.
+    pub(crate) labels: Interner<(String, String)>,
+    pub(crate) label_nodes: Vec<Bits>,
+    /// Values of the `site` label.
+    pub(crate) sites: Interner<String>,
+    /// Store labels; per store: the nodes serving it.
+    pub(crate) stores: Interner<String>,
+    pub(crate) store_nodes: Vec<Bits>,
+    /// Distinct sets of topic patterns nodes provide.
+    pub(crate) topic_sets: Vec<Vec<String>>,
+}
+
+/// The topic patterns of a node that does not restrict them: every topic.
+pub const ALL_TOPICS: &str = ">";
+
+impl Index {
+    /// The index of `view`: every node (the first of a name, if a name
+    /// repeats) and every learned time.
+    pub fn new(view: &View) -> Index {
+        let mut ix = Index {
+            local_name: view.local.clone(),
+            ..Index::default()
+        };
+        for n in &view.nodes {
+            if !ix.by_name.contains_key(&n.name) {
+                ix.upsert(n);
+            }
+        }
+        for (function, per_node) in view.exec.functions() {
+            for (node, e) in per_node.iter() {
+                ix.set_estimate(function, node, Some(*e));
+            }
+        }
+        ix
+    }
+
+    /// The deciding node's name (`View::local`).
+    pub fn local(&self) -> &str {
+        &self.local_name
+    }
+
+    /// Sets the deciding node's name; its row, if present, becomes local.
+    pub fn set_local(&mut self, name: &str) {
+        self.local_name = name.to_string();
+        self.local = self.by_name.get(name).copied();
+    }
+
+    /// Nodes in the index.
+    pub fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    /// No node at all.
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+
+    /// Whether a node of that name is in the index.
+    pub fn contains(&self, node: &str) -> bool {
+        self.by_name.contains_key(node)
+    }
+
+    fn function_id(&mut self, f: &str) -> usize {
+        let id = match self.functions.get(f) {
+            Some(id) => id,
+            None => self.functions.intern(&f.to_string()),
+        } as usize;
+        if id >= self.warm.len() {
+            self.warm.resize(id + 1, Bits::default());
+            self.have.resize(id + 1, Bits::default());
+            self.exec.resize(id + 1, ExecRow::default());
+        }
+        id
+    }
+
+    /// Adds a node, or replaces everything known of it but its learned
+    /// times (those come with [`Index::set_estimate`]); its place in the
+    /// index stays. Returns its position. This is the update of a heartbeat.
+    pub fn upsert(&mut self, n: &NodeView) -> usize {
+        let i = match self.by_name.get(&n.name) {
+            Some(&i) => {
+                self.clear(i);
+                i
+            }
+            None => {
+                let i = self.rows.len();
+                self.names.push(n.name.clone());
+                self.by_name.insert(n.name.clone(), i);
+                self.rows.push(Row {
+                    tier: n.tier,
+                    up: false,
+                    slots: 0,
+                    inflight: 0,
+                    queued: 0,
+                    rtt_us: None,
+                    bandwidth_bps: None,
+                    cost: 1.0,
+                    energy: 1.0,
+                    site: None,
+                    broker: false,
+                    topics: 0,
+                    labels: Vec::new(),
+                    stores: Vec::new(),
+                    warm: Vec::new(),
+                    have: Vec::new(),
+                    artifacts_known: false,
+                });
+                if n.name == self.local_name {
+                    self.local = Some(i);
+                }
+                i
+            }
+        };
+        let mut labels = Vec::with_capacity(n.labels.len());
+        for (k, v) in &n.labels {
+            let id = self.labels.intern(&(k.clone(), v.clone())) as usize;
+            if id >= self.label_nodes.len() {
+                self.label_nodes.resize(id + 1, Bits::default());
+            }
+            self.label_nodes[id].set(i, true);
+            labels.push(id as u32);
+        }
+        let mut stores = Vec::with_capacity(n.stores.len());
+        for s in &n.stores {
+            let id = self.stores.intern(s) as usize;
+            if id >= self.store_nodes.len() {
+                self.store_nodes.resize(id + 1, Bits::default());
+            }
+            self.store_nodes[id].set(i, true);
+            stores.push(id as u32);
+        }
+        let mut warm = Vec::with_capacity(n.warm.len());
+        for f in &n.warm {
+            let id = self.function_id(f);
+            self.warm[id].set(i, true);
+            warm.push(id as u32);
+        }
+        let mut have = Vec::new();
+        for f in n.has_artifact.iter().flatten() {
+            let id = self.function_id(f);
+            self.have[id].set(i, true);
+            have.push(id as u32);
+        }
+        let site = n.site().map(|s| self.sites.intern(&s.to_string()));
+        let topics = self.topic_set(&n.topics);
+        let row = &mut self.rows[i];
+        row.tier = n.tier;
+        row.up = n.up;
+        row.slots = n.slots;
+        row.inflight = n.inflight;
+        row.queued = n.queued;
+        row.rtt_us = n.rtt_us;
+        row.bandwidth_bps = n.bandwidth_bps;
+        row.cost = n.cost;
+        row.energy = n.energy;
+        row.site = site;
+        row.broker = n.broker;
+        row.topics = topics;
+        row.labels = labels;
+        row.stores = stores;
+        row.warm = warm;
+        row.have = have;
+        row.artifacts_known = n.has_artifact.is_some();
+        i
+    }
+
+    /// The id of a set of topic patterns (the empty set: every topic).
+    fn topic_set(&mut self, patterns: &[String]) -> u32 {
+        let mut set: Vec<String> = patterns.to_vec();
+        if set.is_empty() {
+            set.push(ALL_TOPICS.to_string());
+        }
+        set.sort();
+        set.dedup();
+        match self.topic_sets.iter().position(|s| *s == set) {
+            Some(p) => p as u32,
+            None => {
+                self.topic_sets.push(set);
+                (self.topic_sets.len() - 1) as u32
+            }
+        }
+    }
+
+    /// Clears what row `i` set in the per-id tables.
+    fn clear(&mut self, i: usize) {
+        let row = &mut self.rows[i];
+        for id in row.labels.drain(..) {
+            self.label_nodes[id as usize].set(i, false);
+        }
+        for id in row.stores.drain(..) {
+            self.store_nodes[id as usize].set(i, false);
+        }
+        for id in row.warm.drain(..) {
+            self.warm[id as usize].set(i, false);
+        }
+        for id in row.have.drain(..) {
+            self.have[id as usize].set(i, false);
+        }
+    }
+
+    /// Sets the learned time of `function` on `node` (a node not in the
+    /// index is ignored); `None` forgets it.
+    pub fn set_estimate(&mut self, function: &str, node: &str, e: Option<Estimate>) {
+        let Some(&i) = self.by_name.get(node) else {
+            return;
+        };
+        if e.is_none() && self.functions.get(function).is_none() {
+            return;
+        }
+        let f = self.function_id(function);
+        self.exec[f].set(i, e.map(|e| e.micros()));
+    }
+
+    /// Marks a node up or down (heartbeats stopped); unknown names are
+    /// ignored.
+    pub fn set_up(&mut self, node: &str, up: bool) {
+        if let Some(&i) = self.by_name.get(node) {
+            self.rows[i].up = up;
+        }
+    }
+
+    /// Adds to a node's running count until its next update: work this node
+    /// has just sent there, which its last heartbeat could not count.
+    pub fn add_inflight(&mut self, node: &str, n: u32) {
+        if let Some(&i) = self.by_name.get(node) {
+            let r = &mut self.rows[i];
+            r.inflight = r.inflight.saturating_add(n);
+        }
+    }
+
+    /// A node's running count as the index holds it.
+    pub fn inflight(&self, node: &str) -> Option<u32> {
+        self.by_name.get(node).map(|&i| self.rows[i].inflight)
+    }
+
+    /// Names of the nodes, in index order.
+    pub fn names(&self) -> &[String] {
+        &self.names
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bits() {
+        let mut b = Bits::default();
+        assert!(!b.get(1000));
+        b.set(3, true);
+        b.set(130, true);
+        b.set(7, false);
+        assert!(b.get(3) && b.get(130) && !b.get(4));
+        assert_eq!(b.iter().collect::<Vec<_>>(), vec![3, 130]);
+        b.set(3, false);
+        assert_eq!(b.iter().collect::<Vec<_>>(), vec![130]);
+    }
+
+    #[test]
+    fn an_update_replaces_what_the_node_had() {
+        let view = View {
+            local: "a".into(),
+            nodes: vec![
+                NodeView::new("a", Tier::Edge, 4)
+                    .label("site", "x")
+                    .warm("f")
+                    .store("cache"),
+                NodeView::new("b", Tier::Cloud, 8).warm("g"),
+            ],
+            ..View::default()
+        };
+        let mut ix = Index::new(&view);
+        let f = ix.functions.get("f").unwrap() as usize;
+        let cache = ix.stores.get("cache").unwrap() as usize;
+        assert!(ix.warm[f].get(0) && ix.store_nodes[cache].get(0));
+        ix.upsert(&NodeView::new("a", Tier::Edge, 4).warm("g"));
+        let g = ix.functions.get("g").unwrap() as usize;
+        assert!(!ix.warm[f].get(0) && ix.warm[g].get(0) && ix.warm[g].get(1));
+        assert!(!ix.store_nodes[cache].get(0));
+        assert_eq!(ix.rows[0].site, None);
+        assert_eq!(ix.local, Some(0));
+        ix.add_inflight("b", 2);
+        assert_eq!(ix.inflight("b"), Some(2));
+        ix.upsert(&NodeView::new("b", Tier::Cloud, 8));
+        assert_eq!(ix.inflight("b"), Some(0));
+    }
+
+    #[test]
+    fn estimates_keep_a_running_sum() {
+        let mut ix = Index::new(&View {
+            local: "a".into(),
+            nodes: vec![
+                NodeView::new("a", Tier::Edge, 1),
+                NodeView::new("b", Tier::Edge, 1),
+            ],
+            ..View::default()
+        });
+        let e = |us: f64| {
+            Some(Estimate {
+                mean_us: us,
+                samples: 1,
+            })
+        };
+        ix.set_estimate("f", "a", e(1_000.4));
+        ix.set_estimate("f", "b", e(2_000.6));
+        ix.set_estimate("f", "a", e(3_000.0));
+        let f = ix.functions.get("f").unwrap() as usize;
+        assert_eq!((ix.exec[f].sum_us, ix.exec[f].count), (5_001, 2));
+        ix.set_estimate("f", "b", None);
+        assert_eq!((ix.exec[f].sum_us, ix.exec[f].count), (3_000, 1));
+        ix.set_estimate("f", "nobody", e(5.0));
+        assert_eq!(ix.exec[f].count, 1);
+    }
+}
