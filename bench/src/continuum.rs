@@ -22,8 +22,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use weft_controller::{Controller, Origin, Placement};
 use weft_manifest::{FunctionSpec, PlacementSpec};
+use weft_router::Router;
 
 const ONE_WAY: Duration = Duration::from_millis(10);
 const CALLERS: usize = 16;
@@ -81,33 +81,17 @@ enum Mode {
     Weft,
 }
 
-async fn call(c: &Arc<Controller>, mode: Mode, input: Bytes) -> Result<(Bytes, bool)> {
+/// One call through the edge's router: `always-local` and `always-cloud`
+/// are the same guest deployed with `tier = ["edge"]` and `["cloud"]`, so
+/// every mode is the router's decision, as in a real node.
+async fn call(r: &Arc<Router>, mode: Mode, input: Bytes) -> Result<(Bytes, bool)> {
     let function = match mode {
+        Mode::AlwaysLocal => "nap-edge",
         Mode::AlwaysCloud => "nap-cloud",
-        _ => "nap",
+        Mode::Weft => "nap",
     };
-    let placement = match mode {
-        Mode::AlwaysLocal => Placement::Standalone,
-        _ => c.place(function, input.len() as u64)?,
-    };
-    match placement {
-        Placement::Decided(d) if !d.local => {
-            let out = c
-                .invoke_remote(function, d, &Origin::new("cli", ""), BTreeMap::new(), input)
-                .await?;
-            Ok((out.body, true))
-        }
-        _ => {
-            let out = c
-                .invoke_command(
-                    function,
-                    Origin::new("cli", ""),
-                    |_| async move { Ok(input) },
-                )
-                .await?;
-            Ok((out.body, false))
-        }
-    }
+    let out = node::invoke(r, function, input).await?;
+    Ok((out.body, out.served.node != "edge"))
 }
 
 pub(crate) async fn run(quick: bool) -> Result<()> {
@@ -147,18 +131,20 @@ pub(crate) async fn run(quick: bool) -> Result<()> {
         ..FunctionSpec::default()
     };
     edge.deploy("nap", nap.clone(), spec(None)).await?;
+    edge.deploy("nap-edge", nap.clone(), spec(Some("edge")))
+        .await?;
     edge.deploy("nap-cloud", nap, spec(Some("cloud"))).await?;
     // Until the edge sees the cloud with a round trip over the link, and
     // the cloud has both functions warm.
     let until = Instant::now() + Duration::from_secs(30);
     loop {
-        let rtt = edge.c.fabric_status().and_then(|s| {
+        let rtt = edge.r.fabric_status().and_then(|s| {
             s.nodes
                 .into_iter()
                 .find(|n| n.name == "cloud" && n.up)
                 .and_then(|n| n.rtt_us)
         });
-        if rtt.is_some_and(|r| r >= 15_000) && cloud.c.place("nap-cloud", 0).is_ok() {
+        if rtt.is_some_and(|r| r >= 15_000) && cloud.r.explain("nap-cloud", 0).is_ok() {
             break;
         }
         if Instant::now() > until {
@@ -167,8 +153,8 @@ pub(crate) async fn run(quick: bool) -> Result<()> {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     for _ in 0..4 {
-        call(&edge.c, Mode::AlwaysCloud, Bytes::from_static(b"1")).await?;
-        call(&edge.c, Mode::AlwaysLocal, Bytes::from_static(b"1")).await?;
+        call(&edge.r, Mode::AlwaysCloud, Bytes::from_static(b"1")).await?;
+        call(&edge.r, Mode::AlwaysLocal, Bytes::from_static(b"1")).await?;
     }
     cloud.invoke("nap", "1").await?;
 
@@ -178,7 +164,7 @@ pub(crate) async fn run(quick: bool) -> Result<()> {
             eprintln!("continuum: round {}/{rounds}, {mode:?}", round + 1);
             let mut tasks = Vec::new();
             for _ in 0..CALLERS {
-                let c = edge.c.clone();
+                let c = edge.r.clone();
                 tasks.push(tokio::spawn(async move {
                     let mut lat = Vec::new();
                     let mut remote = 0;
@@ -225,8 +211,8 @@ pub(crate) async fn run(quick: bool) -> Result<()> {
             100.0 * *remote as f64 / (*n).max(1) as f64
         );
     }
-    edge.c.leave_fabric().await;
-    cloud.c.leave_fabric().await;
+    edge.r.leave_fabric().await;
+    cloud.r.leave_fabric().await;
     edge.close().await;
     cloud.close().await;
     drop((leaf, hub));

@@ -6,10 +6,10 @@
 //! `tier = ["cloud"]`. Side by side, interleaved per round, one call at a
 //! time:
 //!
-//! * **local** — `stamp` invoked on `cloud` itself (`invoke_command`);
-//! * **remote** — `stamp` invoked from `edge`: placement, then the call over
-//!   NATS, the run on `cloud`, the answer back (`Controller::invoke_remote`,
-//!   what the gateway does for a request that runs elsewhere);
+//! * **local** — `stamp` invoked on `cloud` itself, through its router;
+//! * **remote** — `stamp` invoked from `edge` through its router: placement,
+//!   then the call over NATS, the run on `cloud`, the answer back (what the
+//!   gateway does for a request that runs elsewhere);
 //! * **NATS** — a bare request/reply of the same payload between two plain
 //!   clients of the same server: one NATS round trip.
 //!
@@ -20,10 +20,9 @@ use crate::node::{self, Node, quantile};
 use anyhow::{Result, bail};
 use bytes::Bytes;
 use futures::StreamExt;
-use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
-use weft_controller::{Origin, Placement};
 use weft_manifest::{FunctionSpec, PlacementSpec};
+use weft_router::Placement;
 
 const FUNCTION: &str = "stamp";
 
@@ -56,9 +55,9 @@ pub(crate) async fn run(quick: bool) -> Result<()> {
     // Wait until edge knows the function and sees cloud with a round trip.
     let until = Instant::now() + Duration::from_secs(20);
     loop {
-        let placed = edge.c.place(FUNCTION, 0);
+        let placed = edge.r.explain(FUNCTION, 0).map(|e| e.placement);
         let ready = matches!(&placed, Ok(Placement::Decided(d)) if d.node == "cloud")
-            && edge.c.fabric_status().is_some_and(|s| {
+            && edge.r.fabric_status().is_some_and(|s| {
                 s.nodes
                     .iter()
                     .any(|n| n.name == "cloud" && n.rtt_us.is_some())
@@ -140,29 +139,17 @@ pub(crate) async fn run(quick: bool) -> Result<()> {
         };
         println!("| {label} | {l} | {r} | {f} | {ratio} |");
     }
-    edge.c.leave_fabric().await;
-    cloud.c.leave_fabric().await;
+    edge.r.leave_fabric().await;
+    cloud.r.leave_fabric().await;
     edge.close().await;
     cloud.close().await;
     Ok(())
 }
 
 async fn remote_call(edge: &Node, payload: Bytes) -> Result<Bytes> {
-    let Placement::Decided(d) = edge.c.place(FUNCTION, payload.len() as u64)? else {
-        bail!("edge is not in a fabric");
-    };
-    if d.local {
-        bail!("placed locally: {}", d.explain());
+    let out = node::invoke(&edge.r, FUNCTION, payload).await?;
+    if out.served.node != "cloud" {
+        bail!("ran on {}, not on cloud", out.served.node);
     }
-    let out = edge
-        .c
-        .invoke_remote(
-            FUNCTION,
-            d,
-            &Origin::new("cli", ""),
-            BTreeMap::new(),
-            payload,
-        )
-        .await?;
     Ok(out.body)
 }

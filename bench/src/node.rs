@@ -11,8 +11,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use weft_controller::{Controller, Origin};
+use weft_controller::Controller;
 use weft_manifest::{FunctionSpec, HumanDuration, NodeConfig};
+use weft_router::{Request, Router, Trigger};
 
 /// The repository's root (the bench crate is `bench/`).
 fn repo() -> PathBuf {
@@ -156,18 +157,21 @@ pub(crate) fn nats_server(config: impl Fn(u16, u16, &Path) -> String) -> Result<
 /// 200 ms (so the benches converge fast).
 pub(crate) async fn fabric_node(url: &str, name: &str, tier: weft_sched::Tier) -> Result<Node> {
     let node = Node::open(NodeConfig::default()).await?;
-    let mut m = weft_controller::MeshConfig::new(url, name, tier);
+    let mut m = weft_router::MeshConfig::new(url, name, tier);
     m.heartbeat = Duration::from_millis(200);
-    node.c.join_fabric(m).await?;
+    weft_router::join_fabric(&node.r, m).await?;
     Ok(node)
 }
 
 // ------------------------------------------------------------------ the node
 
-/// A Weft node in this process, with its data directory on the same disk as
-/// the repository (not a tmpfs: the durable writes are real).
+/// A Weft node in this process, as `weft up` assembles one (controller,
+/// router, triggers), with its data directory on the same disk as the
+/// repository (not a tmpfs: the durable writes are real).
 pub(crate) struct Node {
     pub(crate) c: Arc<Controller>,
+    pub(crate) r: Arc<Router>,
+    _triggers: Arc<weft_triggers::Triggers>,
     pub(crate) dir: tempfile::TempDir,
 }
 
@@ -177,8 +181,15 @@ impl Node {
         std::fs::create_dir_all(&base)?;
         let dir = tempfile::tempdir_in(&base)?;
         let c = Controller::open(dir.path(), config).await?;
+        let r = weft_router::start(c.clone());
         c.start_background();
-        Ok(Node { c, dir })
+        let triggers = weft_triggers::Triggers::start(&r)?;
+        Ok(Node {
+            c,
+            r,
+            _triggers: triggers,
+            dir,
+        })
     }
 
     /// Uploads `wasm` and deploys it as `name` with `spec` (module filled
@@ -199,23 +210,34 @@ impl Node {
         Ok(())
     }
 
-    /// A synchronous invocation: the response body.
+    /// A synchronous invocation through the router: the response body.
     pub(crate) async fn invoke(&self, name: &str, input: impl Into<Bytes>) -> Result<Bytes> {
-        let input = input.into();
-        let out = self
-            .c
-            .invoke_command(
-                name,
-                Origin::new("cli", ""),
-                |_limit| async move { Ok(input) },
-            )
-            .await?;
-        Ok(out.body)
+        Ok(invoke(&self.r, name, input.into()).await?.body)
     }
 
     pub(crate) async fn close(self) {
         self.c.drain(Duration::from_secs(5)).await;
     }
+}
+
+/// One synchronous invocation through `router`, read whole.
+pub(crate) async fn invoke(
+    router: &Router,
+    name: &str,
+    input: Bytes,
+) -> Result<weft_router::Collected> {
+    let resp = router
+        .invoke(Request::new(name, Trigger::Cli).with_body(input))
+        .await?;
+    Ok(resp.collect().await?)
+}
+
+/// One asynchronous invocation through `router`: its id once durable.
+pub(crate) async fn submit(router: &Router, name: &str) -> Result<String> {
+    Ok(router
+        .submit(Request::new(name, Trigger::Cli), None)
+        .await?
+        .id)
 }
 
 // ------------------------------------------------------------------ statistics

@@ -17,11 +17,11 @@
 use crate::node::{self, Node, median, quantile, spread};
 use anyhow::{Context as _, Result, bail};
 use bytes::Bytes;
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use weft_controller::{Controller, InvocationState};
 use weft_manifest::{FunctionSpec, NodeConfig};
+use weft_router::Router;
 
 const FUNCTION: &str = "stamp";
 /// The same guest with one slot, held during the acceptance-only runs.
@@ -57,24 +57,31 @@ pub(crate) async fn run(quick: bool) -> Result<()> {
     for round in 0..rounds {
         eprintln!("queue: round {}/{rounds}", round + 1);
         floor.push(1e6 / node::redb_commit_us(floor_dir.path(), 200)?);
-        tput[0].push(throughput(&node.c, FUNCTION, 1, n1).await?);
-        tput[1].push(throughput(&node.c, FUNCTION, 64, n64).await?);
+        tput[0].push(throughput(&node.r, FUNCTION, 1, n1).await?);
+        tput[1].push(throughput(&node.r, FUNCTION, 64, n64).await?);
         // Holds HELD's only slot: a synchronous invocation whose request
         // body takes 4 s to arrive (the slot is taken before the body is read).
         let hold = {
-            let c = node.c.clone();
+            let r = node.r.clone();
             tokio::spawn(async move {
-                c.invoke_command(HELD, weft_controller::Origin::new("cli", ""), |_| async {
+                let slow = futures::stream::once(async {
                     tokio::time::sleep(Duration::from_secs(4)).await;
-                    Ok(Bytes::new())
-                })
-                .await
+                    Ok::<_, weft_runtime::BoxError>(http_body::Frame::data(Bytes::new()))
+                });
+                let body =
+                    http_body_util::BodyExt::boxed_unsync(http_body_util::StreamBody::new(slow));
+                let req = weft_router::Request {
+                    body: weft_router::Body::Stream(body),
+                    ..weft_router::Request::new(HELD, weft_router::Trigger::Cli)
+                };
+                r.invoke(req).await?.collect().await?;
+                anyhow::Ok(())
             })
         };
         tokio::time::sleep(Duration::from_millis(200)).await;
         let t = Instant::now();
-        tput[2].push(throughput(&node.c, HELD, 1, n1).await?);
-        tput[3].push(throughput(&node.c, HELD, 64, n64).await?);
+        tput[2].push(throughput(&node.r, HELD, 1, n1).await?);
+        tput[3].push(throughput(&node.r, HELD, 64, n64).await?);
         if t.elapsed() > Duration::from_millis(3500) {
             bail!("the acceptance-only runs outlasted the held slot; lower the counts");
         }
@@ -88,24 +95,14 @@ pub(crate) async fn run(quick: bool) -> Result<()> {
         }
         for _ in 0..alone {
             let t0 = node::now_us();
-            let a = node
-                .c
-                .enqueue(
-                    FUNCTION,
-                    Bytes::new(),
-                    "cli",
-                    String::new(),
-                    BTreeMap::new(),
-                    None,
-                )
-                .await?;
+            let id = node::submit(&node.r, FUNCTION).await?;
             acc_alone.push((node::now_us() - t0) as f64 / 1000.0);
-            let [start] = wait_started(&node.c, std::slice::from_ref(&a.id)).await?[..] else {
+            let [start] = wait_started(&node.c, std::slice::from_ref(&id)).await?[..] else {
                 bail!("one invocation, one result");
             };
             lat_alone.push((start - t0 as f64) / 1000.0);
         }
-        let (l, a) = burst_latency(&node.c, burst).await?;
+        let (l, a) = burst_latency(&node.r, burst).await?;
         lat_burst.extend(l);
         acc_burst.extend(a);
     }
@@ -193,7 +190,7 @@ struct Throughput {
 /// `n` enqueues of `function` from `callers` concurrent tasks, then (unless
 /// the function is [`HELD`]) waits until all ran.
 async fn throughput(
-    c: &Arc<Controller>,
+    r: &Arc<Router>,
     function: &'static str,
     callers: usize,
     n: usize,
@@ -202,23 +199,14 @@ async fn throughput(
     let start_ms = node::now_us() / 1000;
     let mut tasks = Vec::new();
     for k in 0..callers {
-        let c = c.clone();
+        let r = r.clone();
         let share = n / callers + usize::from(k < n % callers);
         tasks.push(tokio::spawn(async move {
             let mut out = Vec::with_capacity(share);
             for _ in 0..share {
                 let t = Instant::now();
-                let a = c
-                    .enqueue(
-                        function,
-                        Bytes::new(),
-                        "cli",
-                        String::new(),
-                        BTreeMap::new(),
-                        None,
-                    )
-                    .await?;
-                out.push((a.id, t.elapsed().as_secs_f64() * 1000.0));
+                let id = node::submit(&r, function).await?;
+                out.push((id, t.elapsed().as_secs_f64() * 1000.0));
             }
             anyhow::Ok(out)
         }));
@@ -234,7 +222,7 @@ async fn throughput(
     let accepted = n as f64 / start.elapsed().as_secs_f64();
     let mut completed = f64::NAN;
     if function != HELD {
-        let done_ms = wait_done(c, &ids).await?;
+        let done_ms = wait_done(r.controller(), &ids).await?;
         completed = n as f64 * 1000.0 / (done_ms.saturating_sub(start_ms)).max(1) as f64;
         ids.clear();
     }
@@ -248,26 +236,17 @@ async fn throughput(
 }
 
 /// `n` enqueues from 64 tasks at once: (enqueue-to-start ms, enqueue call ms).
-async fn burst_latency(c: &Arc<Controller>, n: usize) -> Result<(Vec<f64>, Vec<f64>)> {
+async fn burst_latency(r: &Arc<Router>, n: usize) -> Result<(Vec<f64>, Vec<f64>)> {
     let mut tasks = Vec::new();
     for k in 0..64 {
-        let c = c.clone();
+        let r = r.clone();
         let share = n / 64 + usize::from(k < n % 64);
         tasks.push(tokio::spawn(async move {
             let mut out = Vec::with_capacity(share);
             for _ in 0..share {
                 let t0 = node::now_us();
-                let a = c
-                    .enqueue(
-                        FUNCTION,
-                        Bytes::new(),
-                        "cli",
-                        String::new(),
-                        BTreeMap::new(),
-                        None,
-                    )
-                    .await?;
-                out.push((a.id, t0, node::now_us()));
+                let id = node::submit(&r, FUNCTION).await?;
+                out.push((id, t0, node::now_us()));
             }
             anyhow::Ok(out)
         }));
@@ -277,7 +256,7 @@ async fn burst_latency(c: &Arc<Controller>, n: usize) -> Result<(Vec<f64>, Vec<f
         all.extend(t.await??);
     }
     let ids: Vec<String> = all.iter().map(|(id, _, _)| id.clone()).collect();
-    let starts = wait_started(c, &ids).await?;
+    let starts = wait_started(r.controller(), &ids).await?;
     let lat = all
         .iter()
         .zip(&starts)

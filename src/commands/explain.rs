@@ -4,7 +4,9 @@ use std::process::ExitCode;
 
 /// Say where an invocation of a function would run now, and why: the
 /// node, the reason, and the expected completion (queue + execution +
-/// transfer) against the runner-up.
+/// transfer) against the runner-up; then each node ruled out, by the first
+/// requirement it fails (tier, labels, privacy, or a store, broker or topic
+/// the function declares).
 #[derive(Args)]
 pub(crate) struct Explain {
     /// The function.
@@ -35,6 +37,22 @@ impl Explain {
             return Ok(());
         }
         println!("{}", v["explain"].as_str().unwrap_or(""));
+        let excluded = v["excluded"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        if !excluded.is_empty() {
+            println!();
+            println!("{:<24} {:<12} DETAIL", "EXCLUDED", "BY");
+            for e in excluded {
+                println!(
+                    "{:<24} {:<12} {}",
+                    e["node"].as_str().unwrap_or("?"),
+                    e["constraint"].as_str().unwrap_or("?"),
+                    e["detail"].as_str().unwrap_or("")
+                );
+            }
+        }
         Ok(())
     }
 }

@@ -37,7 +37,10 @@ pub(crate) struct Up {
     /// A label placement can match (`site=a`, `arch=x86_64`); repeatable.
     #[arg(long = "label", value_name = "KEY=VALUE")]
     labels: Vec<String>,
-    /// The node's name in the fabric. Default: the host name.
+    /// The node's name in the fabric. Default: the host name and a suffix
+    /// kept in the data directory (`myhost-3fa2c1`), so two nodes on one
+    /// machine differ. A name another node of the fabric answers to is
+    /// refused.
     #[arg(long)]
     node_name: Option<String>,
     /// Format of the node's own log on stderr.
@@ -120,22 +123,24 @@ impl Up {
         drop(out);
         tracing::info!(%addr, data = %controller.data_dir().display(), engine = controller.engine_fingerprint(), "node up");
 
+        let router = weft_router::start(controller.clone());
         if let Some(f) = &controller.config().fabric {
-            let host = hostname();
-            let mesh = weft_controller::mesh_config(f, &host, Some(format!("http://{addr}")))
+            let default_name = default_node_name(&hostname(), &controller.node_id()?);
+            let mesh = weft_router::mesh_config(f, &default_name, Some(format!("http://{addr}")))
                 .map_err(anyhow::Error::msg)?;
             let name = mesh.name.clone();
-            controller
-                .join_fabric(mesh)
+            weft_router::join_fabric(&router, mesh)
                 .await
                 .context("joining the fabric")?;
             tracing::info!(node = %name, url = f.url.as_deref().unwrap_or(""), "in the fabric");
         }
         controller.start_background();
+        let triggers = weft_triggers::Triggers::start(&router).context("starting the triggers")?;
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let server = tokio::spawn(weft_gateway::serve(
             listener,
-            controller.clone(),
+            router.clone(),
+            Some(triggers),
             auth,
             async move {
                 let _ = stop_rx.await;
@@ -157,7 +162,7 @@ impl Up {
         if left > 0 {
             tracing::warn!(left, "invocations still running at exit");
         }
-        controller.leave_fabric().await;
+        router.leave_fabric().await;
         tracing::info!("stopped");
         Ok(())
     }
@@ -213,6 +218,20 @@ fn hostname() -> String {
         .collect();
     name = name.trim_matches('-').to_string();
     if name.is_empty() { "weft".into() } else { name }
+}
+
+/// The host name and the first six hex digits of the node's id (random at
+/// first start, kept in its data directory): stable across restarts,
+/// different for two nodes on one machine.
+fn default_node_name(host: &str, node_id: &str) -> String {
+    let suffix: String = node_id.chars().take(6).collect();
+    let host: String = host.chars().take(63 - 1 - suffix.len()).collect();
+    let host = host.trim_end_matches('-');
+    if suffix.is_empty() {
+        host.to_string()
+    } else {
+        format!("{host}-{suffix}")
+    }
 }
 
 /// The admin token: from the config, or the stored hash, or a new one.

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 const LONG: Duration = Duration::from_secs(30);
 
 /// A node joined to `nats` (a hub, or a site's leaf).
-fn fabric_node(nats: &Nats, name: &str, tier: &str, labels: &[&str]) -> Node {
+pub(crate) fn fabric_node(nats: &Nats, name: &str, tier: &str, labels: &[&str]) -> Node {
     let url = nats.url();
     let mut args = vec![
         "--fabric",
@@ -29,20 +29,20 @@ fn fabric_node(nats: &Nats, name: &str, tier: &str, labels: &[&str]) -> Node {
 }
 
 /// The nodes `node` sees, by name, as JSON objects.
-fn nodes(node: &Node) -> Vec<Value> {
+pub(crate) fn nodes(node: &Node) -> Vec<Value> {
     node.json(&["nodes"])["nodes"]
         .as_array()
         .cloned()
         .unwrap_or_default()
 }
 
-fn sees(node: &Node, name: &str, up: bool) -> bool {
+pub(crate) fn sees(node: &Node, name: &str, up: bool) -> bool {
     nodes(node)
         .iter()
         .any(|n| n["name"] == name && n["up"] == Value::Bool(up))
 }
 
-fn lists(node: &Node, function: &str) -> bool {
+pub(crate) fn lists(node: &Node, function: &str) -> bool {
     node.json(&["ls"])["functions"]
         .as_array()
         .is_some_and(|fs| fs.iter().any(|f| f["name"] == function))
@@ -56,7 +56,7 @@ fn active_version(node: &Node, function: &str) -> Option<u64> {
         .as_u64()
 }
 
-fn header(resp: &reqwest::blocking::Response, name: &str) -> String {
+pub(crate) fn header(resp: &reqwest::blocking::Response, name: &str) -> String {
     resp.headers()
         .get(name)
         .and_then(|v| v.to_str().ok())

@@ -78,6 +78,18 @@ impl Node {
         n
     }
 
+    /// A node with a config file holding `config` and more `weft up`
+    /// arguments.
+    pub(crate) fn start_with_config_args(config: &str, args: &[&str]) -> Node {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cfg = dir.path().join("node.toml");
+        std::fs::write(&cfg, config).expect("write config");
+        let mut n = Node::prepare(dir, "127.0.0.1:0", Some(cfg));
+        n.args = args.iter().map(|a| a.to_string()).collect();
+        n.spawn();
+        n
+    }
+
     /// A node listening on all interfaces (so the admin API needs a token).
     pub(crate) fn start_public() -> Node {
         let dir = tempfile::tempdir().expect("tempdir");

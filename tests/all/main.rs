@@ -19,5 +19,6 @@ mod lifecycle;
 mod limits;
 mod links;
 mod metering;
+mod router;
 mod servers;
 mod triggers;

@@ -111,9 +111,9 @@ pub(crate) fn resolve(
     }
     let mut mqtt = Vec::new();
     for m in &spec.mqtt {
-        let checked = weft_triggers::mqtt::validate_filter(&m.topic)
+        let checked = weft_manifest::mqtt::validate_filter(&m.topic)
             .and_then(|()| match &m.response_topic {
-                Some(t) => weft_triggers::mqtt::validate_topic(t),
+                Some(t) => weft_manifest::mqtt::validate_topic(t),
                 None => Ok(()),
             })
             .map_err(|e| e.to_string())

@@ -142,33 +142,6 @@ pub enum Error {
     /// The fabric (NATS) is needed and cannot be reached.
     #[error("fabric unavailable: {0}")]
     FabricUnavailable(String),
-    /// No node of the fabric meets the function's placement.
-    #[error("function `{name}`: {message}")]
-    NoEligibleNode {
-        /// The function.
-        name: String,
-        /// The constraints that ruled the nodes out.
-        message: String,
-    },
-    /// The node chosen to run it could not be reached, or died.
-    #[error("function `{name}`: {message}")]
-    NodeUnreachable {
-        /// The function.
-        name: String,
-        /// What happened.
-        message: String,
-    },
-    /// The node that ran it answered an error.
-    #[error("{message} (on node `{node}`)")]
-    Remote {
-        /// The node.
-        node: String,
-        /// Its stable code ([`Code::RemoteError`] for one this node does
-        /// not know).
-        code: Code,
-        /// Its message.
-        message: String,
-    },
     /// Any other internal failure.
     #[error("internal error: {0}")]
     Internal(String),
@@ -202,9 +175,6 @@ impl Error {
             Error::Store(weft_store::Error::FunctionNotFound(_)) => Code::FunctionNotFound,
             Error::Store(weft_store::Error::VersionNotFound { .. }) => Code::VersionNotFound,
             Error::FabricUnavailable(_) => Code::FabricUnavailable,
-            Error::NoEligibleNode { .. } => Code::NoEligibleNode,
-            Error::NodeUnreachable { .. } => Code::NodeUnreachable,
-            Error::Remote { code, .. } => *code,
             Error::Store(_) | Error::Internal(_) => Code::Internal,
         }
     }

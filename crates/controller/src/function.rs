@@ -1,23 +1,28 @@
-//! The live state of one function's active version: its limits, its slots
-//! and wait queue, and whether it is warm.
-
-use crate::error::{Error, Result};
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-use weft_manifest::{Defaults, FunctionSpec};
-use weft_runtime::{Grants, Kind, Limits, Loaded};
-use weft_store::VersionRecord;
+//! One function's active version as the node serves it: what it declares,
+//! resolved against the node (limits, grants, capabilities, triggers,
+//! placement requirements), and its live state (slots, wait queue, warm
+//! code, learned execution time).
+//!
+//! A [`Function`] is immutable but for its live counters: a redeploy
+//! installs a new one, and an invocation keeps the one it resolved until it
+//! ends, so it runs one version from admission to its last byte.
 
 use crate::caps::Resolved;
 use crate::metrics::FnMetrics;
-use weft_manifest::MqttTrigger;
-use weft_manifest::Schedule;
+use parking_lot::Mutex;
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+use tokio::sync::Semaphore;
+use weft_manifest::{Defaults, FunctionSpec, MqttTrigger, Schedule};
 use weft_queue::RetryPolicy;
-use weft_runtime::Capabilities;
+use weft_runtime::{Capabilities, Grants, Kind, Limits, Loaded};
+use weft_sched::{Privacy, Requirements};
+use weft_store::VersionRecord;
 
-pub(crate) struct Function {
+/// One function's active version, resolved, with its live state.
+pub struct Function {
     pub(crate) name: String,
     pub(crate) version: VersionRecord,
     pub(crate) kind: Kind,
@@ -34,8 +39,9 @@ pub(crate) struct Function {
     pub(crate) routes: Vec<String>,
     pub(crate) cron: Vec<(Schedule, Option<String>)>,
     pub(crate) mqtt: Vec<MqttTrigger>,
+    requirements: Requirements,
     pub(crate) slots: Arc<Semaphore>,
-    waiting: AtomicU32,
+    pub(crate) waiting: AtomicU32,
     pub(crate) in_flight: AtomicU32,
     warm: Mutex<Option<Loaded>>,
     /// Serialises cold starts, so concurrent first calls load once.
@@ -43,13 +49,12 @@ pub(crate) struct Function {
     /// Milliseconds since `epoch` of the last invocation's end.
     last_used: AtomicU64,
     epoch: Instant,
-    /// Mean wall time of its invocations here, µs (0: none yet), for
-    /// placement.
+    /// Mean wall time of its invocations here, µs (0: none yet).
     exec_us: AtomicU64,
 }
 
-/// Resolves a spec against the node's defaults.
-pub(crate) fn resolve(spec: &FunctionSpec, d: &Defaults) -> (Limits, Grants) {
+/// Limits and grants of a spec, with the node's defaults.
+pub(crate) fn limits(spec: &FunctionSpec, d: &Defaults) -> (Limits, Grants) {
     let limits = Limits {
         memory: spec.memory.unwrap_or(d.memory).0,
         timeout: spec.timeout.unwrap_or(d.timeout).0,
@@ -70,6 +75,37 @@ pub(crate) fn resolve(spec: &FunctionSpec, d: &Defaults) -> (Limits, Grants) {
     (limits, grants)
 }
 
+/// What the function asks of the node that runs it: its `[placement]`, and
+/// what it declares (stores, MQTT triggers, the topics it publishes on),
+/// which a node must provide or the guest would be denied it there.
+fn requirements(spec: &FunctionSpec) -> Requirements {
+    let p = spec.placement.clone().unwrap_or_default();
+    Requirements {
+        tiers: p.tier.iter().filter_map(|t| t.parse().ok()).collect(),
+        labels: p.labels.clone(),
+        privacy: match p.privacy.as_deref() {
+            Some("site") => Privacy::Site,
+            Some("tier") => Privacy::Tier,
+            _ => Privacy::None,
+        },
+        latency_ms: p
+            .latency
+            .map(|l| l.0.as_millis().min(u128::from(u32::MAX)) as u32),
+        near: p.near.iter().map(|n| n.to_string()).collect(),
+        cost_weight: f64::from(p.cost_weight.unwrap_or(0)),
+        energy_weight: f64::from(p.energy_weight.unwrap_or(0)),
+        stores: spec
+            .key_value_stores
+            .iter()
+            .map(|s| s.to_string())
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect(),
+        broker: !spec.mqtt.is_empty(),
+        topics: spec.publishes.clone(),
+    }
+}
+
 impl Function {
     pub(crate) fn new(
         name: &str,
@@ -79,7 +115,7 @@ impl Function {
         metrics: FnMetrics,
         resolved: Resolved,
     ) -> Self {
-        let (limits, grants) = resolve(&version.spec, defaults);
+        let (limits, grants) = limits(&version.spec, defaults);
         let max_concurrency = version
             .spec
             .max_concurrency
@@ -100,6 +136,7 @@ impl Function {
             routes: resolved.routes,
             cron: resolved.cron,
             mqtt: resolved.mqtt,
+            requirements: requirements(&version.spec),
             slots: Arc::new(Semaphore::new(max_concurrency as usize)),
             waiting: AtomicU32::new(0),
             in_flight: AtomicU32::new(0),
@@ -112,30 +149,94 @@ impl Function {
         }
     }
 
-    /// Takes a slot, waiting in the bounded queue when all are busy.
-    pub(crate) async fn admit(&self) -> Result<OwnedSemaphorePermit> {
-        if let Ok(p) = self.slots.clone().try_acquire_owned() {
-            return Ok(p);
-        }
-        let before = self.waiting.fetch_add(1, Ordering::AcqRel);
-        if before >= self.max_queue {
-            self.waiting.fetch_sub(1, Ordering::AcqRel);
-            return Err(Error::QueueFull {
-                name: self.name.clone(),
-                queue: self.max_queue,
-            });
-        }
-        let started = Instant::now();
-        let got =
-            tokio::time::timeout(self.limits.timeout, self.slots.clone().acquire_owned()).await;
-        self.waiting.fetch_sub(1, Ordering::AcqRel);
-        match got {
-            Ok(Ok(p)) => Ok(p),
-            _ => Err(Error::QueueTimeout {
-                name: self.name.clone(),
-                waited: started.elapsed(),
-            }),
-        }
+    /// The function's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The version this is.
+    pub fn version(&self) -> u32 {
+        self.version.version
+    }
+
+    /// What it declared.
+    pub fn spec(&self) -> &FunctionSpec {
+        &self.version.spec
+    }
+
+    /// A command or an HTTP component.
+    pub fn kind(&self) -> Kind {
+        self.kind
+    }
+
+    /// The limits in force (the node's defaults where it sets none).
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// Whether `/fn/NAME` may be invoked without the node's token.
+    pub fn is_public(&self) -> bool {
+        self.public
+    }
+
+    /// Whether running it twice does no harm.
+    pub fn is_idempotent(&self) -> bool {
+        self.version.spec.idempotent
+    }
+
+    /// What it asks of the node that runs it.
+    pub fn requirements(&self) -> &Requirements {
+        &self.requirements
+    }
+
+    /// Sandboxes of it that may run at once here.
+    pub fn max_concurrency(&self) -> u32 {
+        self.max_concurrency
+    }
+
+    /// Its invocations running here now.
+    pub fn in_flight(&self) -> u32 {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// Its invocations waiting for a slot here now.
+    pub fn waiting(&self) -> u32 {
+        self.waiting.load(Ordering::Relaxed)
+    }
+
+    /// Whether its compiled code is in memory.
+    pub fn is_warm(&self) -> bool {
+        self.warm.lock().is_some()
+    }
+
+    /// Its mean wall time here, µs, once it ran.
+    pub fn exec_us(&self) -> Option<u64> {
+        Some(self.exec_us.load(Ordering::Relaxed)).filter(|u| *u > 0)
+    }
+
+    /// The retry policy of its asynchronous invocations.
+    pub fn retry(&self) -> RetryPolicy {
+        self.retry
+    }
+
+    /// Topic patterns it is subscribed to.
+    pub fn subscribes(&self) -> &[String] {
+        &self.subscribes
+    }
+
+    /// HTTP routes it serves besides `/fn/NAME`.
+    pub fn routes(&self) -> &[String] {
+        &self.routes
+    }
+
+    /// Its cron schedules and their payloads.
+    pub fn cron(&self) -> &[(Schedule, Option<String>)] {
+        &self.cron
+    }
+
+    /// Its MQTT triggers.
+    pub fn mqtt(&self) -> &[MqttTrigger] {
+        &self.mqtt
     }
 
     /// Folds an invocation's wall time into the mean (weight 1/5).
@@ -150,24 +251,13 @@ impl Function {
         self.exec_us.store(new.max(1), Ordering::Relaxed);
     }
 
-    /// Mean wall time here, µs, if it ran.
-    pub(crate) fn exec_us(&self) -> Option<u64> {
-        Some(self.exec_us.load(Ordering::Relaxed)).filter(|u| *u > 0)
-    }
-
-    pub(crate) fn waiting(&self) -> u32 {
-        self.waiting.load(Ordering::Relaxed)
-    }
-
     pub(crate) fn warm(&self) -> Option<Loaded> {
-        self.warm
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+        self.warm.lock().clone()
     }
 
+    /// Sets or drops the compiled code; whether some was held before.
     pub(crate) fn set_warm(&self, loaded: Option<Loaded>) -> bool {
-        let mut w = self.warm.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut w = self.warm.lock();
         let was = w.is_some();
         *w = loaded;
         was

@@ -1,41 +1,55 @@
-//! The controller of a Weft node: function lifecycle (deploy, versions,
-//! rollback, removal), admission (per-function slots with a bounded wait
-//! queue, node-wide sandbox slots), warm and cold starts, scale to zero,
-//! metering, logs and metrics.
+//! The controller of a Weft node: what runs here and how. Function
+//! lifecycle (deploy, versions, rollback, removal, the fabric's registry),
+//! admission (per-function slots with a bounded wait queue, node-wide
+//! sandbox slots), execution (warm and cold starts, scale to zero), the
+//! durable queue of asynchronous invocations, metered usage, logs and
+//! metrics. *Where* an invocation runs is decided above, by the router
+//! (`weft-router`), which hands the controller what runs here.
+//!
+//! Each responsibility is a module with its own type, and the
+//! [`Controller`] holds them: `lifecycle` (with `registry`, `caps` and
+//! `artifacts`), `admission`, `exec`, `asyncq`, `usage`, `metrics`, `logs`.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), weft_controller::Error> {
-//! use weft_controller::Controller;
+//! use weft_controller::{Controller, Input, RunContext};
 //! let c = Controller::open("/tmp/weft".as_ref(), Default::default()).await?;
 //! let wasm = std::fs::read("hello.wasm").unwrap_or_default();
 //! let m = c.upload_module(wasm.into(), Some("hello")).await?;
 //! c.deploy("hello", weft_manifest::FunctionSpec { module: m.module, ..Default::default() }).await?;
-//! let origin = weft_controller::Origin::new("cli", "");
-//! let out = c.invoke_command("hello", origin, |_limit| async { Ok("world".into()) }).await?;
-//! println!("{}", String::from_utf8_lossy(&out.body));
+//! let f = c.function("hello")?;
+//! let slot = c.function_slot(&f, None).await?;
+//! let ran = c.run(c.node_slot(slot)?, Input::Command("world".into()), RunContext::default()).await?;
+//! if let weft_controller::Output::Command { body, .. } = ran.output {
+//!     println!("{}", String::from_utf8_lossy(&body));
+//! }
 //! # Ok(()) }
 //! ```
 
+mod admission;
+mod artifacts;
+mod asyncq;
 mod caps;
 mod controller;
-mod dispatch;
 mod error;
-mod fabric;
+mod exec;
 mod function;
+mod lifecycle;
 mod logs;
 mod metrics;
-mod router;
-mod triggers;
+mod registry;
+mod usage;
 
-pub use controller::{
-    BodyError, CommandResponse, Controller, EffectiveLimits, FunctionStatus, InvocationInfo,
-    ModuleInfo, Origin,
-};
+pub use admission::{FunctionSlot, Reservation};
+pub use artifacts::ModuleInfo;
+pub use controller::Controller;
 pub use error::{Error, Result};
-pub use fabric::{FabricStatus, NodeInfo, Placement, RemoteResponse, mesh_config};
+pub use exec::{Input, InvocationInfo, Output, Ran, RunContext};
+pub use function::Function;
+pub use lifecycle::{EffectiveLimits, FunctionStatus};
 pub use logs::LogLine;
-pub use triggers::CATCH_UP;
-pub use weft_mesh::MeshConfig;
-pub use weft_queue::{Accepted, Record as InvocationRecord, State as InvocationState};
-pub use weft_sched::Decision;
+pub use weft_queue::{
+    Accepted, AfterFailure, Claimed, Failure, NewInvocation, Record as InvocationRecord,
+    RetryPolicy, State as InvocationState,
+};
 pub use weft_store::{UsageTotals, VersionRecord};

@@ -3,6 +3,7 @@
 use crate::auth::Auth;
 use crate::error::ApiError;
 use crate::invoke;
+use crate::state::AppState;
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
@@ -17,36 +18,39 @@ use serde_json::{Value, json};
 use std::future::Future;
 use std::sync::Arc;
 use weft_codes::Code;
-use weft_controller::Controller;
 use weft_manifest::FunctionSpec;
-
-#[derive(Clone)]
-pub(crate) struct AppState {
-    pub(crate) controller: Arc<Controller>,
-    pub(crate) auth: Arc<Auth>,
-}
+use weft_router::Caller;
+use weft_triggers::Triggers;
 
 /// Serves the gateway on `listener` until `shutdown` resolves; then stops
 /// accepting and waits for requests in flight to be answered.
 pub async fn serve(
     listener: tokio::net::TcpListener,
-    controller: Arc<Controller>,
+    router: Arc<weft_router::Router>,
+    triggers: Option<Arc<Triggers>>,
     auth: Auth,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(controller, auth))
+    axum::serve(listener, routes(router, triggers, auth))
         .with_graceful_shutdown(shutdown)
         .await
 }
 
 /// The gateway's routes.
-pub fn router(controller: Arc<Controller>, auth: Auth) -> Router {
+pub fn routes(
+    router: Arc<weft_router::Router>,
+    triggers: Option<Arc<Triggers>>,
+    auth: Auth,
+) -> Router {
+    let controller = router.controller().clone();
     let max_module = controller
         .config()
         .max_module_size
         .map_or(64 << 20, |s| s.0) as usize;
     let state = AppState {
+        router,
         controller,
+        triggers,
         auth: Arc::new(auth),
     };
     Router::new()
@@ -84,44 +88,39 @@ pub fn router(controller: Arc<Controller>, auth: Auth) -> Router {
         .with_state(state)
 }
 
-async fn authorize(State(s): State<AppState>, req: Request, next: Next) -> Response {
-    if matches!(*s.auth, Auth::Open) || req.uri().path() == "/healthz" {
-        return next.run(req).await;
-    }
+/// The admin API and `/metrics` need the token beyond loopback. An
+/// invocation is let through either way, marked with who asks: the router
+/// lets a caller without the token run public functions only, decided on
+/// the version it resolves.
+async fn authorize(State(s): State<AppState>, mut req: Request, next: Next) -> Response {
+    let allowed = matches!(*s.auth, Auth::Open)
+        || s.auth.allows(
+            req.headers()
+                .get(http::header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok()),
+        );
     let path = req.uri().path();
-    let public_fn = match path.strip_prefix("/fn/") {
-        Some(rest) => s
-            .controller
-            .is_public(rest.split('/').next().unwrap_or_default()),
-        None if path.starts_with("/v1/") || path == "/metrics" => false,
-        None => s
-            .controller
-            .route(path)
-            .is_some_and(|(name, _)| s.controller.is_public(&name)),
-    };
-    let header = req
-        .headers()
-        .get(http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok());
-    if public_fn || s.auth.allows(header) {
-        next.run(req).await
-    } else {
-        ApiError::new(
+    let admin = path.starts_with("/v1/") || path == "/metrics";
+    if admin && !allowed {
+        return ApiError::new(
             Code::Unauthorized,
             "this node requires `Authorization: Bearer <token>` (set WEFT_TOKEN or --token)",
         )
-        .into_response()
+        .into_response();
     }
+    req.extensions_mut().insert(if allowed {
+        Caller::Authorized
+    } else {
+        Caller::Anonymous
+    });
+    next.run(req).await
 }
 
 /// Paths the node does not serve itself: a function's declared route, or
 /// 404.
 async fn not_found(State(s): State<AppState>, req: Request) -> Response {
-    if let Some((name, route)) = s.controller.route(req.uri().path()) {
-        return match invoke::route(&s, &name, route, req).await {
-            Ok(r) => r,
-            Err(e) => e.into_response(),
-        };
+    if let Some((name, route)) = invoke::route(&s, req.uri().path()) {
+        return invoke::routed(&s, name, route, req).await;
     }
     ApiError::new(
         Code::NotFound,
@@ -228,7 +227,10 @@ async fn publish(
 ) -> Result<Response, ApiError> {
     weft_manifest::validate_topic(&topic)
         .map_err(|e| ApiError::new(Code::InvalidTopic, e.to_string()))?;
-    let n = s.controller.publish("", &topic, body).await?;
+    let n = s
+        .router
+        .publish(&topic, body, weft_router::Chain::default())
+        .await?;
     Ok((
         StatusCode::ACCEPTED,
         Json(json!({ "topic": topic, "subscribers": n })),
@@ -263,12 +265,17 @@ async fn node(State(s): State<AppState>) -> Result<Json<Value>, ApiError> {
         "functions": c.list()?.len(),
         "auth": matches!(*s.auth, Auth::Token(_)),
         "kv_stores": c.kv_labels(),
-        "mqtt": c.mqtt_connected().map(|connected| json!({ "connected": connected })),
+        "mqtt": s
+            .triggers
+            .as_ref()
+            .and_then(|t| t.mqtt_connected())
+            .map(|connected| json!({ "connected": connected })),
         "async_pending": c.async_pending(),
-        "fabric": c.fabric_status().map(|f| json!({
+        "fabric": s.router.fabric_status().map(|f| json!({
             "node": f.node,
             "connected": f.connected,
             "registry_joined": f.registry_joined,
+            "name_taken": f.name_taken,
             "nodes_up": f.nodes.iter().filter(|n| n.up).count(),
         })),
     })))
@@ -276,11 +283,10 @@ async fn node(State(s): State<AppState>) -> Result<Json<Value>, ApiError> {
 
 /// The fabric as this node sees it (`weft nodes`).
 async fn nodes(State(s): State<AppState>) -> Result<Json<Value>, ApiError> {
-    let c = &s.controller;
-    Ok(Json(match c.fabric_status() {
+    Ok(Json(match s.router.fabric_status() {
         Some(f) => json!({ "fabric": true, "node": f.node, "connected": f.connected,
-            "registry_joined": f.registry_joined, "nodes": f.nodes }),
-        None => json!({ "fabric": false, "node": c.node_id()?, "connected": false,
+            "registry_joined": f.registry_joined, "name_taken": f.name_taken, "nodes": f.nodes }),
+        None => json!({ "fabric": false, "node": s.router.node_name(), "connected": false,
             "registry_joined": false, "nodes": [] }),
     }))
 }
@@ -301,15 +307,17 @@ async fn placement(
     q: Result<Query<PlacementQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let Query(q) = q.map_err(|e| ApiError::new(Code::InvalidQuery, e.body_text()))?;
-    let c = &s.controller;
-    Ok(Json(match c.place(&name, q.bytes)? {
-        weft_controller::Placement::Standalone => json!({
-            "function": name, "node": c.node_id()?, "local": true, "reason": "standalone",
-            "explain": "this node is not in a fabric: every invocation runs here",
-        }),
-        weft_controller::Placement::Decided(d) => json!({
+    let e = s.router.explain(&name, q.bytes)?;
+    Ok(Json(match e.placement {
+        weft_router::Placement::Decided(d) => json!({
             "function": name, "node": d.node, "local": d.local,
             "reason": d.reason, "explain": d.explain(), "decision": d,
+            "excluded": e.excluded,
+        }),
+        _ => json!({
+            "function": name, "node": s.router.node_name(), "local": true, "reason": "standalone",
+            "explain": "this node is not in a fabric: every invocation runs here",
+            "excluded": [],
         }),
     }))
 }

@@ -36,6 +36,12 @@ impl ApiError {
 
 impl From<weft_controller::Error> for ApiError {
     fn from(e: weft_controller::Error) -> Self {
+        ApiError::from(weft_router::Error::Controller(e))
+    }
+}
+
+impl From<weft_router::Error> for ApiError {
+    fn from(e: weft_router::Error) -> Self {
         let mut api = ApiError::new(e.code(), e.to_string());
         if let Some(f) = e.function() {
             api = api.with("function", f);

@@ -36,6 +36,12 @@ fn decode_key(stored: &str) -> Option<String> {
 }
 
 /// One fabric store.
+/// The fabric's key-value store `label` (JetStream bucket `weft-kv-<label>`),
+/// shared by every node that maps the label to it.
+pub fn kv_bucket(mesh: &Arc<Mesh>, label: &str) -> Arc<dyn Bucket> {
+    Arc::new(FabricBucket::new(mesh.clone(), label))
+}
+
 pub(crate) struct FabricBucket {
     label: String,
     bucket: String,

@@ -22,7 +22,8 @@ mod kv;
 mod mesh;
 pub mod wire;
 
+pub use kv::kv_bucket;
 pub use mesh::{
     Auth, CallError, Host, LocalLoad, Mesh, MeshConfig, MeshError, Peer, RegistryEvent, Tls,
 };
-pub use wire::{CallMeta, Heartbeat, ReplyMeta, ReplyOutcome, valid_node_name};
+pub use wire::{CallMeta, Heartbeat, HttpMeta, ReplyMeta, ReplyOutcome, valid_node_name};

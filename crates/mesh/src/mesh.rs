@@ -130,6 +130,10 @@ pub struct LocalLoad {
     pub warm: BTreeSet<String>,
     /// Key-value stores served here.
     pub stores: BTreeSet<String>,
+    /// An MQTT broker is configured here.
+    pub broker: bool,
+    /// Topic patterns functions may use here (empty: every topic).
+    pub topics: Vec<String>,
     /// Learned execution time per function, µs.
     pub exec_us: BTreeMap<String, u64>,
 }
@@ -158,6 +162,11 @@ pub enum RegistryEvent {
 pub trait Host: Send + Sync + 'static {
     /// The node's load, for the next heartbeat.
     fn load(&self) -> LocalLoad;
+    /// A peer's heartbeat was accepted, or a probe measured its round trip:
+    /// what this node now knows of it.
+    fn peer(&self, peer: &Peer) {
+        let _ = peer;
+    }
     /// Runs a call that arrived from a peer.
     fn serve(&self, call: CallMeta, body: Bytes) -> BoxFuture<'static, (ReplyOutcome, Bytes)>;
     /// Applies a registry change.
@@ -187,6 +196,11 @@ pub enum MeshError {
     /// No such artifact in the fabric.
     #[error("artifact sha256:{0} is not in the fabric")]
     NoArtifact(String),
+    /// Another node of the fabric answers to this node's name.
+    #[error(
+        "node name `{0}` is taken: another node of the fabric answers to it (give this one another with --node-name)"
+    )]
+    NameTaken(String),
 }
 
 /// Why a remote call did not come back with an answer.
@@ -239,6 +253,19 @@ struct PeerState {
     was_up: bool,
 }
 
+impl PeerState {
+    fn view(&self, down_after: Duration) -> Peer {
+        let since = self.seen.elapsed();
+        Peer {
+            heartbeat: self.hb.clone(),
+            up: since < down_after,
+            last_seen_ms: since.as_millis() as u64,
+            rtt_us: self.rtt_us.map(|r| r as u64),
+            bandwidth_bps: self.bandwidth_bps.map(|b| b as u64),
+        }
+    }
+}
+
 struct Assembly {
     meta: CallMeta,
     reply: async_nats::Subject,
@@ -253,6 +280,10 @@ pub struct Mesh {
     client: Client,
     js: jetstream::Context,
     incarnation: u64,
+    started_ms: u64,
+    /// Set when another node has the name (it started first): this node
+    /// has left the fabric.
+    name_taken: AtomicBool,
     peers: RwLock<BTreeMap<String, PeerState>>,
     refusals: Mutex<HashMap<(String, &'static str), Instant>>,
     running: Mutex<HashMap<String, tokio::task::AbortHandle>>,
@@ -359,6 +390,8 @@ impl Mesh {
         seed.copy_from_slice(&Sha256::digest(format!("{:?}{}", Instant::now(), now_ms()))[..8]);
         Ok(Arc::new(Mesh {
             incarnation: u64::from_le_bytes(seed),
+            started_ms: now_ms(),
+            name_taken: AtomicBool::new(false),
             config,
             client,
             js,
@@ -390,12 +423,6 @@ impl Mesh {
         &self.js
     }
 
-    /// The fabric's key-value store `label` (JetStream bucket
-    /// `weft-kv-<label>`), shared by every node that maps the label to it.
-    pub fn kv_bucket(self: &Arc<Self>, label: &str) -> Arc<dyn weft_kv::Bucket> {
-        Arc::new(crate::kv::FabricBucket::new(self.clone(), label))
-    }
-
     /// Whether the NATS connection is up.
     pub fn connected(&self) -> bool {
         self.client.connection_state() == async_nats::connection::State::Connected
@@ -417,7 +444,13 @@ impl Mesh {
     /// and end when it is dropped.
     /// Subscribes before it returns: calls and probes sent to the node
     /// from then on are answered.
+    ///
+    /// A node whose name another node of the fabric answers to refuses to
+    /// join ([`MeshError::NameTaken`]) when NATS is reachable at start; one
+    /// that learns it later (NATS came up later, a partition healed) yields
+    /// to whichever started first and leaves the fabric.
     pub async fn start(self: &Arc<Self>, host: Arc<dyn Host>) -> Result<(), MeshError> {
+        self.check_name().await?;
         let sub = |subject: String| async move {
             self.client
                 .subscribe(subject.clone())
@@ -435,13 +468,38 @@ impl Mesh {
         let _ = tokio::time::timeout(Duration::from_secs(2), self.client.flush()).await;
         let weak = Arc::downgrade(self);
         tokio::spawn(beat(weak.clone(), host.clone()));
-        tokio::spawn(listen_heartbeats(weak.clone(), heartbeats));
-        tokio::spawn(probe(weak.clone()));
+        tokio::spawn(listen_heartbeats(weak.clone(), host.clone(), heartbeats));
+        tokio::spawn(probe(weak.clone(), host.clone()));
         tokio::spawn(answer_pings(weak.clone(), self.client.clone(), pings));
         tokio::spawn(listen_calls(weak.clone(), host.clone(), calls));
         tokio::spawn(route_replies(weak.clone(), replies));
         tokio::spawn(follow_registry(weak, host));
         Ok(())
+    }
+
+    /// Asks whether a node answers to this node's name, before this one
+    /// listens on it. With NATS unreachable for 2 s the question waits for
+    /// the heartbeats (see [`Mesh::start`]).
+    async fn check_name(&self) -> Result<(), MeshError> {
+        let subject = format!("weft.node.{}.ping", self.config.name);
+        let asked = async {
+            for _ in 0..20 {
+                if self.connected() {
+                    return Some(self.client.request(subject.clone(), Bytes::new()).await);
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            None
+        };
+        match tokio::time::timeout(Duration::from_secs(3), asked).await {
+            Ok(Some(Ok(_))) => Err(MeshError::NameTaken(self.config.name.clone())),
+            _ => Ok(()),
+        }
+    }
+
+    /// Whether this node left the fabric because another has its name.
+    pub fn name_taken(&self) -> bool {
+        self.name_taken.load(Ordering::Acquire)
     }
 
     fn refused(&self, peer: &str, what: &'static str, why: &dyn std::fmt::Display) {
@@ -466,19 +524,7 @@ impl Mesh {
     pub fn peers(&self) -> Vec<Peer> {
         let down_after = self.config.heartbeat * self.config.down_after;
         let peers = self.peers.read().unwrap_or_else(PoisonError::into_inner);
-        peers
-            .values()
-            .map(|p| {
-                let since = p.seen.elapsed();
-                Peer {
-                    heartbeat: p.hb.clone(),
-                    up: since < down_after,
-                    last_seen_ms: since.as_millis() as u64,
-                    rtt_us: p.rtt_us.map(|r| r as u64),
-                    bandwidth_bps: p.bandwidth_bps.map(|b| b as u64),
-                }
-            })
-            .collect()
+        peers.values().map(|p| p.view(down_after)).collect()
     }
 
     /// Whether `peer` beat recently (false for a peer never heard from).
@@ -503,6 +549,9 @@ impl Mesh {
             queued: load.queued,
             warm: load.warm,
             stores: load.stores,
+            broker: load.broker,
+            topics: load.topics,
+            started_ms: self.started_ms,
             cost: self.config.cost,
             energy: self.config.energy,
             exec_us: load.exec_us,
@@ -519,10 +568,8 @@ impl Mesh {
             .map(|b| b as u64)
     }
 
-    fn accept_heartbeat(&self, subject: &str, payload: &[u8]) {
-        let Some(node) = subject.strip_prefix("weft.hb.") else {
-            return;
-        };
+    fn accept_heartbeat(&self, subject: &str, payload: &[u8]) -> Option<Peer> {
+        let node = subject.strip_prefix("weft.hb.")?;
         let max_skew = self.config.max_clock_skew.as_millis() as u64;
         let hb = match Heartbeat::parse(node, payload, now_ms(), max_skew) {
             Ok(hb) => hb,
@@ -533,20 +580,33 @@ impl Mesh {
                     Refused::Malformed(_) => "heartbeat (malformed)",
                 };
                 self.refused(node, what, &e);
-                return;
+                return None;
             }
         };
         if hb.name == self.config.name {
             if hb.incarnation != self.incarnation {
-                self.refused(
-                    node,
-                    "heartbeat (name taken)",
-                    &"another node uses this node's name",
-                );
+                // Two nodes answer to one name: the one started later leaves.
+                let other_first =
+                    (hb.started_ms, hb.incarnation) < (self.started_ms, self.incarnation);
+                if other_first && !self.name_taken.swap(true, Ordering::AcqRel) {
+                    tracing::error!(
+                        "fabric: another node, started earlier, answers to this node's name `{}`: this node leaves the fabric and serves alone (restart it with another --node-name)",
+                        self.config.name
+                    );
+                    self.stopped.store(true, Ordering::Release);
+                    self.rejoin.notify_waiters();
+                } else {
+                    self.refused(
+                        node,
+                        "heartbeat (name taken)",
+                        &"another node, started later, uses this node's name",
+                    );
+                }
             }
-            return;
+            return None;
         }
         let mut peers = self.peers.write().unwrap_or_else(PoisonError::into_inner);
+        let name = hb.name.clone();
         match peers.get_mut(&hb.name) {
             Some(p) => {
                 if p.hb.incarnation != hb.incarnation {
@@ -569,6 +629,8 @@ impl Mesh {
                 );
             }
         }
+        let down_after = self.config.heartbeat * self.config.down_after;
+        peers.get(&name).map(|p| p.view(down_after))
     }
 
     /// Logs peers that went down or came back since the last look.
@@ -588,11 +650,13 @@ impl Mesh {
         }
     }
 
-    fn observe_rtt(&self, peer: &str, rtt: Duration) {
+    /// Folds a probe's round trip in; returns the peer as it is now.
+    fn observe_rtt(&self, peer: &str, rtt: Duration) -> Option<Peer> {
+        let down_after = self.config.heartbeat * self.config.down_after;
         let mut peers = self.peers.write().unwrap_or_else(PoisonError::into_inner);
-        if let Some(p) = peers.get_mut(peer) {
-            p.rtt_us = Some(ewma(p.rtt_us, rtt.as_micros() as f64));
-        }
+        let p = peers.get_mut(peer)?;
+        p.rtt_us = Some(ewma(p.rtt_us, rtt.as_micros() as f64));
+        Some(p.view(down_after))
     }
 
     fn observe_transfer(&self, peer: &str, bytes: u64, transfer: Duration) {
@@ -1249,14 +1313,19 @@ async fn beat(mesh: Weak<Mesh>, host: Arc<dyn Host>) {
     }
 }
 
-async fn listen_heartbeats(mesh: Weak<Mesh>, mut sub: async_nats::Subscriber) {
+async fn listen_heartbeats(mesh: Weak<Mesh>, host: Arc<dyn Host>, mut sub: async_nats::Subscriber) {
     while let Some(msg) = sub.next().await {
         let Some(m) = mesh.upgrade() else { return };
-        m.accept_heartbeat(msg.subject.as_str(), &msg.payload);
+        if m.stopped() {
+            return;
+        }
+        if let Some(peer) = m.accept_heartbeat(msg.subject.as_str(), &msg.payload) {
+            host.peer(&peer);
+        }
     }
 }
 
-async fn probe(mesh: Weak<Mesh>) {
+async fn probe(mesh: Weak<Mesh>, host: Arc<dyn Host>) {
     let mut tick = tokio::time::interval(PING_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -1276,13 +1345,16 @@ async fn probe(mesh: Weak<Mesh>) {
             .collect();
         let pings = targets.into_iter().map(|peer| {
             let m = m.clone();
+            let host = host.clone();
             async move {
                 let started = Instant::now();
                 let asked = m
                     .client
                     .request(format!("weft.node.{peer}.ping"), Bytes::new());
-                if let Ok(Ok(_)) = tokio::time::timeout(PING_EVERY, asked).await {
-                    m.observe_rtt(&peer, started.elapsed());
+                if let Ok(Ok(_)) = tokio::time::timeout(PING_EVERY, asked).await
+                    && let Some(p) = m.observe_rtt(&peer, started.elapsed())
+                {
+                    host.peer(&p);
                 }
             }
         });
@@ -1292,7 +1364,7 @@ async fn probe(mesh: Weak<Mesh>) {
 
 async fn answer_pings(mesh: Weak<Mesh>, client: Client, mut sub: async_nats::Subscriber) {
     while let Some(msg) = sub.next().await {
-        if mesh.strong_count() == 0 {
+        if mesh.upgrade().is_none_or(|m| m.stopped()) {
             return;
         }
         if let Some(reply) = msg.reply {
@@ -1305,6 +1377,9 @@ async fn listen_calls(mesh: Weak<Mesh>, host: Arc<dyn Host>, mut sub: async_nats
     let mut assemblies = HashMap::new();
     while let Some(msg) = sub.next().await {
         let Some(m) = mesh.upgrade() else { return };
+        if m.stopped() {
+            return;
+        }
         m.serve_call(&host, &mut assemblies, msg).await;
     }
 }

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use weft_sched::Tier;
 
 /// Version of the wire format; a peer speaking another is refused.
-pub const WIRE_VERSION: u32 = 1;
+pub const WIRE_VERSION: u32 = 2;
 
 /// Largest heartbeat accepted.
 pub const MAX_HEARTBEAT: usize = 256 << 10;
@@ -45,6 +45,16 @@ pub struct Heartbeat {
     pub warm: BTreeSet<String>,
     /// Key-value store labels it serves.
     pub stores: BTreeSet<String>,
+    /// An MQTT broker is configured there.
+    #[serde(default)]
+    pub broker: bool,
+    /// Topic patterns its functions may use (empty: every topic).
+    #[serde(default)]
+    pub topics: Vec<String>,
+    /// When this incarnation started, ms since the UNIX epoch (by its
+    /// clock): of two nodes that claim one name, the later one yields.
+    #[serde(default)]
+    pub started_ms: u64,
     /// Relative price of a second of execution.
     pub cost: f64,
     /// Relative energy of a second of execution.
@@ -142,12 +152,19 @@ impl Heartbeat {
                 )));
             }
         }
+        if hb.topics.len() > MAX_LIST {
+            return Err(Refused::Implausible(format!(
+                "lists {} topics (at most {MAX_LIST})",
+                hb.topics.len()
+            )));
+        }
         let tokens = hb
             .labels
             .iter()
             .flat_map(|(k, v)| [k, v])
             .chain(&hb.warm)
             .chain(&hb.stores)
+            .chain(&hb.topics)
             .chain(hb.exec_us.keys());
         for t in tokens {
             if !valid_token(t) {
@@ -188,14 +205,22 @@ pub struct CallMeta {
     /// Delivery attempt, from 1.
     #[serde(default = "one")]
     pub attempt: u32,
-    /// Functions above this one (async ancestors then the call stack).
+    /// Functions on the synchronous call stack above this one, outermost
+    /// first (their slots are held: a call back to one is a cycle).
     #[serde(default)]
     pub chain: Vec<String>,
+    /// Functions that started the chain asynchronously, outermost first
+    /// (no slot held: counted toward depth only).
+    #[serde(default)]
+    pub ancestors: Vec<String>,
+    /// The version the caller resolved (0: whichever is active).
+    #[serde(default)]
+    pub version: u32,
     /// Time left to the caller, ms: the callee's deadline.
     pub timeout_ms: u64,
-    /// For HTTP components: method, path (with query), host, content type.
-    #[serde(default)]
-    pub http: BTreeMap<String, String>,
+    /// For HTTP components: the request besides its body.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http: Option<HttpMeta>,
     /// Bytes of the whole body.
     pub body_len: u64,
     /// Messages the body takes, this one included.
@@ -204,6 +229,20 @@ pub struct CallMeta {
 
 fn one() -> u32 {
     1
+}
+
+/// An HTTP request besides its body, as a component on another node sees
+/// it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpMeta {
+    /// The method.
+    pub method: String,
+    /// Path and query, as the component sees them.
+    pub path: String,
+    /// The headers (the host among them), in order.
+    #[serde(default)]
+    pub headers: Vec<(String, String)>,
 }
 
 /// The callee's answer.
@@ -311,6 +350,9 @@ mod tests {
             exec_us: BTreeMap::new(),
             sent_ms: 1_000_000,
             http: None,
+            broker: false,
+            topics: Vec::new(),
+            started_ms: 0,
         }
     }
 

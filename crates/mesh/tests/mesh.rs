@@ -155,8 +155,10 @@ fn call(function: &str) -> CallMeta {
         subject: String::new(),
         attempt: 1,
         chain: vec![],
+        ancestors: vec![],
+        version: 0,
         timeout_ms: 0,
-        http: BTreeMap::new(),
+        http: None,
         body_len: 0,
         chunks: 0,
     }
@@ -340,7 +342,7 @@ async fn hostile_peers_are_refused_and_the_node_goes_on() {
         .as_millis() as u64;
     let hb = |name: &str, slots: u32, sent_ms: u64| {
         serde_json::json!({
-            "v": 1, "name": name, "incarnation": 1, "tier": "edge", "labels": {},
+            "v": weft_mesh::wire::WIRE_VERSION, "name": name, "incarnation": 1, "tier": "edge", "labels": {},
             "slots": slots, "inflight": 0, "queued": 0, "warm": [], "stores": [],
             "cost": 1.0, "energy": 1.0, "exec_us": {}, "sent_ms": sent_ms
         })
@@ -421,7 +423,10 @@ async fn fabric_key_value_store_is_shared_and_consistent() {
         Arc::new(Echo::default()),
     )
     .await;
-    let (ka, kb) = (a.kv_bucket("shared"), b.kv_bucket("shared"));
+    let (ka, kb) = (
+        weft_mesh::kv_bucket(&a, "shared"),
+        weft_mesh::kv_bucket(&b, "shared"),
+    );
     // Any UTF-8 key round-trips; what one node writes the other reads.
     for key in ["plain", "with space/and.dots*>", "ключ", ""] {
         ka.set(key, key.as_bytes()).await.unwrap();

@@ -62,14 +62,74 @@ impl std::fmt::Debug for Capabilities {
     }
 }
 
+/// What brought an invocation; a guest reads its name from
+/// `weft:fabric/invocation.trigger`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Trigger {
+    /// `/fn/NAME` over HTTP (and `weft invoke`).
+    Http,
+    /// A route the function declares.
+    Route,
+    /// Code that holds the node in-process (benchmarks, tests).
+    #[default]
+    Cli,
+    /// An asynchronous request (`Prefer: respond-async`, `weft invoke --async`).
+    Async,
+    /// A cron schedule.
+    Cron,
+    /// An MQTT message.
+    Mqtt,
+    /// An event on an internal topic.
+    Topic,
+    /// Another function (`weft:fabric/call`), synchronously or not.
+    Call,
+    /// Another node, with no trigger this node knows.
+    Fabric,
+}
+
+impl Trigger {
+    /// Every trigger.
+    pub const ALL: [Trigger; 9] = [
+        Trigger::Http,
+        Trigger::Route,
+        Trigger::Cli,
+        Trigger::Async,
+        Trigger::Cron,
+        Trigger::Mqtt,
+        Trigger::Topic,
+        Trigger::Call,
+        Trigger::Fabric,
+    ];
+
+    /// Its name, as guests, queue records and peers see it.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Trigger::Http => "http",
+            Trigger::Route => "route",
+            Trigger::Cli => "cli",
+            Trigger::Async => "async",
+            Trigger::Cron => "cron",
+            Trigger::Mqtt => "mqtt",
+            Trigger::Topic => "topic",
+            Trigger::Call => "call",
+            Trigger::Fabric => "fabric",
+        }
+    }
+
+    /// The trigger named `s`, if it is one.
+    pub fn parse(s: &str) -> Option<Trigger> {
+        Trigger::ALL.into_iter().find(|t| t.as_str() == s)
+    }
+}
+
 /// Who is running and why: the facts `weft:fabric/invocation` reports, and
 /// the call chain the router checks for cycles and depth.
 #[derive(Debug, Clone, Default)]
 pub struct CallContext {
     /// The invocation's id.
     pub id: String,
-    /// `http`, `route`, `cli`, `async`, `cron`, `mqtt`, `topic` or `call`.
-    pub trigger: String,
+    /// What brought it.
+    pub trigger: Trigger,
     /// The trigger's subject (topic, schedule, route, caller), or empty.
     pub subject: String,
     /// Attempt of an asynchronous invocation, from 1.
@@ -512,7 +572,7 @@ impl invocation::Host for HostView<'_> {
     }
 
     async fn trigger(&mut self) -> String {
-        self.ctx.context.trigger.clone()
+        self.ctx.context.trigger.as_str().to_string()
     }
 
     async fn subject(&mut self) -> String {

@@ -23,11 +23,12 @@ mod limits;
 mod meter;
 mod runtime;
 mod sandbox;
+mod state;
 
 pub use artifact::{sha256_hex, write_atomic};
 pub use config::RuntimeConfig;
 pub use error::{InvokeError, PrepareError};
-pub use host::{CallContext, Capabilities, Fabric, FabricCode, FabricError};
+pub use host::{CallContext, Capabilities, Fabric, FabricCode, FabricError, Trigger};
 pub use io::LogFn;
 pub use limits::{Grants, Limits};
 pub use meter::Usage;

@@ -3,7 +3,7 @@
 use crate::artifact::{ArtifactDirs, engine_fingerprint, sha256_hex, write_atomic};
 use crate::config::RuntimeConfig;
 use crate::error::PrepareError;
-use crate::sandbox::{CommandState, ComponentState};
+use crate::state::{CommandState, ComponentState};
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};

@@ -2,11 +2,12 @@
 //! classification of how it ended.
 
 use crate::error::InvokeError;
-use crate::host::{CallContext, Capabilities, Fabric, HostCtx, HostView};
+use crate::host::{CallContext, Capabilities, Fabric, HostCtx};
 use crate::io::{CappedOutput, GuestStream, LogFn, LogSink};
 use crate::limits::{FrozenMonotonicClock, FrozenWallClock, Grants, Limiter, Limits};
 use crate::meter::{CpuCounter, CpuTimed, Usage};
 use crate::runtime::{LiveSandbox, Loaded, Pre, Runtime};
+use crate::state::{CommandState, ComponentState};
 use bytes::Bytes;
 use http_body_util::BodyExt;
 use http_body_util::combinators::UnsyncBoxBody;
@@ -16,13 +17,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Instant;
-use wasmtime::component::ResourceTable;
 use wasmtime::{Store, Trap, UpdateDeadline};
-use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::p2::pipe::MemoryInputPipe;
-use wasmtime_wasi::{I32Exit, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+use wasmtime_wasi::{I32Exit, WasiCtx, WasiCtxBuilder};
+use wasmtime_wasi_http::WasiHttpView;
 use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, Scheme};
-use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
 
 /// The boxed error of response bodies.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -79,127 +78,18 @@ impl Invocation {
     }
 }
 
-/// Store data of a command sandbox.
-pub(crate) struct CommandState {
-    pub(crate) wasi: WasiP1Ctx,
-    limiter: Limiter,
-}
-
-/// Store data of a component sandbox (HTTP or command).
-pub(crate) struct ComponentState {
-    wasi: WasiCtx,
-    http: WasiHttpCtx,
-    table: ResourceTable,
-    hooks: Outbound,
-    limiter: Limiter,
-    host: HostCtx,
-}
-
-impl ComponentState {
-    fn new(wasi: WasiCtx, inv: &Invocation, deadline: Instant) -> Self {
-        ComponentState {
-            wasi,
-            http: WasiHttpCtx::new(),
-            table: ResourceTable::new(),
-            hooks: Outbound {
-                function: inv.name.clone(),
-                caps: inv.caps.clone(),
-                log: inv.log.clone(),
-            },
-            limiter: Limiter::new(inv.limits.memory),
-            host: HostCtx {
-                function: inv.name.clone(),
-                caps: inv.caps.clone(),
-                context: inv.context.clone(),
-                fabric: inv.fabric.clone(),
-                log: inv.log.clone(),
-                deadline,
-                log_budget: inv.limits.max_log,
-            },
-        }
-    }
-
-    pub(crate) fn host_view(&mut self) -> HostView<'_> {
-        HostView {
-            ctx: &mut self.host,
-            table: &mut self.table,
-        }
-    }
-}
-
-impl WasiView for ComponentState {
-    fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView {
-            ctx: &mut self.wasi,
-            table: &mut self.table,
-        }
-    }
-}
-
-impl WasiHttpView for ComponentState {
-    fn http(&mut self) -> WasiHttpCtxView<'_> {
-        WasiHttpCtxView {
-            ctx: &mut self.http,
-            table: &mut self.table,
-            hooks: &mut self.hooks,
-        }
-    }
-}
-
-/// Outbound HTTP: a request goes out only to a host the function's
-/// `allowed_outbound_hosts` names; any other is denied with
-/// `HTTP-request-denied`, and the denial is logged.
-struct Outbound {
-    function: String,
-    caps: Arc<Capabilities>,
-    log: LogFn,
-}
-
-impl WasiHttpHooks for Outbound {
-    fn send_request(
-        &mut self,
-        request: http::Request<wasmtime_wasi_http::WasiBody>,
-        options: Option<wasmtime_wasi_http::RequestOptions>,
-        _fut: Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
-    ) -> Box<
-        dyn Future<
-                Output = Result<
-                    (
-                        http::Response<wasmtime_wasi_http::WasiBody>,
-                        Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
-                    ),
-                    wasmtime_wasi_http::Error,
-                >,
-            > + Send,
-    > {
-        let uri = request.uri();
-        let scheme = uri.scheme_str().unwrap_or("https").to_string();
-        let host = uri.host().unwrap_or_default().to_string();
-        let port = uri
-            .port_u16()
-            .unwrap_or(if scheme == "http" { 80 } else { 443 });
-        if !self
-            .caps
-            .outbound
-            .iter()
-            .any(|p| p.allows(&scheme, &host, port))
-        {
-            let line = format!(
-                "denied: outbound HTTP to {scheme}://{host}:{port} is not in the allowed_outbound_hosts of function `{}`",
-                self.function
-            );
-            tracing::warn!(function = %self.function, "{line}");
-            (self.log)(line);
-            return Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) });
-        }
-        Box::new(async move {
-            let (res, io) = wasmtime_wasi_http::default_send_request(request, options).await?;
-            Ok((
-                res.map(BodyExt::boxed_unsync),
-                Box::new(io) as Box<dyn Future<Output = _> + Send>,
-            ))
-        })
-    }
+/// The store state of a component sandbox running `inv`.
+fn component_state(wasi: WasiCtx, inv: &Invocation, deadline: Instant) -> ComponentState {
+    let host = HostCtx {
+        function: inv.name.clone(),
+        caps: inv.caps.clone(),
+        context: inv.context.clone(),
+        fabric: inv.fabric.clone(),
+        log: inv.log.clone(),
+        deadline,
+        log_budget: inv.limits.max_log,
+    };
+    ComponentState::new(wasi, host, inv.limits.memory)
 }
 
 /// A WASI context with everything denied except what `grants` names.
@@ -372,8 +262,7 @@ impl Loaded {
                 (CommandInner::Core { store, start }, fuel)
             }
             Pre::CommandComponent(pre) => {
-                let mut store =
-                    Store::new(rt.engine(), ComponentState::new(b.build(), inv, deadline));
+                let mut store = Store::new(rt.engine(), component_state(b.build(), inv, deadline));
                 let fuel = arm(&mut store, rt, &limits, deadline, |s| &mut s.limiter)?;
                 let command = instantiate(pre.instantiate_async(&mut store), &cpu).await?;
                 (CommandInner::Component { store, command }, fuel)
@@ -437,7 +326,7 @@ impl Loaded {
         let mut b = wasi_builder(&inv.name, &inv.grants);
         b.stdout(GuestStream(stderr.clone()))
             .stderr(GuestStream(stderr.clone()));
-        let mut store = Store::new(rt.engine(), ComponentState::new(b.build(), &inv, deadline));
+        let mut store = Store::new(rt.engine(), component_state(b.build(), &inv, deadline));
         let initial_fuel = arm(&mut store, rt, &limits, deadline, |s| &mut s.limiter)?;
 
         let request_overflow = Arc::new(AtomicBool::new(false));

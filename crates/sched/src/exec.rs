@@ -11,6 +11,20 @@ use std::hash::{BuildHasherDefault, Hasher};
 /// outlier moves the mean by a fifth of its excess.
 pub const EWMA_ALPHA: f64 = 0.2;
 
+/// Largest value a float term may contribute, µs (about 31 years): keeps
+/// sums far from overflow.
+const MAX_TERM_US: f64 = 1e15;
+
+/// A float term in whole µs, rounded half away from zero; negative or NaN
+/// count as 0, anything above about 31 years as 31 years.
+pub(crate) fn to_us(x: f64) -> u64 {
+    if x.is_nan() || x <= 0.0 {
+        0
+    } else {
+        x.min(MAX_TERM_US).round() as u64
+    }
+}
+
 /// The learned execution time of one function on one node.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -25,7 +39,7 @@ impl Estimate {
     /// The mean rounded to whole µs, the unit the policy computes in. A
     /// negative or non-finite mean counts as 0.
     pub fn micros(&self) -> u64 {
-        crate::policy::to_us(self.mean_us)
+        to_us(self.mean_us)
     }
 }
 

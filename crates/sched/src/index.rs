@@ -106,6 +106,8 @@ pub(crate) struct Row {
     warm: Vec<u32>,
     have: Vec<u32>,
     pub(crate) artifacts_known: bool,
+    /// Functions with a learned time on this node.
+    estimated: Vec<u32>,
 }
 
 /// Learned execution times of one function, µs, by node index
@@ -281,6 +283,7 @@ impl Index {
                     warm: Vec::new(),
                     have: Vec::new(),
                     artifacts_known: false,
+                    estimated: Vec::new(),
                 });
                 if n.name == self.local_name {
                     self.local = Some(i);
@@ -386,6 +389,33 @@ impl Index {
         }
         let f = self.function_id(function);
         self.exec[f].set(i, e.map(|e| e.micros()));
+        let row = &mut self.rows[i];
+        let id = f as u32;
+        match (e.is_some(), row.estimated.iter().position(|&x| x == id)) {
+            (true, None) => row.estimated.push(id),
+            (false, Some(p)) => {
+                row.estimated.swap_remove(p);
+            }
+            _ => {}
+        }
+    }
+
+    /// Replaces every learned time of `node` with `estimates` (what its
+    /// latest heartbeat says).
+    pub fn set_estimates<'a>(
+        &mut self,
+        node: &str,
+        estimates: impl IntoIterator<Item = (&'a str, Estimate)>,
+    ) {
+        let Some(&i) = self.by_name.get(node) else {
+            return;
+        };
+        for id in std::mem::take(&mut self.rows[i].estimated) {
+            self.exec[id as usize].set(i, None);
+        }
+        for (f, e) in estimates {
+            self.set_estimate(f, node, Some(e));
+        }
     }
 
     /// Marks a node up or down (heartbeats stopped); unknown names are
@@ -403,6 +433,11 @@ impl Index {
             let r = &mut self.rows[i];
             r.inflight = r.inflight.saturating_add(n);
         }
+    }
+
+    /// Whether the index holds the node as up.
+    pub fn is_up(&self, node: &str) -> Option<bool> {
+        self.by_name.get(node).map(|&i| self.rows[i].up)
     }
 
     /// A node's running count as the index holds it.

@@ -3,6 +3,7 @@
 //! formula.
 
 use crate::decision::{Constraint, Cost, Decision, Excluded, PlaceError, Reason, Rejections};
+use crate::exec::to_us;
 use crate::index::{Bits, ExecRow, Index, Row};
 use crate::model::{Privacy, Request, View};
 use std::cell::OnceCell;
@@ -24,10 +25,6 @@ pub const COLD_START_US: u64 = 1_000;
 pub const ARTIFACT_FETCH_US: u64 = 20_000;
 /// Distance charged for a `near` store that no up node serves, µs.
 pub const UNKNOWN_STORE_US: u64 = 50_000;
-
-/// Largest value a float term may contribute, µs (about 31 years): keeps
-/// sums far from overflow.
-const MAX_TERM_US: f64 = 1e15;
 
 /// The deciding node's own state for one decision, where it differs from
 /// its row in the index: a node plans with the *function's* slots and load
@@ -688,16 +685,6 @@ fn mul_div(a: u64, b: u64, c: u64) -> u64 {
     match a.checked_mul(b) {
         Some(ab) => ab / c,
         None => u64::try_from(u128::from(a) * u128::from(b) / u128::from(c)).unwrap_or(u64::MAX),
-    }
-}
-
-/// A float term in whole µs, rounded half away from zero; negative or NaN
-/// count as 0, anything above about 31 years as 31 years.
-pub(crate) fn to_us(x: f64) -> u64 {
-    if x.is_nan() || x <= 0.0 {
-        0
-    } else {
-        x.min(MAX_TERM_US).round() as u64
     }
 }
 

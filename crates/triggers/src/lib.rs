@@ -1,5 +1,7 @@
-//! Event sources that invoke functions, independent of how invocations run:
-//! the controller wires each source to its durable queue.
+//! Event sources that invoke functions, and their wiring to the node:
+//! [`Triggers`] follows the functions served, fires their cron schedules and
+//! keeps their MQTT subscriptions, each event an asynchronous invocation
+//! submitted through the router.
 //!
 //! - [`cron`]: the pure catch-up policy ([`cron::plan`]) that decides what to
 //!   fire after a restart (schedules are parsed by `weft_manifest::Schedule`).
@@ -21,3 +23,6 @@
 
 pub mod cron;
 pub mod mqtt;
+mod wiring;
+
+pub use wiring::{CATCH_UP, Triggers};

@@ -3,7 +3,9 @@
 //! Responds to every request with `200 OK`, `content-type: text/plain` and a
 //! body of `hello from <METHOD> <path-with-query>\n` followed by the request
 //! body (echoed back verbatim). A request for `/status/NNN` is answered with
-//! status code `NNN` instead of 200.
+//! status code `NNN` instead of 200; `/sleep/MS` waits MS milliseconds (on
+//! the host's timer) before it answers, and both combine:
+//! `/sleep/500/status/201`.
 
 use std::io::{Read as _, Write as _};
 
@@ -31,11 +33,26 @@ fn method_name(method: &Method) -> &str {
     }
 }
 
-/// `/status/NNN` (optionally followed by a query string) selects the status.
+/// `/status/NNN` (optionally after `/sleep/MS`, optionally followed by a
+/// query string) selects the status.
 fn requested_status(path_with_query: &str) -> Option<u16> {
     let path = path_with_query.split('?').next().unwrap_or("");
+    let path = match requested_sleep(path) {
+        Some((_, rest)) => rest,
+        None => path,
+    };
     let code: u16 = path.strip_prefix("/status/")?.parse().ok()?;
     (100..=999).contains(&code).then_some(code)
+}
+
+/// `/sleep/MS[/rest]`: the milliseconds and the rest of the path.
+fn requested_sleep(path: &str) -> Option<(u64, &str)> {
+    let rest = path.strip_prefix("/sleep/")?;
+    let (ms, rest) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, ""),
+    };
+    Some((ms.parse().ok()?, rest))
 }
 
 /// Reads the whole incoming request body; an absent body reads as empty.
@@ -58,6 +75,10 @@ impl Guest for HttpHello {
         let method = request.method();
         let path = request.path_with_query().unwrap_or_else(|| "/".to_string());
         let request_body = read_body(&request);
+        let bare = path.split('?').next().unwrap_or("");
+        if let Some((ms, _)) = requested_sleep(bare) {
+            wasi::clocks::monotonic_clock::subscribe_duration(ms * 1_000_000).block();
+        }
 
         let mut payload = format!("hello from {} {}\n", method_name(&method), path).into_bytes();
         payload.extend_from_slice(&request_body);

@@ -1,0 +1,258 @@
+//! Admission: the one place an invocation gets the right to run here.
+//!
+//! Two kinds of slot bound what runs: each function's `max_concurrency`
+//! (with a bounded wait queue of `max_queue`), and the node's
+//! `max_instances` sandboxes. A synchronous invocation takes a
+//! [`FunctionSlot`] (waiting its turn), reads its body, then takes a node
+//! slot: a [`Reservation`], or `node_at_capacity`. Queued work takes both
+//! at once or not at all ([`Admission::try_reserve`]) *before* it is claimed
+//! from the queue, so a busy node keeps its queued work queued and never
+//! spends an attempt on capacity.
+
+use crate::error::{Error, Result};
+use crate::function::Function;
+use crate::metrics::{Metrics, OutcomeLabels};
+use crate::usage::Usage;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
+
+/// The node's slots, and whether it still takes work.
+pub(crate) struct Admission {
+    node_slots: Arc<Semaphore>,
+    max_instances: u32,
+    draining: AtomicBool,
+    running: Arc<AtomicU64>,
+    freed: Arc<Notify>,
+    metrics: Arc<Metrics>,
+    usage: Arc<Usage>,
+}
+
+/// One of a function's slots, held: the invocation's turn came.
+pub struct FunctionSlot {
+    function: Arc<Function>,
+    _permit: Option<OwnedSemaphorePermit>,
+}
+
+impl FunctionSlot {
+    /// The function (the version admitted).
+    pub fn function(&self) -> &Arc<Function> {
+        &self.function
+    }
+}
+
+/// A function slot and a node slot: the invocation may start. Counted as
+/// running until dropped, whichever way it ends.
+pub struct Reservation {
+    function: Arc<Function>,
+    held: Option<Held>,
+    running: Arc<AtomicU64>,
+    freed: Arc<Notify>,
+    live: prometheus_client::metrics::gauge::Gauge,
+}
+
+struct Held {
+    slot: FunctionSlot,
+    _node: OwnedSemaphorePermit,
+}
+
+impl Reservation {
+    /// The function (the version admitted).
+    pub fn function(&self) -> &Arc<Function> {
+        &self.function
+    }
+
+    /// Gives the node slot back and keeps the function's: for queued work
+    /// that placement sends to another node, whose local slot bounds how
+    /// many of the function's invocations are out at once.
+    pub fn into_function_slot(mut self) -> FunctionSlot {
+        match self.held.take() {
+            Some(held) => {
+                self.release();
+                held.slot
+            }
+            None => FunctionSlot {
+                function: self.function.clone(),
+                _permit: None,
+            },
+        }
+    }
+
+    fn release(&self) {
+        let f = &self.function;
+        f.touch();
+        f.in_flight.fetch_sub(1, Ordering::AcqRel);
+        self.running.fetch_sub(1, Ordering::AcqRel);
+        self.live.dec();
+        self.freed.notify_one();
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        if self.held.take().is_some() {
+            self.release();
+        }
+    }
+}
+
+impl Admission {
+    pub(crate) fn new(max_instances: u32, metrics: Arc<Metrics>, usage: Arc<Usage>) -> Self {
+        Admission {
+            node_slots: Arc::new(Semaphore::new(max_instances as usize)),
+            max_instances,
+            draining: AtomicBool::new(false),
+            running: Arc::new(AtomicU64::new(0)),
+            freed: Arc::new(Notify::new()),
+            metrics,
+            usage,
+        }
+    }
+
+    fn refuse(&self, f: &Function, e: Error) -> Error {
+        self.metrics
+            .rejections
+            .get_or_create(&OutcomeLabels {
+                function: f.name.clone(),
+                outcome: e.code().as_str().into(),
+            })
+            .inc();
+        self.usage.rejected(&f.name);
+        e
+    }
+
+    fn open(&self) -> Result<()> {
+        if self.draining.load(Ordering::Acquire) {
+            return Err(Error::ShuttingDown);
+        }
+        Ok(())
+    }
+
+    /// A slot of `f`, waiting in its bounded queue when all are busy: at
+    /// most the function's timeout, and never past `deadline`.
+    pub(crate) async fn function_slot(
+        &self,
+        f: &Arc<Function>,
+        deadline: Option<Instant>,
+    ) -> Result<FunctionSlot> {
+        self.open()?;
+        if let Ok(permit) = f.slots.clone().try_acquire_owned() {
+            return Ok(FunctionSlot {
+                function: f.clone(),
+                _permit: Some(permit),
+            });
+        }
+        let before = f.waiting.fetch_add(1, Ordering::AcqRel);
+        if before >= f.max_queue {
+            f.waiting.fetch_sub(1, Ordering::AcqRel);
+            let e = Error::QueueFull {
+                name: f.name.clone(),
+                queue: f.max_queue,
+            };
+            return Err(self.refuse(f, e));
+        }
+        let started = Instant::now();
+        let mut wait = f.limits.timeout;
+        if let Some(d) = deadline {
+            wait = wait.min(d.saturating_duration_since(started));
+        }
+        self.metrics.queued.inc();
+        let got = tokio::time::timeout(wait, f.slots.clone().acquire_owned()).await;
+        self.metrics.queued.dec();
+        f.waiting.fetch_sub(1, Ordering::AcqRel);
+        match got {
+            Ok(Ok(permit)) => Ok(FunctionSlot {
+                function: f.clone(),
+                _permit: Some(permit),
+            }),
+            _ => {
+                let e = Error::QueueTimeout {
+                    name: f.name.clone(),
+                    waited: started.elapsed(),
+                };
+                Err(self.refuse(f, e))
+            }
+        }
+    }
+
+    /// A node slot for an admitted invocation, or `node_at_capacity`.
+    pub(crate) fn node_slot(&self, slot: FunctionSlot) -> Result<Reservation> {
+        match self.node_slots.clone().try_acquire_owned() {
+            Ok(node) => Ok(self.reserved(slot, node)),
+            Err(_) => {
+                let e = Error::NodeAtCapacity {
+                    name: slot.function.name.clone(),
+                    max: self.max_instances,
+                };
+                Err(self.refuse(&slot.function, e))
+            }
+        }
+    }
+
+    /// Both slots now, or none (nothing waits, nothing is refused): how
+    /// queued work is admitted before it is claimed.
+    pub(crate) fn try_reserve(&self, f: &Arc<Function>) -> Option<Reservation> {
+        if self.draining.load(Ordering::Acquire) {
+            return None;
+        }
+        let permit = f.slots.clone().try_acquire_owned().ok()?;
+        let node = self.node_slots.clone().try_acquire_owned().ok()?;
+        Some(self.reserved(
+            FunctionSlot {
+                function: f.clone(),
+                _permit: Some(permit),
+            },
+            node,
+        ))
+    }
+
+    fn reserved(&self, slot: FunctionSlot, node: OwnedSemaphorePermit) -> Reservation {
+        slot.function.in_flight.fetch_add(1, Ordering::AcqRel);
+        self.running.fetch_add(1, Ordering::AcqRel);
+        self.metrics.live_instances.inc();
+        Reservation {
+            function: slot.function.clone(),
+            held: Some(Held { slot, _node: node }),
+            running: self.running.clone(),
+            freed: self.freed.clone(),
+            live: self.metrics.live_instances.clone(),
+        }
+    }
+
+    /// Sandbox slots of the node.
+    pub(crate) fn max_instances(&self) -> u32 {
+        self.max_instances
+    }
+
+    /// Node slots free now.
+    pub(crate) fn free(&self) -> usize {
+        self.node_slots.available_permits()
+    }
+
+    /// Invocations running here now.
+    pub(crate) fn running(&self) -> u64 {
+        self.running.load(Ordering::Relaxed)
+    }
+
+    /// Woken whenever a slot frees.
+    pub(crate) fn freed(&self) -> Arc<Notify> {
+        self.freed.clone()
+    }
+
+    /// Whether the node is draining.
+    pub(crate) fn draining(&self) -> bool {
+        self.draining.load(Ordering::Acquire)
+    }
+
+    /// Refuses new work and waits, up to `grace`, for running work to end;
+    /// returns how much still runs.
+    pub(crate) async fn drain(&self, grace: Duration) -> u64 {
+        self.draining.store(true, Ordering::Release);
+        let until = Instant::now() + grace;
+        while self.running() > 0 && Instant::now() < until {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        self.running()
+    }
+}

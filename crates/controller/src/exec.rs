@@ -1,0 +1,295 @@
+//! Execution: one admitted invocation in a fresh sandbox, from its
+//! [`Reservation`] to its recorded outcome (usage, metrics, log).
+
+use crate::admission::Reservation;
+use crate::artifacts::Artifacts;
+use crate::error::{Error, Result};
+use crate::function::Function;
+use crate::logs::LogHub;
+use crate::metrics::{Metrics, OutcomeLabels};
+use crate::usage::Usage;
+use bytes::Bytes;
+use serde::Serialize;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+use tokio::sync::oneshot;
+use weft_runtime::{
+    CallContext, Fabric, HttpBody, Invocation, InvokeError, Kind, Outcome, Runtime, Trigger,
+};
+
+/// Metadata of one invocation, for response headers and the CLI.
+#[derive(Debug, Clone, Serialize)]
+pub struct InvocationInfo {
+    /// The invocation's id.
+    pub id: String,
+    /// The function.
+    pub function: String,
+    /// The version that ran.
+    pub version: u32,
+    /// Whether the function was loaded from disk for this invocation.
+    pub cold_start: bool,
+}
+
+/// What the sandbox is told about why it runs, and its time.
+#[derive(Debug, Clone, Default)]
+pub struct RunContext {
+    /// The id to run under (an asynchronous invocation keeps its queue id);
+    /// `None`: a new one.
+    pub id: Option<String>,
+    /// What brought it.
+    pub trigger: Trigger,
+    /// The route, topic, schedule or caller; may be empty.
+    pub subject: String,
+    /// Attempt of an asynchronous invocation, from 1.
+    pub attempt: u32,
+    /// Functions on the synchronous call stack above it, outermost first.
+    pub calls: Vec<String>,
+    /// Functions that started the chain asynchronously, outermost first.
+    pub ancestors: Vec<String>,
+    /// The most time it may take (what its caller has left), when less
+    /// than the function's timeout.
+    pub timeout_cap: Option<Duration>,
+}
+
+/// What the sandbox is given.
+pub enum Input {
+    /// A command's stdin.
+    Command(Bytes),
+    /// An HTTP component's request.
+    Http(Box<http::Request<HttpBody>>),
+}
+
+/// What it gave back.
+pub enum Output {
+    /// A command's stdout, and what it used.
+    Command {
+        /// Its stdout.
+        body: Bytes,
+        /// What it used.
+        usage: weft_runtime::Usage,
+    },
+    /// An HTTP component's response, whose body may still be streaming;
+    /// `ended` says how the sandbox ended once it has.
+    Http {
+        /// The response.
+        response: http::Response<HttpBody>,
+        /// The sandbox's end: `Err` if it failed after the response began.
+        ended: oneshot::Receiver<std::result::Result<(), InvokeError>>,
+    },
+}
+
+/// A run: who ran, and what it gave back.
+pub struct Ran {
+    /// The invocation.
+    pub info: InvocationInfo,
+    /// Its output.
+    pub output: Output,
+}
+
+/// Runs sandboxes and records what they did.
+pub(crate) struct Executor {
+    runtime: Arc<Runtime>,
+    artifacts: Arc<Artifacts>,
+    usage: Arc<Usage>,
+    metrics: Arc<Metrics>,
+    logs: Arc<LogHub>,
+    fabric: OnceLock<Arc<dyn Fabric>>,
+    seq: AtomicU64,
+    id_prefix: String,
+}
+
+impl Executor {
+    pub(crate) fn new(
+        runtime: Arc<Runtime>,
+        artifacts: Arc<Artifacts>,
+        usage: Arc<Usage>,
+        metrics: Arc<Metrics>,
+        logs: Arc<LogHub>,
+        id_prefix: String,
+    ) -> Self {
+        Executor {
+            runtime,
+            artifacts,
+            usage,
+            metrics,
+            logs,
+            fabric: OnceLock::new(),
+            seq: AtomicU64::new(0),
+            id_prefix,
+        }
+    }
+
+    /// Sets the guests' `weft:fabric` host (the router), once.
+    pub(crate) fn set_fabric(&self, fabric: Arc<dyn Fabric>) {
+        let _ = self.fabric.set(fabric);
+    }
+
+    fn next_id(&self) -> String {
+        let n = self.seq.fetch_add(1, Ordering::Relaxed);
+        format!("{}-{n:08x}", self.id_prefix)
+    }
+
+    /// Runs an admitted invocation: loads the code (cold if scaled to
+    /// zero), runs a fresh sandbox on `input`, records its outcome, and
+    /// frees the reservation when the sandbox has ended.
+    pub(crate) async fn run(&self, r: Reservation, input: Input, ctx: RunContext) -> Result<Ran> {
+        let f = r.function().clone();
+        let (loaded, cold) = self.artifacts.load(&f).await?;
+        let info = InvocationInfo {
+            id: ctx.id.clone().unwrap_or_else(|| self.next_id()),
+            function: f.name.clone(),
+            version: f.version.version,
+            cold_start: cold,
+        };
+        if cold {
+            f.metrics.cold.inc();
+        } else {
+            f.metrics.warm.inc();
+        }
+        let inv = self.invocation(&f, &info, ctx);
+        let failed = |source| Error::Invoke {
+            name: f.name.clone(),
+            invocation: info.id.clone(),
+            source,
+        };
+        match (input, f.kind) {
+            (Input::Command(stdin), Kind::Command) => {
+                let Outcome { result, usage } = loaded.run_command(&self.runtime, stdin, inv).await;
+                self.record(&f, &info, result.as_ref().err(), &usage);
+                drop(r);
+                match result {
+                    Ok(body) => Ok(Ran {
+                        info,
+                        output: Output::Command { body, usage },
+                    }),
+                    Err(source) => Err(failed(source)),
+                }
+            }
+            (Input::Http(req), Kind::Http) => {
+                let req = *req;
+                let (tx, ended) = oneshot::channel();
+                let done = self.done(f.clone(), info.clone(), r, tx);
+                let response = loaded
+                    .serve_http(&self.runtime, req, inv, done)
+                    .await
+                    .map_err(failed)?;
+                Ok(Ran {
+                    info,
+                    output: Output::Http { response, ended },
+                })
+            }
+            (_, kind) => Err(Error::Internal(format!(
+                "function `{}` is a {} function; it was given the other kind of input",
+                f.name,
+                kind.as_str()
+            ))),
+        }
+    }
+
+    /// What runs when an HTTP component's sandbox has ended: record the
+    /// outcome, free the slots, and say how it went.
+    fn done(
+        &self,
+        f: Arc<Function>,
+        info: InvocationInfo,
+        r: Reservation,
+        ended: oneshot::Sender<std::result::Result<(), InvokeError>>,
+    ) -> weft_runtime::HttpDone {
+        let (usage, metrics) = (self.usage.clone(), self.metrics.clone());
+        Box::new(move |outcome: Outcome<()>| {
+            record(
+                &usage,
+                &metrics,
+                &f,
+                &info,
+                outcome.result.as_ref().err(),
+                &outcome.usage,
+            );
+            drop(r);
+            let _ = ended.send(outcome.result);
+        })
+    }
+
+    fn invocation(&self, f: &Function, info: &InvocationInfo, ctx: RunContext) -> Invocation {
+        let hub = self.logs.clone();
+        let (name, id) = (f.name.clone(), info.id.clone());
+        let mut chain = ctx.calls;
+        chain.push(f.name.clone());
+        let mut limits = f.limits.clone();
+        if let Some(cap) = ctx.timeout_cap {
+            limits.timeout = limits.timeout.min(cap);
+        }
+        Invocation {
+            name: f.name.clone(),
+            limits,
+            grants: f.grants.clone(),
+            log: Arc::new(move |line| hub.push(&name, &id, line)),
+            caps: f.caps.clone(),
+            context: Arc::new(CallContext {
+                id: info.id.clone(),
+                trigger: ctx.trigger,
+                subject: ctx.subject,
+                attempt: ctx.attempt.max(1),
+                chain,
+                ancestors: ctx.ancestors,
+            }),
+            fabric: self.fabric.get().cloned(),
+        }
+    }
+
+    fn record(
+        &self,
+        f: &Function,
+        info: &InvocationInfo,
+        failed: Option<&InvokeError>,
+        used: &weft_runtime::Usage,
+    ) {
+        record(&self.usage, &self.metrics, f, info, failed, used);
+    }
+}
+
+/// Records what an invocation used and how it ended.
+fn record(
+    usage: &Usage,
+    metrics: &Metrics,
+    f: &Function,
+    info: &InvocationInfo,
+    failed: Option<&InvokeError>,
+    used: &weft_runtime::Usage,
+) {
+    let outcome = match failed {
+        None => {
+            f.metrics.ok.inc();
+            "ok"
+        }
+        Some(e) => {
+            let code = e.code().as_str();
+            metrics
+                .invocations
+                .get_or_create(&OutcomeLabels {
+                    function: f.name.clone(),
+                    outcome: code.into(),
+                })
+                .inc();
+            code
+        }
+    };
+    f.metrics.duration.observe(used.wall.as_secs_f64());
+    f.observe_exec(used.wall);
+    f.metrics.cpu_seconds.inc_by(used.cpu.as_secs_f64());
+    usage.record(&f.name, info.cold_start, failed.is_some(), used);
+    tracing::debug!(
+        target: "weft::invocation",
+        function = %f.name,
+        version = info.version,
+        invocation = %info.id,
+        cold = info.cold_start,
+        outcome,
+        wall_us = used.wall.as_micros() as u64,
+        cpu_us = used.cpu.as_micros() as u64,
+        peak_memory = used.peak_memory,
+        fuel = used.fuel,
+        "invocation"
+    );
+}

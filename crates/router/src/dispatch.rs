@@ -1,0 +1,223 @@
+//! The dispatcher of asynchronous invocations: it reserves slots, claims
+//! due work from the durable queue for them, and hands each invocation to
+//! the router like any other.
+//!
+//! Slots come first: a function's due work is claimed only as far as both
+//! its own slots and the node's are reserved for it, so a function at its
+//! limit, a full node or a function scaled to zero keeps its work queued,
+//! and capacity never spends an attempt. The dispatcher sleeps until woken
+//! (an enqueue, a freed slot, the next retry due); an idle node stays idle.
+
+use crate::error::Error;
+use crate::request::Request;
+use crate::router::Router;
+use std::sync::{Arc, Weak};
+use std::time::{Duration, SystemTime};
+use weft_codes::Code;
+use weft_controller::{AfterFailure, Claimed, Failure, Reservation};
+
+/// The longest the dispatcher sleeps without being woken.
+const IDLE_WAKE: Duration = Duration::from_secs(30);
+/// How long queued work that found no node to run on waits before it is
+/// placed again (no attempt is spent meanwhile).
+const PLACEMENT_RETRY: Duration = Duration::from_secs(1);
+/// Most invocations of one function claimed in one round.
+const CLAIM_MAX: usize = 64;
+
+/// Starts the dispatcher; it ends with the router.
+pub(crate) fn start(router: &Arc<Router>) {
+    let weak = Arc::downgrade(router);
+    let queued = router.controller.queue_notifier();
+    let freed = router.controller.slot_freed();
+    tokio::spawn(async move {
+        loop {
+            let work = queued.notified();
+            let slot = freed.notified();
+            tokio::pin!(work, slot);
+            work.as_mut().enable();
+            slot.as_mut().enable();
+            let wait = {
+                let Some(r) = weak.upgrade() else { break };
+                if r.controller.draining() {
+                    break;
+                }
+                round(&r).await
+            };
+            tokio::select! {
+                _ = &mut work => {}
+                _ = &mut slot => {}
+                _ = tokio::time::sleep(wait) => {}
+            }
+        }
+    });
+}
+
+/// One pass: reserve, claim and start due work of every function with free
+/// slots. Returns how long to sleep at most before the next pass.
+async fn round(router: &Arc<Router>) -> Duration {
+    let c = &router.controller;
+    let due = match c.due_functions().await {
+        Ok(d) => d,
+        Err(e) => {
+            tracing::error!("reading the queue: {e}");
+            return Duration::from_secs(1);
+        }
+    };
+    let mut started = 0;
+    for name in due {
+        let f = match c.function(&name) {
+            Ok(f) => f,
+            Err(_) => {
+                if let Err(e) = c.dead_letter_function(&name).await {
+                    tracing::error!(function = %name, "dead-lettering invocations of a removed function: {e}");
+                }
+                continue;
+            }
+        };
+        let mut reserved: Vec<Reservation> = Vec::new();
+        while reserved.len() < CLAIM_MAX {
+            match c.try_reserve(&f) {
+                Some(r) => reserved.push(r),
+                None => break,
+            }
+        }
+        if reserved.is_empty() {
+            continue;
+        }
+        let claimed = match c.claim(&name, reserved.len()).await {
+            Ok(claimed) => claimed,
+            Err(e) => {
+                tracing::error!(function = %name, "claiming queued invocations: {e}");
+                continue;
+            }
+        };
+        started += claimed.len();
+        // Reservations beyond what was claimed are dropped here: freed.
+        for (work, r) in claimed.into_iter().zip(reserved) {
+            let router = Arc::downgrade(router);
+            tokio::spawn(async move { run_queued(router, r, work).await });
+        }
+    }
+    if started > 0 {
+        // More may be due than one round claims.
+        return Duration::ZERO;
+    }
+    match c.next_due().await {
+        // Due but not started: every function with due work is at its
+        // limit (or the node is full); a freed slot wakes us.
+        Ok(Some(t)) if t <= SystemTime::now() => IDLE_WAKE,
+        Ok(Some(t)) => t
+            .duration_since(SystemTime::now())
+            .unwrap_or(Duration::ZERO)
+            .clamp(Duration::from_millis(1), IDLE_WAKE),
+        // Nothing queued: enqueues and freed slots wake the dispatcher;
+        // this is only a safety net.
+        _ => IDLE_WAKE,
+    }
+}
+
+/// Runs one claimed invocation and records how it went.
+async fn run_queued(router: Weak<Router>, reserved: Reservation, work: Claimed) {
+    let Some(router) = router.upgrade() else {
+        return;
+    };
+    let c = router.controller.clone();
+    let (id, function, attempt) = (work.id.clone(), work.function.clone(), work.attempt);
+    let req = Request::from_queued(work);
+    let respond_to = req.respond_to.clone();
+    let ran = match router.run_reserved(req, reserved).await {
+        Ok(resp) => resp.collect().await.map_err(|source| {
+            Error::Controller(weft_controller::Error::Invoke {
+                name: function.clone(),
+                invocation: id.clone(),
+                source,
+            })
+        }),
+        Err(e) => Err(e),
+    };
+    let ran = ran.and_then(|out| {
+        if out.status.as_u16() >= 500 {
+            Err(Error::Remote {
+                node: out.served.node.clone(),
+                name: function.clone(),
+                code: Code::HandlerError,
+                message: format!(
+                    "the component answered {}: {}",
+                    out.status.as_u16(),
+                    String::from_utf8_lossy(&out.body[..out.body.len().min(512)])
+                ),
+            })
+        } else {
+            Ok(out)
+        }
+    });
+    match ran {
+        Err(e) if e.found_no_node() => {
+            // It did not run: no node to run it on right now. It waits,
+            // durably, without spending an attempt.
+            let why = Failure {
+                code: e.code().as_str().to_string(),
+                message: e.to_string(),
+            };
+            match c.defer(&id, why, SystemTime::now() + PLACEMENT_RETRY).await {
+                Ok(()) => c.log_line(
+                    &function,
+                    &id,
+                    format!(
+                        "not run: {e}; waiting {} ms for a node",
+                        PLACEMENT_RETRY.as_millis()
+                    ),
+                ),
+                Err(err) => {
+                    tracing::error!(function = %function, invocation = %id, "deferring: {err}")
+                }
+            }
+        }
+        Ok(out) => {
+            if let (Some(topic), Some(responder)) = (&respond_to, router.responder()) {
+                responder
+                    .respond(&function, &id, topic, out.body.clone())
+                    .await;
+            }
+            if let Err(e) = c.complete(&id, out.body.to_vec()).await {
+                tracing::error!(function = %function, invocation = %id, "recording success: {e}");
+            }
+        }
+        Err(e) => {
+            // Faults of the request itself will not go away on retry.
+            let retryable = !matches!(
+                e.code(),
+                Code::FunctionNotFound | Code::RequestTooLarge | Code::InvalidSpec
+            );
+            let failure = Failure {
+                code: e.code().as_str().to_string(),
+                message: e.to_string(),
+            };
+            match c.fail(&id, failure, retryable).await {
+                Ok(AfterFailure::Retry { at }) => {
+                    let wait = at.duration_since(SystemTime::now()).unwrap_or_default();
+                    c.log_line(
+                        &function,
+                        &id,
+                        format!(
+                            "attempt {attempt} failed ({}); retrying in {} ms",
+                            e.code(),
+                            wait.as_millis()
+                        ),
+                    );
+                }
+                Ok(AfterFailure::Dead) => c.log_line(
+                    &function,
+                    &id,
+                    format!(
+                        "attempt {attempt} failed ({}); moved to the dead-letter list",
+                        e.code()
+                    ),
+                ),
+                Err(err) => {
+                    tracing::error!(function = %function, invocation = %id, "recording failure: {err}");
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,143 @@
+//! The scheduler's view of the fabric, kept current per heartbeat: one
+//! [`Index`] whose rows the heartbeats replace, read by every decision.
+
+use parking_lot::RwLock;
+use std::collections::BTreeSet;
+use weft_controller::Function;
+use weft_mesh::{MeshConfig, Peer};
+use weft_sched::{Decision, Estimate, Excluded, Index, Local, NodeView, PlaceError, Request};
+
+/// The view and this node's own row.
+pub(crate) struct Placer {
+    index: RwLock<Index>,
+    local: String,
+}
+
+/// This node as a row of the view: what does not change per function.
+pub(crate) fn local_row(
+    cfg: &MeshConfig,
+    slots: u32,
+    stores: Vec<String>,
+    broker: bool,
+    topics: Vec<String>,
+) -> NodeView {
+    NodeView {
+        labels: cfg.labels.clone(),
+        rtt_us: Some(0),
+        stores: stores.into_iter().collect(),
+        cost: cfg.cost,
+        energy: cfg.energy,
+        broker,
+        topics,
+        ..NodeView::new(cfg.name.clone(), cfg.tier, slots.max(1))
+    }
+}
+
+impl Placer {
+    pub(crate) fn new(local: NodeView) -> Placer {
+        let name = local.name.clone();
+        let mut index = Index::default();
+        index.set_local(&name);
+        index.upsert(&local);
+        Placer {
+            index: RwLock::new(index),
+            local: name,
+        }
+    }
+
+    /// A peer's heartbeat: its row replaced (the calls this node sent it
+    /// since its last beat are counted in that beat now).
+    pub(crate) fn peer(&self, p: &Peer) {
+        let hb = &p.heartbeat;
+        if hb.name == self.local {
+            return;
+        }
+        let row = NodeView {
+            labels: hb.labels.clone(),
+            up: p.up,
+            inflight: hb.inflight,
+            queued: hb.queued,
+            rtt_us: p.rtt_us,
+            bandwidth_bps: p.bandwidth_bps,
+            warm: hb.warm.clone(),
+            stores: hb.stores.clone(),
+            cost: hb.cost,
+            energy: hb.energy,
+            broker: hb.broker,
+            topics: hb.topics.clone(),
+            ..NodeView::new(hb.name.clone(), hb.tier, hb.slots)
+        };
+        let mut ix = self.index.write();
+        ix.upsert(&row);
+        ix.set_estimates(
+            &hb.name,
+            hb.exec_us.iter().map(|(f, us)| {
+                (
+                    f.as_str(),
+                    Estimate {
+                        mean_us: *us as f64,
+                        samples: 1,
+                    },
+                )
+            }),
+        );
+    }
+
+    /// Marks peers up or down by their heartbeats' age.
+    pub(crate) fn sweep(&self, up: impl Fn(&str) -> bool) {
+        let names: Vec<String> = self.index.read().names().to_vec();
+        let mut ix = self.index.write();
+        for n in names.iter().filter(|n| **n != self.local) {
+            ix.set_up(n, up(n));
+        }
+    }
+
+    /// Whether the view holds `node` up (what placement believes).
+    pub(crate) fn is_up(&self, node: &str) -> bool {
+        self.index.read().is_up(node).unwrap_or(false)
+    }
+
+    /// Work just sent to `node`: counted there until its next heartbeat,
+    /// so a burst does not herd onto the peer that looked idle.
+    pub(crate) fn sent(&self, node: &str) {
+        self.index.write().add_inflight(node, 1);
+    }
+
+    /// Where an invocation of `f` with a body of `bytes` runs now; `local`
+    /// is this node's load for `f`.
+    pub(crate) fn place(
+        &self,
+        f: &Function,
+        bytes: u64,
+        exclude: &BTreeSet<String>,
+        local: &Local,
+    ) -> Result<Decision, PlaceError> {
+        let req = self.request(f, bytes, exclude);
+        weft_sched::place_in(&self.index.read(), &req, Some(local))
+    }
+
+    /// The decision, and every node ruled out and why.
+    pub(crate) fn explain(
+        &self,
+        f: &Function,
+        bytes: u64,
+        local: &Local,
+    ) -> (Result<Decision, PlaceError>, Vec<Excluded>) {
+        let req = self.request(f, bytes, &BTreeSet::new());
+        let ix = self.index.read();
+        let decision = weft_sched::place_in(&ix, &req, Some(local));
+        let excluded = weft_sched::exclusions(&ix, &req, Some(local)).unwrap_or_default();
+        (decision, excluded)
+    }
+
+    fn request(&self, f: &Function, bytes: u64, exclude: &BTreeSet<String>) -> Request {
+        Request {
+            function: f.name().to_string(),
+            origin: self.local.clone(),
+            bytes_in: bytes,
+            bytes_out: bytes,
+            requirements: f.requirements().clone(),
+            exclude: exclude.clone(),
+        }
+    }
+}

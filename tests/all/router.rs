@@ -1,0 +1,384 @@
+//! One path for every invocation: what the router decides, whatever brought
+//! the invocation — admission of queued work, idempotent retries, the call
+//! chain across nodes, one version per invocation, placement that respects
+//! what a function declares.
+
+use crate::fabric::{fabric_node, header, lists, nodes, sees};
+use crate::harness::{Node, eventually};
+use crate::servers::Nats;
+use serde_json::Value;
+use std::time::{Duration, Instant};
+
+const LONG: Duration = Duration::from_secs(30);
+
+/// Every invocation's record, once none is queued or running any more.
+fn settled(node: &Node, ids: &[String]) -> Vec<Value> {
+    let mut records = Vec::new();
+    assert!(
+        eventually(LONG, || {
+            records = ids
+                .iter()
+                .map(|id| node.json(&["result", id]))
+                .collect::<Vec<_>>();
+            records
+                .iter()
+                .all(|r| r["state"] == "succeeded" || r["state"] == "dead")
+        }),
+        "still pending: {records:?}"
+    );
+    records
+}
+
+#[test]
+fn queued_work_beyond_the_node_s_slots_spends_no_attempt() {
+    // Two functions, each allowed 2 at once, on a node of 2 sandbox slots:
+    // more queued work than the node can run. Slots are reserved before work
+    // is claimed, so none of it fails (or is dead-lettered) for capacity.
+    let node = Node::start_with_config("max_instances = 2\n");
+    for f in ["one", "two"] {
+        node.deploy(
+            f,
+            "sleep.wasm",
+            &["--clock", "--max-concurrency", "2", "--retries", "1"],
+        );
+    }
+    // Synchronous callers compete for the same slots meanwhile (they may be
+    // told 503: that is their answer to give, not the queue's).
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let callers: Vec<_> = (0..3)
+        .map(|_| {
+            let (client, url, stop) = (node.http(), format!("{}/fn/one", node.url), stop.clone());
+            std::thread::spawn(move || {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let _ = client.post(&url).body("15").send();
+                }
+            })
+        })
+        .collect();
+    let mut ids = Vec::new();
+    for i in 0..24 {
+        let f = if i % 2 == 0 { "one" } else { "two" };
+        ids.push(
+            node.ok(&["invoke", f, "--async", "--data", "30"])
+                .trim()
+                .to_string(),
+        );
+    }
+    let records = settled(&node, &ids);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for c in callers {
+        c.join().unwrap();
+    }
+    for r in records {
+        assert_eq!(r["state"], "succeeded", "{r}");
+        assert_eq!(r["attempts"], 1, "an attempt was spent on capacity: {r}");
+    }
+    assert_eq!(node.metric("weft_async_dead_lettered_total"), 0.0);
+}
+
+#[test]
+fn an_idempotent_retry_that_lands_here_keeps_the_component_s_response() {
+    // edge has one slot, busy; the next request is placed on cloud-1, which
+    // dies mid-request; the retry finds edge the only node left and runs
+    // there: the answer is the component's own (status and headers), as it
+    // would have been from cloud-1.
+    let nats = Nats::hub();
+    let edge = fabric_node(&nats, "edge", "edge", &[]);
+    let mut cloud = fabric_node(&nats, "cloud-1", "cloud", &[]);
+    assert!(eventually(LONG, || sees(&edge, "cloud-1", true)));
+    edge.deploy(
+        "web",
+        "http-hello.wasm",
+        &[
+            "--clock",
+            "--idempotent",
+            "--max-concurrency",
+            "1",
+            "--timeout",
+            "20s",
+        ],
+    );
+    assert!(eventually(LONG, || lists(&cloud, "web")));
+    let busy = {
+        let (client, url) = (edge.http(), format!("{}/fn/web/sleep/3000", edge.url));
+        std::thread::spawn(move || client.get(url).send().unwrap())
+    };
+    assert!(eventually(LONG, || edge.json(&["ls", "web"])["in_flight"] == 1));
+    // With edge's slot taken, placement prefers cloud-1 (once it knows the
+    // round trip to it).
+    assert!(eventually(LONG, || edge.json(&["explain", "web"])["node"] == "cloud-1"));
+    let placed = {
+        let (client, url) = (
+            edge.http(),
+            format!("{}/fn/web/sleep/2000/status/201", edge.url),
+        );
+        std::thread::spawn(move || client.get(url).send().unwrap())
+    };
+    assert!(
+        eventually(LONG, || {
+            nodes(&edge)
+                .iter()
+                .any(|n| n["name"] == "cloud-1" && n["inflight"].as_u64().unwrap_or(0) > 0)
+        }),
+        "cloud-1 never ran it: {:?}\n{}",
+        nodes(&edge),
+        edge.log()
+    );
+    cloud.kill9();
+    let resp = placed.join().unwrap();
+    assert_eq!(header(&resp, "x-weft-retried-from"), "cloud-1");
+    assert_eq!(header(&resp, "x-weft-node"), "edge");
+    assert_eq!(resp.status().as_u16(), 201, "the component's status");
+    assert_eq!(header(&resp, "content-type"), "text/plain");
+    assert!(
+        resp.text()
+            .unwrap()
+            .starts_with("hello from GET /sleep/2000/status/201")
+    );
+    assert_eq!(busy.join().unwrap().status().as_u16(), 200);
+}
+
+#[test]
+fn async_ancestors_are_not_cycles_on_another_node() {
+    // `a` (edge) queues `b`; `b` runs on the cloud and calls `a`. `a` started
+    // `b` asynchronously, so it holds no slot while `b` runs: the call counts
+    // toward depth, not as a cycle, wherever `b` runs.
+    let nats = Nats::hub();
+    let config = "max_call_depth = 4\n";
+    let edge = Node::start_with_config_args(
+        config,
+        &[
+            "--fabric",
+            &nats.url(),
+            "--tier",
+            "edge",
+            "--node-name",
+            "edge",
+        ],
+    );
+    let cloud = Node::start_with_config_args(
+        config,
+        &[
+            "--fabric",
+            &nats.url(),
+            "--tier",
+            "cloud",
+            "--node-name",
+            "cloud-1",
+        ],
+    );
+    assert!(eventually(LONG, || sees(&edge, "cloud-1", true)));
+    edge.deploy(
+        "a",
+        "chain.wasm",
+        &[
+            "--tier",
+            "edge",
+            "--call",
+            "b",
+            "--config-value",
+            "callee=b",
+            "--config-value",
+            "mode=async",
+        ],
+    );
+    edge.deploy(
+        "b",
+        "chain.wasm",
+        &[
+            "--tier",
+            "cloud",
+            "--call",
+            "a",
+            "--config-value",
+            "callee=a",
+            "--retries",
+            "1",
+        ],
+    );
+    assert!(eventually(LONG, || lists(&cloud, "a")
+        && lists(&cloud, "b")
+        && sees(&cloud, "edge", true)));
+    let queued = edge.ok(&["invoke", "a", "--data", "hi"]);
+    let id = queued
+        .trim()
+        .strip_prefix("queued ")
+        .unwrap_or_else(|| panic!("{queued}"));
+    let rec = settled(&edge, &[id.to_string()]).remove(0);
+    assert_eq!(rec["state"], "succeeded", "{rec}");
+    // `b` (started by an async call) called `a`, which queued `b` again.
+    let out = rec["result_text"].as_str().unwrap();
+    assert!(out.starts_with("b[trigger=call"), "{out}");
+    assert!(out.contains("](queued "), "`b` called `a`: {out}");
+}
+
+#[test]
+fn a_redeploy_mid_request_never_mixes_versions() {
+    // The function flips between a command and an HTTP component while
+    // requests stream in: each request runs one version, resolved once, so
+    // none fails for having been routed by one version and run by another.
+    let node = Node::start();
+    node.deploy("flip", "echo.wasm", &["--max-concurrency", "64"]);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut callers = Vec::new();
+    for _ in 0..4 {
+        let (client, url, stop) = (node.http(), format!("{}/fn/flip", node.url), stop.clone());
+        callers.push(std::thread::spawn(move || {
+            let mut bad = Vec::new();
+            let mut n = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let resp = client.post(&url).body("x").send().unwrap();
+                n += 1;
+                if resp.status().as_u16() != 200 {
+                    bad.push(resp.text().unwrap());
+                }
+            }
+            (n, bad)
+        }));
+    }
+    let until = Instant::now() + Duration::from_secs(8);
+    let mut flips = 0;
+    while Instant::now() < until {
+        let fixture = if flips % 2 == 0 {
+            "http-hello.wasm"
+        } else {
+            "echo.wasm"
+        };
+        node.deploy("flip", fixture, &["--max-concurrency", "64"]);
+        flips += 1;
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut total = 0;
+    for c in callers {
+        let (n, bad) = c.join().unwrap();
+        total += n;
+        assert!(
+            bad.is_empty(),
+            "{} of {n} failed, e.g. {}",
+            bad.len(),
+            bad[0]
+        );
+    }
+    assert!(
+        flips > 20 && total > 200,
+        "{flips} redeploys, {total} requests"
+    );
+}
+
+#[test]
+fn placement_skips_nodes_without_a_declared_store() {
+    // edge-a provides the store `cache`, edge-b does not: a function that
+    // declares it runs on edge-a even when it enters at an idle edge-b, and
+    // `weft explain` says why edge-b is out.
+    let nats = Nats::hub();
+    let a = Node::start_with_config_args(
+        "[kv.cache]\nbackend = \"embedded\"\n",
+        &[
+            "--fabric",
+            &nats.url(),
+            "--tier",
+            "edge",
+            "--node-name",
+            "edge-a",
+        ],
+    );
+    let b = fabric_node(&nats, "edge-b", "edge", &[]);
+    assert!(eventually(LONG, || sees(&b, "edge-a", true)
+        && sees(&a, "edge-b", true)));
+    a.deploy(
+        "counter",
+        "kv-counter.wasm",
+        &[
+            "--kv",
+            "default",
+            "--kv",
+            "cache",
+            "--config-value",
+            "greeting=n",
+        ],
+    );
+    assert!(eventually(LONG, || lists(&b, "counter")));
+    let resp = b.post("counter", "");
+    assert_eq!(resp.status().as_u16(), 200);
+    assert_eq!(header(&resp, "x-weft-node"), "edge-a");
+    assert_eq!(header(&resp, "x-weft-placement"), "local_ineligible");
+    let why = b.json(&["explain", "counter"]);
+    assert_eq!(why["node"], "edge-a", "{why}");
+    let excluded = why["excluded"].as_array().unwrap();
+    assert_eq!(excluded.len(), 1, "{why}");
+    assert_eq!(excluded[0]["node"], "edge-b");
+    assert_eq!(excluded[0]["constraint"], "store");
+    assert_eq!(excluded[0]["detail"], "no key-value store `cache`");
+    let text = b.ok(&["explain", "counter"]);
+    assert!(
+        text.contains("edge-b") && text.contains("no key-value store `cache`"),
+        "{text}"
+    );
+}
+
+#[test]
+fn node_names_are_unique_by_default_and_a_taken_one_is_refused() {
+    let nats = Nats::hub();
+    let url = nats.url();
+    // Two nodes on one machine, no --node-name: the host name and each
+    // one's own suffix.
+    let a = Node::start_args(&["--fabric", &url, "--tier", "edge"]);
+    let b = Node::start_args(&["--fabric", &url, "--tier", "edge"]);
+    let name = |n: &Node| n.json(&["nodes"])["node"].as_str().unwrap().to_string();
+    let (na, nb) = (name(&a), name(&b));
+    assert_ne!(na, nb);
+    assert!(eventually(LONG, || sees(&a, &nb, true) && sees(&b, &na, true)));
+    // The name is kept in the data directory: the same after a restart.
+    let mut a = a;
+    a.restart();
+    assert_eq!(name(&a), na);
+
+    // A node started with a name another node answers to refuses to join,
+    // and says why.
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_weft"))
+        .args(["up", "--listen", "127.0.0.1:0", "--data"])
+        .arg(dir.path())
+        .args(["--fabric", &url, "--node-name", &nb])
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "a second `{nb}` joined");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("node name `{nb}` is taken")) && err.contains("--node-name"),
+        "{err}"
+    );
+    // The node with the name serves on under it.
+    assert!(eventually(LONG, || sees(&a, &nb, true)));
+    assert_eq!(name(&b), nb);
+}
+
+#[test]
+fn of_twins_that_meet_late_the_later_one_leaves() {
+    // NATS is down while two nodes start under one name, so neither can
+    // ask; when it comes up they see each other's heartbeats, and the one
+    // started later leaves the fabric and serves alone.
+    let mut nats = Nats::hub();
+    let url = nats.url();
+    nats.kill9();
+    let first = Node::start_args(&["--fabric", &url, "--node-name", "twin"]);
+    std::thread::sleep(Duration::from_millis(300));
+    let second = Node::start_args(&["--fabric", &url, "--node-name", "twin"]);
+    // Both gave up asking (NATS unreachable) and serve.
+    for n in [&first, &second] {
+        assert_eq!(n.json(&["nodes"])["connected"], false);
+    }
+    nats.restart();
+    let taken = |n: &Node| n.json(&["nodes"])["name_taken"].as_bool();
+    assert!(
+        eventually(LONG, || taken(&second) == Some(true)),
+        "{}",
+        second.log()
+    );
+    assert_eq!(taken(&first), Some(false));
+    assert!(second.log().contains("another node, started earlier"));
+    assert_eq!(second.json(&["nodes"])["connected"], false);
+    // Both go on serving what they have.
+    second.deploy("alone", "echo.wasm", &[]);
+    assert_eq!(second.post("alone", "still").text().unwrap(), "still");
+}
