@@ -33,6 +33,22 @@ cargo fmt --all -- --check
 
 step "cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+(cd sdk && cargo clippy --locked --target wasm32-wasip2 -- -D warnings)
+
+# Dependency checks, with tools kept beside the build (warm between runs).
+tools="$target/tools"
+tool() { # tool NAME VERSION: installs cargo-NAME VERSION into $tools once
+    if ! "$tools/bin/cargo-$1" --version 2>/dev/null | grep -q "$2"; then
+        step "installing cargo-$1 $2 (once per target directory)"
+        cargo install --locked --quiet --root "$tools" "cargo-$1" --version "$2"
+    fi
+}
+tool deny 0.20.2
+tool machete 0.9.2
+step "cargo deny: licenses, bans, sources"
+"$tools/bin/cargo-deny" --log-level error check licenses bans sources
+step "cargo machete: unused dependencies"
+"$tools/bin/cargo-machete" --with-metadata
 
 step "cargo test"
 export WEFT_GUESTS="$guests"

@@ -95,13 +95,13 @@ pub(crate) struct Client {
 
 impl Client {
     pub(crate) fn new(opts: &ClientOpts) -> ClientResult<Client> {
-        let base = opts.url.trim_end_matches('/').to_string();
-        if !(base.starts_with("http://") || base.starts_with("https://")) {
+        if let Err(e) = weft_manifest::addr::node_url(&opts.url) {
             return Err(ClientError::local(
                 Code::InvalidInput,
-                format!("--url `{base}` must start with http:// or https://"),
+                format!("--url `{}`: {e}", opts.url),
             ));
         }
+        let base = opts.url.trim_end_matches('/').to_string();
         let http = reqwest::Client::builder()
             .build()
             .map_err(|e| ClientError::local(Code::Internal, e.to_string()))?;

@@ -505,6 +505,7 @@ async fn cold_once_weft(weft: &Weft, digest: &str, inv: &Invocation) -> Result<u
     Ok(ns)
 }
 
+#[allow(unsafe_code)] // bare wasmtime's deserialization, as the floor
 async fn cold_once_bare(bare: &Bare, artifact: &Path) -> Result<u64> {
     let t = Instant::now();
     // SAFETY: the artifact was written by `Engine::precompile_module` of this

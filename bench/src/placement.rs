@@ -259,6 +259,64 @@ fn time(view: &View, reqs: &[Request]) -> anyhow::Result<Timed> {
     })
 }
 
+/// Herding: a burst of decisions between two heartbeats. The deciding edge
+/// node is full; four cloud peers of 8 slots each are idle by their last
+/// beat, at 5 to 8 ms. Without accounting, every decision of the burst sees
+/// the same idle peers and picks the same one; with it (what the router
+/// does: `Index::add_inflight` for each call sent), the burst spreads.
+fn burst() {
+    let mut nodes = vec![
+        NodeView::new("edge", Tier::Edge, 4)
+            .link(0, 1_000_000_000)
+            .load(4, 4),
+    ];
+    for (i, rtt) in [5_000u64, 6_000, 7_000, 8_000].into_iter().enumerate() {
+        nodes.push(NodeView::new(format!("cloud-{i}"), Tier::Cloud, 8).link(rtt, 100_000_000));
+    }
+    let view = View {
+        local: "edge".into(),
+        nodes,
+        ..View::default()
+    };
+    let mut req = Request::new("resize", "edge");
+    req.bytes_in = 10_000;
+    const BURST: usize = 48;
+    println!();
+    println!(
+        "Herding: a burst of {BURST} decisions between two heartbeats (edge full; 4 idle cloud peers of 8 slots, 5-8 ms away):"
+    );
+    println!();
+    println!("| accounting | cloud-0 | cloud-1 | cloud-2 | cloud-3 | edge | largest share |");
+    println!("| --- | --- | --- | --- | --- | --- | --- |");
+    for (label, count_sent) in [
+        ("none (heartbeat-old load)", false),
+        ("sent work counted until the next beat", true),
+    ] {
+        let mut index = Index::new(&view);
+        let mut landed = std::collections::BTreeMap::<String, usize>::new();
+        for _ in 0..BURST {
+            let Ok(d) = place_in(&index, &req, None) else {
+                continue;
+            };
+            if count_sent && !d.local {
+                index.add_inflight(&d.node, 1);
+            }
+            *landed.entry(d.node).or_default() += 1;
+        }
+        let get = |n: &str| landed.get(n).copied().unwrap_or(0);
+        let max = landed.values().copied().max().unwrap_or(0);
+        println!(
+            "| {label} | {} | {} | {} | {} | {} | {:.0} % |",
+            get("cloud-0"),
+            get("cloud-1"),
+            get("cloud-2"),
+            get("cloud-3"),
+            get("edge"),
+            100.0 * max as f64 / BURST as f64
+        );
+    }
+}
+
 pub(crate) fn run(quick: bool) -> anyhow::Result<()> {
     let n = if quick { 2_000 } else { 20_000 };
     let mut rng = Lcg(0x00c0_ffee);
@@ -352,6 +410,7 @@ pub(crate) fn run(quick: bool) -> anyhow::Result<()> {
         crate::node::quantile(&mut beat, 0.5),
         crate::node::quantile(&mut beat, 0.99)
     );
+    burst();
     println!();
     println!(
         "5 % of requests exclude a fog node. The fast path's tail is the `near` mix: the local node lacks `objects`, so the nearest node serving it is looked up."

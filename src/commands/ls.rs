@@ -63,13 +63,13 @@ impl Ls {
 
 fn print_table(functions: &[serde_json::Value]) {
     println!(
-        "{:<24} {:<8} {:>7} {:<5} {:>8} {:>8} {:>7} {:>5} {:<6}",
-        "NAME", "KIND", "VERSION", "STATE", "TIMEOUT", "MEMORY", "CONCUR", "QUEUE", "PUBLIC"
+        "{:<24} {:<8} {:>7} {:<5} {:>8} {:>8} {:>7} {:>5} PUBLIC",
+        "NAME", "KIND", "VERSION", "STATE", "TIMEOUT", "MEMORY", "CONCUR", "QUEUE"
     );
     for f in functions {
         let l = &f["limits"];
         println!(
-            "{:<24} {:<8} {:>7} {:<5} {:>8} {:>8} {:>7} {:>5} {:<6}",
+            "{:<24} {:<8} {:>7} {:<5} {:>8} {:>8} {:>7} {:>5} {}",
             f["name"].as_str().unwrap_or("?"),
             f["kind"].as_str().unwrap_or("?"),
             f["active"].to_string(),
@@ -78,7 +78,7 @@ fn print_table(functions: &[serde_json::Value]) {
             human_bytes(l["memory"].as_u64().unwrap_or(0)),
             l["max_concurrency"].to_string(),
             l["max_queue"].to_string(),
-            f["public"].to_string(),
+            f["public"],
         );
     }
 }

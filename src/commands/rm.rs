@@ -28,7 +28,9 @@ impl Rm {
         if self.opts.json {
             print_json(&v);
         } else {
-            println!("removed {} ({} versions)", self.name, v["versions"]);
+            let n = v["versions"].as_u64().unwrap_or(0);
+            let s = if n == 1 { "" } else { "s" };
+            println!("removed {} ({n} version{s})", self.name);
         }
         Ok(())
     }

@@ -194,6 +194,28 @@ fn client_errors_when_the_node_is_unreachable() {
 }
 
 #[test]
+fn a_malformed_url_is_refused_naming_the_flag() {
+    for (url, reason) in [
+        ("127.0.0.1:7777", "expected http://HOST[:PORT] or https://"),
+        ("http://127.0.0.1:99999", "1-65535"),
+        ("http://127.0.0.1:7777/api", "unexpected path `/api`"),
+    ] {
+        let out = std::process::Command::new(crate::harness::WEFT)
+            .args(["ls", "--json", "--url", url])
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        let v: serde_json::Value = serde_json::from_slice(&out.stderr).unwrap();
+        assert_eq!(v["error"]["code"], "invalid_input", "{url}");
+        let m = v["error"]["message"].as_str().unwrap();
+        assert!(
+            m.contains(&format!("--url `{url}`")) && m.contains(reason),
+            "{m}"
+        );
+    }
+}
+
+#[test]
 fn wasi_cli_command_components_run_as_commands() {
     let node = Node::start();
     let d = node.deploy("echo2", "echo-p2.wasm", &[]);

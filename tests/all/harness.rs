@@ -178,6 +178,7 @@ impl Node {
     }
 
     /// SIGTERM; returns the exit status.
+    #[allow(unsafe_code)] // libc's kill, to send SIGTERM
     pub(crate) fn terminate(&mut self) -> std::process::ExitStatus {
         let mut c = self.child.take().expect("running");
         // SAFETY: sending a signal to our own child process.

@@ -11,6 +11,7 @@ mod capabilities;
 mod cli;
 mod durability;
 mod fabric;
+mod golden;
 mod harness;
 mod http_component;
 mod isolation;

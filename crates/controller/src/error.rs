@@ -173,7 +173,10 @@ impl Error {
             Error::RouteConflict { .. } => Code::RouteConflict,
             Error::Queue(e) => e.code(),
             Error::Store(weft_store::Error::FunctionNotFound(_)) => Code::FunctionNotFound,
-            Error::Store(weft_store::Error::VersionNotFound { .. }) => Code::VersionNotFound,
+            Error::Store(
+                weft_store::Error::VersionNotFound { .. }
+                | weft_store::Error::NoEarlierVersion { .. },
+            ) => Code::VersionNotFound,
             Error::FabricUnavailable(_) => Code::FabricUnavailable,
             Error::Store(_) | Error::Internal(_) => Code::Internal,
         }

@@ -1,10 +1,10 @@
 //! Function logs: each stderr line of each invocation, kept in a bounded ring
 //! per function and broadcast to followers.
 
+use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, PoisonError};
 use tokio::sync::broadcast;
 
 /// Lines kept per function.
@@ -51,7 +51,7 @@ impl LogHub {
             line,
         };
         {
-            let mut rings = self.rings.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut rings = self.rings.lock();
             let ring = rings.entry(function.to_string()).or_default();
             if ring.len() == LINES_PER_FUNCTION {
                 ring.pop_front();
@@ -63,7 +63,7 @@ impl LogHub {
 
     /// Lines of `function` after `since`, oldest first, at most `limit`.
     pub(crate) fn recent(&self, function: &str, since: u64, limit: usize) -> Vec<LogLine> {
-        let rings = self.rings.lock().unwrap_or_else(PoisonError::into_inner);
+        let rings = self.rings.lock();
         let Some(ring) = rings.get(function) else {
             return Vec::new();
         };
@@ -77,10 +77,7 @@ impl LogHub {
     }
 
     pub(crate) fn forget(&self, function: &str) {
-        self.rings
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(function);
+        self.rings.lock().remove(function);
     }
 }
 

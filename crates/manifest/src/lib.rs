@@ -1,7 +1,7 @@
 //! The declarative inputs of Weft: application manifests (`weft.toml`, what
 //! functions need) and node configuration (what the operator provides), and
 //! the validation of every value in them — names, sizes, durations, topics,
-//! routes, hosts, cron schedules, MQTT filters — so that a bad input is
+//! routes, hosts, cron schedules, MQTT filters, server URLs — so that a bad input is
 //! refused, naming its file, function and field, before anything is
 //! uploaded.
 //!
@@ -14,6 +14,7 @@
 //! assert!(m.functions.contains_key(&"hello".parse().unwrap()));
 //! ```
 
+pub mod addr;
 mod caps;
 mod cron;
 mod error;

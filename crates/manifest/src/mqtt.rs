@@ -1,5 +1,6 @@
 //! MQTT topic names and filters (MQTT 3.1.1 §4.7): the rules a manifest's
-//! `[[functions.NAME.mqtt]]` is checked against, and matching.
+//! `[[functions.NAME.mqtt]]` is checked against, and matching; and the
+//! broker URL a node configuration's `[mqtt]` names.
 //!
 //! ```
 //! use weft_manifest::mqtt::{matches, validate_filter};
@@ -8,7 +9,50 @@
 //! assert!(matches("sensors/+/temp", "sensors/a/temp"));
 //! ```
 
+use crate::addr::ServerUrl;
 use crate::error::FieldError;
+
+/// Where an MQTT broker is, from `mqtt://HOST[:PORT][?client_id=ID]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrokerAddr {
+    /// A host name, IPv4 address, or bracketed IPv6 address.
+    pub host: String,
+    /// The port; 1883 when the URL has none.
+    pub port: u16,
+    /// The MQTT client id, when the URL sets one.
+    pub client_id: Option<String>,
+}
+
+/// Parses a broker URL: `mqtt://HOST[:PORT][?client_id=ID]`. TLS
+/// (`mqtts://`), credentials, a path and other parameters are refused
+/// rather than ignored. The error says what is wrong.
+pub fn broker_url(text: &str) -> Result<BrokerAddr, String> {
+    if text.starts_with("mqtts://") || text.starts_with("ssl://") {
+        return Err("TLS is not supported yet; use mqtt://".into());
+    }
+    let u = ServerUrl::parse(text, &[("mqtt", 1883)])?;
+    u.no_path()?;
+    u.no_credentials()?;
+    let mut client_id = None;
+    for (k, v) in u.url.query_pairs() {
+        match &*k {
+            "client_id" if v.is_empty() => {
+                return Err("parameter `client_id` has no value".into());
+            }
+            "client_id" => client_id = Some(v.into_owned()),
+            _ => {
+                return Err(format!(
+                    "unknown parameter `{k}` (only client_id is accepted)"
+                ));
+            }
+        }
+    }
+    Ok(BrokerAddr {
+        host: u.host,
+        port: u.port,
+        client_id,
+    })
+}
 
 /// Longest topic name or filter, in bytes.
 pub const MAX_TOPIC_BYTES: usize = 65_535;
@@ -93,6 +137,56 @@ pub fn matches(filter: &str, topic: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn broker_urls() {
+        let ok = |url: &str, host: &str, port: u16, id: Option<&str>| {
+            assert_eq!(
+                broker_url(url).unwrap(),
+                BrokerAddr {
+                    host: host.into(),
+                    port,
+                    client_id: id.map(String::from)
+                },
+                "{url}"
+            );
+        };
+        ok("mqtt://localhost", "localhost", 1883, None);
+        ok("mqtt://broker.example:8883/", "broker.example", 8883, None);
+        ok(
+            "mqtt://10.0.0.1:1884?client_id=node-1",
+            "10.0.0.1",
+            1884,
+            Some("node-1"),
+        );
+        ok("mqtt://[::1]:1885", "[::1]", 1885, None);
+        ok("mqtt://[::1]", "[::1]", 1883, None);
+        ok("mqtt://h/?client_id=a%2Fb+c", "h", 1883, Some("a/b c"));
+        for (url, reason) in [
+            ("http://localhost", "expected mqtt://HOST"),
+            ("localhost:1883", "expected mqtt://HOST"),
+            ("mqtts://localhost", "TLS is not supported"),
+            ("mqtt://", "the host is missing"),
+            ("mqtt://:1883", "the host is missing"),
+            ("mqtt://host:port", "1-65535"),
+            ("mqtt://host:0", "1-65535"),
+            ("mqtt://host:70000", "1-65535"),
+            ("mqtt://host:+1", "1-65535"),
+            ("mqtt://host/topic", "unexpected path `/topic`"),
+            ("mqtt://user:pw@host", "credentials"),
+            ("mqtt://host?keep_alive=5", "unknown parameter `keep_alive`"),
+            (
+                "mqtt://host?client_id",
+                "parameter `client_id` has no value",
+            ),
+            ("mqtt://[::1", "IPv6"),
+            ("mqtt://[::1]x", "invalid"),
+            ("mqtt://a b", "invalid"),
+        ] {
+            let e = broker_url(url).unwrap_err();
+            assert!(e.contains(reason), "{url}: {e}");
+        }
+    }
 
     #[test]
     fn spec_matching_examples() {

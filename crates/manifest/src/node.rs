@@ -213,12 +213,9 @@ impl NodeConfig {
         }
         for (label, kv) in &self.kv {
             if let KvStoreConfig::Redis { url, .. } = kv
-                && !(url.starts_with("redis://") || url.starts_with("rediss://"))
+                && let Err(e) = crate::addr::redis_url(url)
             {
-                return bad(
-                    &format!("kv.{label}.url"),
-                    format!("`{url}` is not a redis:// or rediss:// URL"),
-                );
+                return bad(&format!("kv.{label}.url"), format!("`{url}`: {e}"));
             }
         }
         if let Some(f) = &self.fabric {
@@ -233,9 +230,9 @@ impl NodeConfig {
             }
         }
         if let Some(m) = &self.mqtt
-            && !(m.url.starts_with("mqtt://") || m.url.starts_with("tcp://"))
+            && let Err(e) = crate::mqtt::broker_url(&m.url)
         {
-            return bad("mqtt.url", format!("`{}` is not an mqtt:// URL", m.url));
+            return bad("mqtt.url", format!("`{}`: {e}", m.url));
         }
         for (i, t) in self.topics.iter().flatten().enumerate() {
             validate_topic_pattern(t).map_err(|e| e.at(format!("topics[{i}]")))?;

@@ -187,17 +187,7 @@ impl FabricConfig {
     /// Checks every field; the error names the field (below `fabric`).
     pub fn validate(&self) -> Result<(), FieldError> {
         if let Some(urls) = &self.url {
-            for u in urls.split(',').map(str::trim) {
-                let ok = ["nats://", "tls://"]
-                    .iter()
-                    .any(|s| u.strip_prefix(s).is_some_and(|rest| !rest.is_empty()));
-                if !ok {
-                    return bad(
-                        "url",
-                        format!("`{u}`: expected nats://HOST:PORT or tls://HOST:PORT"),
-                    );
-                }
-            }
+            crate::addr::nats_urls(urls).map_err(|e| FieldError::new(e).at("url"))?;
         }
         if let Some(t) = &self.tier {
             validate_tier(t).map_err(|e| e.at("tier"))?;

@@ -7,11 +7,12 @@ use async_nats::{Client, HeaderMap, StatusCode};
 use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
 use futures::future::BoxFuture;
+use parking_lot::{Mutex, RwLock};
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, PoisonError, RwLock, Weak};
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::io::AsyncReadExt;
 use tokio::sync::Notify;
@@ -503,7 +504,7 @@ impl Mesh {
     }
 
     fn refused(&self, peer: &str, what: &'static str, why: &dyn std::fmt::Display) {
-        let mut last = self.refusals.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut last = self.refusals.lock();
         let key = (peer.to_string(), what);
         let now = Instant::now();
         if last
@@ -523,14 +524,14 @@ impl Mesh {
     /// excluded, by name.
     pub fn peers(&self) -> Vec<Peer> {
         let down_after = self.config.heartbeat * self.config.down_after;
-        let peers = self.peers.read().unwrap_or_else(PoisonError::into_inner);
+        let peers = self.peers.read();
         peers.values().map(|p| p.view(down_after)).collect()
     }
 
     /// Whether `peer` beat recently (false for a peer never heard from).
     pub fn is_up(&self, peer: &str) -> bool {
         let down_after = self.config.heartbeat * self.config.down_after;
-        let peers = self.peers.read().unwrap_or_else(PoisonError::into_inner);
+        let peers = self.peers.read();
         peers
             .get(peer)
             .is_some_and(|p| p.seen.elapsed() < down_after)
@@ -562,10 +563,7 @@ impl Mesh {
 
     /// Bandwidth of artifact fetches from the fabric's object store, bytes/s.
     pub fn artifact_bandwidth(&self) -> Option<u64> {
-        self.artifact_bandwidth
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .map(|b| b as u64)
+        self.artifact_bandwidth.lock().map(|b| b as u64)
     }
 
     fn accept_heartbeat(&self, subject: &str, payload: &[u8]) -> Option<Peer> {
@@ -605,7 +603,7 @@ impl Mesh {
             }
             return None;
         }
-        let mut peers = self.peers.write().unwrap_or_else(PoisonError::into_inner);
+        let mut peers = self.peers.write();
         let name = hb.name.clone();
         match peers.get_mut(&hb.name) {
             Some(p) => {
@@ -636,7 +634,7 @@ impl Mesh {
     /// Logs peers that went down or came back since the last look.
     fn note_transitions(&self) {
         let down_after = self.config.heartbeat * self.config.down_after;
-        let mut peers = self.peers.write().unwrap_or_else(PoisonError::into_inner);
+        let mut peers = self.peers.write();
         for (name, p) in peers.iter_mut() {
             let up = p.seen.elapsed() < down_after;
             if up != p.was_up {
@@ -653,7 +651,7 @@ impl Mesh {
     /// Folds a probe's round trip in; returns the peer as it is now.
     fn observe_rtt(&self, peer: &str, rtt: Duration) -> Option<Peer> {
         let down_after = self.config.heartbeat * self.config.down_after;
-        let mut peers = self.peers.write().unwrap_or_else(PoisonError::into_inner);
+        let mut peers = self.peers.write();
         let p = peers.get_mut(peer)?;
         p.rtt_us = Some(ewma(p.rtt_us, rtt.as_micros() as f64));
         Some(p.view(down_after))
@@ -664,14 +662,14 @@ impl Mesh {
             return;
         }
         let sample = bytes as f64 / transfer.as_secs_f64();
-        let mut peers = self.peers.write().unwrap_or_else(PoisonError::into_inner);
+        let mut peers = self.peers.write();
         if let Some(p) = peers.get_mut(peer) {
             p.bandwidth_bps = Some(ewma(p.bandwidth_bps, sample));
         }
     }
 
     fn rtt_of(&self, peer: &str) -> Duration {
-        let peers = self.peers.read().unwrap_or_else(PoisonError::into_inner);
+        let peers = self.peers.read();
         peers
             .get(peer)
             .and_then(|p| p.rtt_us)
@@ -704,10 +702,7 @@ impl Mesh {
             .as_millis() as u64;
         let subject = format!("weft.node.{node}.call");
         let (tx, mut inbox) = tokio::sync::mpsc::unbounded_channel();
-        self.replies
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(meta.id.clone(), tx);
+        self.replies.lock().insert(meta.id.clone(), tx);
         let _registered = Registered {
             mesh: self,
             id: meta.id.clone(),
@@ -842,11 +837,7 @@ impl Mesh {
                 let id = header(msg.headers.as_ref(), "weft-call").unwrap_or_default();
                 let from = header(msg.headers.as_ref(), "weft-from").unwrap_or_default();
                 assemblies.retain(|k, a| !(k == id && a.meta.from == from));
-                let task = self
-                    .running
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .remove(id);
+                let task = self.running.lock().remove(id);
                 if let Some(task) = task {
                     tracing::info!(peer = %from, call = %id, "fabric: call cancelled by its caller");
                     task.abort();
@@ -897,13 +888,10 @@ impl Mesh {
         let running_id = id.clone();
         // Registered while the lock is held, so the task (which takes the
         // lock to forget itself) cannot finish before it is registered.
-        let mut running = self.running.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut running = self.running.lock();
         let task = tokio::spawn(async move {
             let (outcome, body) = host.serve(a.meta, a.parts.freeze()).await;
-            this.running
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .remove(&running_id);
+            this.running.lock().remove(&running_id);
             this.answer(&a.reply, outcome, body).await;
         });
         running.insert(id, task.abort_handle());
@@ -1102,10 +1090,7 @@ impl Mesh {
         }
         if buf.len() as u64 >= MIN_BANDWIDTH_SAMPLE {
             let sample = buf.len() as f64 / started.elapsed().as_secs_f64().max(1e-6);
-            let mut bw = self
-                .artifact_bandwidth
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
+            let mut bw = self.artifact_bandwidth.lock();
             *bw = Some(ewma(*bw, sample));
         }
         Ok(Bytes::from(buf))
@@ -1140,11 +1125,7 @@ struct Registered<'a> {
 
 impl Drop for Registered<'_> {
     fn drop(&mut self) {
-        self.mesh
-            .replies
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(&self.id);
+        self.mesh.replies.lock().remove(&self.id);
     }
 }
 
@@ -1154,12 +1135,7 @@ async fn route_replies(mesh: Weak<Mesh>, mut sub: async_nats::Subscriber) {
     while let Some(msg) = sub.next().await {
         let Some(m) = mesh.upgrade() else { return };
         let id = msg.subject.as_str().rsplit('.').next().unwrap_or_default();
-        let tx = m
-            .replies
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(id)
-            .cloned();
+        let tx = m.replies.lock().get(id).cloned();
         if let Some(tx) = tx {
             let _ = tx.send(msg);
         }
@@ -1387,21 +1363,37 @@ async fn listen_calls(mesh: Weak<Mesh>, host: Arc<dyn Host>, mut sub: async_nats
 /// Joins the registry (a snapshot, then every change) and rejoins after
 /// any failure, so a node that was cut off catches up.
 async fn follow_registry(mesh: Weak<Mesh>, host: Arc<dyn Host>) {
-    let mut backoff = Duration::from_millis(200);
+    // 100 ms doubling to 5 s, jittered (between the delay and twice it), so
+    // nodes cut off together do not rejoin together.
+    let delays = || {
+        use backon::BackoffBuilder;
+        backon::ExponentialBuilder::new()
+            .with_min_delay(Duration::from_millis(100))
+            .with_max_delay(Duration::from_millis(2_500))
+            .with_jitter()
+            .without_max_times()
+            .build()
+    };
+    let mut backoff = delays();
     loop {
         let Some(m) = mesh.upgrade() else { return };
         if m.stopped() {
             return;
         }
-        match m.follow_once(&host).await {
-            Ok(()) => backoff = Duration::from_millis(200),
+        let wait = match m.follow_once(&host).await {
+            Ok(()) => {
+                backoff = delays();
+                backoff.next().unwrap_or(Duration::from_millis(200))
+            }
             Err(e) => {
+                let wait = backoff.next().unwrap_or(Duration::from_secs(5));
                 tracing::warn!(
                     "fabric: registry: {e}; rejoining in {} ms",
-                    backoff.as_millis()
+                    wait.as_millis()
                 );
+                wait
             }
-        }
+        };
         m.joined.store(false, Ordering::Release);
         if m.stopped() {
             return;
@@ -1409,10 +1401,9 @@ async fn follow_registry(mesh: Weak<Mesh>, host: Arc<dyn Host>) {
         let rejoin = m.clone();
         drop(m);
         tokio::select! {
-            _ = tokio::time::sleep(backoff) => {}
+            _ = tokio::time::sleep(wait) => {}
             _ = rejoin.rejoin.notified() => {}
         }
-        backoff = (backoff * 2).min(Duration::from_secs(5));
     }
 }
 

@@ -6,10 +6,11 @@ use crate::{
     Accepted, AfterFailure, Claimed, Failure, NewInvocation, QueueConfig, QueueError, Record,
     Result, State,
 };
+use parking_lot::Mutex;
 use redb::{Database, ReadableDatabase, ReadableTable};
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::futures::Notified;
@@ -34,10 +35,6 @@ fn from_ms(ms: u64) -> SystemTime {
 
 fn now_ms() -> u64 {
     to_ms(SystemTime::now())
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// Orders ids made in the same millisecond by acceptance.
@@ -122,7 +119,7 @@ impl Inner {
     /// Runs `f` in one write transaction and commits it (fsync), then applies
     /// its counter changes. An error from `f` aborts the transaction.
     fn write<T>(&self, f: impl FnOnce(&mut Tables<'_>, &mut Delta) -> Result<T>) -> Result<T> {
-        let _serial = lock(&self.write_lock);
+        let _serial = self.write_lock.lock();
         let tx = self.db.begin_write()?;
         let mut delta = Delta::default();
         let out = match Tables::open(&tx) {
@@ -148,7 +145,7 @@ impl Inner {
         if delta.total == 0 && delta.per.values().all(|&n| n == 0) {
             return;
         }
-        let mut c = lock(&self.counters);
+        let mut c = self.counters.lock();
         c.total = c.total.saturating_add_signed(delta.total);
         for (f, n) in delta.per {
             let v = c.per.get(&f).copied().unwrap_or(0).saturating_add_signed(n);
@@ -163,7 +160,7 @@ impl Inner {
     /// Whether one more invocation of `function` fits, counting the changes
     /// of the current transaction.
     fn room(&self, function: &str, delta: &Delta) -> Result<()> {
-        let c = lock(&self.counters);
+        let c = self.counters.lock();
         if c.total.saturating_add_signed(delta.total) >= self.config.max_pending {
             return Err(QueueError::Full {
                 limit: self.config.max_pending,
@@ -432,7 +429,7 @@ impl Queue {
             }
         }
         let total = counters.total;
-        *lock(&inner.counters) = counters;
+        *inner.counters.lock() = counters;
         if recovered > 0 || total > 0 {
             info!(queued = total, recovered, "queue: opened");
             inner.notify.notify_one();
@@ -606,7 +603,7 @@ impl Queue {
             }
             t.running.remove(id)?;
             if retryable && rec.attempts < rec.max_attempts {
-                let random = lock(&self.inner.jitter).next_u64();
+                let random = self.inner.jitter.lock().next_u64();
                 let delay = backoff(&rec.policy(), rec.attempts, random);
                 let due = now.saturating_add(millis(delay));
                 rec.last_error = Some(failure);
@@ -727,7 +724,9 @@ impl Queue {
 
     /// Queued plus running invocations of `function`, from memory.
     pub fn pending(&self, function: &str) -> u64 {
-        lock(&self.inner.counters)
+        self.inner
+            .counters
+            .lock()
             .per
             .get(function)
             .copied()
@@ -736,7 +735,7 @@ impl Queue {
 
     /// Queued plus running invocations on the node, from memory.
     pub fn pending_total(&self) -> u64 {
-        lock(&self.inner.counters).total
+        self.inner.counters.lock().total
     }
 
     /// For a deleted function: moves its queued invocations to the

@@ -2,17 +2,14 @@
 //! and a stderr that becomes the function's log, line by line.
 
 use bytes::{Bytes, BytesMut};
+use parking_lot::Mutex;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll};
 use tokio::io::AsyncWrite;
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamError, StreamResult};
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
-}
 
 /// A stdout that keeps at most `limit` bytes. A write past the limit traps the
 /// guest at once (so a guest writing gigabytes stops at the limit, not when it
@@ -44,12 +41,12 @@ impl CappedOutput {
     }
 
     pub(crate) fn take(&self) -> Bytes {
-        std::mem::take(&mut *lock(&self.inner.buf)).freeze()
+        std::mem::take(&mut *self.inner.buf.lock()).freeze()
     }
 
     /// Appends `bytes`, or refuses the whole write if it would pass the limit.
     fn append(&self, bytes: &[u8]) -> Result<(), ()> {
-        let mut buf = lock(&self.inner.buf);
+        let mut buf = self.inner.buf.lock();
         if bytes.len() > self.inner.limit.saturating_sub(buf.len()) {
             self.inner.overflowed.store(true, Ordering::Relaxed);
             return Err(());
@@ -109,7 +106,7 @@ impl LogSink {
     }
 
     fn push(&self, bytes: &[u8]) {
-        let mut st = lock(&self.inner.state);
+        let mut st = self.inner.state.lock();
         if st.truncated {
             return;
         }
@@ -143,7 +140,7 @@ impl LogSink {
 
     /// Emits a last line that had no trailing newline.
     pub(crate) fn finish(&self) {
-        let mut st = lock(&self.inner.state);
+        let mut st = self.inner.state.lock();
         let line = std::mem::take(&mut st.partial);
         if !line.is_empty() {
             (self.inner.emit)(String::from_utf8_lossy(&line).into_owned());
@@ -243,11 +240,11 @@ mod tests {
     fn log_sink_splits_lines_and_truncates() {
         let lines = Arc::new(Mutex::new(Vec::new()));
         let l2 = lines.clone();
-        let sink = LogSink::new(12, Arc::new(move |s| lock(&l2).push(s)));
+        let sink = LogSink::new(12, Arc::new(move |s| l2.lock().push(s)));
         sink.push(b"one\ntw");
         sink.push(b"o\nthree\nfour\n");
         sink.finish();
-        let got = lock(&lines).clone();
+        let got = lines.lock().clone();
         assert_eq!(got[0], "one");
         assert_eq!(got[1], "two");
         assert_eq!(got[2], "thre");

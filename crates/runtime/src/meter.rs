@@ -33,6 +33,7 @@ pub struct Usage {
 
 /// The calling thread's CPU time, in nanoseconds.
 #[cfg(test)]
+#[allow(unsafe_code)] // libc's clock, for the test that compares with it
 fn thread_cpu_nanos() -> u64 {
     let mut ts = libc::timespec {
         tv_sec: 0,

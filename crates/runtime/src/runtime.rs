@@ -4,10 +4,11 @@ use crate::artifact::{ArtifactDirs, engine_fingerprint, sha256_hex, write_atomic
 use crate::config::RuntimeConfig;
 use crate::error::PrepareError;
 use crate::state::{CommandState, ComponentState};
+use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 use wasmtime::component::{self, Component};
 use wasmtime::{Engine, InstanceAllocationStrategy, InstancePre, Module, PoolingAllocationConfig};
@@ -168,7 +169,7 @@ impl Runtime {
         let size = binary.len() as u64;
 
         let lock = self.compile_lock(&digest);
-        let guard = lock.lock().unwrap_or_else(PoisonError::into_inner);
+        let guard = lock.lock();
         let artifact = self.dirs.artifact(&digest, layer == Layer::Component);
         let cached = if artifact.exists() && self.dirs.module(&digest).exists() {
             self.load_artifact(&artifact, layer).ok()
@@ -187,10 +188,7 @@ impl Runtime {
             }
         };
         drop(guard);
-        self.compiling
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(&digest);
+        self.compiling.lock().remove(&digest);
         Ok(Prepared {
             digest,
             kind,
@@ -254,7 +252,6 @@ impl Runtime {
     fn compile_lock(&self, digest: &str) -> Arc<Mutex<()>> {
         self.compiling
             .lock()
-            .unwrap_or_else(PoisonError::into_inner)
             .entry(digest.to_string())
             .or_default()
             .clone()
@@ -271,6 +268,7 @@ impl Runtime {
     }
 
     /// Checks a freshly compiled artifact: right world, nothing ungranted.
+    #[allow(unsafe_code)] // wasmtime's deserialization of our own artifacts
     fn check(&self, layer: Layer, code: &[u8]) -> Result<Loaded, PrepareError> {
         match layer {
             Layer::Core => {
@@ -289,6 +287,7 @@ impl Runtime {
         }
     }
 
+    #[allow(unsafe_code)] // wasmtime's deserialization of our own artifacts
     fn load_artifact(&self, path: &Path, layer: Layer) -> Result<Loaded, PrepareError> {
         match layer {
             Layer::Core => {

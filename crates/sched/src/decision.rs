@@ -69,16 +69,25 @@ impl fmt::Display for Constraint {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Rejections {
+    /// Nodes not up.
     pub down: u32,
+    /// Nodes the request excludes.
     pub excluded: u32,
+    /// Nodes with no slots.
     pub no_capacity: u32,
+    /// Nodes of a tier not allowed.
     pub tier: u32,
+    /// Nodes without a required label.
     pub labels: u32,
+    /// Nodes outside the origin's site or tier.
     pub privacy: u32,
+    /// Nodes without a declared store.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub store: u32,
+    /// Nodes without an MQTT broker.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub broker: u32,
+    /// Nodes whose topics do not cover one the function publishes on.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub topic: u32,
 }
@@ -199,13 +208,19 @@ pub enum Reason {
     /// `queued` waiting): every eligible node was scored, the local one
     /// included, and the least expected completion won.
     LocalOverloaded {
+        /// Running on the local node.
         inflight: u32,
+        /// Waiting on the local node.
         queued: u32,
+        /// The local node's slots.
         slots: u32,
     },
     /// The local node fails a hard constraint: the least expected completion
     /// among the others won.
-    LocalIneligible { constraint: Constraint },
+    LocalIneligible {
+        /// The first constraint it fails.
+        constraint: Constraint,
+    },
     /// The request entered at another node (the origin): every eligible node
     /// was scored and the least expected completion won.
     Best,
@@ -231,9 +246,11 @@ pub struct Decision {
     pub node: String,
     /// It is the deciding node.
     pub local: bool,
+    /// Why it was chosen.
     pub reason: Reason,
     /// `breakdown.total()`, µs.
     pub expected_us: u64,
+    /// The expected completion by term.
     pub breakdown: Cost,
     /// Eligible nodes. 0 on the local fast path ([`Reason::Local`]), which
     /// does not look at the other nodes.
@@ -325,7 +342,9 @@ pub enum PlaceError {
     /// Every node failed a hard constraint.
     #[error("no eligible node for function `{function}`: {} nodes rejected: {rejected}", rejected.total())]
     NoEligibleNode {
+        /// The function.
         function: String,
+        /// How many nodes each constraint ruled out.
         rejected: Rejections,
     },
     /// The request's origin is not in the view.

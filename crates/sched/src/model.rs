@@ -82,6 +82,7 @@ pub enum Privacy {
 pub struct NodeView {
     /// The node's name, unique in the view; the tie-break between equal costs.
     pub name: String,
+    /// Where it sits in the continuum.
     pub tier: Tier,
     /// Operator labels, e.g. `site = "a"`, `arch = "x86_64"`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -263,6 +264,7 @@ pub struct Requirements {
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Request {
+    /// The function to run.
     pub function: String,
     /// The node where the request entered; privacy is relative to it. It must
     /// be in the view.
@@ -273,6 +275,7 @@ pub struct Request {
     /// Expected response size (the caller's estimate).
     #[serde(default, skip_serializing_if = "is_zero_u64")]
     pub bytes_out: u64,
+    /// What the function asks of the node that runs it.
     #[serde(default, skip_serializing_if = "is_default")]
     pub requirements: Requirements,
     /// Nodes not to use, e.g. one that just failed, to retry elsewhere.

@@ -97,7 +97,12 @@ pub fn place_in(
     let mut considered = 0u32;
     let mut best: Option<(usize, Scored)> = None;
     let mut second: Option<(usize, u64)> = None;
-    for i in 0..index.rows.len() {
+    // The deciding node first: it moves nothing, so it is usually among the
+    // cheapest, and a low bound early cuts the most nodes short. The order
+    // changes no result (the order of the ranking is total).
+    let first = index.local.into_iter();
+    let rest = (0..index.rows.len()).filter(|&i| Some(i) != index.local);
+    for i in first.chain(rest) {
         if let Err(c) = ctx.check(i) {
             rejected.add(c);
             continue;

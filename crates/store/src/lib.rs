@@ -55,6 +55,14 @@ pub enum Error {
         /// The version asked for.
         version: u32,
     },
+    /// A rollback with no version before the active one.
+    #[error("function `{name}` has no version before {active} to roll back to")]
+    NoEarlierVersion {
+        /// The function.
+        name: String,
+        /// Its active version.
+        active: u32,
+    },
 }
 
 /// Result of store operations.
@@ -152,9 +160,9 @@ impl FunctionRecord {
                 .map(|v| v.version)
                 .filter(|&v| v < self.active)
                 .max()
-                .ok_or(Error::VersionNotFound {
+                .ok_or(Error::NoEarlierVersion {
                     name: self.name.clone(),
-                    version: self.active.saturating_sub(1),
+                    active: self.active,
                 })?,
         };
         if !self.versions.iter().any(|v| v.version == target) {
@@ -507,7 +515,7 @@ mod tests {
             assert_eq!(r.active, 1);
             assert!(matches!(
                 s.rollback("f", None),
-                Err(Error::VersionNotFound { .. })
+                Err(Error::NoEarlierVersion { active: 1, .. })
             ));
             assert!(matches!(
                 s.rollback("f", Some(9)),

@@ -54,14 +54,15 @@
 //! lost its sessions.
 
 use bytes::Bytes;
+use parking_lot::{Mutex, MutexGuard};
 use rumqttc::{
     AsyncClient, ConnectionError, Event, EventLoop, MqttOptions, Outgoing, Packet, Publish, QoS,
     SubscribeFilter, SubscribeReasonCode,
 };
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::fmt;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
@@ -287,7 +288,7 @@ impl State {
 
 impl Shared {
     fn state(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+        self.state.lock()
     }
 
     /// Hands a SUBSCRIBE for `filters` (QoS 1) to the connection.
@@ -453,42 +454,21 @@ async fn run_handlers(shared: Arc<Shared>, publish: Publish, session: u64, handl
 }
 
 /// Reconnect delays: 100 ms doubling to 10 s, each randomised to between
-/// half and all of its nominal value.
-struct Backoff {
-    nominal: Duration,
-}
-
-impl Backoff {
-    fn new() -> Backoff {
-        Backoff {
-            nominal: BACKOFF_MIN,
-        }
-    }
-
-    fn reset(&mut self) {
-        self.nominal = BACKOFF_MIN;
-    }
-
-    fn next_delay(&mut self) -> Duration {
-        let base = self.nominal;
-        self.nominal = (self.nominal * 2).min(BACKOFF_MAX);
-        base.mul_f64(0.5 + 0.5 * random_fraction())
-    }
-}
-
-/// A random number in `[0, 1)`, from the standard library's per-process
-/// random hash keys (jitter does not need more).
-fn random_fraction() -> f64 {
-    use std::hash::{BuildHasher, Hasher};
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
-    (h.finish() >> 11) as f64 / (1u64 << 53) as f64
+/// half and all of its nominal value (backon's jitter adds up to one more
+/// delay to a delay of half the nominal one), without end.
+fn reconnect_delays() -> impl Iterator<Item = Duration> {
+    use backon::BackoffBuilder;
+    backon::ExponentialBuilder::new()
+        .with_min_delay(BACKOFF_MIN / 2)
+        .with_max_delay(BACKOFF_MAX / 2)
+        .with_jitter()
+        .without_max_times()
+        .build()
 }
 
 /// The connection task: polls rumqttc, reconnecting with backoff.
 async fn run(shared: Arc<Shared>, mut eventloop: EventLoop, mut stop: watch::Receiver<bool>) {
-    let mut backoff = Backoff::new();
+    let mut backoff = reconnect_delays();
     let mut last_error: Option<String> = None;
     let mut connected_at: Option<Instant> = None;
     let mut last_sweep = Instant::now();
@@ -535,10 +515,10 @@ async fn run(shared: Arc<Shared>, mut eventloop: EventLoop, mut stop: watch::Rec
                     .take()
                     .is_some_and(|t| t.elapsed() >= BACKOFF_MAX)
                 {
-                    backoff.reset();
+                    backoff = reconnect_delays();
                 }
                 report(&shared, &e, was_up, &mut last_error);
-                let delay = backoff.next_delay();
+                let delay = backoff.next().unwrap_or(BACKOFF_MAX);
                 tokio::select! {
                     biased;
                     _ = stop.changed() => break,
@@ -748,11 +728,7 @@ impl Mqtt {
         let inner = &self.inner;
         let shared = &inner.shared;
         shared.shutting_down.store(true, Ordering::SeqCst);
-        let task = inner
-            .task
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
+        let task = inner.task.lock().take();
         let Some(mut task) = task else {
             return;
         };
@@ -776,114 +752,11 @@ impl Mqtt {
     }
 }
 
-/// Where the broker is, from the URL.
-#[derive(Debug, PartialEq, Eq)]
-struct BrokerAddr {
-    /// A host name, IPv4 address, or bracketed IPv6 address.
-    host: String,
-    port: u16,
-    client_id: Option<String>,
-}
-
-fn parse_url(url: &str) -> Result<BrokerAddr> {
-    let bad = |reason: String| MqttError::InvalidUrl {
+fn parse_url(url: &str) -> Result<weft_manifest::mqtt::BrokerAddr> {
+    weft_manifest::mqtt::broker_url(url).map_err(|reason| MqttError::InvalidUrl {
         url: url.to_string(),
         reason,
-    };
-    let Some(rest) = url.strip_prefix("mqtt://") else {
-        return Err(bad(
-            if url.starts_with("mqtts://") || url.starts_with("ssl://") {
-                "TLS is not supported yet; use mqtt://".into()
-            } else {
-                "expected mqtt://host[:port][?client_id=ID]".into()
-            },
-        ));
-    };
-    let (rest, query) = match rest.split_once('?') {
-        Some((r, q)) => (r, Some(q)),
-        None => (rest, None),
-    };
-    let (authority, path) = match rest.find('/') {
-        Some(i) => rest.split_at(i),
-        None => (rest, ""),
-    };
-    if !path.is_empty() && path != "/" {
-        return Err(bad(format!("unexpected path `{path}`")));
-    }
-    if authority.contains('@') {
-        return Err(bad("credentials in the URL are not supported yet".into()));
-    }
-    let (host, port) = if authority.starts_with('[') {
-        let Some(end) = authority.find(']') else {
-            return Err(bad("unclosed `[` in the IPv6 address".into()));
-        };
-        let (host, after) = authority.split_at(end + 1);
-        match after {
-            "" => (host, None),
-            p => match p.strip_prefix(':') {
-                Some(port) => (host, Some(port)),
-                None => return Err(bad(format!("unexpected `{p}` after the host"))),
-            },
-        }
-    } else {
-        match authority.split_once(':') {
-            Some((h, p)) => (h, Some(p)),
-            None => (authority, None),
-        }
-    };
-    if host.is_empty() || host == "[]" {
-        return Err(bad("the host is missing".into()));
-    }
-    if host.contains(|c: char| c.is_whitespace()) {
-        return Err(bad(format!("invalid host `{host}`")));
-    }
-    let port = match port {
-        None => 1883,
-        Some(p) => match p.parse::<u16>() {
-            Ok(n) if n != 0 && p.bytes().all(|b| b.is_ascii_digit()) => n,
-            _ => return Err(bad(format!("invalid port `{p}` (expected 1-65535)"))),
-        },
-    };
-    let mut client_id = None;
-    for pair in query.into_iter().flat_map(|q| q.split('&')) {
-        match pair.split_once('=') {
-            _ if pair.is_empty() => {}
-            Some(("client_id", v)) => {
-                let v = percent_decode(v)
-                    .ok_or_else(|| bad(format!("invalid percent-encoding in `{v}`")))?;
-                client_id = Some(v);
-            }
-            Some((k, _)) => {
-                return Err(bad(format!(
-                    "unknown parameter `{k}` (only client_id is accepted)"
-                )));
-            }
-            None => return Err(bad(format!("parameter `{pair}` has no value"))),
-        }
-    }
-    Ok(BrokerAddr {
-        host: host.to_string(),
-        port,
-        client_id,
     })
-}
-
-/// Decodes `%XX` escapes (and `+` as a space, as in query strings).
-fn percent_decode(s: &str) -> Option<String> {
-    let mut out = Vec::with_capacity(s.len());
-    let mut bytes = s.bytes();
-    while let Some(b) = bytes.next() {
-        match b {
-            b'%' => {
-                let hi = (bytes.next()? as char).to_digit(16)?;
-                let lo = (bytes.next()? as char).to_digit(16)?;
-                out.push((hi * 16 + lo) as u8);
-            }
-            b'+' => out.push(b' '),
-            b => out.push(b),
-        }
-    }
-    String::from_utf8(out).ok()
 }
 
 /// Checks a topic filter against MQTT 3.1.1 §4.7 (see
@@ -911,72 +784,26 @@ mod tests {
     use super::*;
 
     #[test]
-    fn url_parsing() {
-        let ok = |url: &str, host: &str, port: u16, id: Option<&str>| {
-            assert_eq!(
-                parse_url(url).unwrap(),
-                BrokerAddr {
-                    host: host.into(),
-                    port,
-                    client_id: id.map(String::from)
-                },
-                "{url}"
-            );
-        };
-        ok("mqtt://localhost", "localhost", 1883, None);
-        ok("mqtt://broker.example:8883/", "broker.example", 8883, None);
-        ok(
-            "mqtt://10.0.0.1:1884?client_id=node-1",
-            "10.0.0.1",
-            1884,
-            Some("node-1"),
-        );
-        ok("mqtt://[::1]:1885", "[::1]", 1885, None);
-        ok("mqtt://[::1]", "[::1]", 1883, None);
-        ok("mqtt://h/?client_id=a%2Fb+c", "h", 1883, Some("a/b c"));
-        for (url, reason) in [
-            ("http://localhost", "expected mqtt://host"),
-            ("localhost:1883", "expected mqtt://host"),
-            ("mqtts://localhost", "TLS is not supported"),
-            ("mqtt://", "the host is missing"),
-            ("mqtt://:1883", "the host is missing"),
-            ("mqtt://host:port", "invalid port `port`"),
-            ("mqtt://host:0", "invalid port `0`"),
-            ("mqtt://host:70000", "invalid port `70000`"),
-            ("mqtt://host:+1", "invalid port `+1`"),
-            ("mqtt://host/topic", "unexpected path `/topic`"),
-            ("mqtt://user:pw@host", "credentials"),
-            ("mqtt://host?keep_alive=5", "unknown parameter `keep_alive`"),
-            (
-                "mqtt://host?client_id",
-                "parameter `client_id` has no value",
-            ),
-            ("mqtt://host?client_id=%zz", "invalid percent-encoding"),
-            ("mqtt://[::1", "unclosed"),
-            ("mqtt://[::1]x", "unexpected `x`"),
-            ("mqtt://a b", "invalid host"),
-        ] {
-            let e = parse_url(url).unwrap_err().to_string();
-            assert!(e.contains(&format!("`{url}`")), "{e}");
-            assert!(e.contains(reason), "{url}: {e}");
-        }
+    fn a_bad_url_names_itself() {
+        let e = parse_url("mqtts://h").unwrap_err().to_string();
+        assert!(e.contains("`mqtts://h`") && e.contains("TLS"), "{e}");
     }
 
     #[test]
     fn backoff_doubles_to_ten_seconds_with_jitter() {
-        let mut b = Backoff::new();
+        let mut b = reconnect_delays();
         let mut nominal = BACKOFF_MIN;
         let mut seen = HashSet::new();
         for _ in 0..12 {
-            let d = b.next_delay();
+            let d = b.next().unwrap();
             assert!(d >= nominal / 2 && d <= nominal, "{d:?} vs {nominal:?}");
             seen.insert(d);
             nominal = (nominal * 2).min(BACKOFF_MAX);
         }
-        assert_eq!(b.nominal, BACKOFF_MAX);
+        assert_eq!(nominal, BACKOFF_MAX);
         assert!(seen.len() > 6, "delays should vary: {seen:?}");
-        b.reset();
-        assert!(b.next_delay() <= BACKOFF_MIN);
+        // A fresh one starts again from the bottom.
+        assert!(reconnect_delays().next().unwrap() <= BACKOFF_MIN);
     }
 
     #[test]

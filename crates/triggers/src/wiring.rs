@@ -296,8 +296,15 @@ fn mqtt_handler(router: Weak<Router>, function: String, response_topic: Option<S
             // A full queue is back-pressure: hold the message (unacknowledged,
             // so the broker's in-flight window throttles the flow) and try
             // again, rather than leave it for redelivery at the next reconnect.
-            let mut wait = Duration::from_millis(50);
-            let until = tokio::time::Instant::now() + MQTT_HOLD;
+            let mut holds = {
+                use backon::BackoffBuilder;
+                backon::ExponentialBuilder::new()
+                    .with_min_delay(Duration::from_millis(50))
+                    .with_max_delay(Duration::from_secs(2))
+                    .with_total_delay(Some(MQTT_HOLD))
+                    .without_max_times()
+                    .build()
+            };
             loop {
                 let req = Request {
                     subject: msg.topic.clone(),
@@ -317,13 +324,10 @@ fn mqtt_handler(router: Weak<Router>, function: String, response_topic: Option<S
                         );
                         return Ok(());
                     }
-                    Err(e)
-                        if e.code() == Code::QueueFull
-                            && tokio::time::Instant::now() + wait < until =>
-                    {
-                        tokio::time::sleep(wait).await;
-                        wait = (wait * 2).min(Duration::from_secs(2));
-                    }
+                    Err(e) if e.code() == Code::QueueFull => match holds.next() {
+                        Some(wait) => tokio::time::sleep(wait).await,
+                        None => return Err(e.to_string()),
+                    },
                     Err(e) => return Err(e.to_string()),
                 }
             }
