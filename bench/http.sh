@@ -5,16 +5,17 @@
 #
 #   bench/http.sh /path/to/wasmtime        # a wasmtime 48 CLI, built with e.g.
 #     cargo install wasmtime-cli --version 48.0.8 --locked --root /tmp/wasmtime-cli \
-#       --no-default-features --features run,serve,cranelift,pooling-allocator,parallel-compilation,cache
+#       --no-default-features --features run,serve,cranelift,pooling-allocator,parallel-compilation,cache,component-model-async
 #
-# Environment: DURATION (per run, default 10s), ROUNDS (default 2).
+# Environment: DURATION (per run, default 10s), ROUNDS (default 3). Each round
+# runs Weft then wasmtime; the ratio is taken per round, then its median.
 # Everything listens on 127.0.0.1 only.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 WASMTIME="${1:?usage: bench/http.sh /path/to/wasmtime}"
 DURATION="${DURATION:-10s}"
-ROUNDS="${ROUNDS:-2}"
+ROUNDS="${ROUNDS:-3}"
 command -v wrk >/dev/null || { apt-get update && apt-get install -y wrk; }
 
 target="${CARGO_TARGET_DIR:-$PWD/target}"
@@ -26,12 +27,12 @@ trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
-# Weft: warm, no idle scale-down during the run, logs at warn.
+# Weft: its defaults, logs at warn.
 RUST_LOG=warn "$target/release/weft" up --listen 127.0.0.1:0 --data "$work/weft" >"$work/weft.out" 2>"$work/weft.err" &
 for _ in $(seq 50); do grep -q http "$work/weft.out" 2>/dev/null && break; sleep 0.1; done
 weft_url="$(grep -o 'http://[0-9.:]*' "$work/weft.out" | head -1)"
-WEFT_URL="$weft_url" "$target/release/weft" deploy hello "$component" \
-    --max-concurrency 1024 --max-queue 4096 --idle-ttl 1h >/dev/null 2>&1
+# Deployed with the defaults a new user gets (64 concurrent, a queue of 256).
+WEFT_URL="$weft_url" "$target/release/weft" deploy hello "$component" >/dev/null 2>&1
 
 wt_port="$(free_port)"
 "$WASMTIME" serve -Scli --addr "127.0.0.1:$wt_port" "$component" >"$work/wasmtime.out" 2>&1 &
@@ -53,15 +54,18 @@ run() { # run URL CONC -> "rps p99_ms"
 
 echo "machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(nproc) cores; wrk ${DURATION} per run, ${ROUNDS} rounds, servers alternated"
 echo
-echo "| concurrency | Weft req/s | wasmtime serve req/s | ratio | Weft p99 ms | wasmtime serve p99 ms |"
+echo "| concurrency | Weft req/s | wasmtime serve req/s | ratio (median, min–max of rounds) | Weft p99 ms | wasmtime serve p99 ms |"
 echo "| --- | --- | --- | --- | --- | --- |"
+med() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 for c in 1 16 64; do
-    wr=(); tr=(); wp=(); tp=()
+    wr=(); tr=(); wp=(); tp=(); ratios=()
     for _ in $(seq "$ROUNDS"); do
         read -r a b <<<"$(run "$weft_target" "$c")"; wr+=("$a"); wp+=("$b")
-        read -r a b <<<"$(run "$wt_target" "$c")"; tr+=("$a"); tp+=("$b")
+        read -r x y <<<"$(run "$wt_target" "$c")"; tr+=("$x"); tp+=("$y")
+        ratios+=("$(echo "$a / $x" | bc -l)")
     done
-    med() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
-    w="$(med "${wr[@]}")"; t="$(med "${tr[@]}")"
-    printf '| %s | %.0f | %.0f | %.2f× | %s | %s |\n' "$c" "$w" "$t" "$(echo "$w / $t" | bc -l)" "$(med "${wp[@]}")" "$(med "${tp[@]}")"
+    lo="$(printf '%s\n' "${ratios[@]}" | sort -g | head -1)"
+    hi="$(printf '%s\n' "${ratios[@]}" | sort -g | tail -1)"
+    printf '| %s | %.0f | %.0f | %.2f× (%.2f–%.2f) | %s | %s |\n' "$c" "$(med "${wr[@]}")" "$(med "${tr[@]}")" \
+        "$(med "${ratios[@]}")" "$lo" "$hi" "$(med "${wp[@]}")" "$(med "${tp[@]}")"
 done

@@ -295,7 +295,14 @@ fn kill9_mid_invocation_gives_a_clear_error_or_a_retry_elsewhere() {
         } else {
             c2.restart()
         }
-        assert!(eventually(LONG, || sees(&edge, &victim, true)));
+        // Up again, and idle by a heartbeat of its own: the last beat it sent
+        // before dying said it was busy, and must not pick the next victim.
+        assert!(eventually(LONG, || {
+            sees(&edge, &victim, true)
+                && nodes(&edge)
+                    .iter()
+                    .any(|n| n["name"] == victim.as_str() && n["inflight"] == 0)
+        }));
     }
 }
 

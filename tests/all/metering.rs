@@ -50,6 +50,32 @@ fn each_invocation_is_metered_and_aggregated() {
 }
 
 #[test]
+fn an_http_invocation_whose_client_hangs_up_runs_to_its_end_and_is_metered() {
+    // The client gives up after 300 ms; the component sleeps 1.5 s. It runs
+    // on to its end, as it would had the client waited, and is counted.
+    let node = Node::start();
+    node.deploy("web", "http-hello.wasm", &["--clock"]);
+    let impatient = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_millis(300))
+        .build()
+        .unwrap();
+    let hung_up = impatient
+        .get(format!("{}/fn/web/sleep/1500", node.url))
+        .send();
+    assert!(hung_up.is_err(), "the client should have timed out");
+    assert!(eventually(Duration::from_secs(10), || {
+        node.metric("weft_invocations_total{function=\"web\",outcome=\"ok\"}") == 1.0
+    }));
+    let u = &node.json(&["usage"])["functions"]["web"];
+    assert_eq!(u["invocations"], 1);
+    assert!(
+        u["wall_ns"].as_u64().unwrap() >= 1_500_000_000,
+        "ran to its end: {u}"
+    );
+    assert_eq!(node.metric("weft_live_instances"), 0.0);
+}
+
+#[test]
 fn logs_show_stderr_by_invocation_and_follow() {
     let node = Node::start();
     node.deploy("talk", "stderr-lines.wasm", &[]);

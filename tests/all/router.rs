@@ -100,7 +100,9 @@ fn an_idempotent_retry_that_lands_here_keeps_the_component_s_response() {
     );
     assert!(eventually(LONG, || lists(&cloud, "web")));
     let busy = {
-        let (client, url) = (edge.http(), format!("{}/fn/web/sleep/3000", edge.url));
+        // Long enough for placement to learn the round trip to cloud-1 on
+        // a loaded machine; the retry below waits its turn behind it.
+        let (client, url) = (edge.http(), format!("{}/fn/web/sleep/8000", edge.url));
         std::thread::spawn(move || client.get(url).send().unwrap())
     };
     assert!(eventually(LONG, || edge.json(&["ls", "web"])["in_flight"] == 1));

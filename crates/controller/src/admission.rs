@@ -16,6 +16,7 @@ use crate::usage::Usage;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
+use tokio::sync::futures::Notified;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 
 /// The node's slots, and whether it still takes work.
@@ -24,7 +25,7 @@ pub(crate) struct Admission {
     max_instances: u32,
     draining: AtomicBool,
     running: Arc<AtomicU64>,
-    freed: Arc<Notify>,
+    freed: Arc<SlotFreed>,
     metrics: Arc<Metrics>,
     usage: Arc<Usage>,
 }
@@ -48,13 +49,51 @@ pub struct Reservation {
     function: Arc<Function>,
     held: Option<Held>,
     running: Arc<AtomicU64>,
-    freed: Arc<Notify>,
+    freed: Arc<SlotFreed>,
     live: prometheus_client::metrics::gauge::Gauge,
 }
 
 struct Held {
     slot: FunctionSlot,
-    _node: OwnedSemaphorePermit,
+    node: OwnedSemaphorePermit,
+}
+
+/// Tells the one waiter that asked (the dispatcher, when queued work waits
+/// for capacity) that a slot freed. Every invocation frees a slot; unless
+/// someone is waiting that costs a fence and a load, not a wake-up of the
+/// dispatcher and a read of the queue.
+#[derive(Default)]
+pub struct SlotFreed {
+    wanted: AtomicBool,
+    notify: Notify,
+}
+
+impl SlotFreed {
+    /// Asks to hear of the next freed slot. Call it before looking for a
+    /// free slot: a slot freed after this call is never missed.
+    pub fn want(&self) {
+        self.wanted.store(true, Ordering::SeqCst);
+        std::sync::atomic::fence(Ordering::SeqCst);
+    }
+
+    /// No longer waiting for a slot.
+    pub fn unwant(&self) {
+        self.wanted.store(false, Ordering::Relaxed);
+    }
+
+    /// Completes once a slot freed after [`SlotFreed::want`] (at once if
+    /// one already did).
+    pub fn notified(&self) -> Notified<'_> {
+        self.notify.notified()
+    }
+
+    /// A slot was given back (after its permits were released).
+    fn freed(&self) {
+        std::sync::atomic::fence(Ordering::SeqCst);
+        if self.wanted.load(Ordering::Relaxed) && self.wanted.swap(false, Ordering::AcqRel) {
+            self.notify.notify_one();
+        }
+    }
 }
 
 impl Reservation {
@@ -68,9 +107,10 @@ impl Reservation {
     /// many of the function's invocations are out at once.
     pub fn into_function_slot(mut self) -> FunctionSlot {
         match self.held.take() {
-            Some(held) => {
+            Some(Held { slot, node }) => {
+                drop(node);
                 self.release();
-                held.slot
+                slot
             }
             None => FunctionSlot {
                 function: self.function.clone(),
@@ -85,13 +125,15 @@ impl Reservation {
         f.in_flight.fetch_sub(1, Ordering::AcqRel);
         self.running.fetch_sub(1, Ordering::AcqRel);
         self.live.dec();
-        self.freed.notify_one();
+        self.freed.freed();
     }
 }
 
 impl Drop for Reservation {
     fn drop(&mut self) {
-        if self.held.take().is_some() {
+        if let Some(held) = self.held.take() {
+            // Permits first, so that whoever the release wakes finds them.
+            drop(held);
             self.release();
         }
     }
@@ -104,7 +146,7 @@ impl Admission {
             max_instances,
             draining: AtomicBool::new(false),
             running: Arc::new(AtomicU64::new(0)),
-            freed: Arc::new(Notify::new()),
+            freed: Arc::new(SlotFreed::default()),
             metrics,
             usage,
         }
@@ -213,7 +255,7 @@ impl Admission {
         self.metrics.live_instances.inc();
         Reservation {
             function: slot.function.clone(),
-            held: Some(Held { slot, _node: node }),
+            held: Some(Held { slot, node }),
             running: self.running.clone(),
             freed: self.freed.clone(),
             live: self.metrics.live_instances.clone(),
@@ -235,8 +277,8 @@ impl Admission {
         self.running.load(Ordering::Relaxed)
     }
 
-    /// Woken whenever a slot frees.
-    pub(crate) fn freed(&self) -> Arc<Notify> {
+    /// Tells a waiter that a slot freed.
+    pub(crate) fn freed(&self) -> Arc<SlotFreed> {
         self.freed.clone()
     }
 

@@ -3,7 +3,7 @@
 //! decided above it, by the router; the controller admits, runs and records
 //! what the router hands it, and keeps the functions' lifecycle.
 
-use crate::admission::{Admission, FunctionSlot, Reservation};
+use crate::admission::{Admission, FunctionSlot, Reservation, SlotFreed};
 use crate::artifacts::{Artifacts, ModuleInfo};
 use crate::asyncq::AsyncQueue;
 use crate::error::{Error, Result};
@@ -364,8 +364,8 @@ impl Controller {
         self.admission.running()
     }
 
-    /// Woken whenever a sandbox slot frees.
-    pub fn slot_freed(&self) -> Arc<Notify> {
+    /// Tells a waiter that a sandbox slot freed.
+    pub fn slot_freed(&self) -> Arc<SlotFreed> {
         self.admission.freed()
     }
 

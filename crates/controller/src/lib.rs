@@ -40,7 +40,7 @@ mod metrics;
 mod registry;
 mod usage;
 
-pub use admission::{FunctionSlot, Reservation};
+pub use admission::{FunctionSlot, Reservation, SlotFreed};
 pub use artifacts::ModuleInfo;
 pub use controller::Controller;
 pub use error::{Error, Result};

@@ -35,32 +35,55 @@ pub(crate) fn start(router: &Arc<Router>) {
             let slot = freed.notified();
             tokio::pin!(work, slot);
             work.as_mut().enable();
-            slot.as_mut().enable();
-            let wait = {
+            // Before looking for slots, so that one freed meanwhile counts.
+            freed.want();
+            let next = {
                 let Some(r) = weak.upgrade() else { break };
                 if r.controller.draining() {
                     break;
                 }
                 round(&r).await
             };
+            if !next.on_free {
+                // Nothing waits for capacity: a freed slot (every finished
+                // invocation frees one) need not wake the dispatcher.
+                freed.unwant();
+            }
             tokio::select! {
                 _ = &mut work => {}
-                _ = &mut slot => {}
-                _ = tokio::time::sleep(wait) => {}
+                _ = &mut slot, if next.on_free => {}
+                _ = tokio::time::sleep(next.wait) => {}
             }
         }
     });
 }
 
+/// When the dispatcher looks again.
+struct Next {
+    /// At the latest after this long.
+    wait: Duration,
+    /// As soon as a slot frees: due work waits for capacity.
+    on_free: bool,
+}
+
+impl Next {
+    fn after(wait: Duration) -> Self {
+        Next {
+            wait,
+            on_free: false,
+        }
+    }
+}
+
 /// One pass: reserve, claim and start due work of every function with free
-/// slots. Returns how long to sleep at most before the next pass.
-async fn round(router: &Arc<Router>) -> Duration {
+/// slots. Returns when to look again.
+async fn round(router: &Arc<Router>) -> Next {
     let c = &router.controller;
     let due = match c.due_functions().await {
         Ok(d) => d,
         Err(e) => {
             tracing::error!("reading the queue: {e}");
-            return Duration::from_secs(1);
+            return Next::after(Duration::from_secs(1));
         }
     };
     let mut started = 0;
@@ -100,19 +123,23 @@ async fn round(router: &Arc<Router>) -> Duration {
     }
     if started > 0 {
         // More may be due than one round claims.
-        return Duration::ZERO;
+        return Next::after(Duration::ZERO);
     }
     match c.next_due().await {
         // Due but not started: every function with due work is at its
         // limit (or the node is full); a freed slot wakes us.
-        Ok(Some(t)) if t <= SystemTime::now() => IDLE_WAKE,
-        Ok(Some(t)) => t
-            .duration_since(SystemTime::now())
-            .unwrap_or(Duration::ZERO)
-            .clamp(Duration::from_millis(1), IDLE_WAKE),
-        // Nothing queued: enqueues and freed slots wake the dispatcher;
-        // this is only a safety net.
-        _ => IDLE_WAKE,
+        Ok(Some(t)) if t <= SystemTime::now() => Next {
+            wait: IDLE_WAKE,
+            on_free: true,
+        },
+        Ok(Some(t)) => Next::after(
+            t.duration_since(SystemTime::now())
+                .unwrap_or(Duration::ZERO)
+                .clamp(Duration::from_millis(1), IDLE_WAKE),
+        ),
+        // Nothing queued: an enqueue wakes the dispatcher; this is only a
+        // safety net.
+        _ => Next::after(IDLE_WAKE),
     }
 }
 

@@ -17,11 +17,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Instant;
+use tokio::sync::oneshot;
 use wasmtime::{Store, Trap, UpdateDeadline};
 use wasmtime_wasi::p2::pipe::MemoryInputPipe;
 use wasmtime_wasi::{I32Exit, WasiCtx, WasiCtxBuilder};
 use wasmtime_wasi_http::WasiHttpView;
 use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, Scheme};
+use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
 /// The boxed error of response bodies.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -344,7 +346,7 @@ impl Loaded {
             let incoming = view
                 .new_incoming_request(Scheme::Http, req)
                 .map_err(|e| InvokeError::Internal(format!("{e:#}")))?;
-            let (tx, rx) = tokio::sync::oneshot::channel();
+            let (tx, rx) = oneshot::channel();
             let outparam = view
                 .new_response_outparam(tx)
                 .map_err(|e| InvokeError::Internal(format!("{e:#}")))?;
@@ -360,7 +362,12 @@ impl Loaded {
         let task_cpu = cpu.clone();
         let task_limits = limits.clone();
         let live = rt.live_sandbox();
-        let task = tokio::spawn(CpuTimed::new(
+        // The sandbox runs here, in the request's own task, until it has set
+        // its response: most components also finish their body in that
+        // time, and the request never changes threads. One still running
+        // then (streaming, or working after its response) goes on in a task
+        // of its own.
+        let guest: GuestFuture = Box::pin(CpuTimed::new(
             async move {
                 let _live = live;
                 let limits = task_limits;
@@ -400,20 +407,9 @@ impl Loaded {
             task_cpu,
         ));
 
-        // The outcome is reported when the response body has been streamed
-        // (or abandoned) and the sandbox has ended.
-        let finish = move |task: tokio::task::JoinHandle<(Result<(), InvokeError>, Ended)>| async move {
-            let (mut result, end) = match task.await {
-                Ok(r) => r,
-                Err(e) => (
-                    Err(InvokeError::Internal(format!("sandbox task: {e}"))),
-                    Ended {
-                        peak_memory: 0,
-                        memory_denied: false,
-                        fuel: None,
-                    },
-                ),
-            };
+        // The outcome is reported once the sandbox has ended and the
+        // response body has been streamed (or abandoned).
+        let report = move |(mut result, end): Guest| {
             if overflow.load(Ordering::Relaxed) {
                 result = Err(InvokeError::ResponseTooLarge {
                     limit: limits.max_response,
@@ -425,21 +421,39 @@ impl Loaded {
                 peak_memory: end.peak_memory,
                 fuel: end.fuel,
             };
-            let outcome = Outcome {
+            done(Outcome {
                 result: result.clone(),
                 usage,
-            };
-            done(outcome);
+            });
             result
         };
-
-        match rx.await {
-            Ok(Ok(resp)) => {
+        let mut running = Running(Some((guest, Box::new(report), rx)));
+        let first = std::future::poll_fn(|cx| running.poll_first(cx)).await;
+        let (set, ended) = match first {
+            First::Set(set) => (set.map_err(drop), None),
+            // Ended: the response, if it set one, is waiting.
+            First::Ended(ended) => (running.try_recv(), Some(ended)),
+        };
+        let Ok(set) = set else {
+            // No response: the sandbox dropped it, or ended without one.
+            let ended = match ended {
+                Some(e) => e,
+                None => std::future::poll_fn(|cx| running.poll_guest(cx)).await,
+            };
+            return match running.end(ended) {
+                Err(e) => Err(e),
+                Ok(()) => Err(InvokeError::Handler(
+                    "the component returned without setting a response".into(),
+                )),
+            };
+        };
+        let finish = running.finish(ended);
+        match set {
+            Ok(resp) => {
                 let limit = inv.limits.max_response;
-                let too_large = content_length(resp.headers()).is_some_and(|l| l > limit);
-                tokio::spawn(finish(task));
-                if too_large {
+                if content_length(resp.headers()).is_some_and(|l| l > limit) {
                     response_overflow.store(true, Ordering::Relaxed);
+                    drop(finish);
                     return Err(InvokeError::ResponseTooLarge { limit });
                 }
                 let (parts, body) = resp.into_parts();
@@ -447,19 +461,164 @@ impl Loaded {
                     BoxError::from(format!("response body exceeds the limit of {limit} bytes"))
                 })
                 .map_err_box();
-                Ok(http::Response::from_parts(parts, body))
+                let body = Reported {
+                    inner: body,
+                    _finish: finish,
+                };
+                Ok(http::Response::from_parts(parts, body.boxed_unsync()))
             }
-            Ok(Err(code)) => {
-                tokio::spawn(finish(task));
+            Err(code) => {
+                drop(finish);
                 Err(InvokeError::Handler(format_error_code(&code)))
             }
-            Err(_) => match finish(task).await {
-                Err(e) => Err(e),
-                Ok(()) => Err(InvokeError::Handler(
-                    "the component returned without setting a response".into(),
-                )),
-            },
         }
+    }
+}
+
+/// How a sandbox ended, and what it used.
+type Guest = (Result<(), InvokeError>, Ended);
+
+/// A sandbox running to its end.
+type GuestFuture = Pin<Box<dyn Future<Output = Guest> + Send>>;
+
+/// Reports how a sandbox ended: its outcome and usage, to the `done` hook.
+type Report = Box<dyn FnOnce(Guest) -> Result<(), InvokeError> + Send>;
+
+/// What an HTTP component sets as its response.
+type Outparam = Result<http::Response<HyperOutgoingBody>, ErrorCode>;
+
+/// What happened first to a sandbox running in the request's task.
+enum First {
+    /// It set its response (or dropped its outparam: `Err`).
+    Set(Result<Outparam, oneshot::error::RecvError>),
+    /// It ended.
+    Ended(Guest),
+}
+
+/// The sandbox while it runs in the request's task, with where its
+/// response arrives. If the request goes first (the client hung up), the
+/// sandbox goes on in a task of its own to its end or its deadline, its
+/// response read and thrown away as a client that stayed would have read
+/// it, and its outcome is reported like any other.
+struct Running(Option<(GuestFuture, Report, oneshot::Receiver<Outparam>)>);
+
+impl Running {
+    fn poll_first(&mut self, cx: &mut Context<'_>) -> Poll<First> {
+        let Some((guest, _, rx)) = self.0.as_mut() else {
+            return Poll::Pending;
+        };
+        if let Poll::Ready(set) = Pin::new(rx).poll(cx) {
+            return Poll::Ready(First::Set(set));
+        }
+        guest.as_mut().poll(cx).map(First::Ended)
+    }
+
+    fn poll_guest(&mut self, cx: &mut Context<'_>) -> Poll<Guest> {
+        match self.0.as_mut() {
+            Some((guest, _, _)) => guest.as_mut().poll(cx),
+            None => Poll::Pending,
+        }
+    }
+
+    /// The response, once the sandbox has ended.
+    fn try_recv(&mut self) -> Result<Outparam, ()> {
+        match self.0.as_mut() {
+            Some((_, _, rx)) => rx.try_recv().map_err(drop),
+            None => Err(()),
+        }
+    }
+
+    /// The sandbox ended without a response: reports it.
+    fn end(mut self, ended: Guest) -> Result<(), InvokeError> {
+        match self.0.take() {
+            Some((_, report, _)) => report(ended),
+            None => ended.0,
+        }
+    }
+
+    /// The sandbox set its response (and `ended`, if it has ended): its end
+    /// is reported with the response body's.
+    fn finish(mut self, ended: Option<Guest>) -> Finish {
+        let (ended, report) = match (ended, self.0.take()) {
+            (Some(ended), Some((_, report, _))) => (Some(ended), Some(report)),
+            (None, Some((guest, report, _))) => {
+                // Still running: it goes on in a task of its own now, so
+                // that it keeps its deadline whether or not the client
+                // reads the body.
+                tokio::spawn(async move {
+                    let _ = report(guest.await);
+                });
+                (None, None)
+            }
+            (_, None) => (None, None),
+        };
+        Finish { ended, report }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let Some((guest, report, rx)) = self.0.take() else {
+            return;
+        };
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        rt.spawn(async move {
+            let discard = async {
+                if let Ok(Ok(resp)) = rx.await {
+                    let mut body = resp.into_body();
+                    while let Some(Ok(_)) = body.frame().await {}
+                }
+            };
+            let ((), ended) = tokio::join!(discard, guest);
+            let _ = report(ended);
+        });
+    }
+}
+
+/// The end of an HTTP sandbox, reported when this is dropped (with the
+/// response body) if the sandbox had ended; one still running reports its
+/// own end, from a task of its own.
+struct Finish {
+    ended: Option<Guest>,
+    report: Option<Report>,
+}
+
+impl Drop for Finish {
+    fn drop(&mut self) {
+        if let (Some(ended), Some(report)) = (self.ended.take(), self.report.take()) {
+            let _ = report(ended);
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A response body that reports its sandbox's end when dropped.
+    struct Reported<B> {
+        #[pin]
+        inner: B,
+        _finish: Finish,
+    }
+}
+
+impl<B: Body> Body for Reported<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<B::Data>, B::Error>>> {
+        self.project().inner.poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
     }
 }
 
