@@ -263,7 +263,9 @@ fn time(view: &View, reqs: &[Request]) -> anyhow::Result<Timed> {
 /// node is full; four cloud peers of 8 slots each are idle by their last
 /// beat, at 5 to 8 ms. Without accounting, every decision of the burst sees
 /// the same idle peers and picks the same one; with it (what the router
-/// does: `Index::add_inflight` for each call sent), the burst spreads.
+/// does: `Index::add_inflight` for each call sent), the burst spreads. In
+/// both, the edge's own load grows with what it keeps, as a node's live
+/// load does.
 fn burst() {
     let mut nodes = vec![
         NodeView::new("edge", Tier::Edge, 4)
@@ -298,7 +300,9 @@ fn burst() {
             let Ok(d) = place_in(&index, &req, None) else {
                 continue;
             };
-            if count_sent && !d.local {
+            // The node's own load is read live (what it admitted or
+            // queued counts at once); a peer's only with the accounting.
+            if d.local || count_sent {
                 index.add_inflight(&d.node, 1);
             }
             *landed.entry(d.node).or_default() += 1;
