@@ -384,3 +384,57 @@ fn of_twins_that_meet_late_the_later_one_leaves() {
     second.deploy("alone", "echo.wasm", &[]);
     assert_eq!(second.post("alone", "still").text().unwrap(), "still");
 }
+
+#[test]
+fn a_burst_fills_one_peer_then_the_next_instead_of_herding() {
+    // Two idle cloud nodes of 4 sandbox slots each; a burst of 6 enters at
+    // the edge (the function runs only in the cloud), well within one
+    // heartbeat. Work the edge sends to a peer counts in its view of that
+    // peer at once, so once one is full the rest go to the other, placed
+    // there first time; by heartbeat-old load alone all 6 would be sent to
+    // the same node, which has room for 4.
+    let nats = Nats::hub();
+    let url = nats.url();
+    let cloud = |name: &str| {
+        Node::start_with_config_args(
+            "max_instances = 4\n",
+            &["--fabric", &url, "--tier", "cloud", "--node-name", name],
+        )
+    };
+    let edge = fabric_node(&nats, "edge", "edge", &[]);
+    let (c1, c2) = (cloud("cloud-1"), cloud("cloud-2"));
+    edge.deploy(
+        "nap",
+        "nap.wasm",
+        &["--tier", "cloud", "--clock", "--timeout", "30s"],
+    );
+    assert!(eventually(LONG, || sees(&edge, "cloud-1", true)
+        && sees(&edge, "cloud-2", true)
+        && lists(&c1, "nap")
+        && lists(&c2, "nap")));
+    // Both idle by their last beat.
+    assert!(eventually(LONG, || {
+        nodes(&edge)
+            .iter()
+            .filter(|n| n["name"] != "edge")
+            .all(|n| n["inflight"] == 0)
+    }));
+    let burst: Vec<_> = (0..6)
+        .map(|_| {
+            let (client, url) = (edge.http(), format!("{}/fn/nap", edge.url));
+            std::thread::spawn(move || client.post(url).body("1500").send().unwrap())
+        })
+        .collect();
+    let mut first_time = std::collections::BTreeMap::<String, usize>::new();
+    for call in burst {
+        let resp = call.join().unwrap();
+        assert_eq!(resp.status().as_u16(), 200, "{:?}", resp.headers());
+        if header(&resp, "x-weft-retried-from").is_empty() {
+            *first_time.entry(header(&resp, "x-weft-node")).or_default() += 1;
+        }
+    }
+    assert!(
+        first_time.len() == 2 && !first_time.contains_key("edge"),
+        "placed first time on each cloud node: {first_time:?}"
+    );
+}
