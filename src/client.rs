@@ -48,6 +48,14 @@ impl ClientError {
         }
     }
 
+    /// The same, naming the field at fault (as the node's errors do).
+    pub(crate) fn at_field(mut self, field: &str) -> Self {
+        if !field.is_empty() {
+            self.body["error"]["field"] = Value::from(field);
+        }
+        self
+    }
+
     /// Prints the error on stderr and gives the process's exit code.
     pub(crate) fn report(&self, json: bool) -> ExitCode {
         if json {

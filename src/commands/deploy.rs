@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
-use weft_manifest::{ByteSize, FunctionSpec, HumanDuration, Manifest, ModuleRef, Name};
+use weft_manifest::{ByteSize, FunctionSpec, HumanDuration, Manifest, ModuleRef, Name, Percentile};
 
 /// Deploy a function: upload its module (validated and compiled once by the
 /// node), then create a new version and make it active.
@@ -25,9 +25,18 @@ pub(crate) struct Deploy {
     /// Deploy every function of a manifest (or only NAME, when given).
     #[arg(long, short = 'm', conflicts_with = "module")]
     manifest: Option<PathBuf>,
-    /// Wall-clock deadline per invocation, e.g. 500ms, 5s.
+    /// Wall-clock limit per invocation, e.g. 500ms, 5s: stopped then.
     #[arg(long)]
     timeout: Option<HumanDuration>,
+    /// Service-level deadline from arrival, e.g. 2ms (at most the timeout).
+    #[arg(long)]
+    deadline: Option<HumanDuration>,
+    /// First estimate of the execution time, e.g. 800us, until learned.
+    #[arg(long)]
+    expected: Option<HumanDuration>,
+    /// Percentile of execution times admission plans with, e.g. p90.
+    #[arg(long)]
+    admission: Option<Percentile>,
     /// Linear memory limit, e.g. 64MiB.
     #[arg(long)]
     memory: Option<ByteSize>,
@@ -197,6 +206,9 @@ impl Deploy {
             description: self.description.clone(),
             public: self.public,
             timeout: self.timeout,
+            deadline: self.deadline,
+            expected: self.expected,
+            admission: self.admission,
             memory: self.memory,
             fuel: self.fuel,
             max_concurrency: self.max_concurrency,
@@ -238,7 +250,7 @@ impl Deploy {
             idempotent: self.idempotent,
         };
         spec.validate()
-            .map_err(|e| ClientError::local(e.code(), e))?;
+            .map_err(|e| ClientError::local(e.code(), &e).at_field(e.field()))?;
         Ok(spec)
     }
 

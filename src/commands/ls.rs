@@ -26,6 +26,7 @@ impl Ls {
                 return Ok(());
             }
             print_table(std::slice::from_ref(&f));
+            print_slo(&f);
             print_declarations(&f);
             println!();
             println!("{:<8} {:<72} DEPLOYED", "VERSION", "MODULE");
@@ -81,6 +82,32 @@ fn print_table(functions: &[serde_json::Value]) {
             f["public"],
         );
     }
+}
+
+/// The deadline in force, and what admission plans with.
+fn print_slo(f: &serde_json::Value) {
+    let l = &f["limits"];
+    let ms = |v: &serde_json::Value| {
+        v.as_f64().map(|ms| {
+            humantime::format_duration(std::time::Duration::from_micros((ms * 1000.0) as u64))
+                .to_string()
+        })
+    };
+    let deadline = ms(&l["deadline_ms"]).unwrap_or_else(|| "?".into());
+    let mut line = if l["deadline_declared"] == true {
+        deadline
+    } else {
+        format!("{deadline} (its timeout: none declared)")
+    };
+    line.push_str(&format!(
+        ", admission at {}",
+        l["admission"].as_str().unwrap_or("?")
+    ));
+    if let Some(e) = ms(&l["expected_ms"]) {
+        line.push_str(&format!(", first estimate {e}"));
+    }
+    println!();
+    println!("{:<17} {line}", "deadline");
 }
 
 /// What the active version declares: capabilities and triggers.

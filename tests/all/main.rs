@@ -22,4 +22,5 @@ mod links;
 mod metering;
 mod router;
 mod servers;
+mod slo;
 mod triggers;

@@ -100,6 +100,9 @@ codes! {
     RequestAborted = "request_aborted", 400, None;
     /// A request the node cannot pass on (its URI or a header).
     InvalidRequest = "invalid_request", 400, None;
+    /// A request's `x-weft-deadline` is malformed, or looser than the
+    /// function's deadline.
+    InvalidDeadline = "invalid_deadline", 400, None;
     /// The function is at its concurrency limit and its wait queue is full,
     /// or the async queue holds as much as it may.
     QueueFull = "queue_full", 429, Some(1);

@@ -132,6 +132,7 @@ impl Controller {
             mqtt: config.mqtt.is_some(),
             max_memory: runtime.config().max_memory,
             fuel: runtime.config().fuel,
+            quantum: runtime.config().epoch_tick,
             metrics: metrics.clone(),
             logs: logs.clone(),
             usage: usage.clone(),

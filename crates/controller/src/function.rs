@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
-use weft_manifest::{Defaults, FunctionSpec, MqttTrigger, Schedule};
+use weft_manifest::{Defaults, FunctionSpec, MqttTrigger, Percentile, Schedule};
 use weft_queue::RetryPolicy;
 use weft_runtime::{Capabilities, Grants, Kind, Limits, Loaded};
 use weft_sched::{Privacy, Requirements};
@@ -27,6 +27,7 @@ pub struct Function {
     pub(crate) version: VersionRecord,
     pub(crate) kind: Kind,
     pub(crate) limits: Limits,
+    pub(crate) slo: Slo,
     pub(crate) grants: Arc<Grants>,
     pub(crate) public: bool,
     pub(crate) max_concurrency: u32,
@@ -51,6 +52,31 @@ pub struct Function {
     epoch: Instant,
     /// Mean wall time of its invocations here, µs (0: none yet).
     exec_us: AtomicU64,
+}
+
+/// What a function promises its callers: when it should have answered,
+/// and how long it is expected to run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Slo {
+    /// From arrival: the declared deadline, or else the timeout.
+    pub deadline: Duration,
+    /// Whether `deadline` was declared.
+    pub declared: bool,
+    /// The first estimate of the execution time, until one is learned.
+    pub expected: Option<Duration>,
+    /// The percentile of execution times admission plans with.
+    pub admission: Percentile,
+}
+
+impl Slo {
+    fn new(spec: &FunctionSpec, timeout: Duration) -> Self {
+        Slo {
+            deadline: spec.deadline.map_or(timeout, |d| d.0),
+            declared: spec.deadline.is_some(),
+            expected: spec.expected.map(|e| e.0),
+            admission: spec.admission.unwrap_or(Percentile::P90),
+        }
+    }
 }
 
 /// Limits and grants of a spec, with the node's defaults.
@@ -123,6 +149,7 @@ impl Function {
         Function {
             name: name.to_string(),
             kind,
+            slo: Slo::new(&version.spec, limits.timeout),
             limits,
             grants: Arc::new(grants),
             public: version.spec.public,
@@ -147,6 +174,11 @@ impl Function {
             exec_us: AtomicU64::new(0),
             version,
         }
+    }
+
+    /// Its deadline, execution estimate and admission percentile.
+    pub fn slo(&self) -> &Slo {
+        &self.slo
     }
 
     /// The function's name.

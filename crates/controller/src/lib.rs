@@ -45,7 +45,7 @@ pub use artifacts::ModuleInfo;
 pub use controller::Controller;
 pub use error::{Error, Result};
 pub use exec::{Input, InvocationInfo, Output, Ran, RunContext};
-pub use function::Function;
+pub use function::{Function, Slo};
 pub use lifecycle::{EffectiveLimits, FunctionStatus};
 pub use logs::LogLine;
 pub use weft_queue::{

@@ -20,6 +20,7 @@ use crate::usage::Usage;
 use serde::Serialize;
 use std::collections::BTreeSet;
 use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 use weft_manifest::{FieldError, FunctionSpec, ModuleRef, Name, NodeConfig};
 use weft_mesh::{Mesh, MeshError, RegistryEvent};
 use weft_runtime::Kind;
@@ -72,6 +73,15 @@ pub struct EffectiveLimits {
     pub max_request_size: u64,
     /// Bytes.
     pub max_response_size: u64,
+    /// The deadline from arrival, milliseconds (fractional); the timeout
+    /// when none is declared.
+    pub deadline_ms: f64,
+    /// Whether the deadline is declared (else it is the timeout).
+    pub deadline_declared: bool,
+    /// The first estimate of the execution time, milliseconds.
+    pub expected_ms: Option<f64>,
+    /// The percentile admission plans with.
+    pub admission: String,
 }
 
 /// Everything a deploy, a rollback or a removal touches.
@@ -84,6 +94,8 @@ pub(crate) struct Lifecycle {
     mqtt: bool,
     max_memory: u64,
     fuel: bool,
+    /// The scheduling quantum (the epoch tick): no deadline below it.
+    quantum: Duration,
     metrics: Arc<Metrics>,
     logs: Arc<LogHub>,
     usage: Arc<Usage>,
@@ -100,6 +112,7 @@ pub(crate) struct Parts {
     pub(crate) mqtt: bool,
     pub(crate) max_memory: u64,
     pub(crate) fuel: bool,
+    pub(crate) quantum: Duration,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) logs: Arc<LogHub>,
     pub(crate) usage: Arc<Usage>,
@@ -117,6 +130,7 @@ impl Lifecycle {
             mqtt: p.mqtt,
             max_memory: p.max_memory,
             fuel: p.fuel,
+            quantum: p.quantum,
             metrics: p.metrics,
             logs: p.logs,
             usage: p.usage,
@@ -183,6 +197,30 @@ impl Lifecycle {
         }
     }
 
+    /// The function's deadline against what this node can do: at least one
+    /// scheduling quantum, at most the timeout in force (the node's default
+    /// when the spec sets none).
+    fn check_slo(&self, spec: &FunctionSpec) -> std::result::Result<(), FieldError> {
+        let Some(deadline) = spec.deadline else {
+            return Ok(());
+        };
+        if deadline.0 < self.quantum {
+            return Err(FieldError::new(format!(
+                "{deadline} is below this node's scheduling quantum of {}: no invocation could be ordered by it",
+                weft_manifest::HumanDuration(self.quantum)
+            ))
+            .at("deadline"));
+        }
+        let timeout = spec.timeout.unwrap_or(self.config.defaults.timeout);
+        if spec.timeout.is_none() && deadline > timeout {
+            return Err(FieldError::new(format!(
+                "{deadline} is longer than this node's default timeout of {timeout}: set `timeout` too"
+            ))
+            .at("deadline"));
+        }
+        Ok(())
+    }
+
     /// Deploys a new version of `name` from an uploaded module. In a
     /// fabric the version is written to the fabric registry first (and the
     /// module to its object store): every node sees it.
@@ -214,6 +252,7 @@ impl Lifecycle {
                 ),
             ));
         }
+        self.check_slo(&spec).map_err(invalid)?;
         if spec.fuel.is_some() && !self.fuel {
             return Err(bad(
                 "fuel",
@@ -367,6 +406,10 @@ impl Lifecycle {
                 idle_ttl_ms: f.idle_ttl.as_millis() as u64,
                 max_request_size: f.limits.max_request,
                 max_response_size: f.limits.max_response,
+                deadline_ms: ms(f.slo.deadline),
+                deadline_declared: f.slo.declared,
+                expected_ms: f.slo.expected.map(ms),
+                admission: f.slo.admission.to_string(),
             },
             versions: rec.versions,
         })
@@ -507,4 +550,9 @@ async fn commit(
     Err(Error::FabricUnavailable(format!(
         "`{name}` changed concurrently {CAS_ATTEMPTS} times; try again"
     )))
+}
+
+/// A duration in milliseconds, fractional.
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
 }

@@ -109,8 +109,10 @@ async fn serve(
         ),
         _ => None,
     };
+    let asked_deadline = asked_deadline(&parts.headers)?;
     let body = body.map_err(|e| -> weft_runtime::BoxError { Box::new(e) });
     let rreq = weft_router::Request {
+        asked_deadline,
         trigger: if asynchronous {
             Trigger::Async
         } else {
@@ -135,6 +137,26 @@ async fn serve(
     *resp.headers_mut() = out.headers;
     served(resp.headers_mut(), &out.served);
     Ok(resp)
+}
+
+/// The deadline a request asks for (`x-weft-deadline: 2ms`), from its
+/// arrival. Whether it is tighter than the function's, the router checks.
+fn asked_deadline(h: &HeaderMap) -> Result<Option<std::time::Duration>, ApiError> {
+    let Some(v) = h.get("x-weft-deadline") else {
+        return Ok(None);
+    };
+    let bad = |why: String| {
+        ApiError::new(Code::InvalidDeadline, format!("x-weft-deadline: {why}"))
+            .with("field", "x-weft-deadline")
+    };
+    let text = v.to_str().map_err(|_| bad("not visible ASCII".into()))?;
+    let d: weft_manifest::HumanDuration = text
+        .parse()
+        .map_err(|e: weft_manifest::FieldError| bad(e.to_string()))?;
+    if d.0.is_zero() {
+        return Err(bad("must be more than zero".into()));
+    }
+    Ok(Some(d.0))
 }
 
 /// Queues the request and answers 202 with the invocation's id once it is
@@ -191,6 +213,10 @@ fn served(h: &mut HeaderMap, s: &Served) {
         h.insert("x-weft-retried-from", v);
     }
     for (name, v) in [
+        (
+            "x-weft-deadline-us",
+            s.deadline.map(|d| d.within.as_micros() as u64),
+        ),
         ("x-weft-wall-us", s.wall_us),
         ("x-weft-cpu-us", s.cpu_us),
         ("x-weft-memory-peak", s.memory_peak),
@@ -199,5 +225,13 @@ fn served(h: &mut HeaderMap, s: &Served) {
         if let Some(v) = v {
             h.insert(name, HeaderValue::from(v));
         }
+    }
+    if let Some(d) = s.deadline {
+        // Whether the response starts within it (a command's output is
+        // whole by then; a component may go on streaming).
+        h.insert(
+            "x-weft-deadline-met",
+            HeaderValue::from_static(if d.met() { "true" } else { "false" }),
+        );
     }
 }

@@ -37,4 +37,4 @@ pub use placement::{
     FabricConfig, PlacementSpec, TIERS, valid_node_name, validate_label, validate_tier,
 };
 pub use spec::{FunctionSpec, ModuleRef, bounds};
-pub use units::{ByteSize, HumanDuration, Name};
+pub use units::{ByteSize, HumanDuration, Name, Percentile};

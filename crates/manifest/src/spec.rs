@@ -7,7 +7,7 @@ use crate::caps::{
 use crate::cron::Schedule;
 use crate::error::{FieldError, bad};
 use crate::placement::PlacementSpec;
-use crate::units::{ByteSize, HumanDuration, Name};
+use crate::units::{ByteSize, HumanDuration, Name, Percentile};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -41,6 +41,26 @@ pub struct FunctionSpec {
     /// running then is stopped. TOML: `timeout = "5s"`
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout: Option<HumanDuration>,
+
+    /// The service-level objective: the time from arrival within which an
+    /// invocation should have answered. Urgent work is ordered by it and
+    /// admitted against it; missing it does not stop the guest (`timeout`
+    /// does). At most the timeout; without it, the timeout serves as the
+    /// deadline. A request may ask for a tighter one (`x-weft-deadline`),
+    /// never a looser one. TOML: `deadline = "2ms"`
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deadline: Option<HumanDuration>,
+
+    /// A first estimate of one invocation's execution time, used until the
+    /// node has learned it from past runs. At most the deadline.
+    /// TOML: `expected = "800us"`
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected: Option<HumanDuration>,
+
+    /// The percentile of past execution times that admission plans with:
+    /// higher is more cautious. Default: p90. TOML: `admission = "p99"`
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admission: Option<Percentile>,
 
     /// Maximum linear memory of one sandbox. TOML: `memory = "64MiB"`
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -160,6 +180,9 @@ pub mod bounds {
     use std::time::Duration;
     /// Shortest timeout.
     pub const MIN_TIMEOUT: Duration = Duration::from_millis(1);
+    /// Shortest deadline or execution estimate anywhere (a node also
+    /// refuses one below its own scheduling quantum).
+    pub const MIN_DEADLINE: Duration = Duration::from_micros(1);
     /// Longest timeout.
     pub const MAX_TIMEOUT: Duration = Duration::from_secs(3600);
     /// Smallest memory limit: one wasm page.
@@ -194,6 +217,46 @@ impl FunctionSpec {
         }
     }
 
+    /// The deadline, its estimate and the timeout agree with each other.
+    fn validate_slo(&self) -> Result<(), FieldError> {
+        if let Some(HumanDuration(d)) = self.deadline {
+            check_range("deadline", d, bounds::MIN_DEADLINE, bounds::MAX_TIMEOUT)?;
+            if let Some(HumanDuration(t)) = self.timeout
+                && d > t
+            {
+                return bad(
+                    "deadline",
+                    format!(
+                        "{} is longer than the timeout of {}: the guest is stopped at its timeout",
+                        HumanDuration(d),
+                        HumanDuration(t)
+                    ),
+                );
+            }
+        }
+        if let Some(HumanDuration(e)) = self.expected {
+            check_range("expected", e, bounds::MIN_DEADLINE, bounds::MAX_TIMEOUT)?;
+            let (limit, what) = match (self.deadline, self.timeout) {
+                (Some(d), _) => (Some(d), "deadline"),
+                (None, Some(t)) => (Some(t), "timeout"),
+                (None, None) => (None, ""),
+            };
+            if let Some(HumanDuration(l)) = limit
+                && e > l
+            {
+                return bad(
+                    "expected",
+                    format!(
+                        "{} is longer than the {what} of {}: no invocation could be admitted",
+                        HumanDuration(e),
+                        HumanDuration(l)
+                    ),
+                );
+            }
+        }
+        Ok(())
+    }
+
     /// Checks every field; the error names the field (its path below
     /// `[functions.NAME]`) and what is wrong.
     pub fn validate(&self) -> Result<(), FieldError> {
@@ -226,6 +289,7 @@ impl FunctionSpec {
         if let Some(HumanDuration(t)) = self.timeout {
             check_range("timeout", t, bounds::MIN_TIMEOUT, bounds::MAX_TIMEOUT)?;
         }
+        self.validate_slo()?;
         if let Some(HumanDuration(t)) = self.idle_ttl {
             check_range(
                 "idle_ttl",
@@ -402,6 +466,28 @@ mod tests {
         let mut s = spec("a.wasm");
         s.env.insert("A=B".into(), "x".into());
         assert_eq!(s.validate().unwrap_err().field(), "env");
+    }
+
+    #[test]
+    fn the_deadline_its_estimate_and_the_timeout_agree() {
+        let ms = |n| Some(HumanDuration(Duration::from_millis(n)));
+        let mut s = spec("a.wasm");
+        (s.deadline, s.expected, s.timeout) = (ms(2), ms(1), ms(1000));
+        assert!(s.validate().is_ok());
+        s.deadline = ms(2000);
+        let e = s.validate().unwrap_err();
+        assert_eq!(e.field(), "deadline");
+        assert!(
+            e.to_string().contains("longer than the timeout of 1s"),
+            "{e}"
+        );
+        (s.deadline, s.expected) = (ms(2), ms(3));
+        assert_eq!(s.validate().unwrap_err().field(), "expected");
+        // Without a deadline the estimate is held to the timeout.
+        (s.deadline, s.expected) = (None, ms(1500));
+        assert_eq!(s.validate().unwrap_err().field(), "expected");
+        (s.deadline, s.expected) = (Some(HumanDuration(Duration::ZERO)), None);
+        assert_eq!(s.validate().unwrap_err().field(), "deadline");
     }
 
     #[test]

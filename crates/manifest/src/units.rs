@@ -189,18 +189,25 @@ impl fmt::Display for HumanDuration {
     }
 }
 
-impl Serialize for HumanDuration {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&self.to_string())
-    }
+/// Serialized as its text (`Display`), read back with `FromStr`.
+macro_rules! serde_as_text {
+    ($($t:ty),*) => {$(
+        impl Serialize for $t {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(&self.to_string())
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $t {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let s = String::deserialize(d)?;
+                s.parse().map_err(serde::de::Error::custom)
+            }
+        }
+    )*};
 }
 
-impl<'de> Deserialize<'de> for HumanDuration {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        s.parse().map_err(serde::de::Error::custom)
-    }
-}
+serde_as_text!(HumanDuration, Percentile);
 
 impl JsonSchema for HumanDuration {
     fn schema_name() -> Cow<'static, str> {
@@ -214,9 +221,111 @@ impl JsonSchema for HumanDuration {
     }
 }
 
+/// A percentile of a distribution, from `p1` to `p100` (the largest
+/// value), with up to one decimal: `"p50"`, `"p90"`, `"p99.9"`. Stored in
+/// tenths (`p99.9` is 999).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Percentile(u16);
+
+impl Percentile {
+    /// The median.
+    pub const P50: Percentile = Percentile(500);
+    /// The 90th percentile: what admission plans with unless told.
+    pub const P90: Percentile = Percentile(900);
+
+    /// As a fraction in (0, 1].
+    pub fn fraction(self) -> f64 {
+        f64::from(self.0) / 1000.0
+    }
+}
+
+impl FromStr for Percentile {
+    type Err = FieldError;
+    fn from_str(s: &str) -> Result<Self, FieldError> {
+        let bad = || {
+            FieldError::new(format!(
+                "invalid percentile `{s}`: expected `p` and a number from 1 to 100 with at most one decimal (examples: \"p50\", \"p90\", \"p99.9\")"
+            ))
+        };
+        let n = s.trim().strip_prefix('p').ok_or_else(bad)?;
+        let (whole, tenth) = match n.split_once('.') {
+            Some((w, t)) if t.len() == 1 => (w, t),
+            Some(_) => return Err(bad()),
+            None => (n, "0"),
+        };
+        if whole.is_empty() || !whole.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(bad());
+        }
+        let whole: u16 = whole.parse().map_err(|_| bad())?;
+        let tenth: u16 = tenth.parse().map_err(|_| bad())?;
+        let tenths = whole
+            .checked_mul(10)
+            .and_then(|w| w.checked_add(tenth))
+            .ok_or_else(bad)?;
+        if !(10..=1000).contains(&tenths) {
+            return Err(FieldError::new(format!(
+                "percentile `{s}` is out of range: from p1 to p100"
+            )));
+        }
+        Ok(Percentile(tenths))
+    }
+}
+
+impl fmt::Display for Percentile {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 % 10 {
+            0 => write!(f, "p{}", self.0 / 10),
+            t => write!(f, "p{}.{t}", self.0 / 10),
+        }
+    }
+}
+
+impl JsonSchema for Percentile {
+    fn schema_name() -> Cow<'static, str> {
+        "Percentile".into()
+    }
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "type": "string",
+            "pattern": "^p[0-9]{1,3}(\\.[0-9])?$",
+            "description": "a percentile from p1 to p100, such as \"p50\", \"p90\", \"p99.9\""
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn percentiles() {
+        for (text, tenths) in [
+            ("p50", 500),
+            ("p90", 900),
+            ("p99.9", 999),
+            ("p1", 10),
+            ("p100", 1000),
+        ] {
+            let p: Percentile = text.parse().unwrap();
+            assert_eq!(p.0, tenths, "{text}");
+            assert_eq!(p.to_string(), text);
+        }
+        for bad in [
+            "90", "p", "p0", "p0.5", "p101", "p100.1", "p9.99", "p-5", "p 9", "P90", "p1e2", "",
+        ] {
+            assert!(
+                bad.parse::<Percentile>().is_err(),
+                "{bad} should be refused"
+            );
+        }
+        assert!(
+            "p101"
+                .parse::<Percentile>()
+                .unwrap_err()
+                .to_string()
+                .contains("out of range")
+        );
+    }
 
     #[test]
     fn names() {

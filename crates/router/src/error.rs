@@ -32,6 +32,14 @@ pub enum Error {
         /// What was waited for.
         why: String,
     },
+    /// A request's deadline looser than the function's.
+    #[error("function `{name}`: {message}")]
+    InvalidDeadline {
+        /// The function.
+        name: String,
+        /// What is wrong.
+        message: String,
+    },
     /// A function that is not public, asked for without the node's token.
     #[error(
         "this node requires `Authorization: Bearer <token>` for function `{name}` (set WEFT_TOKEN or --token)"
@@ -88,6 +96,7 @@ impl Error {
             Error::Cycle { .. } => Code::CallCycle,
             Error::TooDeep { .. } => Code::ChainTooDeep,
             Error::NoTimeLeft { .. } => Code::DeadlineExceeded,
+            Error::InvalidDeadline { .. } => Code::InvalidDeadline,
             Error::Unauthorized { .. } => Code::Unauthorized,
             Error::NoEligibleNode { .. } => Code::NoEligibleNode,
             Error::NodeUnreachable { .. } => Code::NodeUnreachable,
@@ -102,6 +111,7 @@ impl Error {
         match self {
             Error::Controller(e) => e.function(),
             Error::NoTimeLeft { name, .. }
+            | Error::InvalidDeadline { name, .. }
             | Error::Unauthorized { name }
             | Error::NoEligibleNode { name, .. }
             | Error::NodeUnreachable { name, .. }
@@ -114,6 +124,7 @@ impl Error {
     pub fn field(&self) -> Option<&str> {
         match self {
             Error::Controller(e) => e.field(),
+            Error::InvalidDeadline { .. } => Some("x-weft-deadline"),
             _ => None,
         }
     }

@@ -34,7 +34,9 @@ mod router;
 
 pub use error::{Error, Result};
 pub use host::{FabricStatus, NodeInfo, join_fabric, mesh_config};
-pub use request::{Body, Caller, Chain, Collected, HttpFacts, Request, Response, Served, full};
+pub use request::{
+    Body, Caller, Chain, Collected, Deadline, HttpFacts, Request, Response, Served, full,
+};
 pub use router::{Explanation, Placement, Responder, Router};
 pub use weft_mesh::MeshConfig;
 pub use weft_runtime::Trigger;

@@ -7,7 +7,7 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use http_body_util::{BodyExt, Full};
 use std::collections::BTreeMap;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use weft_mesh::{CallMeta, HttpMeta};
 use weft_runtime::{BoxError, HttpBody, Trigger};
 
@@ -168,6 +168,9 @@ pub struct Request {
     /// When its caller gives up, if earlier than the function's timeout:
     /// the invocation gets at most what is left.
     pub deadline: Option<Instant>,
+    /// A deadline tighter than the function's that the request asks for,
+    /// from its arrival (`x-weft-deadline`); never a looser one.
+    pub asked_deadline: Option<Duration>,
     /// Who asks.
     pub caller: Caller,
     /// HTTP facts, for a request that came over HTTP (or was queued or sent
@@ -197,6 +200,7 @@ impl Request {
             attempt: 1,
             chain: Chain::default(),
             deadline: None,
+            asked_deadline: None,
             caller: Caller::Node,
             http: None,
             body: Body::empty(),
@@ -293,6 +297,7 @@ impl Request {
                     .unwrap_or_default(),
             },
             deadline: None,
+            asked_deadline: None,
             caller: Caller::Node,
             http,
             body: Body::Bytes(c.payload.into()),
@@ -342,7 +347,8 @@ impl Request {
                 calls: call.chain,
                 ancestors: call.ancestors,
             },
-            deadline: Some(Instant::now() + std::time::Duration::from_millis(call.timeout_ms)),
+            deadline: Some(Instant::now() + Duration::from_millis(call.timeout_ms)),
+            asked_deadline: None,
             caller: Caller::Node,
             http,
             body: Body::Bytes(body),
@@ -381,6 +387,25 @@ pub struct Served {
     pub memory_peak: Option<u64>,
     /// Fuel used, when metered (commands run here).
     pub fuel: Option<u64>,
+    /// The invocation's deadline, as the node it entered set it.
+    pub deadline: Option<Deadline>,
+}
+
+/// An invocation's deadline: the function's (its timeout when it declares
+/// none), or the tighter one its request asked for.
+#[derive(Debug, Clone, Copy)]
+pub struct Deadline {
+    /// From arrival.
+    pub within: Duration,
+    /// When it falls.
+    pub at: Instant,
+}
+
+impl Deadline {
+    /// Whether it holds now.
+    pub fn met(&self) -> bool {
+        Instant::now() <= self.at
+    }
 }
 
 /// The response of an invocation, whichever path ran it: the component's

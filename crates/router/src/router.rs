@@ -4,7 +4,7 @@
 
 use crate::error::{Error, Result};
 use crate::placer::Placer;
-use crate::request::{Body, Caller, Collected, Request, Response, Served, full};
+use crate::request::{Body, Caller, Collected, Deadline, Request, Response, Served, full};
 use bytes::Bytes;
 use futures::future::BoxFuture;
 use http::{HeaderMap, HeaderValue, StatusCode};
@@ -16,6 +16,7 @@ use weft_codes::Code;
 use weft_controller::{
     Accepted, Controller, Function, Input, NewInvocation, Output, Reservation, RunContext,
 };
+use weft_manifest::HumanDuration;
 use weft_mesh::{CallError, Mesh, ReplyOutcome};
 use weft_runtime::{Kind, Trigger};
 use weft_sched::{Decision, Excluded, Local};
@@ -158,6 +159,7 @@ impl Router {
     pub async fn submit(&self, req: Request, idempotency_key: Option<String>) -> Result<Accepted> {
         let f = self.controller.function(&req.function)?;
         self.may_call(&f, &req)?;
+        deadline_of(&f, &req)?;
         if req.trigger == Trigger::Call {
             self.within_depth(&req)?;
         }
@@ -234,7 +236,20 @@ impl Router {
 
     // ---- the decision ------------------------------------------------
 
+    /// Runs `req` where it should run, under its deadline.
     async fn run(
+        &self,
+        f: Arc<Function>,
+        req: Request,
+        reserved: Option<Reservation>,
+    ) -> Result<Response> {
+        let deadline = deadline_of(&f, &req)?;
+        let mut resp = self.decide(f, req, reserved).await?;
+        resp.served.deadline = Some(deadline);
+        Ok(resp)
+    }
+
+    async fn decide(
         &self,
         f: Arc<Function>,
         mut req: Request,
@@ -601,6 +616,36 @@ fn too_large(f: &Function) -> Error {
 }
 
 /// Reads a whole request body within the function's size limit, by
+/// The invocation's deadline, from now (its arrival here): the function's
+/// (its timeout when it declares none), or the tighter one its request
+/// asked for; a looser one is refused.
+fn deadline_of(f: &Function, req: &Request) -> Result<Deadline> {
+    let own = f.slo().deadline;
+    let within = match req.asked_deadline {
+        None => own,
+        Some(asked) if asked <= own => asked,
+        Some(asked) => {
+            let whose = if f.slo().declared {
+                "deadline"
+            } else {
+                "timeout (it declares no deadline)"
+            };
+            return Err(Error::InvalidDeadline {
+                name: f.name().to_string(),
+                message: format!(
+                    "x-weft-deadline: {} is looser than the function's {whose} of {}; a request may only tighten it",
+                    HumanDuration(asked),
+                    HumanDuration(own)
+                ),
+            });
+        }
+    };
+    Ok(Deadline {
+        within,
+        at: Instant::now() + within,
+    })
+}
+
 /// `deadline` (and its timeout): `request_too_large`, `request_aborted`
 /// or `request_timeout` otherwise.
 pub(crate) async fn read_body(body: Body, f: &Function, deadline: Instant) -> Result<Bytes> {

@@ -1,0 +1,180 @@
+//! Declared deadlines: what a function promises, what a request may ask
+//! for, and what the response says of it.
+
+use crate::fabric::header;
+use crate::harness::{Node, error_of, json_error};
+
+fn get(node: &Node, path: &str, deadline: Option<&str>) -> reqwest::blocking::Response {
+    let mut rb = node.http().get(format!("{}/fn/{path}", node.url));
+    if let Some(d) = deadline {
+        rb = rb.header("x-weft-deadline", d);
+    }
+    rb.send().unwrap()
+}
+
+#[test]
+fn a_declared_deadline_is_kept_shown_and_tightened_by_a_request_only() {
+    let node = Node::start();
+    node.deploy(
+        "web",
+        "http-hello.wasm",
+        &[
+            "--clock",
+            "--timeout",
+            "5s",
+            "--deadline",
+            "100ms",
+            "--expected",
+            "5ms",
+            "--admission",
+            "p99",
+        ],
+    );
+    let l = &node.json(&["ls", "web"])["limits"];
+    assert_eq!(l["deadline_ms"], 100.0);
+    assert_eq!(l["deadline_declared"], true);
+    assert_eq!(l["expected_ms"], 5.0);
+    assert_eq!(l["admission"], "p99");
+    let text = node.ok(&["ls", "web"]);
+    assert!(
+        text.contains("deadline          100ms, admission at p99, first estimate 5ms"),
+        "{text}"
+    );
+
+    let r = get(&node, "web/", None);
+    assert_eq!(r.status(), 200);
+    assert_eq!(header(&r, "x-weft-deadline-us"), "100000");
+    assert_eq!(header(&r, "x-weft-deadline-met"), "true");
+    // Tighter: taken.
+    let r = get(&node, "web/", Some("20ms"));
+    assert_eq!(header(&r, "x-weft-deadline-us"), "20000");
+    // Missed: said so, and the answer still comes (the timeout stops, the
+    // deadline does not).
+    let r = get(&node, "web/sleep/150", None);
+    assert_eq!(r.status(), 200);
+    assert_eq!(header(&r, "x-weft-deadline-met"), "false");
+
+    // Looser, malformed, zero: refused, naming the header; nothing runs.
+    for (asked, says) in [
+        ("1s", "looser than the function's deadline of 100ms"),
+        ("soon", "invalid duration"),
+        ("0ms", "more than zero"),
+    ] {
+        let (status, e) = error_of(get(&node, "web/", Some(asked)));
+        assert_eq!(
+            (status, e["code"].as_str()),
+            (400, Some("invalid_deadline")),
+            "{e}"
+        );
+        assert_eq!(e["field"], "x-weft-deadline", "{e}");
+        let msg = e["message"].as_str().unwrap();
+        assert!(
+            msg.contains("x-weft-deadline") && msg.contains(says),
+            "{asked}: {msg}"
+        );
+    }
+    // Queued work is held to the same rule.
+    let resp = node
+        .http()
+        .post(format!("{}/fn/web/", node.url))
+        .header("prefer", "respond-async")
+        .header("x-weft-deadline", "2s")
+        .send()
+        .unwrap();
+    let (status, e) = error_of(resp);
+    assert_eq!(
+        (status, e["code"].as_str()),
+        (400, Some("invalid_deadline"))
+    );
+    assert_eq!(get(&node, "web/", None).status(), 200, "still serves");
+}
+
+#[test]
+fn without_a_deadline_the_timeout_serves_as_one() {
+    let node = Node::start();
+    node.deploy("hello", "echo.wasm", &["--timeout", "2s"]);
+    let l = &node.json(&["ls", "hello"])["limits"];
+    assert_eq!(
+        (l["deadline_ms"].as_f64(), l["deadline_declared"].as_bool()),
+        (Some(2000.0), Some(false))
+    );
+    assert_eq!(l["admission"], "p90", "the default percentile");
+    assert!(
+        node.ok(&["ls", "hello"])
+            .contains("2s (its timeout: none declared), admission at p90")
+    );
+    let r = node
+        .http()
+        .post(format!("{}/fn/hello", node.url))
+        .header("x-weft-deadline", "500ms")
+        .body("x")
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(header(&r, "x-weft-deadline-us"), "500000");
+    let (status, e) = error_of(
+        node.http()
+            .post(format!("{}/fn/hello", node.url))
+            .header("x-weft-deadline", "3s")
+            .send()
+            .unwrap(),
+    );
+    assert_eq!(status, 400);
+    assert!(
+        e["message"]
+            .as_str()
+            .unwrap()
+            .contains("looser than the function's timeout"),
+        "{e}"
+    );
+}
+
+#[test]
+fn deadlines_a_node_cannot_keep_are_refused_at_deploy() {
+    let node = Node::start();
+    let path = crate::harness::guest("echo.wasm");
+    let path = path.to_str().unwrap();
+    for (flags, field, says) in [
+        (
+            vec!["--deadline", "100us"],
+            "deadline",
+            "below this node's scheduling quantum of 1ms",
+        ),
+        (
+            vec!["--deadline", "20s"],
+            "deadline",
+            "longer than this node's default timeout of 10s",
+        ),
+        (
+            vec!["--deadline", "1s", "--timeout", "500ms"],
+            "deadline",
+            "longer than the timeout of 500ms",
+        ),
+        (
+            vec!["--deadline", "2ms", "--expected", "3ms"],
+            "expected",
+            "longer than the deadline of 2ms",
+        ),
+    ] {
+        let mut args = vec!["deploy", "f", path];
+        args.extend_from_slice(&flags);
+        args.push("--json");
+        let e = json_error(&node.cli(&args));
+        assert_eq!(e["error"]["field"], field, "{flags:?}: {e}");
+        let msg = e["error"]["message"].as_str().unwrap();
+        assert!(msg.contains(says), "{flags:?}: {msg}");
+    }
+    // A percentile out of range: the CLI names the flag.
+    let out = node.cli(&["deploy", "f", path, "--admission", "p0"]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("--admission") && stderr.contains("out of range"),
+        "{stderr}"
+    );
+    // Nothing was deployed.
+    assert_eq!(
+        node.json(&["ls"])["functions"].as_array().map(Vec::len),
+        Some(0)
+    );
+}
