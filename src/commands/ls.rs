@@ -108,6 +108,21 @@ fn print_slo(f: &serde_json::Value) {
     }
     println!();
     println!("{:<17} {line}", "deadline");
+    let learned = &f["learned"];
+    let runs = learned["runs"].as_u64().unwrap_or(0);
+    let line = if runs == 0 {
+        "nothing yet (no run here)".to_string()
+    } else {
+        let at = |k: &str| ms(&learned[k]).unwrap_or_else(|| "?".into());
+        format!(
+            "p50 {}, p90 {}, p99 {}, max {} (last {runs} runs here)",
+            at("p50_ms"),
+            at("p90_ms"),
+            at("p99_ms"),
+            at("max_ms")
+        )
+    };
+    println!("{:<17} {line}", "learned");
 }
 
 /// What the active version declares: capabilities and triggers.

@@ -178,3 +178,35 @@ fn deadlines_a_node_cannot_keep_are_refused_at_deploy() {
         Some(0)
     );
 }
+
+#[test]
+fn the_last_sixteen_runs_make_the_profile_shown_by_ls_and_metrics() {
+    let node = Node::start();
+    node.deploy("hello", "echo.wasm", &["--admission", "p99"]);
+    assert!(
+        node.ok(&["ls", "hello"])
+            .contains("learned           nothing yet (no run here)")
+    );
+    assert_eq!(node.json(&["ls", "hello"])["learned"]["runs"], 0);
+    for i in 0..20 {
+        assert_eq!(node.post("hello", format!("run {i}")).status(), 200);
+    }
+    let l = &node.json(&["ls", "hello"])["learned"];
+    assert_eq!(l["runs"], 16, "the window: {l}");
+    let at = |k: &str| l[k].as_f64().unwrap_or_else(|| panic!("{k} in {l}"));
+    assert!(at("p50_ms") > 0.0, "{l}");
+    assert!(
+        at("p50_ms") <= at("p90_ms")
+            && at("p90_ms") <= at("p99_ms")
+            && at("p99_ms") <= at("max_ms"),
+        "{l}"
+    );
+    assert_eq!(at("admission_ms"), at("p99_ms"), "planned at p99: {l}");
+    assert!(node.ok(&["ls", "hello"]).contains("(last 16 runs here)"));
+    for q in ["0.5", "0.9", "0.99", "1"] {
+        let v = node.metric(&format!(
+            "weft_execution_time_seconds{{function=\"hello\",quantile=\"{q}\"}}"
+        ));
+        assert!(v > 0.0 && v < 5.0, "quantile {q}: {v}");
+    }
+}

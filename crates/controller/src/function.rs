@@ -18,7 +18,7 @@ use tokio::sync::Semaphore;
 use weft_manifest::{Defaults, FunctionSpec, MqttTrigger, Percentile, Schedule};
 use weft_queue::RetryPolicy;
 use weft_runtime::{Capabilities, Grants, Kind, Limits, Loaded};
-use weft_sched::{Privacy, Requirements};
+use weft_sched::{Privacy, Profile, Requirements};
 use weft_store::VersionRecord;
 
 /// One function's active version, resolved, with its live state.
@@ -50,8 +50,8 @@ pub struct Function {
     /// Milliseconds since `epoch` of the last invocation's end.
     last_used: AtomicU64,
     epoch: Instant,
-    /// Mean wall time of its invocations here, µs (0: none yet).
-    exec_us: AtomicU64,
+    /// Wall times of its last invocations here.
+    profile: Mutex<Profile>,
 }
 
 /// What a function promises its callers: when it should have answered,
@@ -171,7 +171,7 @@ impl Function {
             loading: tokio::sync::Mutex::new(()),
             last_used: AtomicU64::new(0),
             epoch: Instant::now(),
-            exec_us: AtomicU64::new(0),
+            profile: Mutex::new(Profile::default()),
             version,
         }
     }
@@ -241,9 +241,14 @@ impl Function {
         self.warm.lock().is_some()
     }
 
-    /// Its mean wall time here, µs, once it ran.
+    /// Its mean wall time here over its last runs, µs, once it ran.
     pub fn exec_us(&self) -> Option<u64> {
-        Some(self.exec_us.load(Ordering::Relaxed)).filter(|u| *u > 0)
+        self.profile.lock().mean()
+    }
+
+    /// The wall times of its last runs here.
+    pub fn profile(&self) -> Profile {
+        *self.profile.lock()
     }
 
     /// The retry policy of its asynchronous invocations.
@@ -271,16 +276,15 @@ impl Function {
         &self.mqtt
     }
 
-    /// Folds an invocation's wall time into the mean (weight 1/5).
+    /// Records an invocation's wall time in its profile, and the profile's
+    /// percentiles in its metrics.
     pub(crate) fn observe_exec(&self, wall: Duration) {
-        let sample = (wall.as_micros() as u64).max(1);
-        let old = self.exec_us.load(Ordering::Relaxed);
-        let new = if old == 0 {
-            sample
-        } else {
-            (old * 4 + sample) / 5
+        let profile = {
+            let mut p = self.profile.lock();
+            p.record(wall.as_micros().min(u128::from(u64::MAX)) as u64);
+            *p
         };
-        self.exec_us.store(new.max(1), Ordering::Relaxed);
+        self.metrics.show_profile(&profile);
     }
 
     pub(crate) fn warm(&self) -> Option<Loaded> {

@@ -46,7 +46,7 @@ pub use controller::Controller;
 pub use error::{Error, Result};
 pub use exec::{Input, InvocationInfo, Output, Ran, RunContext};
 pub use function::{Function, Slo};
-pub use lifecycle::{EffectiveLimits, FunctionStatus};
+pub use lifecycle::{EffectiveLimits, FunctionStatus, Learned};
 pub use logs::LogLine;
 pub use weft_queue::{
     Accepted, AfterFailure, Claimed, Failure, NewInvocation, Record as InvocationRecord,

@@ -50,6 +50,8 @@ pub struct FunctionStatus {
     pub public: bool,
     /// The limits in force.
     pub limits: EffectiveLimits,
+    /// What its last runs here took.
+    pub learned: Learned,
     /// Every version, oldest first.
     pub versions: Vec<VersionRecord>,
 }
@@ -82,6 +84,39 @@ pub struct EffectiveLimits {
     pub expected_ms: Option<f64>,
     /// The percentile admission plans with.
     pub admission: String,
+}
+
+/// The execution profile of a function here: its last runs' wall times
+/// (at most `weft_sched::PROFILE_WINDOW`), in milliseconds.
+#[derive(Debug, Clone, Serialize)]
+pub struct Learned {
+    /// Runs in the window.
+    pub runs: usize,
+    /// Median.
+    pub p50_ms: Option<f64>,
+    /// 90th percentile.
+    pub p90_ms: Option<f64>,
+    /// 99th percentile.
+    pub p99_ms: Option<f64>,
+    /// The longest.
+    pub max_ms: Option<f64>,
+    /// At the percentile admission plans with.
+    pub admission_ms: Option<f64>,
+}
+
+impl Learned {
+    fn of(f: &Function) -> Learned {
+        let p = f.profile();
+        let at = |q: f64| p.percentile(q).map(|us| us as f64 / 1000.0);
+        Learned {
+            runs: p.len(),
+            p50_ms: at(0.5),
+            p90_ms: at(0.9),
+            p99_ms: at(0.99),
+            max_ms: at(1.0),
+            admission_ms: at(f.slo().admission.fraction()),
+        }
+    }
 }
 
 /// Everything a deploy, a rollback or a removal touches.
@@ -411,6 +446,7 @@ impl Lifecycle {
                 expected_ms: f.slo.expected.map(ms),
                 admission: f.slo.admission.to_string(),
             },
+            learned: Learned::of(&f),
             versions: rec.versions,
         })
     }

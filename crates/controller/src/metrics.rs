@@ -20,6 +20,15 @@ pub(crate) struct OutcomeLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct QuantileLabels {
+    pub(crate) function: String,
+    pub(crate) quantile: String,
+}
+
+/// The quantiles of a function's execution profile shown in metrics.
+const QUANTILES: [(f64, &str); 4] = [(0.5, "0.5"), (0.9, "0.9"), (0.99, "0.99"), (1.0, "1")];
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(crate) struct StartLabels {
     pub(crate) function: String,
     pub(crate) start: String,
@@ -41,6 +50,18 @@ pub(crate) struct FnMetrics {
     pub(crate) warm: Counter,
     pub(crate) duration: Histogram,
     pub(crate) cpu_seconds: Counter<f64, AtomicU64>,
+    profile: [Gauge<f64, AtomicU64>; 4],
+}
+
+impl FnMetrics {
+    /// Shows a function's execution profile: its quantiles, in seconds.
+    pub(crate) fn show_profile(&self, p: &weft_sched::Profile) {
+        for ((q, _), g) in QUANTILES.iter().zip(&self.profile) {
+            if let Some(us) = p.percentile(*q) {
+                g.set(us as f64 / 1e6);
+            }
+        }
+    }
 }
 
 pub(crate) struct Metrics {
@@ -50,6 +71,7 @@ pub(crate) struct Metrics {
     pub(crate) rejections: Family<OutcomeLabels, Counter>,
     pub(crate) duration: HistogramFamily<FnLabel>,
     pub(crate) cpu_seconds: Family<FnLabel, Counter<f64, AtomicU64>>,
+    exec_profile: Family<QuantileLabels, Gauge<f64, AtomicU64>>,
     pub(crate) live_instances: Gauge,
     pub(crate) queued: Gauge,
     pub(crate) warm_functions: Gauge,
@@ -69,6 +91,7 @@ impl Metrics {
             rejections: Family::default(),
             duration: HistogramFamily::new_with_constructor(latency_histogram),
             cpu_seconds: Family::default(),
+            exec_profile: Family::default(),
             live_instances: Gauge::default(),
             queued: Gauge::default(),
             warm_functions: Gauge::default(),
@@ -103,6 +126,11 @@ impl Metrics {
             "cpu_seconds",
             "CPU time consumed by sandboxes, by function",
             m.cpu_seconds.clone(),
+        );
+        registry.register(
+            "execution_time_seconds",
+            "Wall time of a function's last 16 invocations here, by quantile (1: the longest)",
+            m.exec_profile.clone(),
         );
         registry.register(
             "live_instances",
@@ -171,6 +199,14 @@ impl Metrics {
             warm: start("warm"),
             duration: self.duration.get_or_create(&label).clone(),
             cpu_seconds: self.cpu_seconds.get_or_create(&label).clone(),
+            profile: QUANTILES.map(|(_, q)| {
+                self.exec_profile
+                    .get_or_create(&QuantileLabels {
+                        function: function.to_string(),
+                        quantile: q.to_string(),
+                    })
+                    .clone()
+            }),
         }
     }
 
@@ -187,6 +223,12 @@ impl Metrics {
         };
         self.duration.remove(&label);
         self.cpu_seconds.remove(&label);
+        for (_, q) in QUANTILES {
+            self.exec_profile.remove(&QuantileLabels {
+                function: function.to_string(),
+                quantile: q.to_string(),
+            });
+        }
     }
 
     pub(crate) fn render(&self) -> String {

@@ -137,6 +137,8 @@ pub struct LocalLoad {
     pub topics: Vec<String>,
     /// Learned execution time per function, µs.
     pub exec_us: BTreeMap<String, u64>,
+    /// Execution profiles of its functions, µs: p50, p90, p99, the longest.
+    pub exec_profile: BTreeMap<String, [u64; 4]>,
 }
 
 /// A change of the fabric registry.
@@ -556,6 +558,7 @@ impl Mesh {
             cost: self.config.cost,
             energy: self.config.energy,
             exec_us: load.exec_us,
+            exec_profile: load.exec_profile,
             sent_ms: now_ms(),
             http: self.config.http.clone(),
         }

@@ -16,6 +16,9 @@ pub const MAX_LIST: usize = 4096;
 /// Most concurrent invocations a node may claim to run. A claim above this
 /// is not capacity, it is a lie or a bug; the heartbeat is refused.
 pub const MAX_SLOTS: u32 = 1_000_000;
+/// Longest execution time a profile may hold, µs (what fits in its u32
+/// samples, about 71 minutes).
+pub const MAX_EXEC_US: u64 = u32::MAX as u64;
 /// Longest label key or value, node or function name in a message.
 pub const MAX_TOKEN: usize = 253;
 
@@ -61,6 +64,10 @@ pub struct Heartbeat {
     pub energy: f64,
     /// Mean execution time of functions it ran, µs.
     pub exec_us: BTreeMap<String, u64>,
+    /// The execution profiles of functions it ran (their last runs there),
+    /// µs: p50, p90, p99 and the longest, in that order.
+    #[serde(default)]
+    pub exec_profile: BTreeMap<String, [u64; 4]>,
     /// The sender's clock, ms since the UNIX epoch.
     pub sent_ms: u64,
     /// Its HTTP address, for operators (`weft nodes`).
@@ -145,6 +152,7 @@ impl Heartbeat {
             ("warm functions", hb.warm.len()),
             ("stores", hb.stores.len()),
             ("execution times", hb.exec_us.len()),
+            ("execution profiles", hb.exec_profile.len()),
         ] {
             if n > MAX_LIST {
                 return Err(Refused::Implausible(format!(
@@ -165,10 +173,18 @@ impl Heartbeat {
             .chain(&hb.warm)
             .chain(&hb.stores)
             .chain(&hb.topics)
-            .chain(hb.exec_us.keys());
+            .chain(hb.exec_us.keys())
+            .chain(hb.exec_profile.keys());
         for t in tokens {
             if !valid_token(t) {
                 return Err(Refused::Malformed(format!("invalid name or label `{t}`")));
+            }
+        }
+        for (f, p) in &hb.exec_profile {
+            if !p.is_sorted() || p[3] > MAX_EXEC_US {
+                return Err(Refused::Implausible(format!(
+                    "profile of `{f}` is not p50 <= p90 <= p99 <= max within {MAX_EXEC_US} us: {p:?}"
+                )));
             }
         }
         for (what, x) in [("cost", hb.cost), ("energy", hb.energy)] {
@@ -348,6 +364,7 @@ mod tests {
             cost: 1.0,
             energy: 1.0,
             exec_us: BTreeMap::new(),
+            exec_profile: [("resize".to_string(), [700, 900, 1200, 1300])].into(),
             sent_ms: 1_000_000,
             http: None,
             broker: false,
@@ -368,6 +385,31 @@ mod tests {
     #[test]
     fn good_heartbeat_parses() {
         assert_eq!(parse(&hb()).unwrap(), hb());
+    }
+
+    #[test]
+    fn implausible_profiles_are_refused() {
+        for p in [[900, 700, 1200, 1300], [1, 2, 3, MAX_EXEC_US + 1]] {
+            let mut h = hb();
+            h.exec_profile.insert("resize".into(), p);
+            let e = parse(&h).unwrap_err();
+            assert!(matches!(e, Refused::Implausible(_)), "{e}");
+            assert!(e.to_string().contains("profile of `resize`"), "{e}");
+        }
+        let mut h = hb();
+        h.exec_profile.insert(String::new(), [1, 1, 1, 1]);
+        assert!(matches!(parse(&h).unwrap_err(), Refused::Malformed(_)));
+        // A peer that sends none (an older one) is fine.
+        let mut v = serde_json::to_value(hb()).unwrap();
+        v.as_object_mut().unwrap().remove("exec_profile");
+        let old = Heartbeat::parse(
+            "edge-a1",
+            &serde_json::to_vec(&v).unwrap(),
+            1_000_500,
+            10_000,
+        )
+        .unwrap();
+        assert!(old.exec_profile.is_empty());
     }
 
     #[test]

@@ -93,6 +93,7 @@ impl Host for Echo {
             slots: 4,
             inflight: 1,
             exec_us: [("echo".to_string(), 250)].into(),
+            exec_profile: [("echo".to_string(), [200, 250, 400, 410])].into(),
             ..LocalLoad::default()
         }
     }
@@ -186,6 +187,11 @@ async fn membership_calls_registry_and_artifacts() {
     assert_eq!(pb.heartbeat.tier, Tier::Cloud);
     assert_eq!(pb.heartbeat.slots, 4);
     assert_eq!(pb.heartbeat.exec_us.get("echo"), Some(&250));
+    assert_eq!(
+        pb.heartbeat.exec_profile.get("echo"),
+        Some(&[200, 250, 400, 410]),
+        "peers plan with the profile"
+    );
     assert!(b.peers().iter().any(|p| p.heartbeat.name == "edge-a"));
 
     // A call, small and then larger than max_payload (chunked both ways).

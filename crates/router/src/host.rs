@@ -239,6 +239,17 @@ impl Router {
                 .iter()
                 .filter_map(|f| f.exec_us().map(|u| (f.name().to_string(), u)))
                 .collect(),
+            exec_profile: functions
+                .iter()
+                .filter_map(|f| {
+                    let p = f.profile();
+                    let at = |q| p.percentile(q);
+                    Some((
+                        f.name().to_string(),
+                        [at(0.5)?, at(0.9)?, at(0.99)?, at(1.0)?],
+                    ))
+                })
+                .collect(),
         }
     }
 

@@ -136,6 +136,7 @@ mod exec;
 mod index;
 mod model;
 mod policy;
+mod profile;
 
 pub use decision::{Constraint, Cost, Decision, Excluded, PlaceError, Reason, Rejections};
 pub use exec::{EWMA_ALPHA, Estimate, ExecTable};
@@ -145,3 +146,4 @@ pub use policy::{
     ARTIFACT_FETCH_US, COLD_START_US, DEFAULT_BANDWIDTH_BPS, DEFAULT_EXEC_US, DEFAULT_RTT_US,
     Local, UNKNOWN_STORE_US, exclusions, place, place_in,
 };
+pub use profile::{PROFILE_WINDOW, Profile};
