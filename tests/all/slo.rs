@@ -210,3 +210,100 @@ fn the_last_sixteen_runs_make_the_profile_shown_by_ls_and_metrics() {
         assert!(v > 0.0 && v < 5.0, "quantile {q}: {v}");
     }
 }
+
+/// Queues `body` for `name`, with a deadline if given; returns the id.
+fn queue(node: &Node, name: &str, body: &str, deadline: Option<&str>) -> String {
+    let mut rb = node
+        .http()
+        .post(format!("{}/fn/{name}", node.url))
+        .header("prefer", "respond-async")
+        .body(body.to_string());
+    if let Some(d) = deadline {
+        rb = rb.header("x-weft-deadline", d);
+    }
+    let r = rb.send().unwrap();
+    assert_eq!(r.status(), 202);
+    r.json::<serde_json::Value>().unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+fn settled(node: &Node, id: &str) -> serde_json::Value {
+    let mut rec = serde_json::Value::Null;
+    assert!(crate::harness::eventually(
+        std::time::Duration::from_secs(30),
+        || {
+            rec = node
+                .admin_get(&format!("/v1/invocations/{id}"))
+                .json()
+                .unwrap();
+            rec["state"] == "succeeded" || rec["state"] == "dead"
+        }
+    ));
+    rec
+}
+
+#[test]
+fn queued_work_whose_deadline_passes_ends_as_deadline_expired_without_running() {
+    let node = Node::start();
+    // One at a time, 300 ms each, within 500 ms of being queued: of six
+    // queued at once the first starts at once, the last could start only
+    // after 1.5 s.
+    node.deploy(
+        "slow",
+        "nap.wasm",
+        &[
+            "--max-concurrency",
+            "1",
+            "--deadline",
+            "500ms",
+            "--timeout",
+            "5s",
+        ],
+    );
+    let ids: Vec<String> = (0..6).map(|_| queue(&node, "slow", "300", None)).collect();
+    let records: Vec<_> = ids.iter().map(|id| settled(&node, id)).collect();
+    assert_eq!(records[0]["state"], "succeeded", "{:?}", records[0]);
+    let last = &records[5];
+    assert_eq!(last["state"], "dead", "{last}");
+    assert_eq!(last["last_error"]["code"], "deadline_expired", "{last}");
+    assert!(
+        last["last_error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("before it could start; not run"),
+        "{last}"
+    );
+    assert_eq!(last["attempts"], 1, "not retried: {last}");
+    for r in &records {
+        assert!(
+            r["state"] == "succeeded" || r["last_error"]["code"] == "deadline_expired",
+            "{r}"
+        );
+    }
+    // Expired work never ran: only the ones that succeeded were invoked.
+    let ran = records.iter().filter(|r| r["state"] == "succeeded").count();
+    assert!(crate::harness::eventually(
+        std::time::Duration::from_secs(5),
+        || { node.json(&["usage"])["functions"]["slow"]["invocations"] == ran as u64 }
+    ));
+
+    // Without a declared deadline queued work waits as long as it must,
+    // unless its request asked for one.
+    node.deploy("plain", "nap.wasm", &["--max-concurrency", "1"]);
+    let busy = queue(&node, "plain", "600", None);
+    let hurried = queue(&node, "plain", "10", Some("100ms"));
+    let patient = queue(&node, "plain", "10", None);
+    assert_eq!(settled(&node, &busy)["state"], "succeeded");
+    assert_eq!(
+        settled(&node, &hurried)["last_error"]["code"],
+        "deadline_expired"
+    );
+    assert_eq!(settled(&node, &patient)["state"], "succeeded");
+    // Queued again from the dead-letter list it arrives afresh: its
+    // deadline counts from now, and it runs.
+    node.ok(&["dlq", "retry", &hurried]);
+    let again = settled(&node, &hurried);
+    assert_eq!(again["state"], "succeeded", "{again}");
+}

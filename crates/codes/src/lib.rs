@@ -129,6 +129,9 @@ codes! {
     HandlerError = "handler_error", 502, None;
     /// Stopped at its timeout, or the caller's deadline passed.
     DeadlineExceeded = "deadline_exceeded", 504, None;
+    /// Queued work whose deadline passed before it could start: it ends
+    /// so instead of running late.
+    DeadlineExpired = "deadline_expired", 504, None;
     /// A function-to-function call to a function already on the call stack.
     CallCycle = "call_cycle", 508, None;
     /// A chain of calls, async calls and events deeper than `max_call_depth`.

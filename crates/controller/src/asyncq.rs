@@ -4,6 +4,7 @@
 
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::SystemTime;
 use tokio::sync::Notify;
@@ -115,10 +116,15 @@ impl AsyncQueue {
         blocking(move || q.dead(function.as_deref(), limit)).await
     }
 
-    /// Queues a dead-lettered invocation again, with its attempts reset.
-    pub(crate) async fn retry_dead(&self, id: &str) -> Result<()> {
+    /// Queues a dead-lettered invocation again, with its attempts reset
+    /// and its metadata rewritten by `rearm`.
+    pub(crate) async fn retry_dead(
+        &self,
+        id: &str,
+        rearm: impl FnOnce(&mut BTreeMap<String, String>) + Send + 'static,
+    ) -> Result<()> {
         let (q, key) = (self.queue.clone(), id.to_string());
-        blocking(move || q.retry_dead(&key)).await
+        blocking(move || q.retry_dead_with(&key, rearm)).await
     }
 
     /// Deletes a dead-lettered invocation.

@@ -447,9 +447,15 @@ impl Controller {
         self.queue.dead(function, limit).await
     }
 
-    /// Queues a dead-lettered invocation again, with its attempts reset.
-    pub async fn retry_dead(&self, id: &str) -> Result<()> {
-        self.queue.retry_dead(id).await
+    /// Queues a dead-lettered invocation again, with its attempts reset
+    /// and its metadata rewritten by `rearm` (the router's: what counts
+    /// from arrival starts afresh).
+    pub async fn retry_dead(
+        &self,
+        id: &str,
+        rearm: impl FnOnce(&mut BTreeMap<String, String>) + Send + 'static,
+    ) -> Result<()> {
+        self.queue.retry_dead(id, rearm).await
     }
 
     /// Deletes a dead-lettered invocation.

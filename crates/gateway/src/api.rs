@@ -210,7 +210,7 @@ async fn dlq_retry(
     State(s): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    s.controller.retry_dead(&id).await?;
+    s.router.retry_dead(&id).await?;
     Ok(Json(json!({ "retried": id })).into_response())
 }
 

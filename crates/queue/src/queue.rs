@@ -8,7 +8,7 @@ use crate::{
 };
 use parking_lot::Mutex;
 use redb::{Database, ReadableDatabase, ReadableTable};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -692,6 +692,16 @@ impl Queue {
     /// Queues a dead invocation again, due now, with its attempts reset.
     /// Subject to the pending limits.
     pub fn retry_dead(&self, id: &str) -> Result<()> {
+        self.retry_dead_with(id, |_| {})
+    }
+
+    /// The same, with its metadata rewritten by `rearm` first (what is
+    /// relative to its arrival starts afresh).
+    pub fn retry_dead_with(
+        &self,
+        id: &str,
+        rearm: impl FnOnce(&mut BTreeMap<String, String>),
+    ) -> Result<()> {
         let now = now_ms();
         self.inner.write(|t, delta| {
             let mut rec = t.load(id)?;
@@ -700,6 +710,7 @@ impl Queue {
             }
             self.inner.room(&rec.function, delta)?;
             t.dead.remove((rec.function.as_str(), id))?;
+            rearm(&mut rec.meta);
             rec.attempts = 0;
             t.queue(&mut rec, now, now)?;
             delta.add(&rec.function, 1);

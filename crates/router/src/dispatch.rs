@@ -152,15 +152,27 @@ async fn run_queued(router: Weak<Router>, reserved: Reservation, work: Claimed) 
     let (id, function, attempt) = (work.id.clone(), work.function.clone(), work.attempt);
     let req = Request::from_queued(work);
     let respond_to = req.respond_to.clone();
-    let ran = match router.run_reserved(req, reserved).await {
-        Ok(resp) => resp.collect().await.map_err(|source| {
-            Error::Controller(weft_controller::Error::Invoke {
-                name: function.clone(),
-                invocation: id.clone(),
-                source,
-            })
-        }),
-        Err(e) => Err(e),
+    let late = req
+        .queued_deadline
+        .and_then(|t| SystemTime::now().duration_since(t).ok());
+    let ran = if let Some(late) = late {
+        // Its deadline passed while it waited: it ends so, not late.
+        drop(reserved);
+        Err(Error::Expired {
+            name: function.clone(),
+            late_ms: late.as_millis(),
+        })
+    } else {
+        match router.run_reserved(req, reserved).await {
+            Ok(resp) => resp.collect().await.map_err(|source| {
+                Error::Controller(weft_controller::Error::Invoke {
+                    name: function.clone(),
+                    invocation: id.clone(),
+                    source,
+                })
+            }),
+            Err(e) => Err(e),
+        }
     };
     let ran = ran.and_then(|out| {
         if out.status.as_u16() >= 500 {
@@ -214,7 +226,10 @@ async fn run_queued(router: Weak<Router>, reserved: Reservation, work: Claimed) 
             // Faults of the request itself will not go away on retry.
             let retryable = !matches!(
                 e.code(),
-                Code::FunctionNotFound | Code::RequestTooLarge | Code::InvalidSpec
+                Code::FunctionNotFound
+                    | Code::RequestTooLarge
+                    | Code::InvalidSpec
+                    | Code::DeadlineExpired
             );
             let failure = Failure {
                 code: e.code().as_str().to_string(),

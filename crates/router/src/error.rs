@@ -32,6 +32,14 @@ pub enum Error {
         /// What was waited for.
         why: String,
     },
+    /// Queued work whose deadline passed before it could start.
+    #[error("function `{name}`: its deadline passed {late_ms} ms before it could start; not run")]
+    Expired {
+        /// The function.
+        name: String,
+        /// How long ago, ms.
+        late_ms: u128,
+    },
     /// A request's deadline looser than the function's.
     #[error("function `{name}`: {message}")]
     InvalidDeadline {
@@ -97,6 +105,7 @@ impl Error {
             Error::TooDeep { .. } => Code::ChainTooDeep,
             Error::NoTimeLeft { .. } => Code::DeadlineExceeded,
             Error::InvalidDeadline { .. } => Code::InvalidDeadline,
+            Error::Expired { .. } => Code::DeadlineExpired,
             Error::Unauthorized { .. } => Code::Unauthorized,
             Error::NoEligibleNode { .. } => Code::NoEligibleNode,
             Error::NodeUnreachable { .. } => Code::NodeUnreachable,
@@ -112,6 +121,7 @@ impl Error {
             Error::Controller(e) => e.function(),
             Error::NoTimeLeft { name, .. }
             | Error::InvalidDeadline { name, .. }
+            | Error::Expired { name, .. }
             | Error::Unauthorized { name }
             | Error::NoEligibleNode { name, .. }
             | Error::NodeUnreachable { name, .. }

@@ -7,7 +7,7 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use http_body_util::{BodyExt, Full};
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 use weft_mesh::{CallMeta, HttpMeta};
 use weft_runtime::{BoxError, HttpBody, Trigger};
 
@@ -171,6 +171,9 @@ pub struct Request {
     /// A deadline tighter than the function's that the request asks for,
     /// from its arrival (`x-weft-deadline`); never a looser one.
     pub asked_deadline: Option<Duration>,
+    /// For queued work: when its deadline falls, set when it was queued
+    /// (wall clock: it survives a restart).
+    pub queued_deadline: Option<SystemTime>,
     /// Who asks.
     pub caller: Caller,
     /// HTTP facts, for a request that came over HTTP (or was queued or sent
@@ -201,6 +204,7 @@ impl Request {
             chain: Chain::default(),
             deadline: None,
             asked_deadline: None,
+            queued_deadline: None,
             caller: Caller::Node,
             http: None,
             body: Body::empty(),
@@ -218,10 +222,18 @@ impl Request {
     }
 
     /// The queue record's metadata of this request: subject, the chain it
-    /// hands on, HTTP facts, the MQTT response topic. (The keys are the
-    /// queue's stored format; [`Request::from_queued`] reads them back.)
+    /// hands on, HTTP facts, the MQTT response topic, when its deadline
+    /// falls. (The keys are the queue's stored format;
+    /// [`Request::from_queued`] reads them back.)
     pub(crate) fn queue_meta(&self) -> BTreeMap<String, String> {
         let mut meta = BTreeMap::new();
+        if let Some(t) = self.queued_deadline {
+            let within = t.duration_since(SystemTime::now()).unwrap_or_default();
+            meta.insert("deadline_us".to_string(), within.as_micros().to_string());
+            if let Ok(at) = t.duration_since(SystemTime::UNIX_EPOCH) {
+                meta.insert("deadline_ms".to_string(), at.as_millis().to_string());
+            }
+        }
         if !self.subject.is_empty() {
             meta.insert("subject".to_string(), self.subject.clone());
         }
@@ -256,6 +268,22 @@ impl Request {
             }
         }
         meta
+    }
+
+    /// A dead-lettered record's metadata, queued again: it arrives afresh,
+    /// so its deadline counts from now (`deadline_us` is kept relative for
+    /// this).
+    pub(crate) fn rearm(meta: &mut BTreeMap<String, String>) {
+        let Some(within) = meta
+            .get("deadline_us")
+            .and_then(|us| us.parse::<u64>().ok())
+            .map(Duration::from_micros)
+        else {
+            return;
+        };
+        if let Ok(at) = (SystemTime::now() + within).duration_since(SystemTime::UNIX_EPOCH) {
+            meta.insert("deadline_ms".to_string(), at.as_millis().to_string());
+        }
     }
 
     /// A claimed queue record as a request: it runs under its queue id,
@@ -298,6 +326,9 @@ impl Request {
             },
             deadline: None,
             asked_deadline: None,
+            queued_deadline: get("deadline_ms")
+                .and_then(|ms| ms.parse::<u64>().ok())
+                .map(|ms| SystemTime::UNIX_EPOCH + Duration::from_millis(ms)),
             caller: Caller::Node,
             http,
             body: Body::Bytes(c.payload.into()),
@@ -349,6 +380,7 @@ impl Request {
             },
             deadline: Some(Instant::now() + Duration::from_millis(call.timeout_ms)),
             asked_deadline: None,
+            queued_deadline: None,
             caller: Caller::Node,
             http,
             body: Body::Bytes(body),

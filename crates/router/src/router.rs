@@ -11,7 +11,7 @@ use http::{HeaderMap, HeaderValue, StatusCode};
 use http_body_util::BodyExt;
 use std::collections::BTreeSet;
 use std::sync::{Arc, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 use weft_codes::Code;
 use weft_controller::{
     Accepted, Controller, Function, Input, NewInvocation, Output, Reservation, RunContext,
@@ -159,9 +159,15 @@ impl Router {
     pub async fn submit(&self, req: Request, idempotency_key: Option<String>) -> Result<Accepted> {
         let f = self.controller.function(&req.function)?;
         self.may_call(&f, &req)?;
-        deadline_of(&f, &req)?;
+        let deadline = deadline_of(&f, &req)?;
         if req.trigger == Trigger::Call {
             self.within_depth(&req)?;
+        }
+        // Only a deadline declared or asked for expires queued work: held
+        // to its timeout alone, it waits as long as it must.
+        let mut req = req;
+        if f.slo().declared || req.asked_deadline.is_some() {
+            req.queued_deadline = Some(SystemTime::now() + deadline.within);
         }
         let deadline = Instant::now() + f.limits().timeout;
         let meta = req.queue_meta();
@@ -178,6 +184,12 @@ impl Router {
                 not_before: None,
             })
             .await?)
+    }
+
+    /// Queues a dead-lettered invocation again, with its attempts reset; it
+    /// arrives afresh, its deadline counting from now.
+    pub async fn retry_dead(&self, id: &str) -> Result<()> {
+        Ok(self.controller.retry_dead(id, Request::rearm).await?)
     }
 
     /// Publishes an event on an internal topic: each function subscribed to
@@ -621,6 +633,15 @@ fn too_large(f: &Function) -> Error {
 /// asked for; a looser one is refused.
 fn deadline_of(f: &Function, req: &Request) -> Result<Deadline> {
     let own = f.slo().deadline;
+    if let Some(t) = req.queued_deadline {
+        // Queued work keeps the deadline it was queued with.
+        let left = t.duration_since(SystemTime::now()).unwrap_or_default();
+        let within = left.min(own);
+        return Ok(Deadline {
+            within,
+            at: Instant::now() + within,
+        });
+    }
     let within = match req.asked_deadline {
         None => own,
         Some(asked) if asked <= own => asked,
