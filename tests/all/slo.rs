@@ -53,6 +53,13 @@ fn a_declared_deadline_is_kept_shown_and_tightened_by_a_request_only() {
     let r = get(&node, "web/sleep/150", None);
     assert_eq!(r.status(), 200);
     assert_eq!(header(&r, "x-weft-deadline-met"), "false");
+    assert_eq!(
+        (
+            node.metric("weft_deadlines_total{function=\"web\",outcome=\"met\"}"),
+            node.metric("weft_deadlines_total{function=\"web\",outcome=\"missed\"}")
+        ),
+        (2.0, 1.0)
+    );
 
     // Looser, malformed, zero: refused, naming the header; nothing runs.
     for (asked, says) in [
@@ -276,6 +283,11 @@ fn queued_work_whose_deadline_passes_ends_as_deadline_expired_without_running() 
         "{last}"
     );
     assert_eq!(last["attempts"], 1, "not retried: {last}");
+    let expired = records.iter().filter(|r| r["state"] == "dead").count();
+    assert_eq!(
+        node.metric("weft_deadlines_total{function=\"slow\",outcome=\"expired\"}"),
+        expired as f64
+    );
     for r in &records {
         assert!(
             r["state"] == "succeeded" || r["last_error"]["code"] == "deadline_expired",

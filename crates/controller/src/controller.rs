@@ -486,6 +486,17 @@ impl Controller {
         Ok(self.logs.recent(name, since, limit))
     }
 
+    /// Counts how an invocation's deadline went.
+    pub fn count_deadline(&self, function: &str, outcome: DeadlineOutcome) {
+        self.metrics
+            .deadlines
+            .get_or_create(&crate::metrics::OutcomeLabels {
+                function: function.to_string(),
+                outcome: outcome.as_str().to_string(),
+            })
+            .inc();
+    }
+
     /// Adds a line to a function's log, as the node (not the guest).
     pub fn log_line(&self, function: &str, invocation: &str, line: String) {
         tracing::info!(function = %function, invocation = %invocation, "{line}");
@@ -506,5 +517,27 @@ impl Controller {
     /// Prometheus text of the node's metrics.
     pub fn metrics_text(&self) -> String {
         self.metrics.render()
+    }
+}
+
+/// How an invocation's deadline went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeadlineOutcome {
+    /// The response started within it.
+    Met,
+    /// The response started after it.
+    Missed,
+    /// Queued work that passed it before it could start (not run).
+    Expired,
+}
+
+impl DeadlineOutcome {
+    /// The `outcome` label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeadlineOutcome::Met => "met",
+            DeadlineOutcome::Missed => "missed",
+            DeadlineOutcome::Expired => "expired",
+        }
     }
 }

@@ -42,7 +42,7 @@ mod usage;
 
 pub use admission::{FunctionSlot, Reservation, SlotFreed};
 pub use artifacts::ModuleInfo;
-pub use controller::Controller;
+pub use controller::{Controller, DeadlineOutcome};
 pub use error::{Error, Result};
 pub use exec::{Input, InvocationInfo, Output, Ran, RunContext};
 pub use function::{Function, Slo};

@@ -72,6 +72,7 @@ pub(crate) struct Metrics {
     pub(crate) duration: HistogramFamily<FnLabel>,
     pub(crate) cpu_seconds: Family<FnLabel, Counter<f64, AtomicU64>>,
     exec_profile: Family<QuantileLabels, Gauge<f64, AtomicU64>>,
+    pub(crate) deadlines: Family<OutcomeLabels, Counter>,
     pub(crate) live_instances: Gauge,
     pub(crate) queued: Gauge,
     pub(crate) warm_functions: Gauge,
@@ -92,6 +93,7 @@ impl Metrics {
             duration: HistogramFamily::new_with_constructor(latency_histogram),
             cpu_seconds: Family::default(),
             exec_profile: Family::default(),
+            deadlines: Family::default(),
             live_instances: Gauge::default(),
             queued: Gauge::default(),
             warm_functions: Gauge::default(),
@@ -131,6 +133,11 @@ impl Metrics {
             "execution_time_seconds",
             "Wall time of a function's last 16 invocations here, by quantile (1: the longest)",
             m.exec_profile.clone(),
+        );
+        registry.register(
+            "deadlines",
+            "Invocations by how their deadline went: met or missed (the response started within it or not), expired (queued work that passed it before starting)",
+            m.deadlines.clone(),
         );
         registry.register(
             "live_instances",

@@ -14,7 +14,7 @@ use crate::router::Router;
 use std::sync::{Arc, Weak};
 use std::time::{Duration, SystemTime};
 use weft_codes::Code;
-use weft_controller::{AfterFailure, Claimed, Failure, Reservation};
+use weft_controller::{AfterFailure, Claimed, DeadlineOutcome, Failure, Reservation};
 
 /// The longest the dispatcher sleeps without being woken.
 const IDLE_WAKE: Duration = Duration::from_secs(30);
@@ -158,6 +158,7 @@ async fn run_queued(router: Weak<Router>, reserved: Reservation, work: Claimed) 
     let ran = if let Some(late) = late {
         // Its deadline passed while it waited: it ends so, not late.
         drop(reserved);
+        c.count_deadline(&function, DeadlineOutcome::Expired);
         Err(Error::Expired {
             name: function.clone(),
             late_ms: late.as_millis(),

@@ -14,7 +14,8 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 use weft_codes::Code;
 use weft_controller::{
-    Accepted, Controller, Function, Input, NewInvocation, Output, Reservation, RunContext,
+    Accepted, Controller, DeadlineOutcome, Function, Input, NewInvocation, Output, Reservation,
+    RunContext,
 };
 use weft_manifest::HumanDuration;
 use weft_mesh::{CallError, Mesh, ReplyOutcome};
@@ -256,7 +257,17 @@ impl Router {
         reserved: Option<Reservation>,
     ) -> Result<Response> {
         let deadline = deadline_of(&f, &req)?;
-        let mut resp = self.decide(f, req, reserved).await?;
+        // Counted where the invocation entered the fabric, end to end.
+        let entered_here = req.from_node.is_none();
+        let mut resp = self.decide(f.clone(), req, reserved).await?;
+        if entered_here {
+            let outcome = if deadline.met() {
+                DeadlineOutcome::Met
+            } else {
+                DeadlineOutcome::Missed
+            };
+            self.controller.count_deadline(f.name(), outcome);
+        }
         resp.served.deadline = Some(deadline);
         Ok(resp)
     }
