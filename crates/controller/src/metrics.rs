@@ -25,6 +25,10 @@ pub(crate) struct QuantileLabels {
     pub(crate) quantile: String,
 }
 
+/// The outcomes of `weft_deadlines_total`, in the order of
+/// `FnMetrics::deadlines` (and of `DeadlineOutcome`).
+pub(crate) const DEADLINE_OUTCOMES: [&str; 3] = ["met", "missed", "expired"];
+
 /// The quantiles of a function's execution profile shown in metrics.
 const QUANTILES: [(f64, &str); 4] = [(0.5, "0.5"), (0.9, "0.9"), (0.99, "0.99"), (1.0, "1")];
 
@@ -51,6 +55,8 @@ pub(crate) struct FnMetrics {
     pub(crate) duration: Histogram,
     pub(crate) cpu_seconds: Counter<f64, AtomicU64>,
     profile: [Gauge<f64, AtomicU64>; 4],
+    /// `weft_deadlines_total` by outcome: met, missed, expired.
+    pub(crate) deadlines: [Counter; 3],
 }
 
 impl FnMetrics {
@@ -206,6 +212,14 @@ impl Metrics {
             warm: start("warm"),
             duration: self.duration.get_or_create(&label).clone(),
             cpu_seconds: self.cpu_seconds.get_or_create(&label).clone(),
+            deadlines: DEADLINE_OUTCOMES.map(|outcome| {
+                self.deadlines
+                    .get_or_create(&OutcomeLabels {
+                        function: function.to_string(),
+                        outcome: outcome.to_string(),
+                    })
+                    .clone()
+            }),
             profile: QUANTILES.map(|(_, q)| {
                 self.exec_profile
                     .get_or_create(&QuantileLabels {
@@ -230,6 +244,12 @@ impl Metrics {
         };
         self.duration.remove(&label);
         self.cpu_seconds.remove(&label);
+        for outcome in DEADLINE_OUTCOMES {
+            self.deadlines.remove(&OutcomeLabels {
+                function: function.to_string(),
+                outcome: outcome.to_string(),
+            });
+        }
         for (_, q) in QUANTILES {
             self.exec_profile.remove(&QuantileLabels {
                 function: function.to_string(),

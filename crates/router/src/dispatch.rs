@@ -157,8 +157,8 @@ async fn run_queued(router: Weak<Router>, reserved: Reservation, work: Claimed) 
         .and_then(|t| SystemTime::now().duration_since(t).ok());
     let ran = if let Some(late) = late {
         // Its deadline passed while it waited: it ends so, not late.
+        c.count_deadline(reserved.function(), DeadlineOutcome::Expired);
         drop(reserved);
-        c.count_deadline(&function, DeadlineOutcome::Expired);
         Err(Error::Expired {
             name: function.clone(),
             late_ms: late.as_millis(),

@@ -266,7 +266,7 @@ impl Router {
             } else {
                 DeadlineOutcome::Missed
             };
-            self.controller.count_deadline(f.name(), outcome);
+            self.controller.count_deadline(&f, outcome);
         }
         resp.served.deadline = Some(deadline);
         Ok(resp)
