@@ -531,3 +531,19 @@ impl DeadlineOutcome {
         crate::metrics::DEADLINE_OUTCOMES[self as usize]
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::DeadlineOutcome;
+
+    #[test]
+    fn deadline_outcomes_name_their_counters() {
+        let all = [
+            DeadlineOutcome::Met,
+            DeadlineOutcome::Missed,
+            DeadlineOutcome::Expired,
+        ];
+        let names: Vec<_> = all.iter().map(|o| o.as_str()).collect();
+        assert_eq!(names, ["met", "missed", "expired"]);
+    }
+}
