@@ -11,7 +11,7 @@ use std::time::Duration;
 
 const LONG: Duration = Duration::from_secs(60);
 
-fn record(node: &Node, id: &str) -> Value {
+pub(crate) fn record(node: &Node, id: &str) -> Value {
     let r = node.admin_get(&format!("/v1/invocations/{id}"));
     assert_eq!(r.status().as_u16(), 200, "invocation {id}");
     r.json().unwrap()
@@ -24,19 +24,20 @@ fn state_of(node: &Node, id: &str) -> String {
         .to_string()
 }
 
-fn post_async(
+/// Queues `body` for `name` (`Prefer: respond-async`) with `headers`.
+pub(crate) fn post_async(
     node: &Node,
     name: &str,
     body: &str,
-    key: Option<&str>,
+    headers: &[(&str, &str)],
 ) -> reqwest::blocking::Response {
     let mut rb = node
         .http()
         .post(format!("{}/fn/{name}", node.url))
         .header("prefer", "respond-async")
         .body(body.to_string());
-    if let Some(k) = key {
-        rb = rb.header("idempotency-key", k);
+    for (k, v) in headers {
+        rb = rb.header(*k, *v);
     }
     rb.send().unwrap()
 }
@@ -79,7 +80,7 @@ fn async_http_prefer_respond_async_and_idempotency() {
         "kv-counter.wasm",
         &["--kv", "default", "--config-value", "greeting=g"],
     );
-    let r = post_async(&node, "counter", "once", Some("order-42"));
+    let r = post_async(&node, "counter", "once", &[("idempotency-key", "order-42")]);
     assert_eq!(r.status().as_u16(), 202);
     let location = r.headers()["location"].to_str().unwrap().to_string();
     let v: Value = r.json().unwrap();
@@ -87,7 +88,7 @@ fn async_http_prefer_respond_async_and_idempotency() {
     assert_eq!(location, format!("/v1/invocations/{id}"));
     assert_eq!(v["duplicate"], false);
     // The same key again: the same invocation, nothing new queued.
-    let again: Value = post_async(&node, "counter", "once", Some("order-42"))
+    let again: Value = post_async(&node, "counter", "once", &[("idempotency-key", "order-42")])
         .json()
         .unwrap();
     assert_eq!(again["id"], id.as_str());
@@ -105,12 +106,12 @@ fn async_http_prefer_respond_async_and_idempotency() {
     );
     // A too-large body is refused before anything is queued.
     node.deploy("small", "echo.wasm", &["--max-request-size", "1KiB"]);
-    let (status, err) = error_of(post_async(&node, "small", &"x".repeat(4096), None));
+    let (status, err) = error_of(post_async(&node, "small", &"x".repeat(4096), &[]));
     assert_eq!(
         (status, err["code"].as_str()),
         (413, Some("request_too_large"))
     );
-    let (status, err) = error_of(post_async(&node, "nosuch", "x", None));
+    let (status, err) = error_of(post_async(&node, "nosuch", "x", &[]));
     assert_eq!(
         (status, err["code"].as_str()),
         (404, Some("function_not_found"))
@@ -213,7 +214,7 @@ fn async_work_waits_for_busy_or_cold_functions_instead_of_failing() {
     );
     let ids: Vec<String> = (0..12)
         .map(|_| {
-            let v: Value = post_async(&node, "one", "30", None).json().unwrap();
+            let v: Value = post_async(&node, "one", "30", &[]).json().unwrap();
             v["id"].as_str().unwrap().to_string()
         })
         .collect();
@@ -232,7 +233,7 @@ fn async_flood_is_refused_clearly_and_nothing_accepted_is_lost() {
     let mut accepted = Vec::new();
     let mut refused = 0;
     for _ in 0..60 {
-        let r = post_async(&node, "slow", "20", None);
+        let r = post_async(&node, "slow", "20", &[]);
         match r.status().as_u16() {
             202 => accepted.push(
                 r.json::<Value>().unwrap()["id"]
@@ -325,7 +326,9 @@ fn async_kill9_loses_no_acknowledged_invocation() {
     }
     // Effectively once with the key: a resend is recognised, not re-queued.
     let (key, id) = acked.iter().next().unwrap();
-    let again: Value = post_async(&node, "counter", key, Some(key)).json().unwrap();
+    let again: Value = post_async(&node, "counter", key, &[("idempotency-key", key)])
+        .json()
+        .unwrap();
     assert_eq!(again["id"], id.as_str());
     assert_eq!(again["duplicate"], true);
 }

@@ -1,6 +1,7 @@
 //! Declared deadlines: what a function promises, what a request may ask
 //! for, and what the response says of it.
 
+use crate::async_queue::{post_async, record};
 use crate::fabric::header;
 use crate::harness::{Node, error_of, json_error};
 
@@ -81,14 +82,7 @@ fn a_declared_deadline_is_kept_shown_and_tightened_by_a_request_only() {
         );
     }
     // Queued work is held to the same rule.
-    let resp = node
-        .http()
-        .post(format!("{}/fn/web/", node.url))
-        .header("prefer", "respond-async")
-        .header("x-weft-deadline", "2s")
-        .send()
-        .unwrap();
-    let (status, e) = error_of(resp);
+    let (status, e) = error_of(post_async(&node, "web/", "", &[("x-weft-deadline", "2s")]));
     assert_eq!(
         (status, e["code"].as_str()),
         (400, Some("invalid_deadline"))
@@ -220,15 +214,11 @@ fn the_last_sixteen_runs_make_the_profile_shown_by_ls_and_metrics() {
 
 /// Queues `body` for `name`, with a deadline if given; returns the id.
 fn queue(node: &Node, name: &str, body: &str, deadline: Option<&str>) -> String {
-    let mut rb = node
-        .http()
-        .post(format!("{}/fn/{name}", node.url))
-        .header("prefer", "respond-async")
-        .body(body.to_string());
-    if let Some(d) = deadline {
-        rb = rb.header("x-weft-deadline", d);
-    }
-    let r = rb.send().unwrap();
+    let headers: Vec<_> = deadline
+        .map(|d| ("x-weft-deadline", d))
+        .into_iter()
+        .collect();
+    let r = post_async(node, name, body, &headers);
     assert_eq!(r.status(), 202);
     r.json::<serde_json::Value>().unwrap()["id"]
         .as_str()
@@ -241,10 +231,7 @@ fn settled(node: &Node, id: &str) -> serde_json::Value {
     assert!(crate::harness::eventually(
         std::time::Duration::from_secs(30),
         || {
-            rec = node
-                .admin_get(&format!("/v1/invocations/{id}"))
-                .json()
-                .unwrap();
+            rec = record(node, id);
             rec["state"] == "succeeded" || rec["state"] == "dead"
         }
     ));

@@ -107,14 +107,15 @@ pub struct Learned {
 impl Learned {
     fn of(f: &Function) -> Learned {
         let p = f.profile();
-        let at = |q: f64| p.percentile(q).map(|us| us as f64 / 1000.0);
+        let ms = |us: u64| us as f64 / 1000.0;
+        let s = p.summary().map(|s| s.map(ms));
         Learned {
             runs: p.len(),
-            p50_ms: at(0.5),
-            p90_ms: at(0.9),
-            p99_ms: at(0.99),
-            max_ms: at(1.0),
-            admission_ms: at(f.slo().admission.fraction()),
+            p50_ms: s.map(|s| s[0]),
+            p90_ms: s.map(|s| s[1]),
+            p99_ms: s.map(|s| s[2]),
+            max_ms: s.map(|s| s[3]),
+            admission_ms: p.percentile(f.slo().admission.fraction()).map(ms),
         }
     }
 }

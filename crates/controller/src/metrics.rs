@@ -29,8 +29,9 @@ pub(crate) struct QuantileLabels {
 /// `FnMetrics::deadlines` (and of `DeadlineOutcome`).
 pub(crate) const DEADLINE_OUTCOMES: [&str; 3] = ["met", "missed", "expired"];
 
-/// The quantiles of a function's execution profile shown in metrics.
-const QUANTILES: [(f64, &str); 4] = [(0.5, "0.5"), (0.9, "0.9"), (0.99, "0.99"), (1.0, "1")];
+/// The `quantile` labels of a function's execution profile, in the order
+/// of `weft_sched::SUMMARY_QUANTILES`.
+const QUANTILES: [&str; 4] = ["0.5", "0.9", "0.99", "1"];
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(crate) struct StartLabels {
@@ -62,9 +63,9 @@ pub(crate) struct FnMetrics {
 impl FnMetrics {
     /// Shows a function's execution profile: its quantiles, in seconds.
     pub(crate) fn show_profile(&self, p: &weft_sched::Profile) {
-        for ((q, _), g) in QUANTILES.iter().zip(&self.profile) {
-            if let Some(us) = p.percentile(*q) {
-                g.set(us as f64 / 1e6);
+        if let Some(summary) = p.summary() {
+            for (us, g) in summary.iter().zip(&self.profile) {
+                g.set(*us as f64 / 1e6);
             }
         }
     }
@@ -220,7 +221,7 @@ impl Metrics {
                     })
                     .clone()
             }),
-            profile: QUANTILES.map(|(_, q)| {
+            profile: QUANTILES.map(|q| {
                 self.exec_profile
                     .get_or_create(&QuantileLabels {
                         function: function.to_string(),
@@ -250,7 +251,7 @@ impl Metrics {
                 outcome: outcome.to_string(),
             });
         }
-        for (_, q) in QUANTILES {
+        for q in QUANTILES {
             self.exec_profile.remove(&QuantileLabels {
                 function: function.to_string(),
                 quantile: q.to_string(),

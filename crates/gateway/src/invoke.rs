@@ -227,11 +227,9 @@ fn served(h: &mut HeaderMap, s: &Served) {
         }
     }
     if let Some(d) = s.deadline {
-        // Whether the response starts within it (a command's output is
-        // whole by then; a component may go on streaming).
         h.insert(
             "x-weft-deadline-met",
-            HeaderValue::from_static(if d.met() { "true" } else { "false" }),
+            HeaderValue::from_static(if d.met { "true" } else { "false" }),
         );
     }
 }

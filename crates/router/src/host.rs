@@ -241,14 +241,7 @@ impl Router {
                 .collect(),
             exec_profile: functions
                 .iter()
-                .filter_map(|f| {
-                    let p = f.profile();
-                    let at = |q| p.percentile(q);
-                    Some((
-                        f.name().to_string(),
-                        [at(0.5)?, at(0.9)?, at(0.99)?, at(1.0)?],
-                    ))
-                })
+                .filter_map(|f| Some((f.name().to_string(), f.profile().summary()?)))
                 .collect(),
         }
     }

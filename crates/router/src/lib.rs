@@ -35,7 +35,7 @@ mod router;
 pub use error::{Error, Result};
 pub use host::{FabricStatus, NodeInfo, join_fabric, mesh_config};
 pub use request::{
-    Body, Caller, Chain, Collected, Deadline, HttpFacts, Request, Response, Served, full,
+    Body, Caller, Chain, Collected, DeadlineKept, HttpFacts, Request, Response, Served, full,
 };
 pub use router::{Explanation, Placement, Responder, Router};
 pub use weft_mesh::MeshConfig;

@@ -230,9 +230,7 @@ impl Request {
         if let Some(t) = self.queued_deadline {
             let within = t.duration_since(SystemTime::now()).unwrap_or_default();
             meta.insert("deadline_us".to_string(), within.as_micros().to_string());
-            if let Ok(at) = t.duration_since(SystemTime::UNIX_EPOCH) {
-                meta.insert("deadline_ms".to_string(), at.as_millis().to_string());
-            }
+            set_deadline_ms(&mut meta, t);
         }
         if !self.subject.is_empty() {
             meta.insert("subject".to_string(), self.subject.clone());
@@ -281,9 +279,7 @@ impl Request {
         else {
             return;
         };
-        if let Ok(at) = (SystemTime::now() + within).duration_since(SystemTime::UNIX_EPOCH) {
-            meta.insert("deadline_ms".to_string(), at.as_millis().to_string());
-        }
+        set_deadline_ms(meta, SystemTime::now() + within);
     }
 
     /// A claimed queue record as a request: it runs under its queue id,
@@ -419,23 +415,34 @@ pub struct Served {
     pub memory_peak: Option<u64>,
     /// Fuel used, when metered (commands run here).
     pub fuel: Option<u64>,
-    /// The invocation's deadline, as the node it entered set it.
-    pub deadline: Option<Deadline>,
+    /// The invocation's deadline, as the node it entered set it, and
+    /// whether the response started within it.
+    pub deadline: Option<DeadlineKept>,
+}
+
+/// How an invocation's deadline went.
+#[derive(Debug, Clone, Copy)]
+pub struct DeadlineKept {
+    /// The deadline, from arrival.
+    pub within: Duration,
+    /// Whether the response started within it (a command's output is
+    /// whole by then; a component may go on streaming).
+    pub met: bool,
 }
 
 /// An invocation's deadline: the function's (its timeout when it declares
 /// none), or the tighter one its request asked for.
 #[derive(Debug, Clone, Copy)]
-pub struct Deadline {
+pub(crate) struct Deadline {
     /// From arrival.
-    pub within: Duration,
+    pub(crate) within: Duration,
     /// When it falls.
-    pub at: Instant,
+    pub(crate) at: Instant,
 }
 
 impl Deadline {
     /// Whether it holds now.
-    pub fn met(&self) -> bool {
+    pub(crate) fn met(&self) -> bool {
         Instant::now() <= self.at
     }
 }
@@ -527,5 +534,13 @@ impl Response {
             body,
             served,
         })
+    }
+}
+
+/// Stores when a queued invocation's deadline falls (`deadline_ms`, ms
+/// since the UNIX epoch; [`Request::from_queued`] reads it back).
+fn set_deadline_ms(meta: &mut BTreeMap<String, String>, at: SystemTime) {
+    if let Ok(ms) = at.duration_since(SystemTime::UNIX_EPOCH) {
+        meta.insert("deadline_ms".to_string(), ms.as_millis().to_string());
     }
 }

@@ -4,7 +4,9 @@
 
 use crate::error::{Error, Result};
 use crate::placer::Placer;
-use crate::request::{Body, Caller, Collected, Deadline, Request, Response, Served, full};
+use crate::request::{
+    Body, Caller, Collected, Deadline, DeadlineKept, Request, Response, Served, full,
+};
 use bytes::Bytes;
 use futures::future::BoxFuture;
 use http::{HeaderMap, HeaderValue, StatusCode};
@@ -260,15 +262,21 @@ impl Router {
         // Counted where the invocation entered the fabric, end to end.
         let entered_here = req.from_node.is_none();
         let mut resp = self.decide(f.clone(), req, reserved).await?;
+        // Decided once, when the response starts: what the header says is
+        // what was counted.
+        let met = deadline.met();
         if entered_here {
-            let outcome = if deadline.met() {
+            let outcome = if met {
                 DeadlineOutcome::Met
             } else {
                 DeadlineOutcome::Missed
             };
             self.controller.count_deadline(&f, outcome);
         }
-        resp.served.deadline = Some(deadline);
+        resp.served.deadline = Some(DeadlineKept {
+            within: deadline.within,
+            met,
+        });
         Ok(resp)
     }
 

@@ -4,6 +4,9 @@
 /// Samples a profile keeps.
 pub const PROFILE_WINDOW: usize = 16;
 
+/// The quantiles of [`Profile::summary`], in its order.
+pub const SUMMARY_QUANTILES: [f64; 4] = [0.5, 0.9, 0.99, 1.0];
+
 /// The last [`PROFILE_WINDOW`] execution times of a function on a node, in
 /// µs. Recording is a store into a ring; a percentile sorts a copy of at
 /// most 16 numbers. Pure: the caller measured the sample.
@@ -60,6 +63,13 @@ impl Profile {
         Some(u64::from(sorted[rank.clamp(1, n) - 1]))
     }
 
+    /// The quantiles a profile is shown and sent by: p50, p90, p99 and the
+    /// longest, µs. `None` before the first sample.
+    pub fn summary(&self) -> Option<[u64; 4]> {
+        Some(SUMMARY_QUANTILES.map(|q| self.percentile(q).unwrap_or(0)))
+            .filter(|_| !self.is_empty())
+    }
+
     /// The mean of the samples, µs.
     pub fn mean(&self) -> Option<u64> {
         let n = self.len();
@@ -79,6 +89,7 @@ mod tests {
     fn the_window_keeps_the_last_sixteen() {
         let mut p = Profile::default();
         assert_eq!((p.percentile(0.9), p.mean(), p.len()), (None, None, 0));
+        assert_eq!(p.summary(), None);
         for us in 1..=20u64 {
             p.record(us * 100);
         }
@@ -89,6 +100,7 @@ mod tests {
         assert_eq!(p.percentile(0.9), Some(1900));
         assert_eq!(p.percentile(1.0), Some(2000));
         assert_eq!(p.mean(), Some(1250));
+        assert_eq!(p.summary(), Some([1200, 1900, 2000, 2000]));
     }
 
     #[test]
