@@ -3,7 +3,8 @@
 
 use crate::async_queue::{post_async, record};
 use crate::fabric::header;
-use crate::harness::{Node, error_of, json_error};
+use crate::harness::{Node, error_of, eventually, json_error};
+use std::time::Duration;
 
 fn get(node: &Node, path: &str, deadline: Option<&str>) -> reqwest::blocking::Response {
     let mut rb = node.http().get(format!("{}/fn/{path}", node.url));
@@ -305,4 +306,234 @@ fn queued_work_whose_deadline_passes_ends_as_deadline_expired_without_running() 
     node.ok(&["dlq", "retry", &hurried]);
     let again = settled(&node, &hurried);
     assert_eq!(again["state"], "succeeded", "{again}");
+}
+
+/// An answer's status, body, and when it came.
+type Answer = (u16, String, std::time::Instant);
+
+/// POSTs `body` to `/fn/{name}` from a thread of its own.
+fn in_thread(node: &Node, name: &str, body: &str) -> std::thread::JoinHandle<Answer> {
+    let url = format!("{}/fn/{name}", node.url);
+    let body = body.to_string();
+    std::thread::spawn(move || {
+        let r = reqwest::blocking::Client::new()
+            .post(url)
+            .body(body)
+            .send()
+            .unwrap();
+        let status = r.status().as_u16();
+        let text = r.text().unwrap();
+        (status, text, std::time::Instant::now())
+    })
+}
+
+/// A node with one worker, a slow function (1.5 s of work, no deadline)
+/// running on it, and a quick one with a deadline of 300 ms.
+fn one_worker_busy(scheduler: &str) -> (Node, std::thread::JoinHandle<Answer>) {
+    let node = Node::start_with_config(&format!("workers = 1\nscheduler = \"{scheduler}\"\n"));
+    node.deploy("slow", "sleep.wasm", &["--clock", "--timeout", "10s"]);
+    node.deploy(
+        "quick",
+        "sleep.wasm",
+        &["--clock", "--timeout", "5s", "--deadline", "300ms"],
+    );
+    let slow = in_thread(&node, "slow", "1500");
+    assert!(eventually(Duration::from_secs(5), || node
+        .json(&["ls", "slow"])["in_flight"]
+        == 1));
+    (node, slow)
+}
+
+#[test]
+fn an_urgent_invocation_takes_the_worker_of_a_later_deadline_at_once() {
+    let (node, slow) = one_worker_busy("edf");
+    let quick = in_thread(&node, "quick", "20").join().unwrap();
+    let slow = slow.join().unwrap();
+    assert_eq!((quick.0, quick.1.as_str()), (200, "slept\n"));
+    assert_eq!((slow.0, slow.1.as_str()), (200, "slept\n"));
+    // The quick one ran while the slow one was preempted, and ended first.
+    assert!(
+        quick.2 < slow.2,
+        "the urgent invocation waited for the slow one"
+    );
+    assert!(node.metric("weft_worker_preemptions_total") >= 1.0);
+    let status: serde_json::Value = node.admin_get("/v1/node").json().unwrap();
+    assert_eq!(status["workers"]["scheduler"], "edf", "{status}");
+    assert_eq!(status["workers"]["workers"], 1, "{status}");
+}
+
+#[test]
+fn fifo_keeps_arrival_order() {
+    let (node, slow) = one_worker_busy("fifo");
+    let quick = in_thread(&node, "quick", "20").join().unwrap();
+    let slow = slow.join().unwrap();
+    assert_eq!((quick.0, slow.0), (200, 200));
+    assert!(slow.2 < quick.2, "FIFO let a later arrival pass");
+    assert_eq!(node.metric("weft_worker_preemptions_total"), 0.0);
+    let status: serde_json::Value = node.admin_get("/v1/node").json().unwrap();
+    assert_eq!(status["workers"]["scheduler"], "fifo");
+}
+
+#[test]
+fn a_guest_waiting_in_a_host_call_frees_its_worker() {
+    // One worker, in arrival order: the napping guest waits in the host
+    // (poll_oneoff), and the worker serves the next arrival meanwhile.
+    let node = Node::start_with_config("workers = 1\nscheduler = \"fifo\"\n");
+    node.deploy("nap", "nap.wasm", &["--timeout", "10s"]);
+    node.deploy("echo", "echo.wasm", &[]);
+    let nap = in_thread(&node, "nap", "1500");
+    assert!(eventually(Duration::from_secs(5), || node
+        .json(&["ls", "nap"])["in_flight"]
+        == 1));
+    let echo = in_thread(&node, "echo", "hi").join().unwrap();
+    let nap = nap.join().unwrap();
+    assert_eq!((echo.0, echo.1.as_str()), (200, "hi"));
+    assert_eq!((nap.0, nap.1.as_str()), (200, "rested\n"));
+    assert!(echo.2 < nap.2, "the napping guest kept the only worker");
+}
+
+#[test]
+fn low_urgency_work_finishes_under_a_flood_of_urgent_work() {
+    // One worker kept busy by a steady flood of urgent invocations (a
+    // deadline of 50 ms, 5 ms of work each, three clients without pause).
+    // The slow one (deadline 300 ms) is passed by every urgent arrival
+    // until its own deadline comes: arrivals after that come after it, so
+    // it ends while the flood goes on.
+    let node = Node::start_with_config("workers = 1\n");
+    node.deploy(
+        "slow",
+        "sleep.wasm",
+        &["--clock", "--timeout", "10s", "--deadline", "300ms"],
+    );
+    node.deploy(
+        "urgent",
+        "sleep.wasm",
+        &["--clock", "--timeout", "5s", "--deadline", "50ms"],
+    );
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flood: Vec<_> = (0..3)
+        .map(|_| {
+            let (url, stop) = (format!("{}/fn/urgent", node.url), stop.clone());
+            std::thread::spawn(move || {
+                let client = reqwest::blocking::Client::new();
+                let mut served = Vec::new();
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let r = client.post(&url).body("5").send().unwrap();
+                    assert_eq!(r.status(), 200);
+                    served.push(std::time::Instant::now());
+                }
+                served
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let sent = std::time::Instant::now();
+    let slow = in_thread(&node, "slow", "400").join().unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let served: Vec<std::time::Instant> =
+        flood.into_iter().flat_map(|t| t.join().unwrap()).collect();
+    assert_eq!((slow.0, slow.1.as_str()), (200, "slept\n"));
+    // The flood went on after the slow one ended: it was not waiting for
+    // the flood to stop.
+    let after = served.iter().filter(|t| **t > slow.2).count();
+    assert!(
+        after > 0,
+        "the slow invocation ended only when the flood stopped"
+    );
+    // And urgent work was served while it waited and ran.
+    let during = served.iter().filter(|t| **t > sent && **t < slow.2).count();
+    assert!(during > 0, "no urgent work passed the slow invocation");
+}
+
+/// A node with one worker and two invocations of `batch` admitted (400 ms
+/// of work each, expected to take that, a deadline of 1 s): a third cannot
+/// end within its deadline (800 ms of work due before it, then its own
+/// 400 ms).
+fn two_admitted(config: &str) -> (Node, Vec<std::thread::JoinHandle<Answer>>) {
+    let node = Node::start_with_config(&format!("workers = 1\n{config}"));
+    node.deploy(
+        "batch",
+        "sleep.wasm",
+        &[
+            "--clock",
+            "--timeout",
+            "10s",
+            "--deadline",
+            "1s",
+            "--expected",
+            "400ms",
+        ],
+    );
+    let mut running = Vec::new();
+    for n in 1..=2 {
+        running.push(in_thread(&node, "batch", "400"));
+        assert!(eventually(Duration::from_secs(5), || node
+            .json(&["ls", "batch"])["in_flight"]
+            == n));
+    }
+    (node, running)
+}
+
+#[test]
+fn work_whose_deadline_cannot_be_met_is_refused_at_once() {
+    let (node, running) = two_admitted("");
+    let r = node.post("batch", "400");
+    assert_eq!(r.status(), 503);
+    assert_eq!(header(&r, "retry-after"), "1");
+    let (_, e) = error_of(r);
+    assert_eq!(e["code"], "deadline_unmeetable", "{e}");
+    assert_eq!(e["function"], "batch", "{e}");
+    let msg = e["message"].as_str().unwrap();
+    assert!(
+        msg.contains("cannot be met here: 800.0 ms of admitted work is due before it, and it is expected to take 400.0 ms"),
+        "{msg}"
+    );
+    for t in running {
+        assert_eq!(t.join().unwrap().0, 200);
+    }
+    assert_eq!(
+        node.metric("weft_deadlines_total{function=\"batch\",outcome=\"refused\"}"),
+        1.0
+    );
+    assert_eq!(
+        node.metric("weft_rejections_total{function=\"batch\",outcome=\"deadline_unmeetable\"}"),
+        1.0
+    );
+    // Nothing was lost: once the work ahead has drained, it is admitted.
+    let r = node.post("batch", "10");
+    assert_eq!(r.status(), 200);
+    // Work with no deadline but its timeout is never refused so.
+    node.deploy(
+        "plain",
+        "sleep.wasm",
+        &["--clock", "--timeout", "1s", "--expected", "900ms"],
+    );
+    let (_, running) = (
+        0,
+        [
+            in_thread(&node, "plain", "50"),
+            in_thread(&node, "plain", "50"),
+        ],
+    );
+    let r = node.post("plain", "50");
+    assert_eq!(r.status(), 200);
+    for t in running {
+        assert_eq!(t.join().unwrap().0, 200);
+    }
+}
+
+#[test]
+fn a_node_told_to_run_unmeetable_work_runs_it_late() {
+    let (node, running) = two_admitted("unmeetable = \"run\"\n");
+    let r = node.post("batch", "400");
+    assert_eq!(r.status(), 200);
+    assert_eq!(header(&r, "x-weft-deadline-met"), "false");
+    for t in running {
+        assert_eq!(t.join().unwrap().0, 200);
+    }
+    assert_eq!(
+        node.metric("weft_deadlines_total{function=\"batch\",outcome=\"refused\"}"),
+        0.0
+    );
 }

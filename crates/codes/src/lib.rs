@@ -110,6 +110,10 @@ codes! {
     QueueTimeout = "queue_timeout", 503, Some(1);
     /// Every sandbox slot of the node is in use.
     NodeAtCapacity = "node_at_capacity", 503, Some(1);
+    /// The work admitted here that is due first, plus the invocation's own
+    /// expected time, would end after its deadline: refused at once
+    /// (`Retry-After` says when the work ahead should have drained).
+    DeadlineUnmeetable = "deadline_unmeetable", 503, Some(1);
     /// The node is draining.
     ShuttingDown = "shutting_down", 503, Some(5);
     /// A command exited non-zero (its `exit_code` is carried).

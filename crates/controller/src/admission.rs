@@ -8,16 +8,26 @@
 //! at once or not at all ([`Admission::try_reserve`]) *before* it is claimed
 //! from the queue, so a busy node keeps its queued work queued and never
 //! spends an attempt on capacity.
+//!
+//! Before either, an invocation is booked against its deadline
+//! ([`Admission::book`]): the ledger holds every admitted invocation by
+//! when it is due and what it is expected to take. One whose deadline
+//! falls before the admitted work due ahead of it (shared by the workers)
+//! plus its own expected time could end is refused at once,
+//! `deadline_unmeetable`, unless the node is told to run it anyway.
 
 use crate::error::{Error, Result};
 use crate::function::Function;
 use crate::metrics::{Metrics, OutcomeLabels};
 use crate::usage::Usage;
+use parking_lot::Mutex;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use tokio::sync::futures::Notified;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
+use weft_manifest::Unmeetable;
 
 /// The node's slots, and whether it still takes work.
 pub(crate) struct Admission {
@@ -28,6 +38,30 @@ pub(crate) struct Admission {
     freed: Arc<SlotFreed>,
     metrics: Arc<Metrics>,
     usage: Arc<Usage>,
+    ledger: Arc<Ledger>,
+    workers: u64,
+    unmeetable: Unmeetable,
+}
+
+/// The admitted invocations, by when they are due (and an arrival number):
+/// what each is expected to take, µs.
+#[derive(Default)]
+struct Ledger {
+    booked: Mutex<BTreeMap<(Instant, u64), u64>>,
+    seq: AtomicU64,
+}
+
+/// An invocation's entry in the ledger, removed when it drops (with its
+/// [`Reservation`], when the sandbox has ended).
+pub struct Booking {
+    ledger: Arc<Ledger>,
+    key: (Instant, u64),
+}
+
+impl Drop for Booking {
+    fn drop(&mut self) {
+        self.ledger.booked.lock().remove(&self.key);
+    }
 }
 
 /// One of a function's slots, held: the invocation's turn came.
@@ -51,6 +85,7 @@ pub struct Reservation {
     running: Arc<AtomicU64>,
     freed: Arc<SlotFreed>,
     live: prometheus_client::metrics::gauge::Gauge,
+    booking: Option<Booking>,
 }
 
 struct Held {
@@ -102,6 +137,11 @@ impl Reservation {
         &self.function
     }
 
+    /// Keeps the invocation's booking until it ends.
+    pub fn keep(&mut self, booking: Booking) {
+        self.booking = Some(booking);
+    }
+
     /// Gives the node slot back and keeps the function's: for queued work
     /// that placement sends to another node, whose local slot bounds how
     /// many of the function's invocations are out at once.
@@ -140,8 +180,17 @@ impl Drop for Reservation {
 }
 
 impl Admission {
-    pub(crate) fn new(max_instances: u32, metrics: Arc<Metrics>, usage: Arc<Usage>) -> Self {
+    pub(crate) fn new(
+        max_instances: u32,
+        workers: usize,
+        unmeetable: Unmeetable,
+        metrics: Arc<Metrics>,
+        usage: Arc<Usage>,
+    ) -> Self {
         Admission {
+            ledger: Arc::default(),
+            workers: workers.max(1) as u64,
+            unmeetable,
             node_slots: Arc::new(Semaphore::new(max_instances as usize)),
             max_instances,
             draining: AtomicBool::new(false),
@@ -259,7 +308,44 @@ impl Admission {
             running: self.running.clone(),
             freed: self.freed.clone(),
             live: self.metrics.live_instances.clone(),
+            booking: None,
         }
+    }
+
+    /// Books an invocation of `f` due at `due`. With `promised` (a declared
+    /// or asked deadline) it is refused, `deadline_unmeetable`, when the
+    /// admitted work due no later than it, shared by the workers, plus its
+    /// own expected time would end after `due` (never with no work ahead). Work whose deadline is
+    /// only its timeout is booked (it is work ahead of others) but never
+    /// refused here.
+    pub(crate) fn book(&self, f: &Function, due: Instant, promised: bool) -> Result<Booking> {
+        let expected = f.expected_us().unwrap_or(0);
+        let seq = self.ledger.seq.fetch_add(1, Ordering::Relaxed);
+        let mut booked = self.ledger.booked.lock();
+        if promised && self.unmeetable == Unmeetable::Refuse {
+            let now = Instant::now();
+            let ahead: u64 = booked.range(..(due, seq)).map(|(_, us)| *us).sum();
+            let ahead = Duration::from_micros(ahead / self.workers);
+            let expected = Duration::from_micros(expected);
+            // With nothing ahead it is admitted, however slow it has been:
+            // refusing could not make it sooner, and its runs keep its
+            // profile true.
+            if !ahead.is_zero() && now + ahead + expected > due {
+                drop(booked);
+                let e = Error::DeadlineUnmeetable {
+                    name: f.name.clone(),
+                    within: due.saturating_duration_since(now),
+                    ahead,
+                    expected,
+                };
+                return Err(self.refuse(f, e));
+            }
+        }
+        booked.insert((due, seq), expected);
+        Ok(Booking {
+            ledger: self.ledger.clone(),
+            key: (due, seq),
+        })
     }
 
     /// Sandbox slots of the node.

@@ -3,7 +3,7 @@
 //! decided above it, by the router; the controller admits, runs and records
 //! what the router hands it, and keeps the functions' lifecycle.
 
-use crate::admission::{Admission, FunctionSlot, Reservation, SlotFreed};
+use crate::admission::{Admission, Booking, FunctionSlot, Reservation, SlotFreed};
 use crate::artifacts::{Artifacts, ModuleInfo};
 use crate::asyncq::AsyncQueue;
 use crate::error::{Error, Result};
@@ -73,6 +73,10 @@ impl Controller {
                 .max_memory
                 .map_or(RuntimeConfig::default().max_memory, |m| m.0),
             fuel: config.fuel,
+            scheduler: config.scheduler,
+            workers: config
+                .workers
+                .map_or_else(weft_runtime::default_workers, |w| w as usize),
             ..RuntimeConfig::default()
         };
         let runtime = Arc::new(
@@ -149,7 +153,13 @@ impl Controller {
             hex::encode(entropy::<4>()?),
         );
         Ok(Arc::new(Controller {
-            admission: Admission::new(max_instances, metrics.clone(), usage.clone()),
+            admission: Admission::new(
+                max_instances,
+                runtime.config().workers,
+                config.unmeetable,
+                metrics.clone(),
+                usage.clone(),
+            ),
             config,
             data_dir: data_dir.to_path_buf(),
             runtime,
@@ -334,6 +344,13 @@ impl Controller {
         self.admission.function_slot(f, deadline).await
     }
 
+    /// Books an invocation of `f` due at `due` against the work admitted
+    /// here; with `promised` (a declared or asked deadline), refused
+    /// (`deadline_unmeetable`) when that deadline cannot be met.
+    pub fn book(&self, f: &Function, due: Instant, promised: bool) -> Result<Booking> {
+        self.admission.book(f, due, promised)
+    }
+
     /// A node slot for an admitted invocation, or `node_at_capacity`.
     pub fn node_slot(&self, slot: FunctionSlot) -> Result<Reservation> {
         self.admission.node_slot(slot)
@@ -510,7 +527,12 @@ impl Controller {
 
     /// Prometheus text of the node's metrics.
     pub fn metrics_text(&self) -> String {
-        self.metrics.render()
+        self.metrics.render(self.runtime.worker_stats())
+    }
+
+    /// The node's workers as they stand now.
+    pub fn worker_stats(&self) -> weft_runtime::WorkerStats {
+        self.runtime.worker_stats()
     }
 }
 
@@ -523,6 +545,8 @@ pub enum DeadlineOutcome {
     Missed,
     /// Queued work that passed it before it could start (not run).
     Expired,
+    /// Refused at once: it could not be met (`deadline_unmeetable`).
+    Refused,
 }
 
 impl DeadlineOutcome {
@@ -542,8 +566,9 @@ mod tests {
             DeadlineOutcome::Met,
             DeadlineOutcome::Missed,
             DeadlineOutcome::Expired,
+            DeadlineOutcome::Refused,
         ];
         let names: Vec<_> = all.iter().map(|o| o.as_str()).collect();
-        assert_eq!(names, ["met", "missed", "expired"]);
+        assert_eq!(names, ["met", "missed", "expired", "refused"]);
     }
 }

@@ -71,6 +71,25 @@ pub enum Error {
         /// The node's slot count.
         max: u32,
     },
+    /// The invocation's deadline cannot be met here: the work admitted
+    /// before it and its own expected time end after it.
+    #[error(
+        "function `{name}`: its deadline ({:.1} ms from now) cannot be met here: {:.1} ms of admitted work is due before it, and it is expected to take {:.1} ms",
+        ms(within),
+        ms(ahead),
+        ms(expected)
+    )]
+    DeadlineUnmeetable {
+        /// The function.
+        name: String,
+        /// Its deadline, from now.
+        within: Duration,
+        /// The admitted work due before it, per worker.
+        ahead: Duration,
+        /// What it is expected to take (its profile at its admission
+        /// percentile).
+        expected: Duration,
+    },
     /// The request body could not be taken: too large, aborted, too slow.
     #[error("function `{name}`: {message}")]
     RequestBody {
@@ -147,6 +166,10 @@ pub enum Error {
     Internal(String),
 }
 
+fn ms(d: &Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
 /// Result of controller operations.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -164,6 +187,7 @@ impl Error {
             Error::QueueFull { .. } => Code::QueueFull,
             Error::QueueTimeout { .. } => Code::QueueTimeout,
             Error::NodeAtCapacity { .. } => Code::NodeAtCapacity,
+            Error::DeadlineUnmeetable { .. } => Code::DeadlineUnmeetable,
             Error::ShuttingDown => Code::ShuttingDown,
             Error::RequestBody { code, .. } => *code,
             Error::Invoke { source, .. } => source.code(),
@@ -187,9 +211,15 @@ impl Error {
         StatusCode::from_u16(self.code().status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
     }
 
-    /// Seconds a client should wait before retrying: its code's.
+    /// Seconds a client should wait before retrying: its code's, or, for
+    /// an unmeetable deadline, when the work ahead should have drained.
     pub fn retry_after(&self) -> Option<u32> {
-        self.code().retry_after()
+        match self {
+            Error::DeadlineUnmeetable { ahead, .. } => {
+                Some(u32::try_from(ahead.as_secs().saturating_add(1)).unwrap_or(u32::MAX))
+            }
+            _ => self.code().retry_after(),
+        }
     }
 
     /// The function the error concerns, when there is one.
@@ -203,6 +233,7 @@ impl Error {
             | Error::RequestBody { name: n, .. }
             | Error::QueueTimeout { name: n, .. }
             | Error::NodeAtCapacity { name: n, .. }
+            | Error::DeadlineUnmeetable { name: n, .. }
             | Error::UnknownStore { name: n, .. }
             | Error::UnknownTopic { name: n, .. }
             | Error::InvalidTrigger { name: n, .. }

@@ -12,7 +12,7 @@ use bytes::Bytes;
 use serde::Serialize;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 use weft_runtime::{
     CallContext, Fabric, HttpBody, Invocation, InvokeError, Kind, Outcome, Runtime, Trigger,
@@ -50,6 +50,9 @@ pub struct RunContext {
     /// The most time it may take (what its caller has left), when less
     /// than the function's timeout.
     pub timeout_cap: Option<Duration>,
+    /// When its deadline falls, which orders it on the node's workers;
+    /// `None`: its timeout does.
+    pub due: Option<Instant>,
 }
 
 /// What the sandbox is given.
@@ -235,6 +238,7 @@ impl Executor {
                 ancestors: ctx.ancestors,
             }),
             fabric: self.fabric.get().cloned(),
+            due: ctx.due,
         }
     }
 
@@ -276,7 +280,7 @@ fn record(
         }
     };
     f.metrics.duration.observe(used.wall.as_secs_f64());
-    f.observe_exec(used.wall);
+    f.observe_exec(used.wall.saturating_sub(used.waited));
     f.metrics.cpu_seconds.inc_by(used.cpu.as_secs_f64());
     usage.record(&f.name, info.cold_start, failed.is_some(), used);
     tracing::debug!(

@@ -246,7 +246,20 @@ impl Function {
         self.profile.lock().mean()
     }
 
-    /// The wall times of its last runs here.
+    /// What admission expects a run to take here, µs: its profile at the
+    /// declared percentile, or its first estimate before the first run.
+    pub fn expected_us(&self) -> Option<u64> {
+        self.profile
+            .lock()
+            .percentile(self.slo.admission.fraction())
+            .or_else(|| {
+                self.slo
+                    .expected
+                    .map(|e| u64::try_from(e.as_micros()).unwrap_or(u64::MAX))
+            })
+    }
+
+    /// The execution times of its last runs here.
     pub fn profile(&self) -> Profile {
         *self.profile.lock()
     }
@@ -276,7 +289,8 @@ impl Function {
         &self.mqtt
     }
 
-    /// Records an invocation's wall time in its profile, and the profile's
+    /// Records an invocation's execution time (its wall time but for the
+    /// time it waited for a worker) in its profile, and the profile's
     /// percentiles in its metrics.
     pub(crate) fn observe_exec(&self, wall: Duration) {
         let profile = {

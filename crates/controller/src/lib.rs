@@ -40,7 +40,7 @@ mod metrics;
 mod registry;
 mod usage;
 
-pub use admission::{FunctionSlot, Reservation, SlotFreed};
+pub use admission::{Booking, FunctionSlot, Reservation, SlotFreed};
 pub use artifacts::ModuleInfo;
 pub use controller::{Controller, DeadlineOutcome};
 pub use error::{Error, Result};

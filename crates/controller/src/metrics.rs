@@ -27,7 +27,7 @@ pub(crate) struct QuantileLabels {
 
 /// The outcomes of `weft_deadlines_total`, in the order of
 /// `FnMetrics::deadlines` (and of `DeadlineOutcome`).
-pub(crate) const DEADLINE_OUTCOMES: [&str; 3] = ["met", "missed", "expired"];
+pub(crate) const DEADLINE_OUTCOMES: [&str; 4] = ["met", "missed", "expired", "refused"];
 
 /// The `quantile` labels of a function's execution profile, in the order
 /// of `weft_sched::SUMMARY_QUANTILES`.
@@ -56,8 +56,8 @@ pub(crate) struct FnMetrics {
     pub(crate) duration: Histogram,
     pub(crate) cpu_seconds: Counter<f64, AtomicU64>,
     profile: [Gauge<f64, AtomicU64>; 4],
-    /// `weft_deadlines_total` by outcome: met, missed, expired.
-    pub(crate) deadlines: [Counter; 3],
+    /// `weft_deadlines_total` by outcome: met, missed, expired, refused.
+    pub(crate) deadlines: [Counter; 4],
 }
 
 impl FnMetrics {
@@ -88,6 +88,10 @@ pub(crate) struct Metrics {
     pub(crate) async_refused: Counter,
     pub(crate) async_dead: Counter,
     pub(crate) trigger_dropped: Counter,
+    workers: Gauge,
+    workers_busy: Gauge,
+    workers_waiting: Gauge,
+    preemptions: Counter,
 }
 
 impl Metrics {
@@ -109,6 +113,10 @@ impl Metrics {
             async_refused: Counter::default(),
             async_dead: Counter::default(),
             trigger_dropped: Counter::default(),
+            workers: Gauge::default(),
+            workers_busy: Gauge::default(),
+            workers_waiting: Gauge::default(),
+            preemptions: Counter::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -143,7 +151,7 @@ impl Metrics {
         );
         registry.register(
             "deadlines",
-            "Invocations by how their deadline went: met or missed (the response started within it or not), expired (queued work that passed it before starting)",
+            "Invocations by how their deadline went: met or missed (the response started within it or not), expired (queued work that passed it before starting), refused (it could not be met: deadline_unmeetable)",
             m.deadlines.clone(),
         );
         registry.register(
@@ -185,6 +193,26 @@ impl Metrics {
             "trigger_dropped",
             "Trigger events dropped before queueing (oversized MQTT payloads)",
             m.trigger_dropped.clone(),
+        );
+        registry.register(
+            "workers",
+            "Guests that may execute at once on this node",
+            m.workers.clone(),
+        );
+        registry.register(
+            "workers_busy",
+            "Workers executing a guest now",
+            m.workers_busy.clone(),
+        );
+        registry.register(
+            "workers_waiting",
+            "Live sandboxes waiting for a worker now",
+            m.workers_waiting.clone(),
+        );
+        registry.register(
+            "worker_preemptions",
+            "Running guests that gave their worker to an earlier deadline",
+            m.preemptions.clone(),
         );
         Metrics { registry, ..m }
     }
@@ -259,7 +287,14 @@ impl Metrics {
         }
     }
 
-    pub(crate) fn render(&self) -> String {
+    /// The text exposition, with the workers as they stand now.
+    pub(crate) fn render(&self, w: weft_runtime::WorkerStats) -> String {
+        let gauge = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+        self.workers.set(gauge(w.workers));
+        self.workers_busy.set(gauge(w.running));
+        self.workers_waiting.set(gauge(w.waiting));
+        self.preemptions
+            .inc_by(w.preemptions.saturating_sub(self.preemptions.get()));
         let mut out = String::new();
         if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
             out.clear();

@@ -258,6 +258,7 @@ async fn metrics(State(s): State<AppState>) -> Response {
 
 async fn node(State(s): State<AppState>) -> Result<Json<Value>, ApiError> {
     let c = &s.controller;
+    let w = c.worker_stats();
     Ok(Json(json!({
         "version": env!("CARGO_PKG_VERSION"),
         "engine": c.engine_fingerprint(),
@@ -271,6 +272,13 @@ async fn node(State(s): State<AppState>) -> Result<Json<Value>, ApiError> {
             .and_then(|t| t.mqtt_connected())
             .map(|connected| json!({ "connected": connected })),
         "async_pending": c.async_pending(),
+        "workers": json!({
+            "scheduler": w.scheduler.as_str(),
+            "workers": w.workers,
+            "running": w.running,
+            "waiting": w.waiting,
+            "preemptions": w.preemptions,
+        }),
         "fabric": s.router.fabric_status().map(|f| json!({
             "node": f.node,
             "connected": f.connected,

@@ -16,6 +16,8 @@ pub(crate) struct ApiError {
     code: Code,
     message: String,
     fields: Map<String, Value>,
+    /// `Retry-After` when it is not the code's.
+    retry_after: Option<u32>,
 }
 
 impl ApiError {
@@ -25,6 +27,7 @@ impl ApiError {
             code,
             message: message.into(),
             fields: Map::new(),
+            retry_after: code.retry_after(),
         }
     }
 
@@ -43,6 +46,7 @@ impl From<weft_controller::Error> for ApiError {
 impl From<weft_router::Error> for ApiError {
     fn from(e: weft_router::Error) -> Self {
         let mut api = ApiError::new(e.code(), e.to_string());
+        api.retry_after = e.retry_after();
         if let Some(f) = e.function() {
             api = api.with("function", f);
         }
@@ -69,7 +73,7 @@ impl IntoResponse for ApiError {
             StatusCode::from_u16(self.code.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let mut resp = (status, Json(json!({ "error": body }))).into_response();
         let headers = resp.headers_mut();
-        if let Some(s) = self.code.retry_after() {
+        if let Some(s) = self.retry_after {
             headers.insert(http::header::RETRY_AFTER, HeaderValue::from(s));
         }
         headers.insert("x-weft-error", HeaderValue::from_static(self.code.as_str()));

@@ -32,7 +32,10 @@ pub use caps::{
 pub use cron::{CronError, Schedule};
 pub use error::{Error, FieldError};
 pub use manifest::{MANIFEST_VERSION, Manifest, ManifestError};
-pub use node::{Defaults, KvStoreConfig, MqttConfig, NodeConfig, QueueConfig};
+pub use node::{
+    Defaults, KvStoreConfig, MAX_WORKERS, MqttConfig, NodeConfig, QueueConfig, Scheduler,
+    Unmeetable,
+};
 pub use placement::{
     FabricConfig, PlacementSpec, TIERS, valid_node_name, validate_label, validate_tier,
 };

@@ -78,7 +78,60 @@ pub struct NodeConfig {
     /// The fabric this node joins. TOML: `[fabric]`
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fabric: Option<FabricConfig>,
+    /// The order in which guests get a worker: `"edf"` (earliest deadline
+    /// first, preempting later deadlines) or `"fifo"` (arrival order, each
+    /// running until it ends or waits). Default: `"edf"`.
+    #[serde(default)]
+    pub scheduler: Scheduler,
+    /// Guests that execute at once, between 1 and 1024. Default: one per
+    /// core.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workers: Option<u32>,
+    /// What the node does with an invocation whose deadline it cannot meet
+    /// (the admitted work due before it, plus its own expected time, ends
+    /// after it): `"refuse"` it at once (`deadline_unmeetable`, or a peer
+    /// that can meet it takes it) or `"run"` it anyway, late. Default:
+    /// `"refuse"`.
+    #[serde(default)]
+    pub unmeetable: Unmeetable,
 }
+
+/// `unmeetable = "refuse" | "run"` in the node config.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Unmeetable {
+    /// Refuse it at once with `deadline_unmeetable`.
+    #[default]
+    Refuse,
+    /// Run it anyway; it will be late.
+    Run,
+}
+
+/// The order in which guests get a worker: `scheduler = "edf" | "fifo"`
+/// in the node config.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Scheduler {
+    /// Earliest absolute deadline first, preempting a running guest whose
+    /// deadline is later.
+    #[default]
+    Edf,
+    /// Arrival order, each guest running until it ends or waits.
+    Fifo,
+}
+
+impl Scheduler {
+    /// The name used in the node config and in `/metrics`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scheduler::Edf => "edf",
+            Scheduler::Fifo => "fifo",
+        }
+    }
+}
+
+/// Most workers a node may be given.
+pub const MAX_WORKERS: u32 = 1024;
 
 /// A key-value store's backend. TOML: `[kv.LABEL]`
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -247,6 +300,11 @@ impl NodeConfig {
             && !(1..=64).contains(&d)
         {
             return bad("max_call_depth", format!("{d} is not between 1 and 64"));
+        }
+        if let Some(w) = self.workers
+            && !(1..=MAX_WORKERS).contains(&w)
+        {
+            return bad("workers", format!("{w} is not between 1 and {MAX_WORKERS}"));
         }
         Ok(())
     }

@@ -115,6 +115,14 @@ impl Error {
         }
     }
 
+    /// Seconds a client should wait before retrying (`Retry-After`).
+    pub fn retry_after(&self) -> Option<u32> {
+        match self {
+            Error::Controller(e) => e.retry_after(),
+            other => other.code().retry_after(),
+        }
+    }
+
     /// The function the error concerns, when there is one.
     pub fn function(&self) -> Option<&str> {
         match self {

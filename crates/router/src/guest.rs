@@ -53,7 +53,10 @@ fn guest_error(e: &Error, deadline: Option<Instant>) -> FabricError {
         (_, Code::CallCycle) => FabricCode::Cycle,
         (_, Code::ChainTooDeep) => FabricCode::TooDeep,
         (_, Code::QueueTimeout) if passed => FabricCode::DeadlineExceeded,
-        (_, Code::QueueFull | Code::QueueTimeout | Code::NodeAtCapacity) => FabricCode::Busy,
+        (
+            _,
+            Code::QueueFull | Code::QueueTimeout | Code::NodeAtCapacity | Code::DeadlineUnmeetable,
+        ) => FabricCode::Busy,
         (_, Code::ShuttingDown) => FabricCode::Unavailable,
         (_, Code::RequestTooLarge | Code::RequestTimeout | Code::RequestAborted) => {
             FabricCode::TooLarge

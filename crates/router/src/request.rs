@@ -438,6 +438,10 @@ pub(crate) struct Deadline {
     pub(crate) within: Duration,
     /// When it falls.
     pub(crate) at: Instant,
+    /// Whether it is a promise (declared by the function, asked by the
+    /// request, or kept from a queued one), not only the timeout: only a
+    /// promise is refused when it cannot be met.
+    pub(crate) promised: bool,
 }
 
 impl Deadline {

@@ -261,7 +261,15 @@ impl Router {
         let deadline = deadline_of(&f, &req)?;
         // Counted where the invocation entered the fabric, end to end.
         let entered_here = req.from_node.is_none();
-        let mut resp = self.decide(f.clone(), req, reserved).await?;
+        let mut resp = match self.decide(f.clone(), req, reserved, deadline).await {
+            Ok(resp) => resp,
+            Err(e) => {
+                if entered_here && e.code() == Code::DeadlineUnmeetable {
+                    self.controller.count_deadline(&f, DeadlineOutcome::Refused);
+                }
+                return Err(e);
+            }
+        };
         // Decided once, when the response starts: what the header says is
         // what was counted.
         let met = deadline.met();
@@ -280,11 +288,14 @@ impl Router {
         Ok(resp)
     }
 
+    /// `slo`: the invocation's deadline, which admits it and orders it on
+    /// the workers of the node that runs it.
     async fn decide(
         &self,
         f: Arc<Function>,
         mut req: Request,
         mut reserved: Option<Reservation>,
+        slo: Deadline,
     ) -> Result<Response> {
         self.may_call(&f, &req)?;
         if req.trigger == Trigger::Call && req.id.is_none() {
@@ -312,7 +323,14 @@ impl Router {
             let Some(node) = placement.remote().map(str::to_string) else {
                 let slot_for_here = reserved.take();
                 return self
-                    .here(&f, req, deadline, slot_for_here, placement, tried)
+                    .here(
+                        &f,
+                        req,
+                        Ends { by: deadline, slo },
+                        slot_for_here,
+                        placement,
+                        tried,
+                    )
                     .await;
             };
             // Runs elsewhere: a queued invocation keeps the function's slot
@@ -422,7 +440,7 @@ impl Router {
         &self,
         f: &Arc<Function>,
         req: Request,
-        deadline: Instant,
+        ends: Ends,
         reserved: Option<Reservation>,
         placement: Placement,
         tried: Vec<String>,
@@ -446,7 +464,12 @@ impl Router {
             id,
             ..
         } = req;
-        let (reservation, input) = match reserved {
+        let deadline = ends.by;
+        // Queued work was admitted when it was claimed: booked, not refused.
+        let booking =
+            self.controller
+                .book(f, ends.slo.at, ends.slo.promised && reserved.is_none())?;
+        let (mut reservation, input) = match reserved {
             Some(r) => (r, input(f, http, body, deadline).await?),
             None => {
                 let slot = self.controller.function_slot(f, Some(deadline)).await?;
@@ -454,6 +477,7 @@ impl Router {
                 (self.controller.node_slot(slot)?, input)
             }
         };
+        reservation.keep(booking);
         let ctx = RunContext {
             id,
             trigger,
@@ -462,6 +486,7 @@ impl Router {
             calls: chain.calls,
             ancestors: chain.ancestors,
             timeout_cap: asked.map(|_| deadline.saturating_duration_since(Instant::now())),
+            due: Some(ends.slo.at),
         };
         let ran = self.controller.run(reservation, input, ctx).await?;
         let mut served = Served {
@@ -650,6 +675,15 @@ fn too_large(f: &Function) -> Error {
 /// The invocation's deadline, from now (its arrival here): the function's
 /// (its timeout when it declares none), or the tighter one its request
 /// asked for; a looser one is refused.
+/// When an invocation run here must end, and when it should.
+#[derive(Debug, Clone, Copy)]
+struct Ends {
+    /// Its timeout, or its caller's deadline when that is earlier.
+    by: Instant,
+    /// Its deadline, which admits it and orders it on the node's workers.
+    slo: Deadline,
+}
+
 fn deadline_of(f: &Function, req: &Request) -> Result<Deadline> {
     let own = f.slo().deadline;
     if let Some(t) = req.queued_deadline {
@@ -659,6 +693,7 @@ fn deadline_of(f: &Function, req: &Request) -> Result<Deadline> {
         return Ok(Deadline {
             within,
             at: Instant::now() + within,
+            promised: true,
         });
     }
     let within = match req.asked_deadline {
@@ -683,6 +718,7 @@ fn deadline_of(f: &Function, req: &Request) -> Result<Deadline> {
     Ok(Deadline {
         within,
         at: Instant::now() + within,
+        promised: f.slo().declared || req.asked_deadline.is_some(),
     })
 }
 

@@ -1,6 +1,7 @@
 //! Node-wide configuration of the runtime.
 
 use std::time::Duration;
+use weft_manifest::{MAX_WORKERS, Scheduler};
 
 /// How the node's wasmtime engine and sandbox pool are set up. Every field
 /// documents its default; [`RuntimeConfig::validate`] rejects combinations
@@ -21,6 +22,16 @@ pub struct RuntimeConfig {
     pub epoch_tick: Duration,
     /// Maximum wasm stack of a sandbox, in bytes. Default: 512 KiB.
     pub max_wasm_stack: usize,
+    /// The order in which live sandboxes get a worker. Default: earliest
+    /// deadline first.
+    pub scheduler: Scheduler,
+    /// Guests that execute at once. Default: one per core.
+    pub workers: usize,
+}
+
+/// One worker per core the process may use.
+pub fn default_workers() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
 }
 
 impl Default for RuntimeConfig {
@@ -31,6 +42,8 @@ impl Default for RuntimeConfig {
             fuel: false,
             epoch_tick: Duration::from_millis(1),
             max_wasm_stack: 512 << 10,
+            scheduler: Scheduler::default(),
+            workers: default_workers(),
         }
     }
 }
@@ -61,6 +74,12 @@ impl RuntimeConfig {
             return Err(format!(
                 "max_wasm_stack must be between 64KiB and 64MiB, got {}",
                 self.max_wasm_stack
+            ));
+        }
+        if self.workers == 0 || self.workers > MAX_WORKERS as usize {
+            return Err(format!(
+                "workers must be between 1 and {MAX_WORKERS}, got {}",
+                self.workers
             ));
         }
         Ok(())

@@ -24,9 +24,10 @@ mod meter;
 mod runtime;
 mod sandbox;
 mod state;
+mod workers;
 
 pub use artifact::{sha256_hex, write_atomic};
-pub use config::RuntimeConfig;
+pub use config::{RuntimeConfig, default_workers};
 pub use error::{InvokeError, PrepareError};
 pub use host::{CallContext, Capabilities, Fabric, FabricCode, FabricError, Trigger};
 pub use io::LogFn;
@@ -34,3 +35,5 @@ pub use limits::{Grants, Limits};
 pub use meter::Usage;
 pub use runtime::{Kind, Loaded, Prepared, Runtime};
 pub use sandbox::{BoxError, CommandSandbox, HttpBody, HttpDone, Invocation, Outcome};
+pub use weft_manifest::Scheduler;
+pub use workers::WorkerStats;

@@ -29,6 +29,9 @@ pub struct Usage {
     pub peak_memory: u64,
     /// Fuel consumed, when the node meters fuel.
     pub fuel: Option<u64>,
+    /// Time within `wall` it waited for a worker (its turn, or work more
+    /// urgent than it): what it would not have spent alone.
+    pub waited: Duration,
 }
 
 /// The calling thread's CPU time, in nanoseconds.

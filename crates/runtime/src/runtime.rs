@@ -4,6 +4,7 @@ use crate::artifact::{ArtifactDirs, engine_fingerprint, sha256_hex, write_atomic
 use crate::config::RuntimeConfig;
 use crate::error::PrepareError;
 use crate::state::{CommandState, ComponentState};
+use crate::workers::{WorkerStats, Workers};
 use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::path::Path;
@@ -94,6 +95,7 @@ pub struct Runtime {
     compiling: Mutex<HashMap<String, Arc<Mutex<()>>>>,
     compilations: AtomicU64,
     clock: Arc<EpochClock>,
+    workers: Arc<Workers>,
 }
 
 impl Runtime {
@@ -120,9 +122,11 @@ impl Runtime {
             .map_err(internal)?;
 
         let clock = EpochClock::start(&engine, config.epoch_tick)?;
+        let workers = Arc::new(Workers::new(&engine, config.scheduler, config.workers));
         Ok(Runtime {
             engine,
             clock,
+            workers,
             config,
             fingerprint,
             dirs,
@@ -150,6 +154,16 @@ impl Runtime {
 
     pub(crate) fn engine(&self) -> &Engine {
         &self.engine
+    }
+
+    /// The node's workers, which run guests in their scheduler's order.
+    pub(crate) fn workers(&self) -> &Arc<Workers> {
+        &self.workers
+    }
+
+    /// How the workers stand now.
+    pub fn worker_stats(&self) -> WorkerStats {
+        self.workers.stats()
     }
 
     /// Marks a sandbox live until the guard drops: the epoch clock ticks

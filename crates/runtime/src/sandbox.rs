@@ -8,6 +8,7 @@ use crate::limits::{FrozenMonotonicClock, FrozenWallClock, Grants, Limiter, Limi
 use crate::meter::{CpuCounter, CpuTimed, Usage};
 use crate::runtime::{LiveSandbox, Loaded, Pre, Runtime};
 use crate::state::{CommandState, ComponentState};
+use crate::workers::{Scheduled, Turn, Workers};
 use bytes::Bytes;
 use http_body_util::BodyExt;
 use http_body_util::combinators::UnsyncBoxBody;
@@ -61,6 +62,9 @@ pub struct Invocation {
     pub context: Arc<CallContext>,
     /// The node's side of calls and topics; none outside a node.
     pub fabric: Option<Arc<dyn Fabric>>,
+    /// When it should have ended (its deadline): orders it on the node's
+    /// workers. `None`: its timeout does.
+    pub due: Option<Instant>,
 }
 
 impl Invocation {
@@ -76,6 +80,7 @@ impl Invocation {
             caps: Arc::default(),
             context: Arc::default(),
             fabric: None,
+            due: None,
         }
     }
 }
@@ -108,12 +113,14 @@ fn wasi_builder(name: &str, grants: &Grants) -> WasiCtxBuilder {
     b
 }
 
-/// Limits, fuel and the deadline, applied to a fresh store.
+/// Limits, fuel and the deadline, applied to a fresh store; `turn` is its
+/// place with the workers, checked at every epoch.
 fn arm<T: 'static>(
     store: &mut Store<T>,
     rt: &Runtime,
     limits: &Limits,
     deadline: Instant,
+    turn: &Arc<Turn>,
     limiter: fn(&mut T) -> &mut Limiter,
 ) -> Result<u64, InvokeError> {
     store.limiter(move |s| limiter(s) as &mut dyn wasmtime::ResourceLimiter);
@@ -126,11 +133,12 @@ fn arm<T: 'static>(
     } else {
         0
     };
+    let (turn, workers) = (turn.clone(), rt.workers().clone());
     store.epoch_deadline_callback(move |_| {
         Ok(if Instant::now() >= deadline {
             UpdateDeadline::Interrupt
         } else {
-            UpdateDeadline::Yield(1)
+            turn.at_check(&workers)
         })
     });
     store.set_epoch_deadline(1);
@@ -249,6 +257,7 @@ impl Loaded {
             .stderr(GuestStream(stderr.clone()));
         let cpu = CpuCounter::default();
         let live = rt.live_sandbox();
+        let turn = rt.workers().turn(inv.due.unwrap_or(deadline), started);
         let (inner, initial_fuel) = match &self.0 {
             Pre::Command(pre) => {
                 let state = CommandState {
@@ -256,7 +265,7 @@ impl Loaded {
                     limiter: Limiter::new(limits.memory),
                 };
                 let mut store = Store::new(rt.engine(), state);
-                let fuel = arm(&mut store, rt, &limits, deadline, |s| &mut s.limiter)?;
+                let fuel = arm(&mut store, rt, &limits, deadline, &turn, |s| &mut s.limiter)?;
                 let instance = instantiate(pre.instantiate_async(&mut store), &cpu).await?;
                 let start = instance
                     .get_typed_func::<(), ()>(&mut store, "_start")
@@ -265,7 +274,7 @@ impl Loaded {
             }
             Pre::CommandComponent(pre) => {
                 let mut store = Store::new(rt.engine(), component_state(b.build(), inv, deadline));
-                let fuel = arm(&mut store, rt, &limits, deadline, |s| &mut s.limiter)?;
+                let fuel = arm(&mut store, rt, &limits, deadline, &turn, |s| &mut s.limiter)?;
                 let command = instantiate(pre.instantiate_async(&mut store), &cpu).await?;
                 (CommandInner::Component { store, command }, fuel)
             }
@@ -287,6 +296,8 @@ impl Loaded {
             initial_fuel,
             fuel_on: rt.config().fuel,
             cpu,
+            workers: rt.workers().clone(),
+            turn,
             result: None,
         })
     }
@@ -329,7 +340,10 @@ impl Loaded {
         b.stdout(GuestStream(stderr.clone()))
             .stderr(GuestStream(stderr.clone()));
         let mut store = Store::new(rt.engine(), component_state(b.build(), &inv, deadline));
-        let initial_fuel = arm(&mut store, rt, &limits, deadline, |s| &mut s.limiter)?;
+        let turn = rt.workers().turn(inv.due.unwrap_or(deadline), started);
+        let initial_fuel = arm(&mut store, rt, &limits, deadline, &turn, |s| &mut s.limiter)?;
+        let workers = rt.workers().clone();
+        let report_turn = turn.clone();
 
         let request_overflow = Arc::new(AtomicBool::new(false));
         let (parts, body) = req.into_parts();
@@ -383,7 +397,7 @@ impl Loaded {
                             .await,
                     )
                 };
-                let ran = within(deadline, call).await;
+                let ran = within(deadline, Scheduled::new(call, workers, turn)).await;
                 stderr.finish();
                 let end = Ended {
                     peak_memory: store.data().limiter.peak,
@@ -420,6 +434,7 @@ impl Loaded {
                 cpu: cpu.get(),
                 peak_memory: end.peak_memory,
                 fuel: end.fuel,
+                waited: report_turn.waited(),
             };
             done(Outcome {
                 result: result.clone(),
@@ -636,6 +651,8 @@ pub struct CommandSandbox {
     initial_fuel: u64,
     fuel_on: bool,
     cpu: CpuCounter,
+    workers: Arc<Workers>,
+    turn: Arc<Turn>,
     result: Option<Result<(), InvokeError>>,
 }
 
@@ -668,6 +685,7 @@ impl CommandSandbox {
                 }
             }
         };
+        let run = Scheduled::new(run, self.workers.clone(), self.turn.clone());
         let ran = within(self.deadline, CpuTimed::new(run, self.cpu.clone())).await;
         let end = self.ended();
         self.result = Some(match ran {
@@ -709,6 +727,7 @@ impl CommandSandbox {
                 cpu: self.cpu.get(),
                 peak_memory: end.peak_memory,
                 fuel: end.fuel,
+                waited: self.turn.waited(),
             },
         }
     }
