@@ -49,7 +49,12 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // One thread more than the node's default workers (one per core): at
+    // most that many threads run guests at once, so one is always free to
+    // read a request that arrives while every worker computes, and an
+    // urgent request is read at once rather than at a guest's next tick.
     let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(weft_runtime::default_workers() + 1)
         .enable_all()
         .build()
     {

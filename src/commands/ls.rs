@@ -84,14 +84,24 @@ fn print_table(functions: &[serde_json::Value]) {
     }
 }
 
+/// A time in µs as one short figure: `850us`, `2ms`, `161.4ms`, `10s`,
+/// `1.25s`.
+fn short_time(us: u64) -> String {
+    match us {
+        0..1_000 => format!("{us}us"),
+        1_000..1_000_000 if us.is_multiple_of(1_000) => format!("{}ms", us / 1_000),
+        1_000..1_000_000 => format!("{:.1}ms", us as f64 / 1e3),
+        _ if us.is_multiple_of(1_000_000) => format!("{}s", us / 1_000_000),
+        _ => format!("{:.2}s", us as f64 / 1e6),
+    }
+}
+
 /// The deadline in force, and what admission plans with.
 fn print_slo(f: &serde_json::Value) {
     let l = &f["limits"];
     let ms = |v: &serde_json::Value| {
-        v.as_f64().map(|ms| {
-            humantime::format_duration(std::time::Duration::from_micros((ms * 1000.0) as u64))
-                .to_string()
-        })
+        v.as_f64()
+            .map(|ms| short_time((ms * 1000.0).round() as u64))
     };
     let deadline = ms(&l["deadline_ms"]).unwrap_or_else(|| "?".into());
     let mut line = if l["deadline_declared"] == true {
@@ -175,4 +185,15 @@ fn print_declarations(f: &serde_json::Value) {
 
 fn human_ms(ms: u64) -> String {
     humantime::format_duration(std::time::Duration::from_millis(ms)).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn times_are_one_short_figure() {
+        let shown: Vec<String> = [850, 2_000, 161_378, 10_000_000, 1_250_000]
+            .map(super::short_time)
+            .into();
+        assert_eq!(shown, ["850us", "2ms", "161.4ms", "10s", "1.25s"]);
+    }
 }

@@ -485,10 +485,15 @@ fn work_whose_deadline_cannot_be_met_is_refused_at_once() {
     assert_eq!(e["code"], "deadline_unmeetable", "{e}");
     assert_eq!(e["function"], "batch", "{e}");
     let msg = e["message"].as_str().unwrap();
-    assert!(
-        msg.contains("cannot be met here: 800.0 ms of admitted work is due before it, and it is expected to take 400.0 ms"),
-        "{msg}"
-    );
+    assert!(msg.contains("and it is expected to take 400.0 ms"), "{msg}");
+    // What is left of the two ahead: 800 ms less what the first has run.
+    let ahead: f64 = msg
+        .split("cannot be met here: ")
+        .nth(1)
+        .and_then(|rest| rest.split(" ms").next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{msg}"));
+    assert!(ahead > 600.0 && ahead <= 800.0, "{msg}");
     for t in running {
         assert_eq!(t.join().unwrap().0, 200);
     }

@@ -28,6 +28,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::futures::Notified;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use weft_manifest::Unmeetable;
+use weft_runtime::CpuCounter;
 
 /// The node's slots, and whether it still takes work.
 pub(crate) struct Admission {
@@ -44,10 +45,10 @@ pub(crate) struct Admission {
 }
 
 /// The admitted invocations, by when they are due (and an arrival number):
-/// what each is expected to take, µs.
+/// what each is expected to take, µs, and the CPU time it has had so far.
 #[derive(Default)]
 struct Ledger {
-    booked: Mutex<BTreeMap<(Instant, u64), u64>>,
+    booked: Mutex<BTreeMap<(Instant, u64), (u64, CpuCounter)>>,
     seq: AtomicU64,
 }
 
@@ -56,6 +57,15 @@ struct Ledger {
 pub struct Booking {
     ledger: Arc<Ledger>,
     key: (Instant, u64),
+    progress: CpuCounter,
+}
+
+impl Booking {
+    /// Where the sandbox counts its CPU time, so that the ledger knows what
+    /// is left of it.
+    pub fn progress(&self) -> CpuCounter {
+        self.progress.clone()
+    }
 }
 
 impl Drop for Booking {
@@ -314,8 +324,10 @@ impl Admission {
 
     /// Books an invocation of `f` due at `due`. With `promised` (a declared
     /// or asked deadline) it is refused, `deadline_unmeetable`, when the
-    /// admitted work due no later than it, shared by the workers, plus its
-    /// own expected time would end after `due` (never with no work ahead). Work whose deadline is
+    /// admitted work due no later than it (what is left of each: its
+    /// expected time less the CPU time it has had), shared by the workers,
+    /// plus its own expected time would end after `due` (never with no work
+    /// ahead). Work whose deadline is
     /// only its timeout is booked (it is work ahead of others) but never
     /// refused here.
     pub(crate) fn book(&self, f: &Function, due: Instant, promised: bool) -> Result<Booking> {
@@ -324,7 +336,11 @@ impl Admission {
         let mut booked = self.ledger.booked.lock();
         if promised && self.unmeetable == Unmeetable::Refuse {
             let now = Instant::now();
-            let ahead: u64 = booked.range(..(due, seq)).map(|(_, us)| *us).sum();
+            // What is left of each: its expected time less what it has run.
+            let ahead: u64 = booked
+                .range(..(due, seq))
+                .map(|(_, (us, ran))| us.saturating_sub(ran.get().as_micros() as u64))
+                .sum();
             let ahead = Duration::from_micros(ahead / self.workers);
             let expected = Duration::from_micros(expected);
             // With nothing ahead it is admitted, however slow it has been:
@@ -341,10 +357,12 @@ impl Admission {
                 return Err(self.refuse(f, e));
             }
         }
-        booked.insert((due, seq), expected);
+        let progress = CpuCounter::default();
+        booked.insert((due, seq), (expected, progress.clone()));
         Ok(Booking {
             ledger: self.ledger.clone(),
             key: (due, seq),
+            progress,
         })
     }
 

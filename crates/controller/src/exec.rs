@@ -53,6 +53,8 @@ pub struct RunContext {
     /// When its deadline falls, which orders it on the node's workers;
     /// `None`: its timeout does.
     pub due: Option<Instant>,
+    /// Where its CPU time is counted as it runs (its booking's).
+    pub progress: Option<weft_runtime::CpuCounter>,
 }
 
 /// What the sandbox is given.
@@ -239,6 +241,7 @@ impl Executor {
             }),
             fabric: self.fabric.get().cloned(),
             due: ctx.due,
+            progress: ctx.progress,
         }
     }
 

@@ -477,6 +477,7 @@ impl Router {
                 (self.controller.node_slot(slot)?, input)
             }
         };
+        let progress = booking.progress();
         reservation.keep(booking);
         let ctx = RunContext {
             id,
@@ -487,6 +488,7 @@ impl Router {
             ancestors: chain.ancestors,
             timeout_cap: asked.map(|_| deadline.saturating_duration_since(Instant::now())),
             due: Some(ends.slo.at),
+            progress: Some(progress),
         };
         let ran = self.controller.run(reservation, input, ctx).await?;
         let mut served = Served {

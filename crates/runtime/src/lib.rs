@@ -32,7 +32,7 @@ pub use error::{InvokeError, PrepareError};
 pub use host::{CallContext, Capabilities, Fabric, FabricCode, FabricError, Trigger};
 pub use io::LogFn;
 pub use limits::{Grants, Limits};
-pub use meter::Usage;
+pub use meter::{CpuCounter, Usage};
 pub use runtime::{Kind, Loaded, Prepared, Runtime};
 pub use sandbox::{BoxError, CommandSandbox, HttpBody, HttpDone, Invocation, Outcome};
 pub use weft_manifest::Scheduler;

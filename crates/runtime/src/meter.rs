@@ -53,12 +53,15 @@ fn thread_cpu_nanos() -> u64 {
         .saturating_add(ts.tv_nsec as u64)
 }
 
-/// A shared CPU-time counter, in nanoseconds.
+/// A shared CPU-time counter, in nanoseconds: what a sandbox has used so
+/// far, readable while it runs (admission reads how far admitted work has
+/// got).
 #[derive(Debug, Clone, Default)]
-pub(crate) struct CpuCounter(Arc<AtomicU64>);
+pub struct CpuCounter(Arc<AtomicU64>);
 
 impl CpuCounter {
-    pub(crate) fn get(&self) -> Duration {
+    /// The time counted so far.
+    pub fn get(&self) -> Duration {
         Duration::from_nanos(self.0.load(Ordering::Relaxed))
     }
 }

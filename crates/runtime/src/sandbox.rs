@@ -65,6 +65,9 @@ pub struct Invocation {
     /// When it should have ended (its deadline): orders it on the node's
     /// workers. `None`: its timeout does.
     pub due: Option<Instant>,
+    /// Where its CPU time is counted as it runs; `None`: a counter of its
+    /// own.
+    pub progress: Option<CpuCounter>,
 }
 
 impl Invocation {
@@ -81,6 +84,7 @@ impl Invocation {
             context: Arc::default(),
             fabric: None,
             due: None,
+            progress: None,
         }
     }
 }
@@ -255,7 +259,7 @@ impl Loaded {
         b.stdin(MemoryInputPipe::new(input))
             .stdout(GuestStream(stdout.clone()))
             .stderr(GuestStream(stderr.clone()));
-        let cpu = CpuCounter::default();
+        let cpu = inv.progress.clone().unwrap_or_default();
         let live = rt.live_sandbox();
         let turn = rt.workers().turn(inv.due.unwrap_or(deadline), started);
         let (inner, initial_fuel) = match &self.0 {
@@ -372,7 +376,7 @@ impl Loaded {
         let overflow = response_overflow.clone();
         let pre = pre.clone();
         let fuel_on = rt.config().fuel;
-        let cpu = CpuCounter::default();
+        let cpu = inv.progress.clone().unwrap_or_default();
         let task_cpu = cpu.clone();
         let task_limits = limits.clone();
         let live = rt.live_sandbox();
