@@ -374,10 +374,13 @@ pin_project_lite::pin_project! {
 
 impl<F> Scheduled<F> {
     pub(crate) fn new(fut: F, workers: Arc<Workers>, turn: Arc<Turn>) -> Self {
-        // A command's instantiation (before this) may have met a check and
-        // taken its worker already.
+        // Under EDF a guest starts without a worker and competes for one
+        // from its first check on: most invocations end before it, and
+        // would pay a hand-off between threads each for nothing. Under FIFO
+        // it waits its turn from the start. (A command's instantiation,
+        // before this, may have met a check and taken its worker already.)
         let start: Option<Pin<Box<dyn Future<Output = ()> + Send>>> =
-            if turn.holding.load(Ordering::Relaxed) {
+            if workers.scheduler == Scheduler::Edf || turn.holding.load(Ordering::Relaxed) {
                 None
             } else {
                 match workers.take(&turn) {
