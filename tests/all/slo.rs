@@ -544,3 +544,39 @@ fn a_node_told_to_run_unmeetable_work_runs_it_late() {
         0.0
     );
 }
+
+#[test]
+fn a_callee_inherits_its_callers_earlier_deadline() {
+    // One worker, busy with `slow` (1.5 s, no deadline: due in 10 s). `back`
+    // (200 ms of work, no deadline either) would queue behind it; called by
+    // `front` (deadline 1 s) it runs by front's deadline, takes the worker,
+    // and front answers while slow still runs.
+    let node = Node::start_with_config("workers = 1\n");
+    node.deploy("slow", "sleep.wasm", &["--clock", "--timeout", "10s"]);
+    node.deploy("back", "sleep.wasm", &["--clock", "--timeout", "10s"]);
+    node.deploy(
+        "front",
+        "chain.wasm",
+        &[
+            "--call",
+            "back",
+            "--config-value",
+            "callee=back",
+            "--deadline",
+            "1s",
+        ],
+    );
+    let slow = in_thread(&node, "slow", "1500");
+    assert!(eventually(Duration::from_secs(5), || node
+        .json(&["ls", "slow"])["in_flight"]
+        == 1));
+    // `back` reads front's request as its stdin: not a number, so 200 ms.
+    let front = in_thread(&node, "front", "x").join().unwrap();
+    let slow = slow.join().unwrap();
+    assert_eq!(front.0, 200, "{}", front.1);
+    assert!(front.1.contains("(slept\n)"), "{}", front.1);
+    assert!(
+        front.2 < slow.2,
+        "the callee waited behind a later deadline"
+    );
+}

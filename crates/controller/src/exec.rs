@@ -238,6 +238,7 @@ impl Executor {
                 attempt: ctx.attempt.max(1),
                 chain,
                 ancestors: ctx.ancestors,
+                due: ctx.due,
             }),
             fabric: self.fabric.get().cloned(),
             due: ctx.due,

@@ -234,6 +234,11 @@ pub struct CallMeta {
     pub version: u32,
     /// Time left to the caller, ms: the callee's deadline.
     pub timeout_ms: u64,
+    /// Time left, µs when sent, to the deadline of the invocation as the
+    /// node it entered set it: the callee runs by it when it is earlier
+    /// than its own. Absent from older nodes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deadline_us: Option<u64>,
     /// For HTTP components: the request besides its body.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub http: Option<HttpMeta>,

@@ -159,6 +159,7 @@ fn call(function: &str) -> CallMeta {
         ancestors: vec![],
         version: 0,
         timeout_ms: 0,
+        deadline_us: None,
         http: None,
         body_len: 0,
         chunks: 0,

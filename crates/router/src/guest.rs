@@ -84,6 +84,7 @@ impl Fabric for Guests {
         let router = self.router();
         let mut req = request(from, callee, payload);
         req.deadline = Some(deadline);
+        req.inherited_deadline = from.due;
         let callee = callee.to_string();
         Box::pin(async move {
             let resp = router?

@@ -174,6 +174,10 @@ pub struct Request {
     /// For queued work: when its deadline falls, set when it was queued
     /// (wall clock: it survives a restart).
     pub queued_deadline: Option<SystemTime>,
+    /// The deadline of the invocation it serves (a calling guest's, or the
+    /// one the node it entered set): it inherits it when earlier than its
+    /// own, never as an error.
+    pub inherited_deadline: Option<Instant>,
     /// Who asks.
     pub caller: Caller,
     /// HTTP facts, for a request that came over HTTP (or was queued or sent
@@ -205,6 +209,7 @@ impl Request {
             deadline: None,
             asked_deadline: None,
             queued_deadline: None,
+            inherited_deadline: None,
             caller: Caller::Node,
             http: None,
             body: Body::empty(),
@@ -325,6 +330,7 @@ impl Request {
             queued_deadline: get("deadline_ms")
                 .and_then(|ms| ms.parse::<u64>().ok())
                 .map(|ms| SystemTime::UNIX_EPOCH + Duration::from_millis(ms)),
+            inherited_deadline: None,
             caller: Caller::Node,
             http,
             body: Body::Bytes(c.payload.into()),
@@ -348,6 +354,7 @@ impl Request {
             ancestors: self.chain.ancestors.clone(),
             version,
             timeout_ms: 0,
+            deadline_us: None,
             http: self.http.as_ref().map(|h| HttpMeta {
                 method: h.method.to_string(),
                 path: h.path_and_query.clone(),
@@ -374,9 +381,14 @@ impl Request {
                 calls: call.chain,
                 ancestors: call.ancestors,
             },
-            deadline: Some(Instant::now() + Duration::from_millis(call.timeout_ms)),
+            // A peer's figures are bounded by the function's own timeout
+            // later; one too large to add is no bound.
+            deadline: Instant::now().checked_add(Duration::from_millis(call.timeout_ms)),
             asked_deadline: None,
             queued_deadline: None,
+            inherited_deadline: call
+                .deadline_us
+                .and_then(|us| Instant::now().checked_add(Duration::from_micros(us))),
             caller: Caller::Node,
             http,
             body: Body::Bytes(body),

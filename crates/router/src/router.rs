@@ -344,7 +344,11 @@ impl Router {
                 stream => read_body(stream, &f, deadline).await?,
             };
             req.body = Body::Bytes(body.clone());
-            let meta = req.call_meta(f.version());
+            let mut meta = req.call_meta(f.version());
+            meta.deadline_us = Some(
+                u64::try_from(slo.at.saturating_duration_since(Instant::now()).as_micros())
+                    .unwrap_or(u64::MAX),
+            );
             match self.there(&f, meta, &node, body, deadline).await {
                 Ok(mut resp) => {
                     resp.served.placement = placement.reason();
@@ -717,10 +721,20 @@ fn deadline_of(f: &Function, req: &Request) -> Result<Deadline> {
             });
         }
     };
-    Ok(Deadline {
+    let now = Instant::now();
+    let own = Deadline {
         within,
-        at: Instant::now() + within,
+        at: now + within,
         promised: f.slo().declared || req.asked_deadline.is_some(),
+    };
+    Ok(match req.inherited_deadline {
+        // The caller's is earlier: it is this one's too, and a promise.
+        Some(at) if at < own.at => Deadline {
+            within: at.saturating_duration_since(now),
+            at,
+            promised: true,
+        },
+        _ => own,
     })
 }
 

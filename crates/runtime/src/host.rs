@@ -140,6 +140,8 @@ pub struct CallContext {
     /// The functions that started this chain asynchronously (by an event
     /// or an async call), outermost first: counted for depth, not cycles.
     pub ancestors: Vec<String>,
+    /// When its deadline falls: what its callees inherit.
+    pub due: Option<std::time::Instant>,
 }
 
 /// The class of a [`FabricError`]; mirrors `weft:fabric/types.error-code`.
