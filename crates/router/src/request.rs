@@ -560,3 +560,49 @@ fn set_deadline_ms(meta: &mut BTreeMap<String, String>, at: SystemTime) {
         meta.insert("deadline_ms".to_string(), ms.as_millis().to_string());
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_peers_times_too_large_to_add_bound_nothing() {
+        let call = CallMeta {
+            id: "c1".into(),
+            from: "mallory".into(),
+            function: "f".into(),
+            trigger: "call".into(),
+            subject: String::new(),
+            attempt: 1,
+            chain: Vec::new(),
+            ancestors: Vec::new(),
+            version: 0,
+            timeout_ms: u64::MAX,
+            deadline_us: Some(u64::MAX),
+            http: None,
+            body_len: 0,
+            chunks: 1,
+        };
+        // No overflow, and nothing that could tighten the function's own
+        // (a year away, or no bound at all).
+        let req = Request::from_call(call.clone(), Bytes::new());
+        let year = Instant::now() + Duration::from_secs(365 * 24 * 3600);
+        for t in [req.deadline, req.inherited_deadline] {
+            assert!(t.is_none_or(|t| t > year), "{t:?}");
+        }
+        // Ordinary figures are kept, relative to now.
+        let call = CallMeta {
+            timeout_ms: 2_000,
+            deadline_us: Some(500_000),
+            ..call
+        };
+        let before = Instant::now();
+        let req = Request::from_call(call, Bytes::new());
+        let left = |t: Option<Instant>| t.map(|t| t.saturating_duration_since(before));
+        assert!(left(req.deadline).is_some_and(|d| d >= Duration::from_secs(2)));
+        assert!(
+            left(req.inherited_deadline)
+                .is_some_and(|d| d >= Duration::from_millis(500) && d < Duration::from_secs(1))
+        );
+    }
+}
