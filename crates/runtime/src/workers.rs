@@ -7,7 +7,12 @@
 //! next epoch check: the arrival bumps the engine's epoch so that the check
 //! comes at once, not at the next tick. A guest whose host call waits (a
 //! store, an outgoing request, a callee) gives its worker back for as long
-//! as it waits, and queues again with its own deadline when it is woken.
+//! as it waits; woken, it runs on to its next check and takes a worker
+//! there, or waits for one in its fiber, with its own deadline.
+//!
+//! Under earliest deadline first a guest also starts without a worker and
+//! competes for one from its first check: most invocations end before it.
+//! Under FIFO it waits its turn from the start.
 //!
 //! Every invocation's place is its absolute deadline (its timeout when it
 //! declares none), which is never later than its arrival plus its timeout:
@@ -349,9 +354,10 @@ impl Drop for Waiting {
 }
 
 pin_project_lite::pin_project! {
-    /// A guest's execution, started once it holds a worker. It gives the
-    /// worker back whenever it waits in a host call; its epoch callback
-    /// ([`Turn::at_check`]) takes one again, and preempts.
+    /// A guest's execution with the workers: under FIFO it starts once it
+    /// holds one, under EDF at once. It gives its worker back whenever it
+    /// waits in a host call; its epoch callback ([`Turn::at_check`]) takes
+    /// one again, and preempts.
     pub(crate) struct Scheduled<F> {
         #[pin]
         fut: F,
