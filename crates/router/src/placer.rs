@@ -1,8 +1,8 @@
 //! The scheduler's view of the fabric, kept current per heartbeat: one
 //! [`Index`] whose rows the heartbeats replace, read by every decision.
 
-use parking_lot::RwLock;
-use std::collections::BTreeSet;
+use parking_lot::{Mutex, RwLock};
+use std::collections::{BTreeSet, HashMap};
 use weft_controller::Function;
 use weft_mesh::{MeshConfig, Peer};
 use weft_sched::{Decision, Estimate, Excluded, Index, Local, NodeView, PlaceError, Request};
@@ -11,6 +11,25 @@ use weft_sched::{Decision, Estimate, Excluded, Index, Local, NodeView, PlaceErro
 pub(crate) struct Placer {
     index: RwLock<Index>,
     local: String,
+    /// Calls this node has sent each peer and not yet had answered: that
+    /// peer runs at least these, whatever a heartbeat it sent before they
+    /// arrived says.
+    outstanding: Mutex<HashMap<String, u32>>,
+}
+
+/// A call out to a peer, counted in the placer's view until it drops.
+pub(crate) struct Sent<'a> {
+    placer: &'a Placer,
+    node: String,
+}
+
+impl Drop for Sent<'_> {
+    fn drop(&mut self) {
+        let mut out = self.placer.outstanding.lock();
+        if let Some(n) = out.get_mut(&self.node) {
+            *n = n.saturating_sub(1);
+        }
+    }
 }
 
 /// This node as a row of the view: what does not change per function.
@@ -42,6 +61,7 @@ impl Placer {
         Placer {
             index: RwLock::new(index),
             local: name,
+            outstanding: Mutex::default(),
         }
     }
 
@@ -52,10 +72,14 @@ impl Placer {
         if hb.name == self.local {
             return;
         }
+        let ours = self.outstanding.lock().get(&hb.name).copied().unwrap_or(0);
         let row = NodeView {
             labels: hb.labels.clone(),
             up: p.up,
-            inflight: hb.inflight,
+            // A beat sent before our latest calls reached it does not count
+            // them: a burst would otherwise all go to the peer whose beat
+            // came last.
+            inflight: hb.inflight.max(ours),
             queued: hb.queued,
             rtt_us: p.rtt_us,
             bandwidth_bps: p.bandwidth_bps,
@@ -97,10 +121,16 @@ impl Placer {
         self.index.read().is_up(node).unwrap_or(false)
     }
 
-    /// Work just sent to `node`: counted there until its next heartbeat,
-    /// so a burst does not herd onto the peer that looked idle.
-    pub(crate) fn sent(&self, node: &str) {
+    /// Work just sent to `node`: counted there at once, and for as long as
+    /// the returned guard lives (the call is out) whatever its heartbeats
+    /// say, so a burst does not herd onto the peer that looked idle.
+    pub(crate) fn sent(&self, node: &str) -> Sent<'_> {
         self.index.write().add_inflight(node, 1);
+        *self.outstanding.lock().entry(node.to_string()).or_default() += 1;
+        Sent {
+            placer: self,
+            node: node.to_string(),
+        }
     }
 
     /// Where an invocation of `f` with a body of `bytes` runs now; `local`

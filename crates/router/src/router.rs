@@ -556,7 +556,7 @@ impl Router {
         };
         let mesh = &fabric.mesh;
         let allowed = deadline.saturating_duration_since(Instant::now());
-        fabric.placer.sent(node);
+        let _sent = fabric.placer.sent(node);
         let call = mesh.call(node, meta, body, deadline);
         let died = watch_alive(mesh, node);
         let outcome = tokio::select! {
