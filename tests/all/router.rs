@@ -438,3 +438,65 @@ fn a_burst_fills_one_peer_then_the_next_instead_of_herding() {
         "placed first time on each cloud node: {first_time:?}"
     );
 }
+
+#[test]
+fn work_a_full_peer_turns_away_runs_on_the_next_even_if_not_idempotent() {
+    // cloud-1 is near the edge and full; cloud-2 is 20 ms away each way.
+    // The edge still picks cloud-1 (a slot frees there sooner, by its
+    // view, than the round trip to cloud-2 takes), which refuses at once:
+    // nothing ran, so the edge runs it on cloud-2, although `nap` is not
+    // idempotent.
+    use crate::servers::Link;
+    let hub = Nats::hub();
+    let link = Link::new(hub.leaf_addr());
+    link.set_latency(Duration::from_millis(20));
+    let leaf = Nats::leaf(&link.addr().to_string());
+    leaf.wait_leaf_connected();
+    let url = hub.url();
+    let edge = fabric_node(&hub, "edge", "edge", &[]);
+    let near = Node::start_with_config_args(
+        "max_instances = 1\n",
+        &[
+            "--fabric",
+            &url,
+            "--tier",
+            "cloud",
+            "--node-name",
+            "cloud-1",
+            "--label",
+            "pool=near",
+        ],
+    );
+    let far = fabric_node(&leaf, "cloud-2", "cloud", &[]);
+    assert!(eventually(LONG, || sees(&edge, "cloud-1", true)
+        && sees(&edge, "cloud-2", true)
+        && edge.json(&["nodes"])["registry_joined"] == true));
+    edge.deploy("nap", "nap.wasm", &["--tier", "cloud", "--clock"]);
+    edge.deploy(
+        "hog",
+        "nap.wasm",
+        &["--on-label", "pool=near", "--clock", "--timeout", "30s"],
+    );
+    assert!(eventually(LONG, || lists(&near, "hog")
+        && lists(&near, "nap")
+        && lists(&far, "nap")));
+    // The hog takes cloud-1's one slot.
+    let hog = {
+        let (client, url) = (near.http(), format!("{}/fn/hog", near.url));
+        std::thread::spawn(move || client.post(url).body("4000").send().unwrap())
+    };
+    assert!(eventually(LONG, || nodes(&near)
+        .iter()
+        .any(|n| n["name"] == "cloud-1" && n["inflight"] == 1)));
+    let resp = edge.post("nap", "10");
+    assert_eq!(
+        resp.status().as_u16(),
+        200,
+        "{:?}\n{}",
+        resp.headers(),
+        edge.log()
+    );
+    assert_eq!(header(&resp, "x-weft-node"), "cloud-2");
+    assert_eq!(header(&resp, "x-weft-retried-from"), "cloud-1");
+    assert_eq!(hog.join().unwrap().status().as_u16(), 200);
+}

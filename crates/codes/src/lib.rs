@@ -225,6 +225,20 @@ impl Code {
     pub const fn is_overload(self) -> bool {
         self.retry_after().is_some()
     }
+
+    /// Whether a node answering with this code turned the invocation away
+    /// before it started: nothing ran, so another node may run it, whether
+    /// or not the function is idempotent.
+    pub const fn turned_away(self) -> bool {
+        matches!(
+            self,
+            Code::QueueFull
+                | Code::QueueTimeout
+                | Code::NodeAtCapacity
+                | Code::DeadlineUnmeetable
+                | Code::ShuttingDown
+        )
+    }
 }
 
 impl fmt::Display for Code {
@@ -275,6 +289,15 @@ mod tests {
             );
             assert_eq!(s.parse::<Code>(), Ok(c));
             assert!((400..600).contains(&c.status()), "{s}: {}", c.status());
+        }
+    }
+
+    #[test]
+    fn work_turned_away_is_an_overload() {
+        for &c in Code::ALL {
+            if c.turned_away() {
+                assert!(c.is_overload(), "{c}");
+            }
         }
     }
 

@@ -121,29 +121,36 @@ impl Placer {
         self.index.read().is_up(node).unwrap_or(false)
     }
 
-    /// Work just sent to `node`: counted there at once, and for as long as
-    /// the returned guard lives (the call is out) whatever its heartbeats
-    /// say, so a burst does not herd onto the peer that looked idle.
-    pub(crate) fn sent(&self, node: &str) -> Sent<'_> {
-        self.index.write().add_inflight(node, 1);
-        *self.outstanding.lock().entry(node.to_string()).or_default() += 1;
-        Sent {
-            placer: self,
-            node: node.to_string(),
-        }
-    }
-
     /// Where an invocation of `f` with a body of `bytes` runs now; `local`
-    /// is this node's load for `f`.
+    /// is this node's load for `f`. When it is another node, the call is
+    /// counted there in the same step as the decision (so decisions made at
+    /// once see each other's), and for as long as the returned guard lives
+    /// whatever that node's heartbeats say: a burst does not herd onto the
+    /// peer that looked idle.
     pub(crate) fn place(
         &self,
         f: &Function,
         bytes: u64,
         exclude: &BTreeSet<String>,
         local: &Local,
-    ) -> Result<Decision, PlaceError> {
+    ) -> Result<(Decision, Option<Sent<'_>>), PlaceError> {
         let req = self.request(f, bytes, exclude);
-        weft_sched::place_in(&self.index.read(), &req, Some(local))
+        let mut ix = self.index.write();
+        let decision = weft_sched::place_in(&ix, &req, Some(local))?;
+        if decision.local {
+            return Ok((decision, None));
+        }
+        ix.add_inflight(&decision.node, 1);
+        *self
+            .outstanding
+            .lock()
+            .entry(decision.node.clone())
+            .or_default() += 1;
+        let sent = Sent {
+            placer: self,
+            node: decision.node.clone(),
+        };
+        Ok((decision, Some(sent)))
     }
 
     /// The decision, and every node ruled out and why.

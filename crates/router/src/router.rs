@@ -3,7 +3,7 @@
 //! chain allows it, how long it has, here or on which node, retried where.
 
 use crate::error::{Error, Result};
-use crate::placer::Placer;
+use crate::placer::{Placer, Sent};
 use crate::request::{
     Body, Caller, Collected, Deadline, DeadlineKept, Request, Response, Served, full,
 };
@@ -318,8 +318,13 @@ impl Router {
             });
         }
         let mut tried: Vec<String> = Vec::new();
+        // The last peer's refusal, answered when no other node is left.
+        let mut refused: Option<Error> = None;
         loop {
-            let placement = self.place(&f, &req, &tried)?;
+            let (placement, sent) = match self.place(&f, &req, &tried) {
+                Ok(p) => p,
+                Err(e) => return Err(refused.unwrap_or(e)),
+            };
             let Some(node) = placement.remote().map(str::to_string) else {
                 let slot_for_here = reserved.take();
                 return self
@@ -349,7 +354,9 @@ impl Router {
                 u64::try_from(slo.at.saturating_duration_since(Instant::now()).as_micros())
                     .unwrap_or(u64::MAX),
             );
-            match self.there(&f, meta, &node, body, deadline).await {
+            let answer = self.there(&f, meta, &node, body, deadline).await;
+            drop(sent);
+            match answer {
                 Ok(mut resp) => {
                     resp.served.placement = placement.reason();
                     resp.served.retried_from = tried;
@@ -369,6 +376,12 @@ impl Router {
                             message: format!("{why}{hint}"),
                         });
                     }
+                }
+                // It did not start there: the next node may run it.
+                Err(There::Failed(e)) if e.code().turned_away() && Instant::now() < deadline => {
+                    tracing::debug!(function = %f.name(), node = %node, "turned away: {e}");
+                    tried.push(node);
+                    refused = Some(e);
                 }
                 Err(There::Failed(e)) => return Err(e),
             }
@@ -416,19 +429,26 @@ impl Router {
         }
     }
 
-    fn place(&self, f: &Function, req: &Request, tried: &[String]) -> Result<Placement> {
+    /// Where the invocation runs; when on another node, with the call
+    /// counted there until the guard drops.
+    fn place(
+        &self,
+        f: &Function,
+        req: &Request,
+        tried: &[String],
+    ) -> Result<(Placement, Option<Sent<'_>>)> {
         if req.from_node.is_some() {
-            return Ok(Placement::Arrived);
+            return Ok((Placement::Arrived, None));
         }
         let Some(fabric) = self.fabric.get() else {
-            return Ok(Placement::Standalone);
+            return Ok((Placement::Standalone, None));
         };
         let bytes = req.body.known_len().unwrap_or(0);
         let exclude: BTreeSet<String> = tried.iter().cloned().collect();
         fabric
             .placer
             .place(f, bytes, &exclude, &self.local_load(f))
-            .map(Placement::Decided)
+            .map(|(d, sent)| (Placement::Decided(d), sent))
             .map_err(|e| Error::NoEligibleNode {
                 name: f.name().to_string(),
                 message: e.to_string(),
@@ -556,7 +576,6 @@ impl Router {
         };
         let mesh = &fabric.mesh;
         let allowed = deadline.saturating_duration_since(Instant::now());
-        let _sent = fabric.placer.sent(node);
         let call = mesh.call(node, meta, body, deadline);
         let died = watch_alive(mesh, node);
         let outcome = tokio::select! {
