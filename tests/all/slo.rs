@@ -6,6 +6,8 @@ use crate::fabric::header;
 use crate::harness::{Node, error_of, eventually, json_error};
 use std::time::Duration;
 
+const LONG: Duration = Duration::from_secs(30);
+
 fn get(node: &Node, path: &str, deadline: Option<&str>) -> reqwest::blocking::Response {
     let mut rb = node.http().get(format!("{}/fn/{path}", node.url));
     if let Some(d) = deadline {
@@ -579,4 +581,74 @@ fn a_callee_inherits_its_callers_earlier_deadline() {
         front.2 < slow.2,
         "the callee waited behind a later deadline"
     );
+}
+
+#[test]
+fn work_this_node_cannot_finish_in_time_is_handed_to_a_peer_with_time_to_spare() {
+    use crate::fabric::{lists, nodes, sees};
+    use crate::servers::Nats;
+    let nats = Nats::hub();
+    let node = |name: &str, tier: &str| {
+        Node::start_with_config_args(
+            "workers = 1\n",
+            &["--fabric", &nats.url(), "--tier", tier, "--node-name", name],
+        )
+    };
+    let (edge, cloud) = (node("edge", "edge"), node("cloud-1", "cloud"));
+    assert!(eventually(LONG, || sees(&edge, "cloud-1", true)
+        && edge.json(&["nodes"])["registry_joined"] == true));
+    let sleeps = |expected| {
+        [
+            "--clock",
+            "--timeout",
+            "10s",
+            "--deadline",
+            "1s",
+            "--expected",
+            expected,
+        ]
+    };
+    edge.deploy("hog", "nap.wasm", &sleeps("900ms"));
+    edge.deploy("batch", "sleep.wasm", &sleeps("400ms"));
+    assert!(eventually(LONG, || lists(&cloud, "hog") && lists(&cloud, "batch")));
+    // The edge's one worker owes 900 ms to work due before anything that
+    // arrives now (the hog's estimate: a nap burns no CPU, so none of it
+    // is paid off while it runs).
+    let hog = in_thread(&edge, "hog", "5000");
+    assert!(eventually(LONG, || edge.json(&["ls", "hog"])["in_flight"] == 1));
+
+    // 900 + 400 ms cannot end within 1 s here: the cloud node, idle, can.
+    let r = edge.post("batch", "700");
+    assert_eq!(r.status(), 200, "{:?}\n{}", r.headers(), edge.log());
+    assert_eq!(header(&r, "x-weft-node"), "cloud-1");
+    assert_eq!(header(&r, "x-weft-placement"), "handed_off");
+    assert_eq!(header(&r, "x-weft-deadline-met"), "true");
+
+    // Its run there is in the cloud's profile, which its heartbeats carry:
+    // 700 ms there leaves no time to spare within 650 ms, so nowhere can
+    // meet that, and the edge refuses at once.
+    assert!(eventually(LONG, || nodes(&edge).iter().any(|n| n["name"]
+        == "cloud-1"
+        && n["exec_profile"]["batch"][1].as_u64() >= Some(700_000))));
+    let r = edge
+        .http()
+        .post(format!("{}/fn/batch", edge.url))
+        .header("x-weft-deadline", "650ms")
+        .body("10")
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 503, "{:?}\n{}", r.headers(), edge.log());
+    let (_, e) = error_of(r);
+    assert_eq!(e["code"], "deadline_unmeetable", "{e}");
+    let count = |outcome: &str| {
+        edge.metric(&format!(
+            "weft_deadlines_total{{function=\"batch\",outcome=\"{outcome}\"}}"
+        ))
+    };
+    assert_eq!((count("met"), count("refused")), (1.0, 1.0));
+    assert_eq!(
+        cloud.json(&["usage"])["functions"]["batch"]["invocations"],
+        1
+    );
+    assert_eq!(hog.join().unwrap().0, 200);
 }

@@ -50,6 +50,10 @@ pub struct NodeInfo {
     pub last_seen_ms: u64,
     /// Its HTTP address.
     pub http: Option<String>,
+    /// Execution profiles of the functions it ran, by function: p50, p90,
+    /// p99 and max of its last runs there, µs (what a hand-off by slack
+    /// plans with).
+    pub exec_profile: BTreeMap<String, [u64; 4]>,
 }
 
 /// The fabric as this node sees it.
@@ -272,6 +276,7 @@ impl Router {
             bandwidth_bps: None,
             last_seen_ms: 0,
             http: me.http,
+            exec_profile: me.exec_profile,
         }];
         let placer = &self.fabric.get()?.placer;
         for p in mesh.peers() {
@@ -295,6 +300,7 @@ impl Router {
                 bandwidth_bps: p.bandwidth_bps,
                 last_seen_ms: p.last_seen_ms,
                 http: hb.http,
+                exec_profile: hb.exec_profile,
             });
         }
         Some(FabricStatus {

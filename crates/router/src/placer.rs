@@ -2,7 +2,8 @@
 //! [`Index`] whose rows the heartbeats replace, read by every decision.
 
 use parking_lot::{Mutex, RwLock};
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::time::Instant;
 use weft_controller::Function;
 use weft_mesh::{MeshConfig, Peer};
 use weft_sched::{Decision, Estimate, Excluded, Index, Local, NodeView, PlaceError, Request};
@@ -15,6 +16,9 @@ pub(crate) struct Placer {
     /// peer runs at least these, whatever a heartbeat it sent before they
     /// arrived says.
     outstanding: Mutex<HashMap<String, u32>>,
+    /// Each peer's execution profiles by function (p50, p90, p99, max, µs),
+    /// from its last heartbeat: what a hand-off by slack plans with.
+    profiles: Mutex<HashMap<String, BTreeMap<String, [u64; 4]>>>,
 }
 
 /// A call out to a peer, counted in the placer's view until it drops.
@@ -62,6 +66,7 @@ impl Placer {
             index: RwLock::new(index),
             local: name,
             outstanding: Mutex::default(),
+            profiles: Mutex::default(),
         }
     }
 
@@ -73,6 +78,9 @@ impl Placer {
             return;
         }
         let ours = self.outstanding.lock().get(&hb.name).copied().unwrap_or(0);
+        self.profiles
+            .lock()
+            .insert(hb.name.clone(), hb.exec_profile.clone());
         let row = NodeView {
             labels: hb.labels.clone(),
             up: p.up,
@@ -151,6 +159,35 @@ impl Placer {
             node: decision.node.clone(),
         };
         Ok((decision, Some(sent)))
+    }
+
+    /// The time to spare, µs, if `f` runs where `d` says and must end by
+    /// `due`: the time left, less the decision's queueing, transfer and cold
+    /// start, less the execution time there at the function's admission
+    /// percentile (the least of the node's p50, p90, p99 and max at or above
+    /// it, from its heartbeats), or, before it ran there, what admission
+    /// expects here, or the decision's estimate. Negative: `d.node` is not
+    /// expected to meet the deadline.
+    pub(crate) fn slack_us(&self, f: &Function, d: &Decision, due: Instant) -> i64 {
+        let left = due.saturating_duration_since(Instant::now()).as_micros();
+        let at = f.slo().admission.fraction();
+        let rank = [0.5, 0.9, 0.99].iter().take_while(|p| at > **p).count();
+        let profiled = self
+            .profiles
+            .lock()
+            .get(&d.node)
+            .and_then(|fs| fs.get(f.name()))
+            .map(|p| p[rank]);
+        let exec = profiled
+            .or_else(|| f.expected_us())
+            .unwrap_or(d.breakdown.exec_us);
+        let c = &d.breakdown;
+        let needs = u128::from(c.queue_us)
+            + u128::from(c.transfer_us)
+            + u128::from(c.cold_us)
+            + u128::from(exec);
+        let clamp = |v: u128| i64::try_from(v).unwrap_or(i64::MAX);
+        clamp(left) - clamp(needs)
     }
 
     /// The decision, and every node ruled out and why.

@@ -16,8 +16,8 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 use weft_codes::Code;
 use weft_controller::{
-    Accepted, Controller, DeadlineOutcome, Function, Input, NewInvocation, Output, Reservation,
-    RunContext,
+    Accepted, Booking, Controller, DeadlineOutcome, Function, Input, NewInvocation, Output,
+    Reservation, RunContext,
 };
 use weft_manifest::HumanDuration;
 use weft_mesh::{CallError, Mesh, ReplyOutcome};
@@ -318,26 +318,48 @@ impl Router {
             });
         }
         let mut tried: Vec<String> = Vec::new();
-        // The last peer's refusal, answered when no other node is left.
+        // The last refusal, here or a peer's: the answer when no node is left.
         let mut refused: Option<Error> = None;
+        // This node could not meet the deadline: only a peer with time to
+        // spare takes it.
+        let mut handing_off = false;
         loop {
             let (placement, sent) = match self.place(&f, &req, &tried) {
                 Ok(p) => p,
                 Err(e) => return Err(refused.unwrap_or(e)),
             };
             let Some(node) = placement.remote().map(str::to_string) else {
-                let slot_for_here = reserved.take();
-                return self
-                    .here(
-                        &f,
-                        req,
-                        Ends { by: deadline, slo },
-                        slot_for_here,
-                        placement,
-                        tried,
-                    )
-                    .await;
+                let reserved = reserved.take();
+                // Queued work was admitted when it was claimed: booked, not
+                // refused.
+                let promised = slo.promised && reserved.is_none();
+                let booking = match self.controller.book(&f, slo.at, promised) {
+                    Ok(b) => b,
+                    Err(e) if self.may_hand_off(&req, &e) => {
+                        tried.push(self.node_name().to_string());
+                        refused = Some(e.into());
+                        handing_off = true;
+                        continue;
+                    }
+                    Err(e) => return Err(e.into()),
+                };
+                let admitted = Admitted { reserved, booking };
+                let ends = Ends { by: deadline, slo };
+                return self.here(&f, req, ends, admitted, placement, tried).await;
             };
+            if handing_off {
+                let slack = match (self.fabric.get(), &placement) {
+                    (Some(fabric), Placement::Decided(d)) => fabric.placer.slack_us(&f, d, slo.at),
+                    _ => i64::MIN,
+                };
+                if slack < 0 {
+                    tracing::debug!(function = %f.name(), node = %node, slack_us = slack,
+                        "deadline unmeetable here, and no peer has time to spare");
+                    return Err(refused.unwrap_or_else(not_in_fabric));
+                }
+                tracing::debug!(function = %f.name(), node = %node, slack_us = slack,
+                    "deadline unmeetable here: handed off");
+            }
             // Runs elsewhere: a queued invocation keeps the function's slot
             // here (it bounds how many are out at once), not the node's.
             let _slot = reserved.take().map(Reservation::into_function_slot);
@@ -358,7 +380,11 @@ impl Router {
             drop(sent);
             match answer {
                 Ok(mut resp) => {
-                    resp.served.placement = placement.reason();
+                    resp.served.placement = if handing_off {
+                        "handed_off"
+                    } else {
+                        placement.reason()
+                    };
                     resp.served.retried_from = tried;
                     return Ok(resp);
                 }
@@ -386,6 +412,16 @@ impl Router {
                 Err(There::Failed(e)) => return Err(e),
             }
         }
+    }
+
+    /// Whether this node's refusal `e` may be handed to a peer instead:
+    /// its deadline cannot be met here, the invocation entered the fabric
+    /// here (a peer's call was placed here by its own node), and there is
+    /// a fabric.
+    fn may_hand_off(&self, req: &Request, e: &weft_controller::Error) -> bool {
+        e.code() == Code::DeadlineUnmeetable
+            && req.from_node.is_none()
+            && self.fabric.get().is_some()
     }
 
     /// Whether the caller may invoke `f`: a client without the token only
@@ -465,7 +501,7 @@ impl Router {
         f: &Arc<Function>,
         req: Request,
         ends: Ends,
-        reserved: Option<Reservation>,
+        admitted: Admitted,
         placement: Placement,
         tried: Vec<String>,
     ) -> Result<Response> {
@@ -489,10 +525,7 @@ impl Router {
             ..
         } = req;
         let deadline = ends.by;
-        // Queued work was admitted when it was claimed: booked, not refused.
-        let booking =
-            self.controller
-                .book(f, ends.slo.at, ends.slo.promised && reserved.is_none())?;
+        let Admitted { reserved, booking } = admitted;
         let (mut reservation, input) = match reserved {
             Some(r) => (r, input(f, http, body, deadline).await?),
             None => {
@@ -570,9 +603,7 @@ impl Router {
         deadline: Instant,
     ) -> std::result::Result<Response, There> {
         let Some(fabric) = self.fabric.get() else {
-            return Err(There::Failed(Error::FabricUnavailable(
-                "not in a fabric".into(),
-            )));
+            return Err(There::Failed(not_in_fabric()));
         };
         let mesh = &fabric.mesh;
         let allowed = deadline.saturating_duration_since(Instant::now());
@@ -675,6 +706,17 @@ fn reply_ok(c: Collected, started: Instant) -> (ReplyOutcome, Bytes) {
         },
         c.body,
     )
+}
+
+/// What admits an invocation here: its booking by deadline, and the slots
+/// queued work reserved when it was claimed.
+struct Admitted {
+    reserved: Option<Reservation>,
+    booking: Booking,
+}
+
+fn not_in_fabric() -> Error {
+    Error::FabricUnavailable("not in a fabric".into())
 }
 
 /// How a run on another node went wrong.
