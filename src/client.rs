@@ -168,6 +168,26 @@ pub(crate) fn print_json<T: Serialize>(v: &T) {
     }
 }
 
+/// `GET {base}`, or `GET {base}/{name}` for one function. With `--json` it
+/// is printed and `None` returned; otherwise the caller shows it.
+pub(crate) async fn get_listing(
+    opts: &ClientOpts,
+    base: &str,
+    name: Option<&str>,
+) -> ClientResult<Option<serde_json::Value>> {
+    let c = Client::new(opts)?;
+    let path = match name {
+        Some(n) => format!("{base}/{n}"),
+        None => base.to_string(),
+    };
+    let v = c.get(&path).await?;
+    if opts.json {
+        print_json(&v);
+        return Ok(None);
+    }
+    Ok(Some(v))
+}
+
 /// Runs a client command body and turns its result into an exit code.
 pub(crate) fn finish(r: ClientResult<()>, json: bool) -> ExitCode {
     match r {

@@ -31,6 +31,8 @@ enum Command {
     Rollback(commands::rollback::Rollback),
     /// Show metered usage per function.
     Usage(commands::usage::Usage),
+    /// Show how functions keep their deadlines.
+    Slo(commands::slo::Slo),
     /// Show a function's log (its stderr), by invocation.
     Logs(commands::logs::Logs),
     /// Print the JSON schema of the manifest (weft.toml).
@@ -73,6 +75,7 @@ fn main() -> ExitCode {
             Command::Rm(c) => c.run().await,
             Command::Rollback(c) => c.run().await,
             Command::Usage(c) => c.run().await,
+            Command::Slo(c) => c.run().await,
             Command::Logs(c) => c.run().await,
             Command::Schema(c) => c.run().await,
             Command::Result(c) => c.run().await,

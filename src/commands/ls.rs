@@ -86,7 +86,7 @@ fn print_table(functions: &[serde_json::Value]) {
 
 /// A time in µs as one short figure: `850us`, `2ms`, `161.4ms`, `10s`,
 /// `1.25s`.
-fn short_time(us: u64) -> String {
+pub(crate) fn short_time(us: u64) -> String {
     match us {
         0..1_000 => format!("{us}us"),
         1_000..1_000_000 if us.is_multiple_of(1_000) => format!("{}ms", us / 1_000),

@@ -12,5 +12,6 @@ pub(crate) mod result;
 pub(crate) mod rm;
 pub(crate) mod rollback;
 pub(crate) mod schema;
+pub(crate) mod slo;
 pub(crate) mod up;
 pub(crate) mod usage;

@@ -1,4 +1,4 @@
-use crate::client::{Client, ClientOpts, finish, print_json};
+use crate::client::{ClientOpts, finish, get_listing};
 use clap::Args;
 use std::process::ExitCode;
 
@@ -18,16 +18,9 @@ impl Usage {
     }
 
     async fn go(self) -> crate::client::ClientResult<()> {
-        let c = Client::new(&self.opts)?;
-        let path = match &self.name {
-            Some(n) => format!("/v1/usage/{n}"),
-            None => "/v1/usage".into(),
-        };
-        let v = c.get(&path).await?;
-        if self.opts.json {
-            print_json(&v);
+        let Some(v) = get_listing(&self.opts, "/v1/usage", self.name.as_deref()).await? else {
             return Ok(());
-        }
+        };
         println!(
             "{:<24} {:>11} {:>7} {:>8} {:>6} {:>12} {:>12} {:>14}",
             "NAME", "INVOCATIONS", "ERRORS", "REJECTED", "COLD", "CPU-MS", "WALL-MS", "MEM-MIB-S"

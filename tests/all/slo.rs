@@ -507,6 +507,7 @@ fn work_whose_deadline_cannot_be_met_is_refused_at_once() {
         node.metric("weft_rejections_total{function=\"batch\",outcome=\"deadline_unmeetable\"}"),
         1.0
     );
+    assert_eq!(node.json(&["slo", "batch"])["functions"][0]["refused"], 1);
     // Nothing was lost: once the work ahead has drained, it is admitted.
     let r = node.post("batch", "10");
     assert_eq!(r.status(), 200);
@@ -615,25 +616,28 @@ fn work_this_node_cannot_finish_in_time_is_handed_to_a_peer_with_time_to_spare()
     // arrives now (the hog's estimate: a nap burns no CPU, so none of it
     // is paid off while it runs).
     let hog = in_thread(&edge, "hog", "5000");
+    let hog_due = std::time::Instant::now() + Duration::from_secs(1);
     assert!(eventually(LONG, || edge.json(&["ls", "hog"])["in_flight"] == 1));
 
     // 900 + 400 ms cannot end within 1 s here: the cloud node, idle, can.
-    let r = edge.post("batch", "700");
+    let r = edge.post("batch", "300");
     assert_eq!(r.status(), 200, "{:?}\n{}", r.headers(), edge.log());
     assert_eq!(header(&r, "x-weft-node"), "cloud-1");
     assert_eq!(header(&r, "x-weft-placement"), "handed_off");
     assert_eq!(header(&r, "x-weft-deadline-met"), "true");
 
     // Its run there is in the cloud's profile, which its heartbeats carry:
-    // 700 ms there leaves no time to spare within 650 ms, so nowhere can
-    // meet that, and the edge refuses at once.
+    // 300 ms there leaves no time to spare within 250 ms, so nowhere can
+    // meet that, and the edge refuses at once (once the hog is due before
+    // it, and so ahead of it).
     assert!(eventually(LONG, || nodes(&edge).iter().any(|n| n["name"]
         == "cloud-1"
-        && n["exec_profile"]["batch"][1].as_u64() >= Some(700_000))));
+        && n["exec_profile"]["batch"][1].as_u64() >= Some(300_000))));
+    std::thread::sleep(hog_due.saturating_duration_since(std::time::Instant::now()));
     let r = edge
         .http()
         .post(format!("{}/fn/batch", edge.url))
-        .header("x-weft-deadline", "650ms")
+        .header("x-weft-deadline", "250ms")
         .body("10")
         .send()
         .unwrap();
@@ -651,4 +655,77 @@ fn work_this_node_cannot_finish_in_time_is_handed_to_a_peer_with_time_to_spare()
         1
     );
     assert_eq!(hog.join().unwrap().0, 200);
+}
+
+#[test]
+fn weft_slo_reports_deadlines_latency_and_a_guest_that_overruns_its_estimate() {
+    let node = Node::start();
+    node.deploy(
+        "spin",
+        "sleep.wasm",
+        &[
+            "--clock",
+            "--timeout",
+            "5s",
+            "--deadline",
+            "1s",
+            "--expected",
+            "20ms",
+        ],
+    );
+    // Each of the first three runs is longer than the estimate of its
+    // time: the third in a row flags it and its profile keeps only them.
+    for ms in ["30", "60", "120", "10", "1200"] {
+        assert_eq!(node.post("spin", ms).status(), 200);
+    }
+    let v = node.json(&["slo", "spin"]);
+    let f = &v["functions"][0];
+    assert_eq!(f["name"], "spin", "{v}");
+    assert_eq!(
+        (f["met"].as_u64(), f["missed"].as_u64()),
+        (Some(4), Some(1)),
+        "{f}"
+    );
+    assert_eq!(
+        (f["refused"].as_u64(), f["expired"].as_u64()),
+        (Some(0), Some(0)),
+        "{f}"
+    );
+    assert_eq!(f["met_ratio"].as_f64(), Some(0.8), "{f}");
+    assert_eq!(
+        (f["deadline_ms"].as_f64(), f["declared"].as_bool()),
+        (Some(1000.0), Some(true))
+    );
+    assert_eq!(f["latencies"], 5, "{f}");
+    let (p50, p99) = (f["p50_ms"].as_f64().unwrap(), f["p99_ms"].as_f64().unwrap());
+    assert!((60.0..1200.0).contains(&p50) && p99 >= 1200.0, "{f}");
+    assert_eq!(
+        (f["overruns"].as_u64(), f["flagged"].as_u64()),
+        (Some(4), Some(1)),
+        "{f}"
+    );
+    assert_eq!(f["overrunning"], 1, "{f}");
+    // What admission plans with now: the last run is among the kept ones.
+    assert!(f["expected_ms"].as_f64().unwrap() >= 1200.0, "{f}");
+    assert_eq!(node.metric("weft_overruns_total{function=\"spin\"}"), 4.0);
+    assert!(
+        node.log()
+            .contains("ran past its estimate 3 times in a row")
+    );
+
+    // The table, every function, and an unknown one.
+    node.deploy("idle", "echo.wasm", &[]);
+    let text = node.ok(&["slo"]);
+    let rows: Vec<Vec<&str>> = text
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(rows[0][..3], ["NAME", "DEADLINE", "MET"], "{text}");
+    assert_eq!(rows[1][..3], ["idle", "10s*", "0"], "{text}");
+    assert_eq!(rows[2][..5], ["spin", "1s", "4", "1", "0"], "{text}");
+    assert_eq!(rows[2][rows[2].len() - 2..], ["4", "!1"], "{text}");
+    let out = node.cli(&["slo", "nope", "--json"]);
+    assert!(!out.status.success());
+    let e: serde_json::Value = serde_json::from_slice(&out.stderr).unwrap();
+    assert_eq!(e["error"]["code"], "function_not_found", "{e}");
 }

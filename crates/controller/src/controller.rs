@@ -503,9 +503,22 @@ impl Controller {
         Ok(self.logs.recent(name, since, limit))
     }
 
-    /// Counts how an invocation of `f` went against its deadline.
-    pub fn count_deadline(&self, f: &Function, outcome: DeadlineOutcome) {
-        f.metrics.deadlines[outcome as usize].inc();
+    /// Counts how an invocation of `f` went against its deadline, with its
+    /// latency (arrival to the response's start) when it ran.
+    pub fn count_deadline(
+        &self,
+        f: &Function,
+        outcome: DeadlineOutcome,
+        latency: Option<Duration>,
+    ) {
+        f.observe_deadline(outcome, latency);
+    }
+
+    /// How each function has kept its deadlines here, by name.
+    pub fn slo(&self) -> Vec<crate::SloReport> {
+        let mut all: Vec<_> = self.functions().iter().map(|f| f.slo_report()).collect();
+        all.sort_by(|a, b| a.name.cmp(&b.name));
+        all
     }
 
     /// Adds a line to a function's log, as the node (not the guest).

@@ -5,6 +5,7 @@ use crate::admission::Reservation;
 use crate::artifacts::Artifacts;
 use crate::error::{Error, Result};
 use crate::function::Function;
+use crate::function::OVERRUN_STREAK;
 use crate::logs::LogHub;
 use crate::metrics::{Metrics, OutcomeLabels};
 use crate::usage::Usage;
@@ -284,7 +285,13 @@ fn record(
         }
     };
     f.metrics.duration.observe(used.wall.as_secs_f64());
-    f.observe_exec(used.wall.saturating_sub(used.waited));
+    if let Some(estimate) = f.observe_exec(used.wall.saturating_sub(used.waited)) {
+        tracing::warn!(
+            function = %f.name,
+            estimate_ms = estimate as f64 / 1000.0,
+            "ran past its estimate {OVERRUN_STREAK} times in a row: its profile keeps only those runs now"
+        );
+    }
     f.metrics.cpu_seconds.inc_by(used.cpu.as_secs_f64());
     usage.record(&f.name, info.cold_start, failed.is_some(), used);
     tracing::debug!(

@@ -8,8 +8,10 @@
 //! ends, so it runs one version from admission to its last byte.
 
 use crate::caps::Resolved;
+use crate::controller::DeadlineOutcome;
 use crate::metrics::FnMetrics;
 use parking_lot::Mutex;
+use serde::Serialize;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -18,7 +20,7 @@ use tokio::sync::Semaphore;
 use weft_manifest::{Defaults, FunctionSpec, MqttTrigger, Percentile, Schedule};
 use weft_queue::RetryPolicy;
 use weft_runtime::{Capabilities, Grants, Kind, Limits, Loaded};
-use weft_sched::{Privacy, Profile, Requirements};
+use weft_sched::{Privacy, Profile, Requirements, Window};
 use weft_store::VersionRecord;
 
 /// One function's active version, resolved, with its live state.
@@ -52,6 +54,63 @@ pub struct Function {
     epoch: Instant,
     /// Wall times of its last invocations here.
     profile: Mutex<Profile>,
+    /// What `weft slo` reports beyond the counters.
+    record: Mutex<SloRecord>,
+}
+
+/// Overruns in a row that flag a function and reset its profile to them.
+pub const OVERRUN_STREAK: u32 = 3;
+
+/// End-to-end latencies a function's SLO report keeps (its p99 needs 100).
+pub const LATENCY_WINDOW: usize = 1024;
+
+/// Beyond the counters: latencies and overruns.
+#[derive(Default)]
+struct SloRecord {
+    latencies: Window<LATENCY_WINDOW>,
+    overruns: u64,
+    /// Overruns in a row now.
+    streak: u32,
+    /// Times it reached [`OVERRUN_STREAK`].
+    flagged: u64,
+}
+
+/// How a function has kept its deadlines here (`weft slo`): the counts
+/// since it was installed, latencies of its last [`LATENCY_WINDOW`] runs
+/// that entered here.
+#[derive(Debug, Clone, Serialize)]
+pub struct SloReport {
+    /// The function.
+    pub name: String,
+    /// Its deadline (its timeout when it declares none), ms.
+    pub deadline_ms: f64,
+    /// Whether it declares one.
+    pub declared: bool,
+    /// Answers that started within their deadline.
+    pub met: u64,
+    /// Answers that started after it.
+    pub missed: u64,
+    /// Refused at once: `deadline_unmeetable`.
+    pub refused: u64,
+    /// Queued work whose deadline passed before it started.
+    pub expired: u64,
+    /// `met / (met + missed)`, once one ran.
+    pub met_ratio: Option<f64>,
+    /// Latencies held.
+    pub latencies: usize,
+    /// Median latency, arrival to the response's start, ms.
+    pub p50_ms: Option<f64>,
+    /// 99th percentile latency, ms.
+    pub p99_ms: Option<f64>,
+    /// What admission expects a run to take now, ms.
+    pub expected_ms: Option<f64>,
+    /// Runs longer than admission expected.
+    pub overruns: u64,
+    /// Times it overran [`OVERRUN_STREAK`] times in a row (each time its
+    /// profile kept only those runs).
+    pub flagged: u64,
+    /// Overruns in a row now.
+    pub overrunning: u32,
 }
 
 /// What a function promises its callers: when it should have answered,
@@ -172,6 +231,7 @@ impl Function {
             last_used: AtomicU64::new(0),
             epoch: Instant::now(),
             profile: Mutex::new(Profile::default()),
+            record: Mutex::default(),
             version,
         }
     }
@@ -291,14 +351,67 @@ impl Function {
 
     /// Records an invocation's execution time (its wall time but for the
     /// time it waited for a worker) in its profile, and the profile's
-    /// percentiles in its metrics.
-    pub(crate) fn observe_exec(&self, wall: Duration) {
-        let profile = {
+    /// percentiles in its metrics. A run longer than admission expected is
+    /// an overrun; the [`OVERRUN_STREAK`]th in a row flags the function and
+    /// leaves its profile only those runs, so that admission plans with
+    /// what it takes now (returned: the estimate it overran, µs).
+    pub(crate) fn observe_exec(&self, wall: Duration) -> Option<u64> {
+        let us = wall.as_micros().min(u128::from(u64::MAX)) as u64;
+        let estimate = self.expected_us();
+        let overran = estimate.is_some_and(|e| us > e);
+        let (profile, flagged) = {
             let mut p = self.profile.lock();
-            p.record(wall.as_micros().min(u128::from(u64::MAX)) as u64);
-            *p
+            p.record(us);
+            let mut r = self.record.lock();
+            r.streak = if overran { r.streak + 1 } else { 0 };
+            r.overruns += u64::from(overran);
+            let flagged = overran && r.streak.is_multiple_of(OVERRUN_STREAK);
+            if flagged {
+                r.flagged += 1;
+                p.keep_last(OVERRUN_STREAK as usize);
+            }
+            (*p, flagged)
         };
+        if overran {
+            self.metrics.overruns.inc();
+        }
         self.metrics.show_profile(&profile);
+        estimate.filter(|_| flagged)
+    }
+
+    /// How an invocation that entered here went against its deadline:
+    /// counted, and its latency (to the response's start) kept when it ran.
+    pub(crate) fn observe_deadline(&self, outcome: DeadlineOutcome, latency: Option<Duration>) {
+        self.metrics.deadlines[outcome as usize].inc();
+        if let Some(l) = latency {
+            let us = l.as_micros().min(u128::from(u64::MAX)) as u64;
+            self.record.lock().latencies.record(us);
+        }
+    }
+
+    /// How it has kept its deadlines here.
+    pub fn slo_report(&self) -> SloReport {
+        let count = |o: DeadlineOutcome| self.metrics.deadlines[o as usize].get();
+        let r = self.record.lock();
+        let ms = |us: u64| us as f64 / 1000.0;
+        let (met, missed) = (count(DeadlineOutcome::Met), count(DeadlineOutcome::Missed));
+        SloReport {
+            name: self.name.clone(),
+            deadline_ms: ms(u64::try_from(self.slo.deadline.as_micros()).unwrap_or(u64::MAX)),
+            declared: self.slo.declared,
+            met,
+            missed,
+            refused: count(DeadlineOutcome::Refused),
+            expired: count(DeadlineOutcome::Expired),
+            met_ratio: (met + missed > 0).then(|| met as f64 / (met + missed) as f64),
+            latencies: r.latencies.len(),
+            p50_ms: r.latencies.percentile(0.5).map(ms),
+            p99_ms: r.latencies.percentile(0.99).map(ms),
+            expected_ms: self.expected_us().map(ms),
+            overruns: r.overruns,
+            flagged: r.flagged,
+            overrunning: r.streak,
+        }
     }
 
     pub(crate) fn warm(&self) -> Option<Loaded> {

@@ -45,7 +45,7 @@ pub use artifacts::ModuleInfo;
 pub use controller::{Controller, DeadlineOutcome};
 pub use error::{Error, Result};
 pub use exec::{Input, InvocationInfo, Output, Ran, RunContext};
-pub use function::{Function, Slo};
+pub use function::{Function, LATENCY_WINDOW, OVERRUN_STREAK, Slo, SloReport};
 pub use lifecycle::{EffectiveLimits, FunctionStatus, Learned};
 pub use logs::LogLine;
 pub use weft_queue::{

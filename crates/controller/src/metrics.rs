@@ -58,6 +58,8 @@ pub(crate) struct FnMetrics {
     profile: [Gauge<f64, AtomicU64>; 4],
     /// `weft_deadlines_total` by outcome: met, missed, expired, refused.
     pub(crate) deadlines: [Counter; 4],
+    /// `weft_overruns_total`: runs longer than admission expected.
+    pub(crate) overruns: Counter,
 }
 
 impl FnMetrics {
@@ -80,6 +82,7 @@ pub(crate) struct Metrics {
     pub(crate) cpu_seconds: Family<FnLabel, Counter<f64, AtomicU64>>,
     exec_profile: Family<QuantileLabels, Gauge<f64, AtomicU64>>,
     pub(crate) deadlines: Family<OutcomeLabels, Counter>,
+    overruns: Family<FnLabel, Counter>,
     pub(crate) live_instances: Gauge,
     pub(crate) queued: Gauge,
     pub(crate) warm_functions: Gauge,
@@ -105,6 +108,7 @@ impl Metrics {
             cpu_seconds: Family::default(),
             exec_profile: Family::default(),
             deadlines: Family::default(),
+            overruns: Family::default(),
             live_instances: Gauge::default(),
             queued: Gauge::default(),
             warm_functions: Gauge::default(),
@@ -153,6 +157,11 @@ impl Metrics {
             "deadlines",
             "Invocations by how their deadline went: met or missed (the response started within it or not), expired (queued work that passed it before starting), refused (it could not be met: deadline_unmeetable)",
             m.deadlines.clone(),
+        );
+        registry.register(
+            "overruns",
+            "Runs that took longer than admission expected of them (the function's profile at its admission percentile, or its declared estimate)",
+            m.overruns.clone(),
         );
         registry.register(
             "live_instances",
@@ -241,6 +250,7 @@ impl Metrics {
             warm: start("warm"),
             duration: self.duration.get_or_create(&label).clone(),
             cpu_seconds: self.cpu_seconds.get_or_create(&label).clone(),
+            overruns: self.overruns.get_or_create(&label).clone(),
             deadlines: DEADLINE_OUTCOMES.map(|outcome| {
                 self.deadlines
                     .get_or_create(&OutcomeLabels {
@@ -273,6 +283,7 @@ impl Metrics {
         };
         self.duration.remove(&label);
         self.cpu_seconds.remove(&label);
+        self.overruns.remove(&label);
         for outcome in DEADLINE_OUTCOMES {
             self.deadlines.remove(&OutcomeLabels {
                 function: function.to_string(),

@@ -81,6 +81,8 @@ pub fn routes(
         .route("/v1/nodes", get(nodes))
         .route("/v1/usage", get(usage_all))
         .route("/v1/usage/{name}", get(usage_one))
+        .route("/v1/slo", get(slo_all))
+        .route("/v1/slo/{name}", get(slo_one))
         .route("/v1/invocations/{id}", get(invocation))
         .route("/v1/invocations/{id}/result", get(invocation_result))
         .route("/v1/dlq", get(dlq_list))
@@ -473,6 +475,18 @@ async fn logs(
 
 async fn usage_all(State(s): State<AppState>) -> Result<Response, ApiError> {
     Ok(Json(json!({ "functions": s.controller.usage()? })).into_response())
+}
+
+async fn slo_all(State(s): State<AppState>) -> Json<Value> {
+    Json(json!({ "functions": s.controller.slo() }))
+}
+
+async fn slo_one(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let f = s.controller.function(&name)?;
+    Ok(Json(json!({ "functions": [f.slo_report()] })))
 }
 
 async fn usage_one(

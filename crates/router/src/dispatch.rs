@@ -157,7 +157,7 @@ async fn run_queued(router: Weak<Router>, reserved: Reservation, work: Claimed) 
         .and_then(|t| SystemTime::now().duration_since(t).ok());
     let ran = if let Some(late) = late {
         // Its deadline passed while it waited: it ends so, not late.
-        c.count_deadline(reserved.function(), DeadlineOutcome::Expired);
+        c.count_deadline(reserved.function(), DeadlineOutcome::Expired, None);
         drop(reserved);
         Err(Error::Expired {
             name: function.clone(),

@@ -258,6 +258,7 @@ impl Router {
         req: Request,
         reserved: Option<Reservation>,
     ) -> Result<Response> {
+        let arrived = Instant::now();
         let deadline = deadline_of(&f, &req)?;
         // Counted where the invocation entered the fabric, end to end.
         let entered_here = req.from_node.is_none();
@@ -265,7 +266,8 @@ impl Router {
             Ok(resp) => resp,
             Err(e) => {
                 if entered_here && e.code() == Code::DeadlineUnmeetable {
-                    self.controller.count_deadline(&f, DeadlineOutcome::Refused);
+                    self.controller
+                        .count_deadline(&f, DeadlineOutcome::Refused, None);
                 }
                 return Err(e);
             }
@@ -279,7 +281,8 @@ impl Router {
             } else {
                 DeadlineOutcome::Missed
             };
-            self.controller.count_deadline(&f, outcome);
+            self.controller
+                .count_deadline(&f, outcome, Some(arrived.elapsed()));
         }
         resp.served.deadline = Some(DeadlineKept {
             within: deadline.within,

@@ -146,4 +146,4 @@ pub use policy::{
     ARTIFACT_FETCH_US, COLD_START_US, DEFAULT_BANDWIDTH_BPS, DEFAULT_EXEC_US, DEFAULT_RTT_US,
     Local, UNKNOWN_STORE_US, exclusions, place, place_in,
 };
-pub use profile::{PROFILE_WINDOW, Profile, SUMMARY_QUANTILES};
+pub use profile::{PROFILE_WINDOW, Profile, SUMMARY_QUANTILES, Window};

@@ -19,26 +19,55 @@ pub const SUMMARY_QUANTILES: [f64; 4] = [0.5, 0.9, 0.99, 1.0];
 /// assert_eq!(p.percentile(0.5), Some(200));
 /// assert_eq!(p.percentile(1.0), Some(400));
 /// ```
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Profile {
-    samples: [u32; PROFILE_WINDOW],
-    len: u8,
-    next: u8,
+pub type Profile = Window<PROFILE_WINDOW>;
+
+/// The last `N` samples (µs) of something timed, at most 65,535: a ring,
+/// whose percentiles sort a copy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Window<const N: usize> {
+    samples: [u32; N],
+    len: u16,
+    next: u16,
 }
 
-impl Profile {
+impl<const N: usize> Default for Window<N> {
+    fn default() -> Self {
+        const { assert!(N > 0 && N <= u16::MAX as usize) };
+        Window {
+            samples: [0; N],
+            len: 0,
+            next: 0,
+        }
+    }
+}
+
+impl<const N: usize> Window<N> {
     /// Adds one execution time, µs (above about 71 minutes counts as that),
     /// replacing the oldest once the window is full.
     pub fn record(&mut self, micros: u64) {
-        let at = usize::from(self.next) % PROFILE_WINDOW;
+        let at = usize::from(self.next) % N;
         self.samples[at] = u32::try_from(micros).unwrap_or(u32::MAX);
-        self.next = ((at + 1) % PROFILE_WINDOW) as u8;
-        if usize::from(self.len) < PROFILE_WINDOW {
+        self.next = ((at + 1) % N) as u16;
+        if usize::from(self.len) < N {
             self.len += 1;
         }
     }
 
-    /// Samples held (at most [`PROFILE_WINDOW`]).
+    /// Forgets all but the last `n` samples (what changed behaviour leaves
+    /// of the past).
+    pub fn keep_last(&mut self, n: usize) {
+        let n = n.min(self.len());
+        let next = usize::from(self.next);
+        let kept: Vec<u32> = (0..n)
+            .map(|i| self.samples[(next + N - n + i) % N])
+            .collect();
+        *self = Self::default();
+        for us in kept {
+            self.record(u64::from(us));
+        }
+    }
+
+    /// Samples held (at most `N`).
     pub fn len(&self) -> usize {
         usize::from(self.len)
     }
@@ -101,6 +130,33 @@ mod tests {
         assert_eq!(p.percentile(1.0), Some(2000));
         assert_eq!(p.mean(), Some(1250));
         assert_eq!(p.summary(), Some([1200, 1900, 2000, 2000]));
+    }
+
+    #[test]
+    fn keeping_the_last_few_forgets_the_rest_in_order() {
+        let mut p = Profile::default();
+        for us in 1..=20u64 {
+            p.record(us);
+        }
+        p.keep_last(3);
+        assert_eq!(
+            (p.len(), p.percentile(0.01), p.percentile(1.0)),
+            (3, Some(18), Some(20))
+        );
+        p.record(1);
+        assert_eq!(p.percentile(0.01), Some(1));
+        let mut short = Window::<4>::default();
+        short.record(7);
+        short.keep_last(9);
+        assert_eq!((short.len(), short.mean()), (1, Some(7)));
+        let mut wide = Window::<1024>::default();
+        for us in 1..=1000u64 {
+            wide.record(us);
+        }
+        assert_eq!(
+            (wide.percentile(0.99), wide.percentile(0.5)),
+            (Some(990), Some(500))
+        );
     }
 
     #[test]
