@@ -14,7 +14,7 @@
 //!   free slot, else the least expected completion (queueing + execution +
 //!   transfer), which sends the overflow to the cloud.
 
-use crate::node::{self, quantile};
+use crate::node::{self, Node, quantile};
 use anyhow::{Result, bail};
 use bytes::Bytes;
 use std::collections::BTreeMap;
@@ -22,15 +22,16 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use weft_manifest::{FunctionSpec, PlacementSpec};
+use weft_manifest::{FunctionSpec, NodeConfig, PlacementSpec};
 use weft_router::Router;
+use weft_sched::Tier;
 
 const ONE_WAY: Duration = Duration::from_millis(10);
 const CALLERS: usize = 16;
 
 /// A TCP proxy that delays every chunk by `delay` in each direction
 /// (throughput is not divided by the delay: chunks are in flight at once).
-async fn delay_link(target: SocketAddr, delay: Duration) -> Result<SocketAddr> {
+pub(crate) async fn delay_link(target: SocketAddr, delay: Duration) -> Result<SocketAddr> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     tokio::spawn(async move {
@@ -96,30 +97,8 @@ async fn call(r: &Arc<Router>, mode: Mode, input: Bytes) -> Result<(Bytes, bool)
 
 pub(crate) async fn run(quick: bool) -> Result<()> {
     let (rounds, per_caller) = if quick { (2, 10) } else { (3, 30) };
-    let (hub, hub_leaf_port) = node::nats_server(|port, leaf, dir| {
-        format!(
-            "listen: 127.0.0.1:{port}\njetstream {{ store_dir: \"{}\", domain: hub }}\nleafnodes {{ listen: 127.0.0.1:{leaf} }}\n",
-            dir.join("js").display()
-        )
-    })?;
-    let link = delay_link(([127, 0, 0, 1], hub_leaf_port).into(), ONE_WAY).await?;
-    let (leaf, _) = node::nats_server(move |port, _, _| {
-        format!(
-            "listen: 127.0.0.1:{port}\ndefault_js_domain: {{ \"$G\": \"hub\" }}\nleafnodes {{ reconnect: 1, remotes = [ {{ url: \"nats-leaf://{link}\" }} ] }}\n"
-        )
-    })?;
-    let cloud = node::fabric_node(
-        &format!("nats://127.0.0.1:{}", hub.port),
-        "cloud",
-        weft_sched::Tier::Cloud,
-    )
-    .await?;
-    let edge = node::fabric_node(
-        &format!("nats://127.0.0.1:{}", leaf.port),
-        "edge",
-        weft_sched::Tier::Edge,
-    )
-    .await?;
+    let net = Linked::start(ONE_WAY, NodeConfig::default()).await?;
+    let (edge, cloud) = (&net.edge, &net.cloud);
     let nap = node::guest("nap")?;
     let spec = |tier: Option<&str>| FunctionSpec {
         max_concurrency: Some(4),
@@ -134,24 +113,7 @@ pub(crate) async fn run(quick: bool) -> Result<()> {
     edge.deploy("nap-edge", nap.clone(), spec(Some("edge")))
         .await?;
     edge.deploy("nap-cloud", nap, spec(Some("cloud"))).await?;
-    // Until the edge sees the cloud with a round trip over the link, and
-    // the cloud has both functions warm.
-    let until = Instant::now() + Duration::from_secs(30);
-    loop {
-        let rtt = edge.r.fabric_status().and_then(|s| {
-            s.nodes
-                .into_iter()
-                .find(|n| n.name == "cloud" && n.up)
-                .and_then(|n| n.rtt_us)
-        });
-        if rtt.is_some_and(|r| r >= 15_000) && cloud.r.explain("nap-cloud", 0).is_ok() {
-            break;
-        }
-        if Instant::now() > until {
-            bail!("the edge never saw the cloud across the link (rtt {rtt:?})");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    net.ready("nap-cloud").await?;
     for _ in 0..4 {
         call(&edge.r, Mode::AlwaysCloud, Bytes::from_static(b"1")).await?;
         call(&edge.r, Mode::AlwaysLocal, Bytes::from_static(b"1")).await?;
@@ -211,10 +173,72 @@ pub(crate) async fn run(quick: bool) -> Result<()> {
             100.0 * *remote as f64 / (*n).max(1) as f64
         );
     }
-    edge.r.leave_fabric().await;
-    cloud.r.leave_fabric().await;
-    edge.close().await;
-    cloud.close().await;
-    drop((leaf, hub));
+    net.close().await;
     Ok(())
+}
+
+/// The continuum on loopback: a hub `nats-server` (JetStream) with the
+/// `cloud` node; a leaf with the `edge` node, joined to the hub through a
+/// delay proxy adding `one_way` each way. Both nodes run `config`.
+pub(crate) struct Linked {
+    pub(crate) edge: Node,
+    pub(crate) cloud: Node,
+    one_way: Duration,
+    _servers: (node::Server, node::Server),
+}
+
+impl Linked {
+    pub(crate) async fn start(one_way: Duration, config: NodeConfig) -> Result<Linked> {
+        let (hub, hub_leaf_port) = node::nats_server(|port, leaf, dir| {
+            format!(
+                "listen: 127.0.0.1:{port}\njetstream {{ store_dir: \"{}\", domain: hub }}\nleafnodes {{ listen: 127.0.0.1:{leaf} }}\n",
+                dir.join("js").display()
+            )
+        })?;
+        let link = delay_link(([127, 0, 0, 1], hub_leaf_port).into(), one_way).await?;
+        let (leaf, _) = node::nats_server(move |port, _, _| {
+            format!(
+                "listen: 127.0.0.1:{port}\ndefault_js_domain: {{ \"$G\": \"hub\" }}\nleafnodes {{ reconnect: 1, remotes = [ {{ url: \"nats-leaf://{link}\" }} ] }}\n"
+            )
+        })?;
+        let url = |port| format!("nats://127.0.0.1:{port}");
+        let cloud =
+            node::fabric_node_with(&url(hub.port), "cloud", Tier::Cloud, config.clone()).await?;
+        let edge = node::fabric_node_with(&url(leaf.port), "edge", Tier::Edge, config).await?;
+        Ok(Linked {
+            edge,
+            cloud,
+            one_way,
+            _servers: (leaf, hub),
+        })
+    }
+
+    /// Waits until the edge sees the cloud up across the link, and the
+    /// cloud has `function`.
+    pub(crate) async fn ready(&self, function: &str) -> Result<()> {
+        let until = Instant::now() + Duration::from_secs(30);
+        let least = u64::try_from(self.one_way.as_micros()).unwrap_or(u64::MAX) * 3 / 2;
+        loop {
+            let rtt = self.edge.r.fabric_status().and_then(|s| {
+                s.nodes
+                    .into_iter()
+                    .find(|n| n.name == "cloud" && n.up)
+                    .and_then(|n| n.rtt_us)
+            });
+            if rtt.is_some_and(|r| r >= least) && self.cloud.r.explain(function, 0).is_ok() {
+                return Ok(());
+            }
+            if Instant::now() > until {
+                bail!("the edge never saw the cloud across the link (rtt {rtt:?})");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    pub(crate) async fn close(self) {
+        self.edge.r.leave_fabric().await;
+        self.cloud.r.leave_fabric().await;
+        self.edge.close().await;
+        self.cloud.close().await;
+    }
 }

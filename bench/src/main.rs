@@ -2,7 +2,7 @@
 //! side in one run, on the same modules; results as ratios.
 //!
 //! ```text
-//! cargo run --release -p weft-bench -- [all|startup|memory|cold|kv|queue|mqtt|fabric|continuum|placement] [--guests DIR] [--quick]
+//! cargo run --release -p weft-bench -- [all|startup|memory|cold|kv|queue|mqtt|fabric|continuum|handoff|placement] [--guests DIR] [--quick]
 //! ```
 //!
 //! * **startup** — sandbox start (instantiate, no call) and a full invocation,
@@ -21,6 +21,8 @@
 //!   NATS request/reply (the floor).
 //! * **continuum** — a latency-bound function across an emulated 20 ms
 //!   edge–cloud link: placed by Weft against always-local and always-cloud.
+//! * **handoff** — urgent work at a loaded edge node across an emulated
+//!   10 ms link: handed off by slack against Load+net placement alone.
 //! * **placement** — one `weft_sched::place` decision over 1,000 nodes: the
 //!   full scan and the local fast path, p50/p99/max in µs.
 //!
@@ -47,6 +49,7 @@ use weft_runtime::{Invocation, Loaded, Runtime, RuntimeConfig};
 
 mod continuum;
 mod fabric;
+mod handoff;
 mod kv;
 mod mqtt;
 mod node;
@@ -77,7 +80,7 @@ fn main() -> Result<()> {
         )),
         "cold-child" => rt.block_on(cold_child(&args[1], &guests.join(&args[2]))),
         "startup" | "memory" | "cold" | "kv" | "queue" | "mqtt" | "fabric" | "continuum"
-        | "placement" | "all" => {
+        | "handoff" | "placement" | "all" => {
             println!("{}", machine());
             if matches!(mode, "startup" | "all") {
                 rt.block_on(startup(&guests, quick))?;
@@ -90,7 +93,7 @@ fn main() -> Result<()> {
             }
             if matches!(
                 mode,
-                "kv" | "queue" | "mqtt" | "fabric" | "continuum" | "all"
+                "kv" | "queue" | "mqtt" | "fabric" | "continuum" | "handoff" | "all"
             ) {
                 node_benches(mode, quick).map_err(|e| format_err!("{e:#}"))?;
             }
@@ -100,7 +103,7 @@ fn main() -> Result<()> {
             Ok(())
         }
         other => bail!(
-            "unknown mode `{other}`: use all, startup, memory, cold, kv, queue, mqtt, fabric, continuum or placement"
+            "unknown mode `{other}`: use all, startup, memory, cold, kv, queue, mqtt, fabric, continuum, handoff or placement"
         ),
     }
 }
@@ -124,6 +127,15 @@ fn node_benches(mode: &str, quick: bool) -> anyhow::Result<()> {
     }
     if matches!(mode, "continuum" | "all") {
         rt.block_on(continuum::run(quick))?;
+    }
+    if matches!(mode, "handoff" | "all") {
+        // Two nodes of one worker each, the load generator and the fabric's
+        // I/O: a thread more than the guests can take.
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(4)
+            .enable_all()
+            .build()?;
+        rt.block_on(handoff::run(quick))?;
     }
     Ok(())
 }

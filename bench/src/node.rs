@@ -156,7 +156,17 @@ pub(crate) fn nats_server(config: impl Fn(u16, u16, &Path) -> String) -> Result<
 /// A node in this process joined to the fabric at `url`, beating every
 /// 200 ms (so the benches converge fast).
 pub(crate) async fn fabric_node(url: &str, name: &str, tier: weft_sched::Tier) -> Result<Node> {
-    let node = Node::open(NodeConfig::default()).await?;
+    fabric_node_with(url, name, tier, NodeConfig::default()).await
+}
+
+/// [`fabric_node`] with a node config of its own.
+pub(crate) async fn fabric_node_with(
+    url: &str,
+    name: &str,
+    tier: weft_sched::Tier,
+    config: NodeConfig,
+) -> Result<Node> {
+    let node = Node::open(config).await?;
     let mut m = weft_router::MeshConfig::new(url, name, tier);
     m.heartbeat = Duration::from_millis(200);
     weft_router::join_fabric(&node.r, m).await?;

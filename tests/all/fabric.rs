@@ -481,7 +481,8 @@ fn cut_uplink_edge_serves_on_and_cloud_bound_work_waits_then_runs() {
     // Even through a kill -9 of the edge node during the cut.
     edge.restart();
     for id in &ids {
-        assert_eq!(record(&edge, id)["state"], "queued");
+        let r = record(&edge, id);
+        assert_eq!(r["state"], "queued", "{r}\n{}", edge.log());
     }
 
     // The link returns: everything acknowledged runs, in the cloud.

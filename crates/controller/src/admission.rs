@@ -325,13 +325,15 @@ impl Admission {
     /// Books an invocation of `f` due at `due`. With `promised` (a declared
     /// or asked deadline) it is refused, `deadline_unmeetable`, when the
     /// admitted work due no later than it (what is left of each: its
-    /// expected time less the CPU time it has had), shared by the workers,
-    /// plus its own expected time would end after `due` (never with no work
+    /// typical time, [`Function::typical_us`], less the CPU time it has
+    /// had), shared by the workers, plus its own expected time (at its
+    /// admission percentile) would end after `due` (never with no work
     /// ahead). Work whose deadline is
     /// only its timeout is booked (it is work ahead of others) but never
     /// refused here.
     pub(crate) fn book(&self, f: &Function, due: Instant, promised: bool) -> Result<Booking> {
         let expected = f.expected_us().unwrap_or(0);
+        let typical = f.typical_us().unwrap_or(0);
         let seq = self.ledger.seq.fetch_add(1, Ordering::Relaxed);
         let mut booked = self.ledger.booked.lock();
         if promised && self.unmeetable == Unmeetable::Refuse {
@@ -358,7 +360,7 @@ impl Admission {
             }
         }
         let progress = CpuCounter::default();
-        booked.insert((due, seq), (expected, progress.clone()));
+        booked.insert((due, seq), (typical, progress.clone()));
         Ok(Booking {
             ledger: self.ledger.clone(),
             key: (due, seq),

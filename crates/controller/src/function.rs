@@ -319,6 +319,19 @@ impl Function {
             })
     }
 
+    /// What a run typically takes here, µs: its profile's mean, or its
+    /// first estimate before the first run. Admission counts the work
+    /// ahead of an invocation so: the time many runs take together is near
+    /// the sum of their means, where a sum of percentiles would be far
+    /// above it.
+    pub fn typical_us(&self) -> Option<u64> {
+        self.profile.lock().mean().or_else(|| {
+            self.slo
+                .expected
+                .map(|e| u64::try_from(e.as_micros()).unwrap_or(u64::MAX))
+        })
+    }
+
     /// The execution times of its last runs here.
     pub fn profile(&self) -> Profile {
         *self.profile.lock()

@@ -8,6 +8,9 @@ use weft_controller::Function;
 use weft_mesh::{MeshConfig, Peer};
 use weft_sched::{Decision, Estimate, Excluded, Index, Local, NodeView, PlaceError, Request};
 
+/// The weight of the newest call in a peer's observed overhead.
+const OVERHEAD_WEIGHT: f64 = 0.2;
+
 /// The view and this node's own row.
 pub(crate) struct Placer {
     index: RwLock<Index>,
@@ -19,6 +22,10 @@ pub(crate) struct Placer {
     /// Each peer's execution profiles by function (p50, p90, p99, max, µs),
     /// from its last heartbeat: what a hand-off by slack plans with.
     profiles: Mutex<HashMap<String, BTreeMap<String, [u64; 4]>>>,
+    /// What calls to each peer took beyond the run there, µs (an EWMA of
+    /// the last ones): the round trip as calls see it, with the fabric's
+    /// hops and the load on both ends, which a heartbeat's does not show.
+    overhead: Mutex<HashMap<String, f64>>,
 }
 
 /// A call out to a peer, counted in the placer's view until it drops.
@@ -67,6 +74,7 @@ impl Placer {
             local: name,
             outstanding: Mutex::default(),
             profiles: Mutex::default(),
+            overhead: Mutex::default(),
         }
     }
 
@@ -161,9 +169,17 @@ impl Placer {
         Ok((decision, Some(sent)))
     }
 
+    /// A call to `node` answered, `us` beyond the run there.
+    pub(crate) fn observed(&self, node: &str, us: u64) {
+        let mut o = self.overhead.lock();
+        let e = o.entry(node.to_string()).or_insert(us as f64);
+        *e += OVERHEAD_WEIGHT * (us as f64 - *e);
+    }
+
     /// The time to spare, µs, if `f` runs where `d` says and must end by
     /// `due`: the time left, less the decision's queueing, transfer and cold
-    /// start, less the execution time there at the function's admission
+    /// start (the transfer at least what calls to it have taken beyond
+    /// their runs, lately), less the execution time there at the function's admission
     /// percentile (the least of the node's p50, p90, p99 and max at or above
     /// it, from its heartbeats), or, before it ran there, what admission
     /// expects here, or the decision's estimate. Negative: `d.node` is not
@@ -182,8 +198,12 @@ impl Placer {
             .or_else(|| f.expected_us())
             .unwrap_or(d.breakdown.exec_us);
         let c = &d.breakdown;
+        // The round trip as calls to it have seen it, when worse than the
+        // decision's (heartbeats') estimate.
+        let seen = self.overhead.lock().get(&d.node).map_or(0, |us| *us as u64);
+        let transfer = c.transfer_us.max(seen);
         let needs = u128::from(c.queue_us)
-            + u128::from(c.transfer_us)
+            + u128::from(transfer)
             + u128::from(c.cold_us)
             + u128::from(exec);
         let clamp = |v: u128| i64::try_from(v).unwrap_or(i64::MAX);

@@ -609,7 +609,8 @@ impl Router {
             return Err(There::Failed(not_in_fabric()));
         };
         let mesh = &fabric.mesh;
-        let allowed = deadline.saturating_duration_since(Instant::now());
+        let sent_at = Instant::now();
+        let allowed = deadline.saturating_duration_since(sent_at);
         let call = mesh.call(node, meta, body, deadline);
         let died = watch_alive(mesh, node);
         let outcome = tokio::select! {
@@ -643,21 +644,26 @@ impl Router {
                 cpu_us,
                 status,
                 headers,
-            } => Ok(Response::from_parts(
-                status,
-                &headers,
-                out,
-                Served {
-                    invocation,
-                    function: f.name().to_string(),
-                    version,
-                    cold_start,
-                    node: reply.node,
-                    wall_us: Some(wall_us),
-                    cpu_us: (cpu_us > 0).then_some(cpu_us),
-                    ..Served::default()
-                },
-            )),
+            } => {
+                // What the call cost beyond the run there.
+                let took = u64::try_from(sent_at.elapsed().as_micros()).unwrap_or(u64::MAX);
+                fabric.placer.observed(node, took.saturating_sub(wall_us));
+                Ok(Response::from_parts(
+                    status,
+                    &headers,
+                    out,
+                    Served {
+                        invocation,
+                        function: f.name().to_string(),
+                        version,
+                        cold_start,
+                        node: reply.node,
+                        wall_us: Some(wall_us),
+                        cpu_us: (cpu_us > 0).then_some(cpu_us),
+                        ..Served::default()
+                    },
+                ))
+            }
             ReplyOutcome::Err { code, message } => Err(There::Failed(Error::Remote {
                 node: reply.node,
                 name: f.name().to_string(),
