@@ -89,8 +89,8 @@ impl Arrivals {
     }
 }
 
-/// fib(`URGENT_N`)'s p50 alone on a node of one worker, ms: what the
-/// offered load is a share of.
+/// fib(`URGENT_N`)'s p50 alone on a node of one worker (the least of
+/// three), ms: what the offered load is a share of.
 async fn calibrate() -> Result<f64> {
     let node = Node::open(NodeConfig {
         workers: Some(1),
@@ -99,16 +99,22 @@ async fn calibrate() -> Result<f64> {
     .await?;
     node.deploy("urgent", node::guest("fib")?, FunctionSpec::default())
         .await?;
-    let mut took = Vec::new();
-    for i in 0..216 {
-        let t = Instant::now();
+    for _ in 0..16 {
         node.invoke("urgent", URGENT_N).await?;
-        if i >= 16 {
+    }
+    // The least of three medians: this machine's noise only ever adds.
+    let mut best = f64::INFINITY;
+    for _ in 0..3 {
+        let mut took = Vec::new();
+        for _ in 0..100 {
+            let t = Instant::now();
+            node.invoke("urgent", URGENT_N).await?;
             took.push(t.elapsed().as_secs_f64() * 1e3);
         }
+        best = best.min(quantile(&mut took, 0.5));
     }
     node.close().await;
-    Ok(quantile(&mut took, 0.5))
+    Ok(best)
 }
 
 async fn one(mode: Mode, seconds: u64, seed: u64, service: f64) -> Result<Outcome> {
@@ -267,19 +273,24 @@ pub(crate) async fn run(quick: bool) -> Result<()> {
             o.slow_done,
         );
     }
-    let mut ratios: Vec<f64> = all
+    // Per round, where Load+net missed at all: how many times fewer misses
+    // the hand-off had (a round it missed none counts as the misses of
+    // Load+net itself, so as one miss).
+    let ratios: Vec<String> = all
         .chunks(2)
-        .map(|pair| pair[0].1.miss_rate() / pair[1].1.miss_rate().max(1e-9))
+        .map(|pair| {
+            let (base, ours) = (pair[0].1.misses(), pair[1].1.misses());
+            match (base, ours) {
+                (0, 0) => "no miss either way".to_string(),
+                (_, 0) => format!("≥ {base}× (none with hand-off)"),
+                _ => format!("{:.2}×", base as f64 / ours as f64),
+            }
+        })
         .collect();
-    ratios.sort_by(f64::total_cmp);
-    println!();
-    println!("fib({URGENT_N}) alone: {service:.2} ms at p50 (the offered load's unit).");
     println!();
     println!(
-        "Misses, Load+net / hand-off, per round: median {:.1}×, range {:.1}–{:.1}× (a round with no miss under hand-off counts as one in 10⁹).",
-        ratios[ratios.len() / 2],
-        ratios[0],
-        ratios[ratios.len() - 1]
+        "Misses, Load+net ÷ hand-off, per round: {}.",
+        ratios.join("; ")
     );
     Ok(())
 }
