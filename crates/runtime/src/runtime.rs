@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use wasmtime::component::{self, Component};
 use wasmtime::{Engine, InstanceAllocationStrategy, InstancePre, Module, PoolingAllocationConfig};
 
@@ -170,6 +170,15 @@ impl Runtime {
     /// only while one is.
     pub(crate) fn live_sandbox(&self) -> LiveSandbox {
         self.clock.enter()
+    }
+
+    /// A live sandbox must stop at `deadline`: when that is within
+    /// [`SHORT_TICKS`] ticks, the epoch clock wakes then too.
+    pub(crate) fn stop_at(&self, deadline: Instant) {
+        let short = self.config.epoch_tick * SHORT_TICKS;
+        if deadline.saturating_duration_since(Instant::now()) < short {
+            self.clock.wake_at(deadline);
+        }
     }
 
     /// Validates a module (binary or WAT text), detects its kind, checks that
@@ -469,7 +478,17 @@ const IDLE_TICKS: u32 = 100;
 pub(crate) struct EpochClock {
     live: AtomicUsize,
     thread: std::thread::Thread,
+    /// Deadlines of live sandboxes close enough to end between ticks
+    /// (`SHORT_TICKS`): the clock also wakes at each, so a short timeout
+    /// stops its guest at once rather than at the next tick.
+    wakes: parking_lot::Mutex<std::collections::BinaryHeap<std::cmp::Reverse<Instant>>>,
 }
+
+/// Timeouts shorter than this many ticks get a wake of the clock at their
+/// deadline: a tick late is a large share of them (24 % at 5 ms, measured).
+/// Longer ones are stopped at the next tick, a small share of them, and
+/// keep the heap of wakes small.
+pub(crate) const SHORT_TICKS: u32 = 100;
 
 impl EpochClock {
     fn start(engine: &Engine, tick: Duration) -> Result<Arc<EpochClock>, PrepareError> {
@@ -498,17 +517,51 @@ impl EpochClock {
                     idle = 0;
                     engine.increment_epoch();
                     drop(engine);
-                    std::thread::sleep(tick);
+                    // Until the next tick, or a short deadline before it.
+                    let next_tick = Instant::now() + tick;
+                    loop {
+                        let until = clock.earliest().map_or(next_tick, |w| w.min(next_tick));
+                        let now = Instant::now();
+                        if now >= until {
+                            break;
+                        }
+                        std::thread::park_timeout(until - now);
+                    }
+                    clock.passed(Instant::now());
                 }
             })
             .map_err(|e| PrepareError::Internal(format!("starting the epoch clock: {e}")))?;
         let clock = Arc::new(EpochClock {
             live: AtomicUsize::new(0),
             thread: handle.thread().clone(),
+            wakes: parking_lot::Mutex::default(),
         });
         tx.send(clock.clone())
             .map_err(|_| PrepareError::Internal("the epoch clock thread died".into()))?;
         Ok(clock)
+    }
+
+    /// Wakes the clock (and so every sandbox's epoch check) at `at`.
+    pub(crate) fn wake_at(&self, at: Instant) {
+        let mut w = self.wakes.lock();
+        let first = w.peek().is_none_or(|e| at < e.0);
+        w.push(std::cmp::Reverse(at));
+        drop(w);
+        if first {
+            self.thread.unpark();
+        }
+    }
+
+    fn earliest(&self) -> Option<Instant> {
+        self.wakes.lock().peek().map(|e| e.0)
+    }
+
+    /// Forgets the wakes at or before `now`.
+    fn passed(&self, now: Instant) {
+        let mut w = self.wakes.lock();
+        while w.peek().is_some_and(|e| e.0 <= now) {
+            w.pop();
+        }
     }
 
     fn enter(self: &Arc<Self>) -> LiveSandbox {

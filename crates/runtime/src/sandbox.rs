@@ -146,6 +146,7 @@ fn arm<T: 'static>(
         })
     });
     store.set_epoch_deadline(1);
+    rt.stop_at(deadline);
     Ok(fuel)
 }
 
