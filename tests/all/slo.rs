@@ -329,6 +329,17 @@ fn in_thread(node: &Node, name: &str, body: &str) -> std::thread::JoinHandle<Ans
     })
 }
 
+/// Waits (5 s at most) until `n` invocations of `name` run on `node`.
+fn until_in_flight(node: &Node, name: &str, n: u64) {
+    assert!(
+        eventually(
+            Duration::from_secs(5),
+            || node.json(&["ls", name])["in_flight"] == n
+        ),
+        "{name} never had {n} in flight"
+    );
+}
+
 /// A node with one worker, a slow function (1.5 s of work, no deadline)
 /// running on it, and a quick one with a deadline of 300 ms.
 fn one_worker_busy(scheduler: &str) -> (Node, std::thread::JoinHandle<Answer>) {
@@ -340,9 +351,7 @@ fn one_worker_busy(scheduler: &str) -> (Node, std::thread::JoinHandle<Answer>) {
         &["--clock", "--timeout", "5s", "--deadline", "300ms"],
     );
     let slow = in_thread(&node, "slow", "1500");
-    assert!(eventually(Duration::from_secs(5), || node
-        .json(&["ls", "slow"])["in_flight"]
-        == 1));
+    until_in_flight(&node, "slow", 1);
     (node, slow)
 }
 
@@ -384,9 +393,7 @@ fn a_guest_waiting_in_a_host_call_frees_its_worker() {
     node.deploy("nap", "nap.wasm", &["--timeout", "10s"]);
     node.deploy("echo", "echo.wasm", &[]);
     let nap = in_thread(&node, "nap", "1500");
-    assert!(eventually(Duration::from_secs(5), || node
-        .json(&["ls", "nap"])["in_flight"]
-        == 1));
+    until_in_flight(&node, "nap", 1);
     let echo = in_thread(&node, "echo", "hi").join().unwrap();
     let nap = nap.join().unwrap();
     assert_eq!((echo.0, echo.1.as_str()), (200, "hi"));
@@ -470,9 +477,7 @@ fn two_admitted(config: &str) -> (Node, Vec<std::thread::JoinHandle<Answer>>) {
     let mut running = Vec::new();
     for n in 1..=2 {
         running.push(in_thread(&node, "batch", "400"));
-        assert!(eventually(Duration::from_secs(5), || node
-            .json(&["ls", "batch"])["in_flight"]
-            == n));
+        until_in_flight(&node, "batch", n);
     }
     (node, running)
 }
@@ -570,9 +575,7 @@ fn a_callee_inherits_its_callers_earlier_deadline() {
         ],
     );
     let slow = in_thread(&node, "slow", "1500");
-    assert!(eventually(Duration::from_secs(5), || node
-        .json(&["ls", "slow"])["in_flight"]
-        == 1));
+    until_in_flight(&node, "slow", 1);
     // `back` reads front's request as its stdin: not a number, so 200 ms.
     let front = in_thread(&node, "front", "x").join().unwrap();
     let slow = slow.join().unwrap();

@@ -312,11 +312,14 @@ impl Function {
         self.profile
             .lock()
             .percentile(self.slo.admission.fraction())
-            .or_else(|| {
-                self.slo
-                    .expected
-                    .map(|e| u64::try_from(e.as_micros()).unwrap_or(u64::MAX))
-            })
+            .or_else(|| self.declared_us())
+    }
+
+    /// Its declared first estimate, µs.
+    fn declared_us(&self) -> Option<u64> {
+        self.slo
+            .expected
+            .map(|e| u64::try_from(e.as_micros()).unwrap_or(u64::MAX))
     }
 
     /// What a run typically takes here, µs: its profile's mean, or its
@@ -325,11 +328,7 @@ impl Function {
     /// the sum of their means, where a sum of percentiles would be far
     /// above it.
     pub fn typical_us(&self) -> Option<u64> {
-        self.profile.lock().mean().or_else(|| {
-            self.slo
-                .expected
-                .map(|e| u64::try_from(e.as_micros()).unwrap_or(u64::MAX))
-        })
+        self.profile.lock().mean().or_else(|| self.declared_us())
     }
 
     /// The execution times of its last runs here.
@@ -405,6 +404,9 @@ impl Function {
     /// How it has kept its deadlines here.
     pub fn slo_report(&self) -> SloReport {
         let count = |o: DeadlineOutcome| self.metrics.deadlines[o as usize].get();
+        // Before the record's lock: `observe_exec` takes the profile's, then
+        // the record's, and the two must not be taken the other way round.
+        let expected = self.expected_us();
         let r = self.record.lock();
         let ms = |us: u64| us as f64 / 1000.0;
         let (met, missed) = (count(DeadlineOutcome::Met), count(DeadlineOutcome::Missed));
@@ -420,7 +422,7 @@ impl Function {
             latencies: r.latencies.len(),
             p50_ms: r.latencies.percentile(0.5).map(ms),
             p99_ms: r.latencies.percentile(0.99).map(ms),
-            expected_ms: self.expected_us().map(ms),
+            expected_ms: expected.map(ms),
             overruns: r.overruns,
             flagged: r.flagged,
             overrunning: r.streak,
