@@ -732,3 +732,39 @@ fn weft_slo_reports_deadlines_latency_and_a_guest_that_overruns_its_estimate() {
     let e: serde_json::Value = serde_json::from_slice(&out.stderr).unwrap();
     assert_eq!(e["error"]["code"], "function_not_found", "{e}");
 }
+
+#[test]
+fn queued_work_of_the_most_urgent_function_claims_a_freed_slot_first() {
+    // One sandbox slot. `a-lax` sorts first by name and was queued first;
+    // `b-urgent`'s deadline falls sooner, so it takes the slot first.
+    let node = Node::start_with_config("max_instances = 1\n");
+    node.deploy(
+        "a-lax",
+        "nap.wasm",
+        &["--deadline", "30s", "--timeout", "40s"],
+    );
+    node.deploy(
+        "b-urgent",
+        "nap.wasm",
+        &["--deadline", "5s", "--timeout", "10s"],
+    );
+    let hog = queue(&node, "a-lax", "500", None);
+    until_in_flight(&node, "a-lax", 1);
+    let lax: Vec<String> = (0..3).map(|_| queue(&node, "a-lax", "50", None)).collect();
+    let urgent = queue(&node, "b-urgent", "50", None);
+    let settled_at = |id: &str| {
+        let r = settled(&node, id);
+        assert_eq!(r["state"], "succeeded", "{r}");
+        r["updated_at_ms"].as_u64().unwrap()
+    };
+    let hog_done = settled_at(&hog);
+    let urgent_done = settled_at(&urgent);
+    assert!(urgent_done > hog_done);
+    for id in &lax {
+        let done = settled_at(id);
+        assert!(
+            urgent_done < done,
+            "b-urgent ({urgent_done}) ran after a-lax {id} ({done})"
+        );
+    }
+}

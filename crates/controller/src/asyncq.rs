@@ -47,7 +47,7 @@ impl AsyncQueue {
     }
 
     /// Functions with work due now.
-    pub(crate) async fn due_functions(&self) -> Result<Vec<String>> {
+    pub(crate) async fn due_functions(&self) -> Result<Vec<(String, SystemTime)>> {
         let q = self.queue.clone();
         blocking(move || q.due_functions(SystemTime::now())).await
     }

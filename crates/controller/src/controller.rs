@@ -410,8 +410,9 @@ impl Controller {
         self.queue.enqueue(new).await
     }
 
-    /// Functions with queued work due now.
-    pub async fn due_functions(&self) -> Result<Vec<String>> {
+    /// Functions with queued work due now, each with when its earliest
+    /// work became due.
+    pub async fn due_functions(&self) -> Result<Vec<(String, SystemTime)>> {
         self.queue.due_functions().await
     }
 

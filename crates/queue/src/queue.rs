@@ -531,15 +531,16 @@ impl Queue {
         })
     }
 
-    /// Functions with at least one record due at `now`, by name.
-    pub fn due_functions(&self, now: SystemTime) -> Result<Vec<String>> {
+    /// Functions with at least one record due at `now`, by name, each with
+    /// when its earliest due record became due.
+    pub fn due_functions(&self, now: SystemTime) -> Result<Vec<(String, SystemTime)>> {
         let now = to_ms(now);
         Ok(self
             .inner
             .heads()?
             .into_iter()
             .filter(|(_, due)| *due <= now)
-            .map(|(f, _)| f)
+            .map(|(f, due)| (f, from_ms(due)))
             .collect())
     }
 

@@ -19,6 +19,11 @@ fn fixture(config: QueueConfig) -> Fixture {
     Fixture { _dir: dir, path, q }
 }
 
+/// The names of due functions, without when they became due.
+fn names(due: Vec<(String, SystemTime)>) -> Vec<String> {
+    due.into_iter().map(|(f, _)| f).collect()
+}
+
 fn inv(function: &str) -> NewInvocation {
     NewInvocation::new(
         function,
@@ -78,7 +83,10 @@ async fn enqueue_claim_complete() {
     assert_eq!(rec.payload_size, "payload of resize".len() as u64);
     assert!(rec.next_attempt_at_ms.is_some());
     assert_eq!((q.pending("resize"), q.pending_total()), (1, 1));
-    assert_eq!(q.due_functions(now()).unwrap(), vec!["resize".to_string()]);
+    assert_eq!(
+        names(q.due_functions(now()).unwrap()),
+        vec!["resize".to_string()]
+    );
 
     let claimed = q.claim("resize", 10, now()).unwrap();
     assert_eq!(claimed.len(), 1);
@@ -441,10 +449,11 @@ async fn claim_respects_due_times_and_max() {
     let mut past = inv("g");
     past.not_before = Some(SystemTime::UNIX_EPOCH);
     q.enqueue(past).await.unwrap();
-    assert_eq!(
-        q.due_functions(now()).unwrap(),
-        vec!["f".to_string(), "g".to_string()]
-    );
+    let due = q.due_functions(now()).unwrap();
+    assert_eq!(names(due.clone()), vec!["f".to_string(), "g".to_string()]);
+    // Each with when its head became due: g's long ago.
+    assert_eq!(due[1].1, SystemTime::UNIX_EPOCH);
+    assert!(due[0].1 > SystemTime::UNIX_EPOCH);
     assert!(q.next_due().unwrap().unwrap() <= now());
     assert!(q.claim("f", 0, now()).unwrap().is_empty());
     let first: Vec<String> = q
@@ -468,7 +477,10 @@ async fn claim_respects_due_times_and_max() {
         .map(|c| c.id)
         .collect();
     assert_eq!(at_due, vec![late]);
-    assert_eq!(q.due_functions(later(3600)).unwrap(), vec!["g".to_string()]);
+    assert_eq!(
+        names(q.due_functions(later(3600)).unwrap()),
+        vec!["g".to_string()]
+    );
 }
 
 #[tokio::test]
@@ -501,7 +513,10 @@ async fn remove_function_buries_queued_only() {
     assert_eq!(q.dead(Some("g"), 100).unwrap().len(), 0);
     assert_eq!(q.dead(None, 2).unwrap().len(), 2);
     assert_eq!(q.remove_function("f").unwrap(), 0);
-    assert_eq!(q.due_functions(later(3600)).unwrap(), vec!["g".to_string()]);
+    assert_eq!(
+        names(q.due_functions(later(3600)).unwrap()),
+        vec!["g".to_string()]
+    );
 }
 
 #[tokio::test]
@@ -600,7 +615,7 @@ async fn concurrent_enqueues_are_distinct_and_claimed_once() {
     assert_eq!(all.len(), 10_000);
     assert_eq!(f.q.pending_total(), 10_000);
     let mut claimed = HashSet::new();
-    for func in f.q.due_functions(now()).unwrap() {
+    for (func, _) in f.q.due_functions(now()).unwrap() {
         loop {
             let batch = f.q.claim(&func, 700, now()).unwrap();
             if batch.is_empty() {

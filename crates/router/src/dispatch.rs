@@ -5,7 +5,11 @@
 //! Slots come first: a function's due work is claimed only as far as both
 //! its own slots and the node's are reserved for it, so a function at its
 //! limit, a full node or a function scaled to zero keeps its work queued,
-//! and capacity never spends an attempt. The dispatcher sleeps until woken
+//! and capacity never spends an attempt. Functions claim in the order of
+//! their heads' deadlines (when the oldest due work became due, plus the
+//! function's deadline, or its timeout without one), so when slots are
+//! short the most urgent function is served first; within a function, work
+//! is claimed in the order it became due. The dispatcher sleeps until woken
 //! (an enqueue, a freed slot, the next retry due); an idle node stays idle.
 
 use crate::error::Error;
@@ -86,17 +90,25 @@ async fn round(router: &Arc<Router>) -> Next {
             return Next::after(Duration::from_secs(1));
         }
     };
-    let mut started = 0;
-    for name in due {
-        let f = match c.function(&name) {
-            Ok(f) => f,
+    let mut heads = Vec::with_capacity(due.len());
+    for (name, since) in due {
+        match c.function(&name) {
+            Ok(f) => {
+                let by = since + f.slo().deadline;
+                heads.push((by, name, f));
+            }
             Err(_) => {
                 if let Err(e) = c.dead_letter_function(&name).await {
                     tracing::error!(function = %name, "dead-lettering invocations of a removed function: {e}");
                 }
-                continue;
             }
-        };
+        }
+    }
+    // Earliest deadline first among the functions' heads: when slots are
+    // short, the function whose oldest work is due soonest claims first.
+    heads.sort_by_key(|(by, _, _)| *by);
+    let mut started = 0;
+    for (_, name, f) in heads {
         let mut reserved: Vec<Reservation> = Vec::new();
         while reserved.len() < CLAIM_MAX {
             match c.try_reserve(&f) {
