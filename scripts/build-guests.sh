@@ -3,7 +3,7 @@
 # with flat names, into OUTDIR:
 #
 #   examples/        rust-command.wasm, c-command.wasm, http-hello.wasm, and
-#                    the weft-sdk examples (kv-counter.wasm, fetch.wasm, ...)
+#                    the weft-sdk examples (kv-counter.wasm, fetch.wasm, state-counter.wasm, ...)
 #   tests/guests/    one <bin>.wasm per src/bin/<bin>.rs, <bin>-p2.wasm components
 #                    of a few, plus wat/*.wat as-is
 #   bench/guests/c/  bench-<name>.wasm per <name>.c
@@ -89,7 +89,7 @@ step "examples: http-hello (wasm32-wasip2 component)"
 cargo_build "$REPO/examples/Cargo.toml" wasm32-wasip2 -p http-hello
 cp -f "$GUEST_TARGET/wasm32-wasip2/release/http_hello.wasm" "$OUTDIR/http-hello.wasm"
 
-SDK_EXAMPLES=(kv-counter fetch chain events sensor tick flaky)
+SDK_EXAMPLES=(kv-counter fetch chain events sensor tick flaky state-counter)
 step "examples: ${SDK_EXAMPLES[*]} (weft-sdk, wasm32-wasip2 components)"
 args=()
 for name in "${SDK_EXAMPLES[@]}"; do args+=(-p "$name"); done

@@ -123,6 +123,13 @@ pub(crate) struct Deploy {
     /// retried on another node.
     #[arg(long)]
     idempotent: bool,
+    /// State model of its `state` bucket: external, edge, function or client.
+    #[arg(long, value_name = "MODEL")]
+    state: Option<weft_manifest::StateModel>,
+    /// Where an invocation's state key comes from: header:NAME (default
+    /// header:x-weft-key), path:N or query:NAME.
+    #[arg(long, value_name = "SOURCE", requires = "state")]
+    state_key: Option<weft_manifest::KeySource>,
     #[command(flatten)]
     opts: ClientOpts,
 }
@@ -247,6 +254,11 @@ impl Deploy {
                 ..Default::default()
             }),
             placement: self.placement()?,
+            state: self.state.map(|model| weft_manifest::StateSpec {
+                model,
+                key: self.state_key.clone(),
+                bucket: None,
+            }),
             idempotent: self.idempotent,
         };
         spec.validate()

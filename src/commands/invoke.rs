@@ -2,6 +2,7 @@ use crate::client::{Client, ClientError, ClientOpts, Code, finish, print_json};
 use clap::Args;
 use std::io::Write;
 use std::process::ExitCode;
+use weft_manifest::KeySource;
 
 /// Invoke a function. The response body goes to stdout; on failure the error
 /// goes to stderr and the exit status is non-zero (the guest's own exit code
@@ -33,6 +34,10 @@ pub(crate) struct Invoke {
     /// first invocation's id instead of queueing it again.
     #[arg(long, requires = "async")]
     idempotency_key: Option<String>,
+    /// The state key of a stateful function: sent where the function takes
+    /// it from (a header, a path segment or a query parameter).
+    #[arg(long)]
+    key: Option<String>,
     #[command(flatten)]
     opts: ClientOpts,
 }
@@ -64,13 +69,39 @@ impl Invoke {
                 format!("--method `{}` is not an HTTP method", self.method),
             )
         })?;
-        let sub = self.path.trim_start_matches('/');
+        let mut sub = self.path.trim_start_matches('/').to_string();
+        let mut key_header = None;
+        if let Some(key) = &self.key {
+            match key_source(&c, &self.name).await? {
+                KeySource::Header(h) => key_header = Some((h, key.clone())),
+                KeySource::Path(n) => sub = with_segment(&sub, n, key)?,
+                KeySource::Query(q) => {
+                    let pair: String = form_urlencoded::Serializer::new(String::new())
+                        .append_pair(&q, key)
+                        .finish();
+                    let sep = if sub.contains('?') { '&' } else { '?' };
+                    sub = format!("{sub}{sep}{pair}");
+                }
+            }
+        }
         let path = if sub.is_empty() {
             format!("/fn/{}", self.name)
         } else {
             format!("/fn/{}/{sub}", self.name)
         };
         let mut rb = c.request(method, &path).body(body);
+        for h in &self.headers {
+            let Some((k, v)) = h.split_once(':') else {
+                return Err(ClientError::local(
+                    Code::InvalidInput,
+                    format!("--header `{h}` is not `Name: value`"),
+                ));
+            };
+            rb = rb.header(k.trim(), v.trim());
+        }
+        if let Some((h, k)) = key_header {
+            rb = rb.header(h, k);
+        }
         if self.r#async {
             rb = rb.header("prefer", "respond-async");
             if let Some(k) = &self.idempotency_key {
@@ -83,15 +114,6 @@ impl Invoke {
                 println!("{}", v["id"].as_str().unwrap_or_default());
             }
             return Ok(());
-        }
-        for h in &self.headers {
-            let Some((k, v)) = h.split_once(':') else {
-                return Err(ClientError::local(
-                    Code::InvalidInput,
-                    format!("--header `{h}` is not `Name: value`"),
-                ));
-            };
-            rb = rb.header(k.trim(), v.trim());
         }
         let resp = c.send(rb).await?;
         let status = resp.status().as_u16();
@@ -126,5 +148,84 @@ impl Invoke {
                 .map_err(|e| ClientError::local(Code::Io, format!("writing stdout: {e}")))?;
         }
         Ok(())
+    }
+}
+
+/// Where the active version of `name` takes its state key from.
+async fn key_source(c: &Client, name: &str) -> crate::client::ClientResult<KeySource> {
+    let f = c.get(&format!("/v1/functions/{name}")).await?;
+    let key = f["versions"]
+        .as_array()
+        .and_then(|vs| vs.iter().find(|v| v["version"] == f["active"]))
+        .map(|v| &v["spec"]["state"]);
+    match key {
+        Some(serde_json::Value::Null) | None => Err(ClientError::local(
+            Code::InvalidInput,
+            format!("--key: function `{name}` keeps no state (deploy it with --state)"),
+        )),
+        Some(state) => match state["key"].as_str() {
+            None => Ok(KeySource::default()),
+            Some(s) => s.parse().map_err(|e| {
+                ClientError::local(
+                    Code::BadResponse,
+                    format!("the node's key source `{s}` for `{name}`: {e}"),
+                )
+            }),
+        },
+    }
+}
+
+/// `sub` with `key` (percent-encoded) as its `n`-th segment, from 1.
+fn with_segment(sub: &str, n: u8, key: &str) -> crate::client::ClientResult<String> {
+    let (path, query) = match sub.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (sub, None),
+    };
+    let mut segments: Vec<String> = path
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect();
+    let at = usize::from(n) - 1;
+    if segments.len() < at {
+        return Err(ClientError::local(
+            Code::InvalidInput,
+            format!(
+                "--key: the function takes its key from path segment {n}; give the {at} segment(s) before it with --path"
+            ),
+        ));
+    }
+    let encoded =
+        percent_encoding::utf8_percent_encode(key, percent_encoding::NON_ALPHANUMERIC).to_string();
+    if segments.len() == at {
+        segments.push(encoded);
+    } else {
+        segments[at] = encoded;
+    }
+    let mut out = segments.join("/");
+    if let Some(q) = query {
+        out.push('?');
+        out.push_str(q);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::with_segment;
+
+    #[test]
+    fn a_key_goes_in_its_path_segment_encoded() {
+        assert_eq!(with_segment("", 1, "alice").unwrap(), "alice");
+        assert_eq!(
+            with_segment("users", 2, "a b/c").unwrap(),
+            "users/a%20b%2Fc"
+        );
+        assert_eq!(
+            with_segment("users/x?v=1", 2, "bob").unwrap(),
+            "users/bob?v=1"
+        );
+        let e = with_segment("", 3, "k").unwrap_err().message;
+        assert!(e.contains("give the 2 segment(s) before it"), "{e}");
     }
 }

@@ -161,7 +161,18 @@ fn print_declarations(f: &serde_json::Value) {
         .as_object()
         .map(|m| m.keys().cloned().collect())
         .unwrap_or_default();
+    let state = match &f["stateful"] {
+        serde_json::Value::Null => Vec::new(),
+        s => vec![format!(
+            "{} (bucket `{}`, key from {}, kept in {})",
+            s["model"].as_str().unwrap_or("?"),
+            s["bucket"].as_str().unwrap_or("?"),
+            s["key"].as_str().unwrap_or("?"),
+            s["home"].as_str().unwrap_or("?")
+        )],
+    };
     let rows = [
+        ("state", state),
         ("args", list("args")),
         ("key-value stores", list("key_value_stores")),
         ("config keys", config),

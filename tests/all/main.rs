@@ -23,4 +23,5 @@ mod metering;
 mod router;
 mod servers;
 mod slo;
+mod state;
 mod triggers;

@@ -80,6 +80,9 @@ codes! {
     ModuleNotFound = "module_not_found", 400, None;
     /// A deploy names a key-value store the node does not provide.
     UnknownStore = "unknown_store", 400, None;
+    /// A deploy asks for a state model the node cannot provide (no state
+    /// home for `external`, no site store for `edge`).
+    StateModelUnavailable = "state_model_unavailable", 400, None;
     /// A deploy names a topic the node does not provide.
     UnknownTopic = "unknown_topic", 400, None;
     /// A bad cron expression or MQTT filter, or MQTT on a node without a broker.
@@ -103,6 +106,9 @@ codes! {
     /// A request's `x-weft-deadline` is malformed, or looser than the
     /// function's deadline.
     InvalidDeadline = "invalid_deadline", 400, None;
+    /// A stateful function's invocation has no state key where the
+    /// function takes it from, or a malformed one.
+    InvalidStateKey = "invalid_state_key", 400, None;
     /// The function is at its concurrency limit and its wait queue is full,
     /// or the async queue holds as much as it may.
     QueueFull = "queue_full", 429, Some(1);

@@ -19,6 +19,7 @@ pub(crate) struct Resolved {
     pub(crate) routes: Vec<String>,
     pub(crate) cron: Vec<(Schedule, Option<String>)>,
     pub(crate) mqtt: Vec<MqttTrigger>,
+    pub(crate) state: Option<crate::state::FunctionState>,
 }
 
 /// How strictly to resolve: a deploy refuses what the node lacks; a
@@ -136,6 +137,10 @@ pub(crate) fn resolve(
             })?,
         }
     }
+    let state = match &spec.state {
+        Some(s) => crate::state::resolve(name, s, config, kv, strict)?,
+        None => None,
+    };
     let retry = spec.retry.unwrap_or_default();
     Ok(Resolved {
         caps: Arc::new(caps),
@@ -148,5 +153,6 @@ pub(crate) fn resolve(
         routes: spec.routes.clone(),
         cron,
         mqtt,
+        state,
     })
 }

@@ -12,6 +12,7 @@ use crate::function::Function;
 use crate::lifecycle::{FunctionStatus, Lifecycle, Parts};
 use crate::logs::{LogHub, LogLine};
 use crate::metrics::Metrics;
+use crate::state::NODE_STATE;
 use crate::usage::Usage;
 use bytes::Bytes;
 use std::collections::BTreeMap;
@@ -86,6 +87,7 @@ impl Controller {
         let store = Arc::new(Store::open(&data_dir.join("registry.redb"))?);
         let mut specs = BTreeMap::new();
         specs.insert("default".to_string(), weft_kv::BackendSpec::Embedded);
+        specs.insert(NODE_STATE.to_string(), weft_kv::BackendSpec::Embedded);
         for (label, kv) in &config.kv {
             let spec = match kv {
                 KvStoreConfig::Embedded {} => weft_kv::BackendSpec::Embedded,
@@ -243,9 +245,12 @@ impl Controller {
         self.runtime.fingerprint()
     }
 
-    /// Labels of the key-value stores this node provides.
+    /// Labels of the key-value stores this node provides (its own state
+    /// store is not one a function can declare).
     pub fn kv_labels(&self) -> Vec<String> {
-        self.kv.labels()
+        let mut labels = self.kv.labels();
+        labels.retain(|l| l != NODE_STATE);
+        labels
     }
 
     /// Joins the fabric's parts: the registry follows `mesh`, modules are

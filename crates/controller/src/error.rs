@@ -123,6 +123,16 @@ pub enum Error {
         /// The store's label.
         label: String,
     },
+    /// A deploy asking for a state model the node cannot provide.
+    #[error("function `{name}`: state model `{model}` is not available on this node: {missing}")]
+    StateModelUnavailable {
+        /// The function.
+        name: String,
+        /// The model.
+        model: weft_manifest::StateModel,
+        /// What is missing, and how to provide it.
+        missing: String,
+    },
     /// A deploy that names a topic the node does not provide.
     #[error(
         "function `{name}`: topic `{topic}` is not provided by this node (see `topics` in its config)"
@@ -193,6 +203,7 @@ impl Error {
             Error::Invoke { source, .. } => source.code(),
             Error::UnknownStore { .. } => Code::UnknownStore,
             Error::UnknownTopic { .. } => Code::UnknownTopic,
+            Error::StateModelUnavailable { .. } => Code::StateModelUnavailable,
             Error::InvalidTrigger { .. } => Code::InvalidTrigger,
             Error::RouteConflict { .. } => Code::RouteConflict,
             Error::Queue(e) => e.code(),
@@ -236,6 +247,7 @@ impl Error {
             | Error::DeadlineUnmeetable { name: n, .. }
             | Error::UnknownStore { name: n, .. }
             | Error::UnknownTopic { name: n, .. }
+            | Error::StateModelUnavailable { name: n, .. }
             | Error::InvalidTrigger { name: n, .. }
             | Error::RouteConflict { name: n, .. }
             | Error::Invoke { name: n, .. } => Some(n),
@@ -248,6 +260,7 @@ impl Error {
     pub fn field(&self) -> Option<&str> {
         match self {
             Error::InvalidSpec { error, .. } => Some(error.field()).filter(|f| !f.is_empty()),
+            Error::StateModelUnavailable { .. } => Some("state.model"),
             _ => None,
         }
     }

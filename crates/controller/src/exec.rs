@@ -8,6 +8,7 @@ use crate::function::Function;
 use crate::function::OVERRUN_STREAK;
 use crate::logs::LogHub;
 use crate::metrics::{Metrics, OutcomeLabels};
+use crate::state::Opened;
 use crate::usage::Usage;
 use bytes::Bytes;
 use serde::Serialize;
@@ -56,6 +57,8 @@ pub struct RunContext {
     pub due: Option<Instant>,
     /// Where its CPU time is counted as it runs (its booking's).
     pub progress: Option<weft_runtime::CpuCounter>,
+    /// The key whose state it runs with (a stateful function's).
+    pub state_key: Option<String>,
 }
 
 /// What the sandbox is given.
@@ -153,7 +156,11 @@ impl Executor {
         } else {
             f.metrics.warm.inc();
         }
-        let inv = self.invocation(&f, &info, ctx);
+        let state = match (&f.state, &ctx.state_key) {
+            (Some(s), Some(key)) => Some(s.open(&f.name, key)),
+            _ => None,
+        };
+        let inv = self.invocation(&f, &info, ctx, state.as_ref());
         let failed = |source| Error::Invoke {
             name: f.name.clone(),
             invocation: info.id.clone(),
@@ -161,8 +168,11 @@ impl Executor {
         };
         match (input, f.kind) {
             (Input::Command(stdin), Kind::Command) => {
+                let args_in = stdin.len() as u64;
                 let Outcome { result, usage } = loaded.run_command(&self.runtime, stdin, inv).await;
-                self.record(&f, &info, result.as_ref().err(), &usage);
+                let args_out = result.as_ref().map_or(0, |b| b.len() as u64);
+                let moved = Moved::of(state.as_ref(), args_in, args_out);
+                self.record(&f, &info, result.as_ref().err(), &usage, moved);
                 drop(r);
                 match result {
                     Ok(body) => Ok(Ran {
@@ -175,11 +185,16 @@ impl Executor {
             (Input::Http(req), Kind::Http) => {
                 let req = *req;
                 let (tx, ended) = oneshot::channel();
-                let done = self.done(f.clone(), info.clone(), r, tx);
+                // Arguments of a streamed body as its length says.
+                let args_in = content_length(req.headers());
+                let args_out = Arc::new(AtomicU64::new(0));
+                let moved = state.map(|s| (s, args_in, args_out.clone()));
+                let done = self.done(f.clone(), info.clone(), r, tx, moved);
                 let response = loaded
                     .serve_http(&self.runtime, req, inv, done)
                     .await
                     .map_err(failed)?;
+                args_out.store(content_length(response.headers()), Ordering::Relaxed);
                 Ok(Ran {
                     info,
                     output: Output::Http { response, ended },
@@ -201,9 +216,13 @@ impl Executor {
         info: InvocationInfo,
         r: Reservation,
         ended: oneshot::Sender<std::result::Result<(), InvokeError>>,
+        state: Option<(Opened, u64, Arc<AtomicU64>)>,
     ) -> weft_runtime::HttpDone {
         let (usage, metrics) = (self.usage.clone(), self.metrics.clone());
         Box::new(move |outcome: Outcome<()>| {
+            let moved = state.and_then(|(s, args_in, args_out)| {
+                Moved::of(Some(&s), args_in, args_out.load(Ordering::Relaxed))
+            });
             record(
                 &usage,
                 &metrics,
@@ -211,13 +230,20 @@ impl Executor {
                 &info,
                 outcome.result.as_ref().err(),
                 &outcome.usage,
+                moved,
             );
             drop(r);
             let _ = ended.send(outcome.result);
         })
     }
 
-    fn invocation(&self, f: &Function, info: &InvocationInfo, ctx: RunContext) -> Invocation {
+    fn invocation(
+        &self,
+        f: &Function,
+        info: &InvocationInfo,
+        ctx: RunContext,
+        state: Option<&Opened>,
+    ) -> Invocation {
         let hub = self.logs.clone();
         let (name, id) = (f.name.clone(), info.id.clone());
         let mut chain = ctx.calls;
@@ -240,10 +266,12 @@ impl Executor {
                 chain,
                 ancestors: ctx.ancestors,
                 due: ctx.due,
+                state_key: ctx.state_key,
             }),
             fabric: self.fabric.get().cloned(),
             due: ctx.due,
             progress: ctx.progress,
+            state: state.map(|s| s.bucket.clone()),
         }
     }
 
@@ -253,9 +281,29 @@ impl Executor {
         info: &InvocationInfo,
         failed: Option<&InvokeError>,
         used: &weft_runtime::Usage,
+        moved: Option<Moved>,
     ) {
-        record(&self.usage, &self.metrics, f, info, failed, used);
+        record(&self.usage, &self.metrics, f, info, failed, used, moved);
     }
+}
+
+/// What a stateful invocation moved: bytes of state read and written, of
+/// arguments in and out.
+#[derive(Debug, Clone, Copy)]
+struct Moved([u64; 4]);
+
+impl Moved {
+    fn of(state: Option<&Opened>, args_in: u64, args_out: u64) -> Option<Moved> {
+        state.map(|s| Moved([s.traffic.read(), s.traffic.written(), args_in, args_out]))
+    }
+}
+
+/// A body's length as its headers say (0 when they do not).
+fn content_length(h: &http::HeaderMap) -> u64 {
+    h.get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
 }
 
 /// Records what an invocation used and how it ended.
@@ -266,6 +314,7 @@ fn record(
     info: &InvocationInfo,
     failed: Option<&InvokeError>,
     used: &weft_runtime::Usage,
+    moved: Option<Moved>,
 ) {
     let outcome = match failed {
         None => {
@@ -293,7 +342,14 @@ fn record(
         );
     }
     f.metrics.cpu_seconds.inc_by(used.cpu.as_secs_f64());
-    usage.record(&f.name, info.cold_start, failed.is_some(), used);
+    let state = match (moved, &f.metrics.state) {
+        (Some(Moved(m)), Some(counters)) => {
+            counters.add(m);
+            [m[0], m[1]]
+        }
+        _ => [0, 0],
+    };
+    usage.record(&f.name, info.cold_start, failed.is_some(), used, state);
     tracing::debug!(
         target: "weft::invocation",
         function = %f.name,

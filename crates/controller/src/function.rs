@@ -42,6 +42,7 @@ pub struct Function {
     pub(crate) routes: Vec<String>,
     pub(crate) cron: Vec<(Schedule, Option<String>)>,
     pub(crate) mqtt: Vec<MqttTrigger>,
+    pub(crate) state: Option<crate::state::FunctionState>,
     requirements: Requirements,
     pub(crate) slots: Arc<Semaphore>,
     pub(crate) waiting: AtomicU32,
@@ -222,6 +223,7 @@ impl Function {
             routes: resolved.routes,
             cron: resolved.cron,
             mqtt: resolved.mqtt,
+            state: resolved.state,
             requirements: requirements(&version.spec),
             slots: Arc::new(Semaphore::new(max_concurrency as usize)),
             waiting: AtomicU32::new(0),
@@ -239,6 +241,11 @@ impl Function {
     /// Its deadline, execution estimate and admission percentile.
     pub fn slo(&self) -> &Slo {
         &self.slo
+    }
+
+    /// Its state, when it keeps one here.
+    pub fn state(&self) -> Option<&crate::state::FunctionState> {
+        self.state.as_ref()
     }
 
     /// The function's name.

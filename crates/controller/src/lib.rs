@@ -38,6 +38,7 @@ mod lifecycle;
 mod logs;
 mod metrics;
 mod registry;
+mod state;
 mod usage;
 
 pub use admission::{Booking, FunctionSlot, Reservation, SlotFreed};
@@ -46,8 +47,9 @@ pub use controller::{Controller, DeadlineOutcome};
 pub use error::{Error, Result};
 pub use exec::{Input, InvocationInfo, Output, Ran, RunContext};
 pub use function::{Function, LATENCY_WINDOW, OVERRUN_STREAK, Slo, SloReport};
-pub use lifecycle::{EffectiveLimits, FunctionStatus, Learned};
+pub use lifecycle::{EffectiveLimits, FunctionStatus, Learned, StateShown};
 pub use logs::LogLine;
+pub use state::{FunctionState, NODE_STATE};
 pub use weft_queue::{
     Accepted, AfterFailure, Claimed, Failure, NewInvocation, Record as InvocationRecord,
     RetryPolicy, State as InvocationState,

@@ -52,8 +52,24 @@ pub struct FunctionStatus {
     pub limits: EffectiveLimits,
     /// What its last runs here took.
     pub learned: Learned,
+    /// Its state, when it keeps one here.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stateful: Option<StateShown>,
     /// Every version, oldest first.
     pub versions: Vec<VersionRecord>,
+}
+
+/// A function's state as this node keeps it.
+#[derive(Debug, Clone, Serialize)]
+pub struct StateShown {
+    /// `external`, `edge`, `function` or `client`.
+    pub model: &'static str,
+    /// Where an invocation's key comes from.
+    pub key: String,
+    /// The bucket the function opens.
+    pub bucket: String,
+    /// The store it lives in on this node.
+    pub home: String,
 }
 
 /// Limits in force for a function, after node defaults.
@@ -225,7 +241,8 @@ impl Lifecycle {
             v.clone(),
             kind,
             &self.config.defaults,
-            self.metrics.for_function(&rec.name),
+            self.metrics
+                .for_function(&rec.name, resolved.state.as_ref().map(|s| s.model.as_str())),
             resolved,
         ));
         if let Some(old) = self.registry.insert(f) {
@@ -448,6 +465,12 @@ impl Lifecycle {
                 admission: f.slo.admission.to_string(),
             },
             learned: Learned::of(&f),
+            stateful: f.state().map(|s| StateShown {
+                model: s.model.as_str(),
+                key: s.key.to_string(),
+                bucket: s.label.clone(),
+                home: s.home().to_string(),
+            }),
             versions: rec.versions,
         })
     }

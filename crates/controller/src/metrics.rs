@@ -34,6 +34,31 @@ pub(crate) const DEADLINE_OUTCOMES: [&str; 4] = ["met", "missed", "expired", "re
 const QUANTILES: [&str; 4] = ["0.5", "0.9", "0.99", "1"];
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct MovedLabels {
+    pub(crate) function: String,
+    pub(crate) model: String,
+    pub(crate) moved: String,
+}
+
+/// The `moved` labels of `weft_state_bytes_total`, in the order of
+/// [`StateBytes`]' counters.
+const MOVED: [&str; 4] = ["state_read", "state_written", "args_in", "args_out"];
+
+/// A stateful function's bytes moved, by what moved (in the order of
+/// [`MOVED`]).
+#[derive(Clone)]
+pub(crate) struct StateBytes([Counter; 4]);
+
+impl StateBytes {
+    /// One invocation's: state read and written, arguments in and out.
+    pub(crate) fn add(&self, moved: [u64; 4]) {
+        for (c, n) in self.0.iter().zip(moved) {
+            c.inc_by(n);
+        }
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(crate) struct StartLabels {
     pub(crate) function: String,
     pub(crate) start: String,
@@ -60,6 +85,8 @@ pub(crate) struct FnMetrics {
     pub(crate) deadlines: [Counter; 4],
     /// `weft_overruns_total`: runs longer than admission expected.
     pub(crate) overruns: Counter,
+    /// `weft_state_bytes_total`, for a stateful function.
+    pub(crate) state: Option<StateBytes>,
 }
 
 impl FnMetrics {
@@ -83,6 +110,7 @@ pub(crate) struct Metrics {
     exec_profile: Family<QuantileLabels, Gauge<f64, AtomicU64>>,
     pub(crate) deadlines: Family<OutcomeLabels, Counter>,
     overruns: Family<FnLabel, Counter>,
+    state_bytes: Family<MovedLabels, Counter>,
     pub(crate) live_instances: Gauge,
     pub(crate) queued: Gauge,
     pub(crate) warm_functions: Gauge,
@@ -109,6 +137,7 @@ impl Metrics {
             exec_profile: Family::default(),
             deadlines: Family::default(),
             overruns: Family::default(),
+            state_bytes: Family::default(),
             live_instances: Gauge::default(),
             queued: Gauge::default(),
             warm_functions: Gauge::default(),
@@ -204,6 +233,11 @@ impl Metrics {
             m.trigger_dropped.clone(),
         );
         registry.register(
+            "state_bytes",
+            "Bytes a stateful function's invocations moved, by state model: state read and written, arguments in and out",
+            m.state_bytes.clone(),
+        );
+        registry.register(
             "workers",
             "Guests that may execute at once on this node",
             m.workers.clone(),
@@ -226,7 +260,8 @@ impl Metrics {
         Metrics { registry, ..m }
     }
 
-    pub(crate) fn for_function(&self, function: &str) -> FnMetrics {
+    /// The handles of `function`; `model`: its state model, if it has one.
+    pub(crate) fn for_function(&self, function: &str, model: Option<&str>) -> FnMetrics {
         let start = |kind: &str| {
             self.starts
                 .get_or_create(&StartLabels {
@@ -251,6 +286,17 @@ impl Metrics {
             duration: self.duration.get_or_create(&label).clone(),
             cpu_seconds: self.cpu_seconds.get_or_create(&label).clone(),
             overruns: self.overruns.get_or_create(&label).clone(),
+            state: model.map(|model| {
+                StateBytes(MOVED.map(|moved| {
+                    self.state_bytes
+                        .get_or_create(&MovedLabels {
+                            function: function.to_string(),
+                            model: model.to_string(),
+                            moved: moved.to_string(),
+                        })
+                        .clone()
+                }))
+            }),
             deadlines: DEADLINE_OUTCOMES.map(|outcome| {
                 self.deadlines
                     .get_or_create(&OutcomeLabels {
@@ -284,6 +330,15 @@ impl Metrics {
         self.duration.remove(&label);
         self.cpu_seconds.remove(&label);
         self.overruns.remove(&label);
+        for model in weft_manifest::StateModel::ALL {
+            for moved in MOVED {
+                self.state_bytes.remove(&MovedLabels {
+                    function: function.to_string(),
+                    model: model.as_str().to_string(),
+                    moved: moved.to_string(),
+                });
+            }
+        }
         for outcome in DEADLINE_OUTCOMES {
             self.deadlines.remove(&OutcomeLabels {
                 function: function.to_string(),

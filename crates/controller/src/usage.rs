@@ -21,13 +21,15 @@ impl Usage {
         }
     }
 
-    /// One invocation that ran: its outcome and what it used.
+    /// One invocation that ran: its outcome, what it used, and the bytes
+    /// of state it read and wrote.
     pub(crate) fn record(
         &self,
         function: &str,
         cold_start: bool,
         failed: bool,
         used: &weft_runtime::Usage,
+        state: [u64; 2],
     ) {
         let mut pending = self.pending.lock();
         let t = pending.entry(function.to_string()).or_default();
@@ -38,6 +40,8 @@ impl Usage {
         t.wall_ns += used.wall.as_nanos() as u64;
         t.memory_byte_seconds += used.peak_memory as f64 * used.wall.as_secs_f64();
         t.fuel += used.fuel.unwrap_or(0);
+        t.state_read_bytes += state[0];
+        t.state_written_bytes += state[1];
     }
 
     /// One invocation refused before it ran.

@@ -49,8 +49,11 @@ mod deferred;
 mod embedded;
 mod limits;
 mod redis_store;
+mod state;
 
 pub use embedded::{key_hash, parse_counter};
+pub use limits::limited;
+pub use state::{Held, Keyed, Traffic, state_prefix};
 
 use std::collections::BTreeMap;
 use std::fmt;

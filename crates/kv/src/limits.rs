@@ -117,3 +117,44 @@ impl<B: Bucket> Bucket for Limited<B> {
         self.inner.delete_many(keys).await
     }
 }
+
+/// A shared bucket is a bucket: so a view kept by its owner (a held state)
+/// can be checked by [`Limited`] too.
+#[async_trait::async_trait]
+impl<B: Bucket + ?Sized> Bucket for std::sync::Arc<B> {
+    fn label(&self) -> &str {
+        (**self).label()
+    }
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, KvError> {
+        (**self).get(key).await
+    }
+    async fn set(&self, key: &str, value: &[u8]) -> Result<(), KvError> {
+        (**self).set(key, value).await
+    }
+    async fn delete(&self, key: &str) -> Result<(), KvError> {
+        (**self).delete(key).await
+    }
+    async fn exists(&self, key: &str) -> Result<bool, KvError> {
+        (**self).exists(key).await
+    }
+    async fn list_keys(&self, cursor: Option<u64>) -> Result<KeyPage, KvError> {
+        (**self).list_keys(cursor).await
+    }
+    async fn increment(&self, key: &str, delta: u64) -> Result<u64, KvError> {
+        (**self).increment(key, delta).await
+    }
+    async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<(String, Vec<u8>)>>, KvError> {
+        (**self).get_many(keys).await
+    }
+    async fn set_many(&self, entries: &[(String, Vec<u8>)]) -> Result<(), KvError> {
+        (**self).set_many(entries).await
+    }
+    async fn delete_many(&self, keys: &[String]) -> Result<(), KvError> {
+        (**self).delete_many(keys).await
+    }
+}
+
+/// `bucket`, with `limits` checked before each operation.
+pub fn limited(bucket: std::sync::Arc<dyn Bucket>, limits: KvLimits) -> std::sync::Arc<dyn Bucket> {
+    std::sync::Arc::new(Limited::new(bucket, limits))
+}

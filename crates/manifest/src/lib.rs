@@ -23,6 +23,7 @@ pub mod mqtt;
 mod node;
 mod placement;
 mod spec;
+mod state;
 mod units;
 
 pub use caps::{
@@ -40,4 +41,8 @@ pub use placement::{
     FabricConfig, PlacementSpec, TIERS, valid_node_name, validate_label, validate_tier,
 };
 pub use spec::{FunctionSpec, ModuleRef, bounds};
+pub use state::{
+    DEFAULT_KEY_HEADER, DEFAULT_STATE_BUCKET, KeySource, MAX_CLIENT_STATE, MAX_STATE_KEY,
+    StateConfig, StateModel, StateSpec, validate_state_key,
+};
 pub use units::{ByteSize, HumanDuration, Name, Percentile};

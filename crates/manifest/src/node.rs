@@ -4,6 +4,7 @@
 use crate::caps::validate_topic_pattern;
 use crate::error::{Error, FieldError, bad};
 use crate::placement::FabricConfig;
+use crate::state::StateConfig;
 use crate::units::{ByteSize, HumanDuration, Name};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -94,6 +95,9 @@ pub struct NodeConfig {
     /// `"refuse"`.
     #[serde(default)]
     pub unmeetable: Unmeetable,
+    /// Where functions' state lives: `[state]`.
+    #[serde(default)]
+    pub state: StateConfig,
 }
 
 /// `unmeetable = "refuse" | "run"` in the node config.
@@ -305,6 +309,21 @@ impl NodeConfig {
             && !(1..=MAX_WORKERS).contains(&w)
         {
             return bad("workers", format!("{w} is not between 1 and {MAX_WORKERS}"));
+        }
+        self.state.validate().map_err(|e| e.at("state"))?;
+        for (field, label) in [
+            ("state.external", &self.state.external),
+            ("state.edge", &self.state.edge),
+        ] {
+            if let Some(l) = label
+                && l.as_str() != "default"
+                && !self.kv.contains_key(l)
+            {
+                return bad(
+                    field,
+                    format!("`{l}` is not a key-value store of this node (add `[kv.{l}]`)"),
+                );
+            }
         }
         Ok(())
     }

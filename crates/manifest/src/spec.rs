@@ -7,6 +7,7 @@ use crate::caps::{
 use crate::cron::Schedule;
 use crate::error::{FieldError, bad};
 use crate::placement::PlacementSpec;
+use crate::state::StateSpec;
 use crate::units::{ByteSize, HumanDuration, Name, Percentile};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -167,6 +168,13 @@ pub struct FunctionSpec {
     /// TOML: `[functions.NAME.placement]`
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub placement: Option<PlacementSpec>,
+
+    /// Where the function's state lives and which invocation's it is: the
+    /// bucket it opens (`state` unless named) holds the state of the
+    /// invocation's key. TOML: `[functions.NAME.state]` with `model =
+    /// "function"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<StateSpec>,
 
     /// Whether running it twice does no harm: a synchronous invocation whose
     /// node died is then retried on another node within its deadline.
@@ -413,6 +421,20 @@ impl FunctionSpec {
         }
         if let Some(r) = &self.retry {
             r.validate().map_err(|e| e.at("retry"))?;
+        }
+        if let Some(s) = &self.state
+            && self
+                .key_value_stores
+                .iter()
+                .any(|l| l.as_str() == s.bucket_label())
+        {
+            return bad(
+                "state.bucket",
+                format!(
+                    "`{}` is also in key_value_stores: the state's bucket is the function's own; name another",
+                    s.bucket_label()
+                ),
+            );
         }
         Ok(())
     }

@@ -246,6 +246,9 @@ pub struct CallMeta {
     pub body_len: u64,
     /// Messages the body takes, this one included.
     pub chunks: u32,
+    /// The key whose state a stateful function runs with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state_key: Option<String>,
 }
 
 fn one() -> u32 {

@@ -163,6 +163,7 @@ fn call(function: &str) -> CallMeta {
         http: None,
         body_len: 0,
         chunks: 0,
+        state_key: None,
     }
 }
 

@@ -48,6 +48,17 @@ pub enum Error {
         /// What is wrong.
         message: String,
     },
+    /// A stateful function's invocation without a key where the function
+    /// takes it from, or with a malformed one.
+    #[error("function `{name}`: state key from `{from}` {message}")]
+    InvalidStateKey {
+        /// The function.
+        name: String,
+        /// Where the key was looked for (`header:x-weft-key`).
+        from: String,
+        /// What is wrong.
+        message: String,
+    },
     /// A function that is not public, asked for without the node's token.
     #[error(
         "this node requires `Authorization: Bearer <token>` for function `{name}` (set WEFT_TOKEN or --token)"
@@ -105,6 +116,7 @@ impl Error {
             Error::TooDeep { .. } => Code::ChainTooDeep,
             Error::NoTimeLeft { .. } => Code::DeadlineExceeded,
             Error::InvalidDeadline { .. } => Code::InvalidDeadline,
+            Error::InvalidStateKey { .. } => Code::InvalidStateKey,
             Error::Expired { .. } => Code::DeadlineExpired,
             Error::Unauthorized { .. } => Code::Unauthorized,
             Error::NoEligibleNode { .. } => Code::NoEligibleNode,
@@ -129,6 +141,7 @@ impl Error {
             Error::Controller(e) => e.function(),
             Error::NoTimeLeft { name, .. }
             | Error::InvalidDeadline { name, .. }
+            | Error::InvalidStateKey { name, .. }
             | Error::Expired { name, .. }
             | Error::Unauthorized { name }
             | Error::NoEligibleNode { name, .. }

@@ -40,6 +40,8 @@ fn request(from: &CallContext, callee: &str, payload: Bytes) -> Request {
             ancestors: from.ancestors.clone(),
         },
         body: Body::Bytes(payload),
+        // A callee runs with its caller's key: a chain keeps one key's state.
+        state_key: from.state_key.clone(),
         ..Request::new(callee, Trigger::Call)
     }
 }

@@ -3,11 +3,14 @@
 //! metadata, a call to another node — is written and read here, and only
 //! here.
 
+use crate::error::Error;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use http_body_util::{BodyExt, Full};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant, SystemTime};
+use weft_controller::Function;
+use weft_manifest::KeySource;
 use weft_mesh::{CallMeta, HttpMeta};
 use weft_runtime::{BoxError, HttpBody, Trigger};
 
@@ -70,6 +73,34 @@ pub struct HttpFacts {
 }
 
 impl HttpFacts {
+    /// The state key where `source` says (decoded: a path segment or a
+    /// query parameter is percent-encoded).
+    fn key(&self, source: &KeySource) -> Option<String> {
+        let (path, query) = self
+            .path_and_query
+            .split_once('?')
+            .unwrap_or((&self.path_and_query, ""));
+        match source {
+            KeySource::Header(h) => self
+                .headers
+                .get(h.as_str())
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string),
+            KeySource::Path(n) => path
+                .split('/')
+                .filter(|s| !s.is_empty())
+                .nth(usize::from(*n) - 1)
+                .map(|s| {
+                    percent_encoding::percent_decode_str(s)
+                        .decode_utf8_lossy()
+                        .into_owned()
+                }),
+            KeySource::Query(q) => form_urlencoded::parse(query.as_bytes())
+                .find(|(k, _)| k == q.as_str())
+                .map(|(_, v)| v.into_owned()),
+        }
+    }
+
     fn host(&self) -> &str {
         self.headers
             .get(http::header::HOST)
@@ -194,6 +225,10 @@ pub struct Request {
     /// The version the request was resolved to by the node it entered
     /// (0: the active one here).
     pub version: u32,
+    /// The key whose state a stateful function runs with: taken where the
+    /// function says when the request enters, then carried (queued, sent
+    /// to a peer, inherited by callees).
+    pub state_key: Option<String>,
 }
 
 impl Request {
@@ -217,6 +252,34 @@ impl Request {
             respond_to: None,
             from_node: None,
             version: 0,
+            state_key: None,
+        }
+    }
+
+    /// Takes the state key of a stateful function's invocation from where
+    /// the function says, unless the request carries one (a callee's, a
+    /// queued or a peer's invocation), and checks it.
+    pub(crate) fn resolve_state_key(&mut self, f: &Function) -> Result<(), Error> {
+        let Some(state) = f.state() else {
+            return Ok(());
+        };
+        if self.state_key.is_none() {
+            self.state_key = self.http.as_ref().and_then(|h| h.key(&state.key));
+        }
+        let invalid = |message: String| Error::InvalidStateKey {
+            name: f.name().to_string(),
+            from: state.key.to_string(),
+            message,
+        };
+        match &self.state_key {
+            None => Err(invalid(match self.http {
+                Some(_) => "is missing".to_string(),
+                None => format!(
+                    "is missing: a {} invocation carries none (call it over HTTP, or from a function that has a key)",
+                    self.trigger.as_str()
+                ),
+            })),
+            Some(k) => weft_manifest::validate_state_key(k).map_err(invalid),
         }
     }
 
@@ -257,6 +320,9 @@ impl Request {
         }
         if let Some(t) = &self.respond_to {
             meta.insert("response_topic".to_string(), t.clone());
+        }
+        if let Some(k) = &self.state_key {
+            meta.insert("state_key".to_string(), k.clone());
         }
         if let Some(h) = &self.http {
             meta.insert("method".to_string(), h.method.to_string());
@@ -338,6 +404,7 @@ impl Request {
             respond_to: get("response_topic"),
             from_node: None,
             version: 0,
+            state_key: get("state_key"),
         }
     }
 
@@ -362,6 +429,7 @@ impl Request {
             }),
             body_len: 0,
             chunks: 0,
+            state_key: self.state_key.clone(),
         }
     }
 
@@ -396,6 +464,7 @@ impl Request {
             respond_to: None,
             from_node: Some(call.from),
             version: call.version,
+            state_key: call.state_key,
         }
     }
 }
@@ -582,6 +651,7 @@ mod tests {
             http: None,
             body_len: 0,
             chunks: 1,
+            state_key: None,
         };
         // No overflow, and nothing that could tighten the function's own
         // (a year away, or no bound at all).

@@ -163,12 +163,13 @@ impl Router {
         let f = self.controller.function(&req.function)?;
         self.may_call(&f, &req)?;
         let deadline = deadline_of(&f, &req)?;
+        let mut req = req;
+        req.resolve_state_key(&f)?;
         if req.trigger == Trigger::Call {
             self.within_depth(&req)?;
         }
         // Only a deadline declared or asked for expires queued work: held
         // to its timeout alone, it waits as long as it must.
-        let mut req = req;
         if f.slo().declared || req.asked_deadline.is_some() {
             req.queued_deadline = Some(SystemTime::now() + deadline.within);
         }
@@ -255,11 +256,12 @@ impl Router {
     async fn run(
         &self,
         f: Arc<Function>,
-        req: Request,
+        mut req: Request,
         reserved: Option<Reservation>,
     ) -> Result<Response> {
         let arrived = Instant::now();
         let deadline = deadline_of(&f, &req)?;
+        req.resolve_state_key(&f)?;
         // Counted where the invocation entered the fabric, end to end.
         let entered_here = req.from_node.is_none();
         let mut resp = match self.decide(f.clone(), req, reserved, deadline).await {
@@ -525,6 +527,7 @@ impl Router {
             http,
             body,
             id,
+            state_key,
             ..
         } = req;
         let deadline = ends.by;
@@ -549,6 +552,7 @@ impl Router {
             timeout_cap: asked.map(|_| deadline.saturating_duration_since(Instant::now())),
             due: Some(ends.slo.at),
             progress: Some(progress),
+            state_key,
         };
         let ran = self.controller.run(reservation, input, ctx).await?;
         let mut served = Served {

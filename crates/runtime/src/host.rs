@@ -142,6 +142,8 @@ pub struct CallContext {
     pub ancestors: Vec<String>,
     /// When its deadline falls: what its callees inherit.
     pub due: Option<std::time::Instant>,
+    /// The key whose state it runs with: what its callees inherit.
+    pub state_key: Option<String>,
 }
 
 /// The class of a [`FabricError`]; mirrors `weft:fabric/types.error-code`.
@@ -228,6 +230,8 @@ pub struct BucketHandle {
 pub(crate) struct HostCtx {
     pub(crate) function: String,
     pub(crate) caps: Arc<Capabilities>,
+    /// The invocation's state bucket, opened by its label.
+    pub(crate) state: Option<Arc<dyn Bucket>>,
     pub(crate) context: Arc<CallContext>,
     pub(crate) fabric: Option<Arc<dyn Fabric>>,
     pub(crate) log: LogFn,
@@ -279,7 +283,13 @@ impl HostView<'_> {
 
 impl store::Host for HostView<'_> {
     async fn open(&mut self, identifier: String) -> Result<Resource<BucketHandle>, store::Error> {
-        let Some(bucket) = self.ctx.caps.stores.get(&identifier).cloned() else {
+        let state = self
+            .ctx
+            .state
+            .as_ref()
+            .filter(|s| s.label() == identifier)
+            .cloned();
+        let Some(bucket) = state.or_else(|| self.ctx.caps.stores.get(&identifier).cloned()) else {
             self.ctx.denied(&format!(
                 "key-value store `{identifier}` is not declared by function `{}` \
                  (add it to key_value_stores)",

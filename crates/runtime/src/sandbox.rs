@@ -68,6 +68,9 @@ pub struct Invocation {
     /// Where its CPU time is counted as it runs; `None`: a counter of its
     /// own.
     pub progress: Option<CpuCounter>,
+    /// Its state: the bucket it opens by that bucket's label (a stateful
+    /// function's, bound to the invocation's key).
+    pub state: Option<Arc<dyn weft_kv::Bucket>>,
 }
 
 impl Invocation {
@@ -85,6 +88,7 @@ impl Invocation {
             fabric: None,
             due: None,
             progress: None,
+            state: None,
         }
     }
 }
@@ -94,6 +98,7 @@ fn component_state(wasi: WasiCtx, inv: &Invocation, deadline: Instant) -> Compon
     let host = HostCtx {
         function: inv.name.clone(),
         caps: inv.caps.clone(),
+        state: inv.state.clone(),
         context: inv.context.clone(),
         fabric: inv.fabric.clone(),
         log: inv.log.clone(),

@@ -240,6 +240,12 @@ pub struct UsageTotals {
     pub memory_byte_seconds: f64,
     /// Fuel consumed, when metered.
     pub fuel: u64,
+    /// Bytes of state read (stateful functions).
+    #[serde(default)]
+    pub state_read_bytes: u64,
+    /// Bytes of state written (stateful functions).
+    #[serde(default)]
+    pub state_written_bytes: u64,
 }
 
 impl UsageTotals {
@@ -253,6 +259,8 @@ impl UsageTotals {
         self.wall_ns += o.wall_ns;
         self.memory_byte_seconds += o.memory_byte_seconds;
         self.fuel += o.fuel;
+        self.state_read_bytes += o.state_read_bytes;
+        self.state_written_bytes += o.state_written_bytes;
     }
 }
 

@@ -1,0 +1,241 @@
+//! State models: the same counter under each, on one node; keys from a
+//! header, a path segment or a query parameter; what a node cannot
+//! provide refused at deploy.
+
+use crate::async_queue::{post_async, record};
+use crate::harness::{Node, error_of, eventually, json_error};
+use crate::servers::Redis;
+use std::time::Duration;
+
+/// POSTs `body` to `counter` with the state key `key` in `x-weft-key`.
+fn hit(node: &Node, key: &str, body: &str) -> String {
+    let r = node
+        .http()
+        .post(format!("{}/fn/counter", node.url))
+        .header("x-weft-key", key)
+        .body(body.to_string())
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200, "{:?}", r.text());
+    r.text().unwrap()
+}
+
+#[test]
+fn edge_state_on_a_node_without_a_fabric_is_kept_per_key_in_the_node() {
+    let mut node = Node::start();
+    let d = node.deploy("counter", "state-counter.wasm", &["--state", "edge"]);
+    assert_eq!(d["name"], "counter", "{d}");
+    assert_eq!(hit(&node, "alice", "one"), "count=1 last= keys=2\n");
+    assert_eq!(hit(&node, "alice", "two"), "count=2 last=one keys=2\n");
+    // Another key has a state of its own.
+    assert_eq!(hit(&node, "bob", ""), "count=1 last= keys=1\n");
+    // The CLI sends the key where the function takes it from.
+    assert_eq!(
+        node.ok(&["invoke", "counter", "--key", "alice", "-d", "three"]),
+        "count=3 last=two keys=2\n"
+    );
+    let shown = node.json(&["ls", "counter"]);
+    assert_eq!(shown["stateful"]["model"], "edge", "{shown}");
+    assert_eq!(shown["stateful"]["key"], "header:x-weft-key");
+    assert_eq!(shown["stateful"]["bucket"], "state");
+    let text = node.ok(&["ls", "counter"]);
+    assert!(
+        text.contains("edge (bucket `state`, key from header:x-weft-key"),
+        "{text}"
+    );
+    // Bytes of state moved, by model, in /metrics and usage.
+    let written = node.metric(
+        "weft_state_bytes_total{function=\"counter\",model=\"edge\",moved=\"state_written\"}",
+    );
+    assert!(written >= 4.0, "{written}");
+    assert!(
+        eventually(Duration::from_secs(5), || {
+            node.json(&["usage"])["functions"]["counter"]["state_written_bytes"]
+                .as_u64()
+                .is_some_and(|b| b >= 4)
+        }),
+        "usage never counted the state written"
+    );
+    // Acknowledged state survives kill -9: the node's store is durable.
+    node.kill9();
+    node.restart();
+    assert_eq!(hit(&node, "alice", "four"), "count=4 last=three keys=2\n");
+
+    // Queued work keeps the key it arrived with.
+    let r = post_async(&node, "counter", "queued", &[("x-weft-key", "carol")]);
+    assert_eq!(r.status(), 202);
+    let id = r.json::<serde_json::Value>().unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(eventually(
+        Duration::from_secs(10),
+        || record(&node, &id)["state"] == "succeeded"
+    ));
+    assert_eq!(hit(&node, "carol", ""), "count=2 last=queued keys=2\n");
+}
+
+#[test]
+fn a_key_comes_from_where_the_function_says_and_a_missing_or_bad_one_is_refused() {
+    let node = Node::start();
+    node.deploy(
+        "counter",
+        "state-counter.wasm",
+        &["--state", "edge", "--state-key", "query:user"],
+    );
+    node.deploy(
+        "by-path",
+        "state-counter.wasm",
+        &["--state", "edge", "--state-key", "path:2"],
+    );
+    let get = |path: &str| {
+        node.http()
+            .post(format!("{}/fn/{path}", node.url))
+            .send()
+            .unwrap()
+    };
+    assert_eq!(
+        get("counter?user=a%20b").text().unwrap(),
+        "count=1 last= keys=1\n"
+    );
+    assert_eq!(
+        get("counter?x=1&user=a+b").text().unwrap(),
+        "count=2 last= keys=1\n"
+    );
+    assert_eq!(
+        node.ok(&["invoke", "counter", "--key", "a b"]),
+        "count=3 last= keys=1\n"
+    );
+    assert_eq!(
+        get("by-path/users/u1").text().unwrap(),
+        "count=1 last= keys=1\n"
+    );
+    assert_eq!(
+        node.ok(&["invoke", "by-path", "--path", "users", "--key", "u1"]),
+        "count=2 last= keys=1\n"
+    );
+    // Two functions with the same key do not share state.
+    assert_eq!(
+        get("counter?user=u1").text().unwrap(),
+        "count=1 last= keys=1\n"
+    );
+
+    for (path, why) in [
+        ("counter", "state key from `query:user` is missing"),
+        ("counter?user=", "is empty"),
+        ("by-path/users", "state key from `path:2` is missing"),
+    ] {
+        let (status, e) = error_of(get(path));
+        assert_eq!(status, 400, "{path}: {e}");
+        assert_eq!(e["code"], "invalid_state_key", "{path}: {e}");
+        assert!(e["message"].as_str().unwrap().contains(why), "{path}: {e}");
+    }
+    let long = format!("counter?user={}", "k".repeat(300));
+    let (status, e) = error_of(get(&long));
+    assert_eq!(
+        (status, e["code"].as_str()),
+        (400, Some("invalid_state_key"))
+    );
+    assert!(e["message"].as_str().unwrap().contains("300 bytes"), "{e}");
+    // The CLI says what it needs, before sending anything.
+    node.deploy("plain", "state-counter.wasm", &[]);
+    let out = node.cli(&["invoke", "plain", "--key", "k", "--json"]);
+    let e = json_error(&out);
+    assert!(
+        e["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("keeps no state"),
+        "{e}"
+    );
+    let out = node.cli(&["invoke", "by-path", "--key", "k", "--json"]);
+    let e = json_error(&out);
+    assert!(
+        e["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("give the 1 segment(s) before it with --path"),
+        "{e}"
+    );
+}
+
+#[test]
+fn concurrent_increments_of_one_key_all_count() {
+    let node = Node::start();
+    node.deploy("counter", "state-counter.wasm", &["--state", "edge"]);
+    let url = format!("{}/fn/counter", node.url);
+    let threads: Vec<_> = (0..8)
+        .map(|_| {
+            let url = url.clone();
+            std::thread::spawn(move || {
+                let c = reqwest::blocking::Client::new();
+                for _ in 0..5 {
+                    let r = c.post(&url).header("x-weft-key", "k").send().unwrap();
+                    assert_eq!(r.status(), 200);
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    assert_eq!(hit(&node, "k", ""), "count=41 last= keys=1\n");
+}
+
+#[test]
+fn external_state_lives_in_the_store_the_operator_names() {
+    let redis = Redis::start();
+    let node = Node::start_with_config(&format!(
+        "[kv.cloud]\nbackend = \"redis\"\nurl = \"{}\"\n\n[state]\nexternal = \"cloud\"\n",
+        redis.url()
+    ));
+    node.deploy("counter", "state-counter.wasm", &["--state", "external"]);
+    hit(&node, "alice", "x");
+    assert_eq!(hit(&node, "alice", "y"), "count=2 last=x keys=2\n");
+    // Where the operator looks for it: the store's prefix, then the
+    // function and the key.
+    assert_eq!(
+        redis
+            .cli(&["GET", "weft:cloud:st/counter/alice/count"])
+            .trim(),
+        "2"
+    );
+    assert_eq!(
+        redis
+            .cli(&["GET", "weft:cloud:st/counter/alice/last"])
+            .trim(),
+        "y"
+    );
+    let shown = node.json(&["ls", "counter"]);
+    assert_eq!(shown["stateful"]["home"], "cloud", "{shown}");
+}
+
+#[test]
+fn a_model_the_node_cannot_provide_is_refused_at_deploy_naming_what_is_missing() {
+    let node = Node::start();
+    let path = crate::harness::guest("state-counter.wasm");
+    let path = path.to_str().unwrap();
+    let out = node.cli(&["deploy", "counter", path, "--state", "external", "--json"]);
+    let e = json_error(&out);
+    assert_eq!(e["error"]["code"], "state_model_unavailable", "{e}");
+    let message = e["error"]["message"].as_str().unwrap();
+    assert!(message.contains("[state] external"), "{message}");
+    // Nothing was deployed.
+    assert!(!node.cli(&["ls", "counter"]).status.success());
+    // A bad flag is refused by the CLI, naming it.
+    let out = node.cli(&["deploy", "counter", path, "--state", "in-edge"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--state"), "{err}");
+    let out = node.cli(&[
+        "deploy",
+        "counter",
+        path,
+        "--state",
+        "edge",
+        "--state-key",
+        "cookie:id",
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("unknown source `cookie`"), "{err}");
+}
