@@ -2,6 +2,7 @@ use crate::client::{Client, ClientError, ClientOpts, Code, finish, print_json};
 use clap::Args;
 use std::io::Write;
 use std::process::ExitCode;
+use weft_controller::STATE_HEADER;
 use weft_manifest::KeySource;
 
 /// Invoke a function. The response body goes to stdout; on failure the error
@@ -38,6 +39,10 @@ pub(crate) struct Invoke {
     /// it from (a header, a path segment or a query parameter).
     #[arg(long)]
     key: Option<String>,
+    /// Keeps a `client`-model function's state in this file: sent with the
+    /// request when the file exists, replaced by the state that comes back.
+    #[arg(long, value_name = "FILE", conflicts_with = "async")]
+    state_file: Option<std::path::PathBuf>,
     #[command(flatten)]
     opts: ClientOpts,
 }
@@ -102,6 +107,19 @@ impl Invoke {
         if let Some((h, k)) = key_header {
             rb = rb.header(h, k);
         }
+        if let Some(path) = &self.state_file {
+            match std::fs::read_to_string(path) {
+                Ok(s) if !s.trim().is_empty() => rb = rb.header(STATE_HEADER, s.trim()),
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    return Err(ClientError::local(
+                        Code::InvalidInput,
+                        format!("--state-file {}: {e}", path.display()),
+                    ));
+                }
+            }
+        }
         if self.r#async {
             rb = rb.header("prefer", "respond-async");
             if let Some(k) = &self.idempotency_key {
@@ -128,6 +146,16 @@ impl Invoke {
         let cpu = header("x-weft-cpu-us");
         let node = header("x-weft-node");
         let placement = header("x-weft-placement");
+        let state = header(STATE_HEADER);
+        if let (Some(path), Some(s)) = (&self.state_file, &state) {
+            // Whole or not at all: a crash leaves the old state.
+            let tmp = path.with_extension("tmp");
+            std::fs::write(&tmp, s)
+                .and_then(|()| std::fs::rename(&tmp, path))
+                .map_err(|e| {
+                    ClientError::local(Code::Io, format!("--state-file {}: {e}", path.display()))
+                })?;
+        }
         let body = resp.bytes().await.map_err(|e| {
             ClientError::local(Code::BadResponse, format!("reading the response: {e}"))
         })?;
@@ -139,6 +167,7 @@ impl Invoke {
                 "cpu_us": cpu.and_then(|c| c.parse::<u64>().ok()),
                 "node": node,
                 "placement": placement,
+                "state": state,
                 "body": String::from_utf8_lossy(&body),
             }));
         } else {

@@ -239,3 +239,135 @@ fn a_model_the_node_cannot_provide_is_refused_at_deploy_naming_what_is_missing()
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("unknown source `cookie`"), "{err}");
 }
+
+/// POSTs `body` to `counter` for `key`, carrying `state`; returns the
+/// status, the body and the state that came back.
+fn hit_client(
+    node: &Node,
+    key: &str,
+    state: Option<&str>,
+    body: &str,
+) -> (u16, String, Option<String>) {
+    let mut rb = node
+        .http()
+        .post(format!("{}/fn/counter", node.url))
+        .header("x-weft-key", key)
+        .body(body.to_string());
+    if let Some(s) = state {
+        rb = rb.header("x-weft-state", s);
+    }
+    let r = rb.send().unwrap();
+    let status = r.status().as_u16();
+    let back = r
+        .headers()
+        .get("x-weft-state")
+        .map(|v| v.to_str().unwrap().to_string());
+    (status, r.text().unwrap(), back)
+}
+
+#[test]
+fn client_state_goes_back_and_forth_sealed_and_only_the_latest_is_taken() {
+    let mut node = Node::start_with_config("[state]\nmax_client_state = \"256B\"\n");
+    node.deploy("counter", "state-counter.wasm", &["--state", "client"]);
+    let (s, body, t1) = hit_client(&node, "alice", None, "one");
+    assert_eq!((s, body.as_str()), (200, "count=1 last= keys=2\n"));
+    let t1 = t1.expect("a state comes back");
+    assert!(t1.starts_with("v1."), "{t1}");
+    let (s, body, t2) = hit_client(&node, "alice", Some(&t1), "two");
+    assert_eq!((s, body.as_str()), (200, "count=2 last=one keys=2\n"));
+    let t2 = t2.unwrap();
+    // Nothing of it stays on the node: another key starts empty, and so
+    // does a request that brings no state.
+    let (_, body, _) = hit_client(&node, "bob", None, "");
+    assert_eq!(body, "count=1 last= keys=1\n");
+
+    // An older state is refused: the client cannot roll back.
+    let (s, body, back) = hit_client(&node, "alice", Some(&t1), "again");
+    assert_eq!(s, 409, "{body}");
+    assert!(body.contains("stale_client_state"), "{body}");
+    assert!(back.is_none());
+    // A forged one: any byte changed.
+    let mut forged = t2.clone().into_bytes();
+    let i = forged.len() / 2;
+    forged[i] = if forged[i] == b'A' { b'B' } else { b'A' };
+    let forged = String::from_utf8(forged).unwrap();
+    let (s, body, _) = hit_client(&node, "alice", Some(&forged), "");
+    assert_eq!(s, 400, "{body}");
+    assert!(body.contains("invalid_client_state"), "{body}");
+    assert!(body.contains("not a state this node sealed"), "{body}");
+    // Another key's.
+    let (s, body, _) = hit_client(&node, "bob", Some(&t2), "");
+    assert_eq!(s, 400, "{body}");
+    assert!(body.contains("key `alice`, not of key `bob`"), "{body}");
+    // Too large to take.
+    let huge = format!("v1.{}.x", "A".repeat(4096));
+    let (s, body, _) = hit_client(&node, "alice", Some(&huge), "");
+    assert_eq!(s, 413, "{body}");
+    assert!(body.contains("client_state_too_large"), "{body}");
+    // A guest that would grow the state past the limit fails, and the
+    // client keeps the state it sent: still the latest.
+    let (s, _, back) = hit_client(&node, "alice", Some(&t2), &"x".repeat(300));
+    assert_eq!(s, 500);
+    assert!(back.is_none());
+    let (s, body, t3) = hit_client(&node, "alice", Some(&t2), "three");
+    assert_eq!((s, body.as_str()), (200, "count=3 last=two keys=2\n"));
+    let t3 = t3.unwrap();
+
+    // Of requests carrying the same state at once, one runs: a key's
+    // client state has one writer.
+    let url = format!("{}/fn/counter", node.url);
+    let threads: Vec<_> = (0..8)
+        .map(|_| {
+            let (url, t3) = (url.clone(), t3.clone());
+            std::thread::spawn(move || {
+                reqwest::blocking::Client::new()
+                    .post(url)
+                    .header("x-weft-key", "alice")
+                    .header("x-weft-state", t3)
+                    .send()
+                    .unwrap()
+                    .status()
+                    .as_u16()
+            })
+        })
+        .collect();
+    let mut statuses: Vec<u16> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+    statuses.sort();
+    assert_eq!(statuses, [200, 409, 409, 409, 409, 409, 409, 409]);
+
+    // Queued work has no client to answer with its state.
+    let r = post_async(&node, "counter", "", &[("x-weft-key", "alice")]);
+    let (status, e) = error_of(r);
+    assert_eq!((status, e["code"].as_str()), (400, Some("invalid_request")));
+    assert!(
+        e["message"].as_str().unwrap().contains("synchronously"),
+        "{e}"
+    );
+
+    // The seal and the versions survive kill -9.
+    node.kill9();
+    node.restart();
+    let (s, body, _) = hit_client(&node, "alice", Some(&t3), "");
+    assert_eq!(s, 409, "t3 was taken by the burst: {body}");
+
+    // The CLI keeps a state in a file.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("carol.state");
+    let file = file.to_str().unwrap();
+    let invoke = |d: &str| {
+        node.ok(&[
+            "invoke",
+            "counter",
+            "--key",
+            "carol",
+            "--state-file",
+            file,
+            "-d",
+            d,
+        ])
+    };
+    assert_eq!(invoke("a"), "count=1 last= keys=2\n");
+    assert_eq!(invoke("b"), "count=2 last=a keys=2\n");
+    assert!(std::fs::read_to_string(file).unwrap().starts_with("v1."));
+    assert_eq!(node.json(&["ls", "counter"])["stateful"]["home"], "client");
+}

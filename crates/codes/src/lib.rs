@@ -109,6 +109,14 @@ codes! {
     /// A stateful function's invocation has no state key where the
     /// function takes it from, or a malformed one.
     InvalidStateKey = "invalid_state_key", 400, None;
+    /// A client state (`x-weft-state`) this node did not seal, altered,
+    /// malformed, or sealed for another function or key.
+    InvalidClientState = "invalid_client_state", 400, None;
+    /// A client state older than the latest one issued for its key (or one
+    /// a request in flight carries too).
+    StaleClientState = "stale_client_state", 409, None;
+    /// A client state larger than the node takes.
+    ClientStateTooLarge = "client_state_too_large", 413, None;
     /// The function is at its concurrency limit and its wait queue is full,
     /// or the async queue holds as much as it may.
     QueueFull = "queue_full", 429, Some(1);

@@ -43,6 +43,7 @@ pub(crate) fn resolve(
     spec: &FunctionSpec,
     config: &NodeConfig,
     kv: &weft_kv::Stores,
+    clients: &Arc<crate::client_state::ClientStates>,
     mqtt_configured: bool,
     strict: Strictness,
 ) -> Result<Resolved> {
@@ -138,7 +139,7 @@ pub(crate) fn resolve(
         }
     }
     let state = match &spec.state {
-        Some(s) => crate::state::resolve(name, s, config, kv, strict)?,
+        Some(s) => crate::state::resolve(name, s, config, kv, clients, strict)?,
         None => None,
     };
     let retry = spec.retry.unwrap_or_default();

@@ -6,6 +6,7 @@
 use crate::admission::{Admission, Booking, FunctionSlot, Reservation, SlotFreed};
 use crate::artifacts::{Artifacts, ModuleInfo};
 use crate::asyncq::AsyncQueue;
+use crate::client_state::ClientStates;
 use crate::error::{Error, Result};
 use crate::exec::{Executor, Input, Ran, RunContext};
 use crate::function::Function;
@@ -130,7 +131,29 @@ impl Controller {
         let queue = Arc::new(AsyncQueue::new(queue, metrics.clone()));
         let config = Arc::new(config);
         let max_instances = runtime.config().max_instances;
+        let secret = match store.meta("client_state_secret")? {
+            Some(hex_secret) => hex::decode(&hex_secret)
+                .ok()
+                .and_then(|b| <[u8; 32]>::try_from(b).ok())
+                .ok_or_else(|| {
+                    Error::Internal("the stored client-state secret is corrupt".into())
+                })?,
+            None => {
+                let s = entropy::<32>()?;
+                store.set_meta("client_state_secret", &hex::encode(s))?;
+                s
+            }
+        };
+        let node_state = kv
+            .bucket(NODE_STATE)
+            .ok_or_else(|| Error::Internal("the node's own state store did not open".into()))?;
+        let clients = Arc::new(ClientStates::new(
+            secret,
+            config.state.client_limit(),
+            node_state,
+        ));
         let lifecycle = Lifecycle::new(Parts {
+            clients,
             store: store.clone(),
             artifacts: artifacts.clone(),
             config: config.clone(),

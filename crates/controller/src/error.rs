@@ -123,6 +123,18 @@ pub enum Error {
         /// The store's label.
         label: String,
     },
+    /// A client state that cannot be used: forged, another key's, stale,
+    /// or too large.
+    #[error("function `{name}`: {message}")]
+    ClientState {
+        /// The function.
+        name: String,
+        /// `invalid_client_state`, `stale_client_state` or
+        /// `client_state_too_large`.
+        code: Code,
+        /// What is wrong.
+        message: String,
+    },
     /// A deploy asking for a state model the node cannot provide.
     #[error("function `{name}`: state model `{model}` is not available on this node: {missing}")]
     StateModelUnavailable {
@@ -204,6 +216,7 @@ impl Error {
             Error::UnknownStore { .. } => Code::UnknownStore,
             Error::UnknownTopic { .. } => Code::UnknownTopic,
             Error::StateModelUnavailable { .. } => Code::StateModelUnavailable,
+            Error::ClientState { code, .. } => *code,
             Error::InvalidTrigger { .. } => Code::InvalidTrigger,
             Error::RouteConflict { .. } => Code::RouteConflict,
             Error::Queue(e) => e.code(),
@@ -248,6 +261,7 @@ impl Error {
             | Error::UnknownStore { name: n, .. }
             | Error::UnknownTopic { name: n, .. }
             | Error::StateModelUnavailable { name: n, .. }
+            | Error::ClientState { name: n, .. }
             | Error::InvalidTrigger { name: n, .. }
             | Error::RouteConflict { name: n, .. }
             | Error::Invoke { name: n, .. } => Some(n),

@@ -3,6 +3,7 @@
 
 use crate::admission::Reservation;
 use crate::artifacts::Artifacts;
+use crate::client_state::Pending;
 use crate::error::{Error, Result};
 use crate::function::Function;
 use crate::function::OVERRUN_STREAK;
@@ -59,6 +60,8 @@ pub struct RunContext {
     pub progress: Option<weft_runtime::CpuCounter>,
     /// The key whose state it runs with (a stateful function's).
     pub state_key: Option<String>,
+    /// The sealed client state the request carries (`client` model).
+    pub client_state: Option<String>,
 }
 
 /// What the sandbox is given.
@@ -94,6 +97,9 @@ pub struct Ran {
     pub info: InvocationInfo,
     /// Its output.
     pub output: Output,
+    /// A `client`-model function's state, to seal into the response once
+    /// the sandbox has ended well (dropped: the client keeps its own).
+    pub client_state: Option<Pending>,
 }
 
 /// Runs sandboxes and records what they did.
@@ -144,6 +150,12 @@ impl Executor {
     /// frees the reservation when the sandbox has ended.
     pub(crate) async fn run(&self, r: Reservation, input: Input, ctx: RunContext) -> Result<Ran> {
         let f = r.function().clone();
+        // Before the code: a state the request cannot use runs nothing.
+        let mut state = match (&f.state, &ctx.state_key) {
+            (Some(s), Some(key)) => Some(s.open(&f.name, key, ctx.client_state.as_deref()).await?),
+            _ => None,
+        };
+        let client_state = state.as_mut().and_then(|s| s.client.take());
         let (loaded, cold) = self.artifacts.load(&f).await?;
         let info = InvocationInfo {
             id: ctx.id.clone().unwrap_or_else(|| self.next_id()),
@@ -156,10 +168,6 @@ impl Executor {
         } else {
             f.metrics.warm.inc();
         }
-        let state = match (&f.state, &ctx.state_key) {
-            (Some(s), Some(key)) => Some(s.open(&f.name, key)),
-            _ => None,
-        };
         let inv = self.invocation(&f, &info, ctx, state.as_ref());
         let failed = |source| Error::Invoke {
             name: f.name.clone(),
@@ -178,6 +186,7 @@ impl Executor {
                     Ok(body) => Ok(Ran {
                         info,
                         output: Output::Command { body, usage },
+                        client_state,
                     }),
                     Err(source) => Err(failed(source)),
                 }
@@ -198,6 +207,7 @@ impl Executor {
                 Ok(Ran {
                     info,
                     output: Output::Http { response, ended },
+                    client_state,
                 })
             }
             (_, kind) => Err(Error::Internal(format!(

@@ -30,6 +30,7 @@ mod admission;
 mod artifacts;
 mod asyncq;
 mod caps;
+mod client_state;
 mod controller;
 mod error;
 mod exec;
@@ -43,6 +44,7 @@ mod usage;
 
 pub use admission::{Booking, FunctionSlot, Reservation, SlotFreed};
 pub use artifacts::ModuleInfo;
+pub use client_state::{Pending, STATE_HEADER};
 pub use controller::{Controller, DeadlineOutcome};
 pub use error::{Error, Result};
 pub use exec::{Input, InvocationInfo, Output, Ran, RunContext};

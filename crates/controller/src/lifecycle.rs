@@ -11,6 +11,7 @@
 use crate::artifacts::{Artifacts, unavailable};
 use crate::asyncq::AsyncQueue;
 use crate::caps::{Resolved, Strictness, resolve};
+use crate::client_state::ClientStates;
 use crate::error::{Error, Result};
 use crate::function::Function;
 use crate::logs::LogHub;
@@ -143,6 +144,7 @@ pub(crate) struct Lifecycle {
     artifacts: Arc<Artifacts>,
     config: Arc<NodeConfig>,
     kv: weft_kv::Stores,
+    clients: Arc<ClientStates>,
     mqtt: bool,
     max_memory: u64,
     fuel: bool,
@@ -161,6 +163,7 @@ pub(crate) struct Parts {
     pub(crate) artifacts: Arc<Artifacts>,
     pub(crate) config: Arc<NodeConfig>,
     pub(crate) kv: weft_kv::Stores,
+    pub(crate) clients: Arc<ClientStates>,
     pub(crate) mqtt: bool,
     pub(crate) max_memory: u64,
     pub(crate) fuel: bool,
@@ -179,6 +182,7 @@ impl Lifecycle {
             artifacts: p.artifacts,
             config: p.config,
             kv: p.kv,
+            clients: p.clients,
             mqtt: p.mqtt,
             max_memory: p.max_memory,
             fuel: p.fuel,
@@ -226,6 +230,7 @@ impl Lifecycle {
                 &v.spec,
                 &self.config,
                 &self.kv,
+                &self.clients,
                 self.mqtt,
                 Strictness::Restart,
             ) {
@@ -317,6 +322,7 @@ impl Lifecycle {
             &spec,
             &self.config,
             &self.kv,
+            &self.clients,
             self.mqtt,
             Strictness::Deploy,
         )?;

@@ -2,6 +2,7 @@
 //! function's `[state]` and the node's), and one invocation's state bucket.
 
 use crate::caps::Strictness;
+use crate::client_state::{ClientStates, Pending};
 use crate::error::{Error, Result};
 use std::sync::Arc;
 use weft_kv::{Bucket, Keyed, Traffic};
@@ -27,29 +28,53 @@ pub struct FunctionState {
 enum Home {
     /// A shared store: every operation goes through to it.
     Store(Arc<dyn Bucket>),
+    /// The caller: the state comes with the request, sealed.
+    Client(Arc<ClientStates>),
 }
 
 impl FunctionState {
     /// The bucket one invocation of `function` for `key` opens, and what it
-    /// moves.
-    pub(crate) fn open(&self, function: &str, key: &str) -> Opened {
+    /// moves; `sealed`: the client state the request carries.
+    pub(crate) async fn open(
+        &self,
+        function: &str,
+        key: &str,
+        sealed: Option<&str>,
+    ) -> Result<Opened> {
         let traffic = Arc::new(Traffic::default());
-        let bucket: Arc<dyn Bucket> = match &self.home {
-            Home::Store(home) => Arc::new(Keyed::new(
-                home.clone(),
-                &self.label,
-                function,
-                key,
-                traffic.clone(),
-            )),
+        let (bucket, client): (Arc<dyn Bucket>, _) = match &self.home {
+            Home::Store(home) => (
+                Arc::new(Keyed::new(
+                    home.clone(),
+                    &self.label,
+                    function,
+                    key,
+                    traffic.clone(),
+                )),
+                None,
+            ),
+            Home::Client(states) => {
+                let pending = states
+                    .begin(function, key, &self.label, sealed, traffic.clone())
+                    .await?;
+                (
+                    weft_kv::limited(pending.held.clone(), weft_kv::KvLimits::default()),
+                    Some(pending),
+                )
+            }
         };
-        Opened { bucket, traffic }
+        Ok(Opened {
+            bucket,
+            traffic,
+            client,
+        })
     }
 
-    /// The store label it lives in, as `weft ls` shows it.
+    /// Where it lives, as `weft ls` shows it: a store's label, or `client`.
     pub fn home(&self) -> &str {
         match &self.home {
             Home::Store(b) => b.label(),
+            Home::Client(_) => "client",
         }
     }
 }
@@ -58,6 +83,8 @@ impl FunctionState {
 pub(crate) struct Opened {
     pub(crate) bucket: Arc<dyn Bucket>,
     pub(crate) traffic: Arc<Traffic>,
+    /// The client state to seal when it succeeds (`client` model).
+    pub(crate) client: Option<Pending>,
 }
 
 /// The home of `spec`'s model on this node, or why there is none.
@@ -66,6 +93,7 @@ pub(crate) fn resolve(
     spec: &StateSpec,
     config: &NodeConfig,
     kv: &weft_kv::Stores,
+    clients: &Arc<ClientStates>,
     strict: Strictness,
 ) -> Result<Option<FunctionState>> {
     let unavailable = |missing: String| Error::StateModelUnavailable {
@@ -95,7 +123,8 @@ pub(crate) fn resolve(
                     .to_string(),
             )),
         },
-        StateModel::Function | StateModel::Client => Err(unavailable(format!(
+        StateModel::Client => Ok(Home::Client(clients.clone())),
+        StateModel::Function => Err(unavailable(format!(
             "this build of the node does not provide the `{}` model yet",
             spec.model
         ))),

@@ -59,6 +59,15 @@ pub enum Error {
         /// What is wrong.
         message: String,
     },
+    /// An asynchronous invocation of a function that can only answer its
+    /// caller (its state goes back with the response).
+    #[error(
+        "function `{name}` keeps its state with the client, which gets it back with the response: invoke it synchronously"
+    )]
+    NotQueueable {
+        /// The function.
+        name: String,
+    },
     /// A function that is not public, asked for without the node's token.
     #[error(
         "this node requires `Authorization: Bearer <token>` for function `{name}` (set WEFT_TOKEN or --token)"
@@ -117,6 +126,7 @@ impl Error {
             Error::NoTimeLeft { .. } => Code::DeadlineExceeded,
             Error::InvalidDeadline { .. } => Code::InvalidDeadline,
             Error::InvalidStateKey { .. } => Code::InvalidStateKey,
+            Error::NotQueueable { .. } => Code::InvalidRequest,
             Error::Expired { .. } => Code::DeadlineExpired,
             Error::Unauthorized { .. } => Code::Unauthorized,
             Error::NoEligibleNode { .. } => Code::NoEligibleNode,
@@ -142,6 +152,7 @@ impl Error {
             Error::NoTimeLeft { name, .. }
             | Error::InvalidDeadline { name, .. }
             | Error::InvalidStateKey { name, .. }
+            | Error::NotQueueable { name }
             | Error::Expired { name, .. }
             | Error::Unauthorized { name }
             | Error::NoEligibleNode { name, .. }

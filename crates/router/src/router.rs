@@ -17,9 +17,9 @@ use std::time::{Duration, Instant, SystemTime};
 use weft_codes::Code;
 use weft_controller::{
     Accepted, Booking, Controller, DeadlineOutcome, Function, Input, NewInvocation, Output,
-    Reservation, RunContext,
+    Reservation, RunContext, STATE_HEADER,
 };
-use weft_manifest::HumanDuration;
+use weft_manifest::{HumanDuration, StateModel};
 use weft_mesh::{CallError, Mesh, ReplyOutcome};
 use weft_runtime::{Kind, Trigger};
 use weft_sched::{Decision, Excluded, Local};
@@ -165,6 +165,11 @@ impl Router {
         let deadline = deadline_of(&f, &req)?;
         let mut req = req;
         req.resolve_state_key(&f)?;
+        if f.state().is_some_and(|s| s.model == StateModel::Client) {
+            return Err(Error::NotQueueable {
+                name: f.name().to_string(),
+            });
+        }
         if req.trigger == Trigger::Call {
             self.within_depth(&req)?;
         }
@@ -532,6 +537,11 @@ impl Router {
         } = req;
         let deadline = ends.by;
         let Admitted { reserved, booking } = admitted;
+        let client_state = http
+            .as_ref()
+            .and_then(|h| h.headers.get(STATE_HEADER))
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
         let (mut reservation, input) = match reserved {
             Some(r) => (r, input(f, http, body, deadline).await?),
             None => {
@@ -553,6 +563,7 @@ impl Router {
             due: Some(ends.slo.at),
             progress: Some(progress),
             state_key,
+            client_state,
         };
         let ran = self.controller.run(reservation, input, ctx).await?;
         let mut served = Served {
@@ -565,7 +576,7 @@ impl Router {
             retried_from: tried,
             ..Served::default()
         };
-        Ok(match ran.output {
+        let resp = match ran.output {
             Output::Command { body, usage } => {
                 served.wall_us = Some(usage.wall.as_micros() as u64);
                 served.cpu_us = Some(usage.cpu.as_micros() as u64);
@@ -594,7 +605,11 @@ impl Router {
                     ended: Some(ended),
                 }
             }
-        })
+        };
+        match ran.client_state {
+            None => Ok(resp),
+            Some(pending) => with_client_state(resp, pending, f).await,
+        }
     }
 
     // ---- there -------------------------------------------------------
@@ -726,6 +741,38 @@ fn reply_ok(c: Collected, started: Instant) -> (ReplyOutcome, Bytes) {
 struct Admitted {
     reserved: Option<Reservation>,
     booking: Booking,
+}
+
+/// A `client`-model response, read whole so that the state the sandbox
+/// ended with goes back in its head (`x-weft-state`), sealed; a failed
+/// sandbox or a 5xx seals nothing, and the client keeps the state it sent.
+async fn with_client_state(
+    resp: Response,
+    pending: weft_controller::Pending,
+    f: &Function,
+) -> Result<Response> {
+    let invocation = resp.served.invocation.clone();
+    let c = resp.collect().await.map_err(|source| {
+        Error::Controller(weft_controller::Error::Invoke {
+            name: f.name().to_string(),
+            invocation,
+            source,
+        })
+    })?;
+    let mut headers = c.headers;
+    if c.status.as_u16() < 500 {
+        let sealed = pending.seal().await?;
+        if let Ok(v) = HeaderValue::from_str(&sealed) {
+            headers.insert(STATE_HEADER, v);
+        }
+    }
+    Ok(Response {
+        status: c.status,
+        headers,
+        body: full(c.body),
+        served: c.served,
+        ended: None,
+    })
 }
 
 fn not_in_fabric() -> Error {

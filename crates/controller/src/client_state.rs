@@ -1,0 +1,307 @@
+//! The `client` state model: the state goes back to the caller with the
+//! response (header `x-weft-state`) and comes back with the next request,
+//! sealed by the node so that a client can neither forge it, present
+//! another key's or function's, nor present an older one.
+//!
+//! A sealed state is `v1.PAYLOAD.MAC`: PAYLOAD is base64url (no padding)
+//! of a JSON envelope (function, key, version, entries in base64), MAC the
+//! HMAC-SHA256 of PAYLOAD under the node's secret. The node remembers only
+//! the latest version it issued per function and key (8 bytes, in its own
+//! store), which is how an older state is told from the latest: a request
+//! must carry the latest, or none (the client starts over; it may drop its
+//! state, never roll it back). Taking a version is one step under a lock,
+//! so two requests carrying the same state cannot both run: the second is
+//! refused as stale, and a key's client state has one writer at a time.
+
+use crate::error::{Error, Result};
+use base64::Engine as _;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use weft_codes::Code;
+use weft_kv::{Bucket, Held, Traffic, state_prefix};
+
+/// The header a client state travels in, both ways.
+pub const STATE_HEADER: &str = "x-weft-state";
+
+/// What a sealed state says.
+#[derive(Debug, Serialize, Deserialize)]
+struct Envelope {
+    /// The function.
+    f: String,
+    /// The key.
+    k: String,
+    /// The version, from 1.
+    n: u64,
+    /// The entries, values in base64.
+    s: BTreeMap<String, String>,
+}
+
+/// The node's client states: its secret, and the latest version issued per
+/// function and key.
+pub(crate) struct ClientStates {
+    secret: [u8; 32],
+    /// Most bytes of keys and values a state may hold.
+    limit: u64,
+    /// Latest version issued (or taken by a request in flight), as far as
+    /// this process knows; read through from `store`.
+    versions: Mutex<HashMap<(String, String), u64>>,
+    /// Where versions are kept across restarts: the node's own store.
+    store: Arc<dyn Bucket>,
+}
+
+fn hmac(secret: &[u8; 32], message: &[u8]) -> [u8; 32] {
+    // RFC 2104 with SHA-256 (64-byte blocks; the key fits in one).
+    let mut inner = Sha256::new();
+    let mut outer = Sha256::new();
+    let mut ipad = [0x36u8; 64];
+    let mut opad = [0x5cu8; 64];
+    for (i, b) in secret.iter().enumerate() {
+        ipad[i] ^= b;
+        opad[i] ^= b;
+    }
+    inner.update(ipad);
+    inner.update(message);
+    outer.update(opad);
+    outer.update(inner.finalize());
+    outer.finalize().into()
+}
+
+/// Equal bytes, in time that does not depend on where they differ.
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |d, (x, y)| d | (x ^ y)) == 0
+}
+
+fn version_key(function: &str, key: &str) -> String {
+    format!(
+        "cs/{}",
+        state_prefix(function, key).trim_start_matches("st/")
+    )
+}
+
+impl ClientStates {
+    pub(crate) fn new(secret: [u8; 32], limit: u64, store: Arc<dyn Bucket>) -> Self {
+        ClientStates {
+            secret,
+            limit,
+            versions: Mutex::new(HashMap::new()),
+            store,
+        }
+    }
+
+    /// The largest sealed state accepted: the limit in base64, with room
+    /// for the envelope.
+    fn max_sealed(&self) -> usize {
+        usize::try_from(self.limit.saturating_mul(2).saturating_add(1024)).unwrap_or(usize::MAX)
+    }
+
+    fn seal(&self, env: &Envelope) -> String {
+        let payload = URL_SAFE_NO_PAD.encode(serde_json::to_vec(env).unwrap_or_default());
+        let mac = URL_SAFE_NO_PAD.encode(hmac(&self.secret, payload.as_bytes()));
+        format!("v1.{payload}.{mac}")
+    }
+
+    /// The envelope of `sealed`, if this node sealed it for `function` and
+    /// `key`.
+    fn unseal(&self, sealed: &str, function: &str, key: &str) -> Result<Envelope> {
+        let bad = |code: Code, message: String| Error::ClientState {
+            name: function.to_string(),
+            code,
+            message,
+        };
+        if sealed.len() > self.max_sealed() {
+            return Err(bad(
+                Code::ClientStateTooLarge,
+                format!(
+                    "{STATE_HEADER} is {} bytes; this node takes states of at most {} bytes",
+                    sealed.len(),
+                    self.limit
+                ),
+            ));
+        }
+        let forged = || {
+            bad(
+                Code::InvalidClientState,
+                format!("{STATE_HEADER} is not a state this node sealed (altered, or malformed)"),
+            )
+        };
+        let mut parts = sealed.split('.');
+        let (Some("v1"), Some(payload), Some(mac), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(forged());
+        };
+        let mac = URL_SAFE_NO_PAD.decode(mac).map_err(|_| forged())?;
+        if !same(&mac, &hmac(&self.secret, payload.as_bytes())) {
+            return Err(forged());
+        }
+        let env: Envelope = URL_SAFE_NO_PAD
+            .decode(payload)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .ok_or_else(forged)?;
+        if env.f != function || env.k != key {
+            return Err(bad(
+                Code::InvalidClientState,
+                format!(
+                    "{STATE_HEADER} holds the state of function `{}`, key `{}`, not of key `{key}` here",
+                    env.f, env.k
+                ),
+            ));
+        }
+        Ok(env)
+    }
+
+    /// The latest version issued for `function` and `key`.
+    async fn latest(&self, function: &str, key: &str) -> Result<u64> {
+        let id = (function.to_string(), key.to_string());
+        if let Some(n) = self.versions.lock().get(&id) {
+            return Ok(*n);
+        }
+        let stored = self
+            .store
+            .get(&version_key(function, key))
+            .await
+            .map_err(|e| Error::Internal(format!("reading client state versions: {e}")))?;
+        let n = stored
+            .and_then(|b| std::str::from_utf8(&b).ok()?.parse().ok())
+            .unwrap_or(0);
+        Ok(*self.versions.lock().entry(id).or_insert(n))
+    }
+
+    /// Opens the state a request carries (`None`: it starts empty), and
+    /// takes the next version for it; `traffic` counts what the guest
+    /// writes.
+    pub(crate) async fn begin(
+        self: &Arc<Self>,
+        function: &str,
+        key: &str,
+        label: &str,
+        sealed: Option<&str>,
+        traffic: Arc<Traffic>,
+    ) -> Result<Pending> {
+        let env = sealed.map(|s| self.unseal(s, function, key)).transpose()?;
+        let latest = self.latest(function, key).await?;
+        let id = (function.to_string(), key.to_string());
+        let taken = {
+            let mut versions = self.versions.lock();
+            let now = versions.get(&id).copied().unwrap_or(latest);
+            if let Some(env) = &env
+                && env.n != now
+            {
+                return Err(Error::ClientState {
+                    name: function.to_string(),
+                    code: Code::StaleClientState,
+                    message: format!(
+                        "{STATE_HEADER} holds version {} of key `{key}`; version {now} is newer \
+                         (an older state, or one a request in flight carries too)",
+                        env.n
+                    ),
+                });
+            }
+            versions.insert(id, now + 1);
+            now
+        };
+        let mut entries = BTreeMap::new();
+        let mut read = 0;
+        for (k, v) in env.map(|e| e.s).unwrap_or_default() {
+            let v = STANDARD.decode(v).map_err(|_| Error::ClientState {
+                name: function.to_string(),
+                code: Code::InvalidClientState,
+                message: format!("{STATE_HEADER}: the value of `{k}` is not base64"),
+            })?;
+            read += v.len();
+            entries.insert(k, v);
+        }
+        traffic.add_read(read);
+        Ok(Pending {
+            held: Arc::new(Held::new(label, entries, Some(self.limit), traffic)),
+            function: function.to_string(),
+            key: key.to_string(),
+            previous: taken,
+            states: self.clone(),
+            done: false,
+        })
+    }
+}
+
+/// A client state an invocation runs with: sealed again when it succeeds,
+/// its version given back when it fails (or is dropped).
+pub struct Pending {
+    pub(crate) held: Arc<Held>,
+    function: String,
+    key: String,
+    previous: u64,
+    states: Arc<ClientStates>,
+    done: bool,
+}
+
+impl Pending {
+    /// The state to send back to the client, sealed: the invocation
+    /// succeeded. Its version is kept durably first.
+    pub async fn seal(mut self) -> Result<String> {
+        let n = self.previous + 1;
+        self.states
+            .store
+            .set(
+                &version_key(&self.function, &self.key),
+                n.to_string().as_bytes(),
+            )
+            .await
+            .map_err(|e| Error::Internal(format!("keeping the client state's version: {e}")))?;
+        self.done = true;
+        let env = Envelope {
+            f: self.function.clone(),
+            k: self.key.clone(),
+            n,
+            s: self
+                .held
+                .entries()
+                .into_iter()
+                .map(|(k, v)| (k, STANDARD.encode(v)))
+                .collect(),
+        };
+        Ok(self.states.seal(&env))
+    }
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        if self.done {
+            return;
+        }
+        // Not sealed: the client keeps the state it sent, which must stay
+        // the latest.
+        let id = (self.function.clone(), self.key.clone());
+        let mut versions = self.states.versions.lock();
+        if versions.get(&id) == Some(&(self.previous + 1)) {
+            versions.insert(id, self.previous);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hmac_sha256_matches_rfc_4231() {
+        // Test case 2 has a short key; ours are 32 bytes, zero-padded alike.
+        let mut key = [0u8; 32];
+        key[..4].copy_from_slice(b"Jefe");
+        assert_eq!(
+            hex::encode(hmac(&key, b"what do ya want for nothing?")),
+            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
+    }
+
+    #[test]
+    fn equal_bytes_only() {
+        assert!(same(b"abc", b"abc"));
+        assert!(!same(b"abc", b"abd"));
+        assert!(!same(b"abc", b"ab"));
+    }
+}
