@@ -20,6 +20,20 @@ fn hit(node: &Node, key: &str, body: &str) -> String {
     r.text().unwrap()
 }
 
+/// Queues `body` for `counter` with `key`, and waits until it succeeded.
+fn queue_and_wait(node: &Node, key: &str, body: &str) {
+    let r = post_async(node, "counter", body, &[("x-weft-key", key)]);
+    assert_eq!(r.status(), 202);
+    let id = r.json::<serde_json::Value>().unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(eventually(
+        Duration::from_secs(10),
+        || record(node, &id)["state"] == "succeeded"
+    ));
+}
+
 #[test]
 fn edge_state_on_a_node_without_a_fabric_is_kept_per_key_in_the_node() {
     let mut node = Node::start();
@@ -62,16 +76,7 @@ fn edge_state_on_a_node_without_a_fabric_is_kept_per_key_in_the_node() {
     assert_eq!(hit(&node, "alice", "four"), "count=4 last=three keys=2\n");
 
     // Queued work keeps the key it arrived with.
-    let r = post_async(&node, "counter", "queued", &[("x-weft-key", "carol")]);
-    assert_eq!(r.status(), 202);
-    let id = r.json::<serde_json::Value>().unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    assert!(eventually(
-        Duration::from_secs(10),
-        || record(&node, &id)["state"] == "succeeded"
-    ));
+    queue_and_wait(&node, "carol", "queued");
     assert_eq!(hit(&node, "carol", ""), "count=2 last=queued keys=2\n");
 }
 
@@ -370,4 +375,88 @@ fn client_state_goes_back_and_forth_sealed_and_only_the_latest_is_taken() {
     assert_eq!(invoke("b"), "count=2 last=a keys=2\n");
     assert!(std::fs::read_to_string(file).unwrap().starts_with("v1."));
     assert_eq!(node.json(&["ls", "counter"])["stateful"]["home"], "client");
+}
+
+/// `(count, last)` of a state-counter answer.
+fn count_and_last(answer: &str) -> (u64, String) {
+    let mut count = 0;
+    let mut last = String::new();
+    for part in answer.split_whitespace() {
+        if let Some(n) = part.strip_prefix("count=") {
+            count = n.parse().unwrap();
+        } else if let Some(l) = part.strip_prefix("last=") {
+            last = l.to_string();
+        }
+    }
+    (count, last)
+}
+
+#[test]
+fn an_actor_keeps_a_key_in_memory_one_invocation_at_a_time_checkpointed() {
+    let mut node = Node::start();
+    node.deploy("counter", "state-counter.wasm", &["--state", "function"]);
+    assert_eq!(hit(&node, "alice", "a"), "count=1 last= keys=2\n");
+    assert_eq!(hit(&node, "alice", "b"), "count=2 last=a keys=2\n");
+    assert_eq!(hit(&node, "bob", ""), "count=1 last= keys=1\n");
+    let shown = node.json(&["ls", "counter"]);
+    assert_eq!(shown["stateful"]["model"], "function", "{shown}");
+
+    // One writer per key: 24 requests at once each see exactly the state
+    // the one before left (count n answers last = the body of count n-1).
+    let url = format!("{}/fn/counter", node.url);
+    let threads: Vec<_> = (0..24)
+        .map(|i| {
+            let url = url.clone();
+            std::thread::spawn(move || {
+                let r = reqwest::blocking::Client::new()
+                    .post(url)
+                    .header("x-weft-key", "alice")
+                    .body(format!("r{i}"))
+                    .send()
+                    .unwrap();
+                assert_eq!(r.status(), 200);
+                (format!("r{i}"), count_and_last(&r.text().unwrap()))
+            })
+        })
+        .collect();
+    let mut answers: Vec<(String, (u64, String))> =
+        threads.into_iter().map(|t| t.join().unwrap()).collect();
+    answers.sort_by_key(|(_, (n, _))| *n);
+    let counts: Vec<u64> = answers.iter().map(|(_, (n, _))| *n).collect();
+    assert_eq!(counts, (3..27).collect::<Vec<_>>());
+    assert_eq!(answers[0].1.1, "b");
+    for w in answers.windows(2) {
+        assert_eq!(
+            w[1].1.1, w[0].0,
+            "count {} did not see {}'s state",
+            w[1].1.0, w[0].0
+        );
+    }
+    let last_body = answers.last().unwrap().0.clone();
+
+    // A failed turn leaves the state as it was: this one's increment is
+    // not kept (its value is past the store's 1 MiB).
+    let big = "x".repeat(1_100_000);
+    let r = node
+        .http()
+        .post(format!("{}/fn/counter", node.url))
+        .header("x-weft-key", "alice")
+        .body(big)
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 500);
+    assert_eq!(
+        hit(&node, "alice", "c"),
+        format!("count=27 last={last_body} keys=2\n")
+    );
+
+    // What was acknowledged survives kill -9: the checkpoint is durable
+    // before the answer goes out.
+    node.kill9();
+    node.restart();
+    assert_eq!(hit(&node, "alice", "d"), "count=28 last=c keys=2\n");
+    assert_eq!(hit(&node, "bob", ""), "count=2 last= keys=1\n");
+    // Queued work takes its turn too.
+    queue_and_wait(&node, "bob", "queued");
+    assert_eq!(hit(&node, "bob", ""), "count=4 last=queued keys=2\n");
 }

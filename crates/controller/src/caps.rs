@@ -43,7 +43,7 @@ pub(crate) fn resolve(
     spec: &FunctionSpec,
     config: &NodeConfig,
     kv: &weft_kv::Stores,
-    clients: &Arc<crate::client_state::ClientStates>,
+    homes: &crate::state::StateHomes,
     mqtt_configured: bool,
     strict: Strictness,
 ) -> Result<Resolved> {
@@ -139,7 +139,7 @@ pub(crate) fn resolve(
         }
     }
     let state = match &spec.state {
-        Some(s) => crate::state::resolve(name, s, config, kv, clients, strict)?,
+        Some(s) => crate::state::resolve(name, s, config, kv, homes, strict)?,
         None => None,
     };
     let retry = spec.retry.unwrap_or_default();

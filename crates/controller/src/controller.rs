@@ -3,6 +3,7 @@
 //! decided above it, by the router; the controller admits, runs and records
 //! what the router hands it, and keeps the functions' lifecycle.
 
+use crate::actor::Actors;
 use crate::admission::{Admission, Booking, FunctionSlot, Reservation, SlotFreed};
 use crate::artifacts::{Artifacts, ModuleInfo};
 use crate::asyncq::AsyncQueue;
@@ -13,7 +14,7 @@ use crate::function::Function;
 use crate::lifecycle::{FunctionStatus, Lifecycle, Parts};
 use crate::logs::{LogHub, LogLine};
 use crate::metrics::Metrics;
-use crate::state::NODE_STATE;
+use crate::state::{NODE_STATE, StateHomes};
 use crate::usage::Usage;
 use bytes::Bytes;
 use std::collections::BTreeMap;
@@ -147,13 +148,16 @@ impl Controller {
         let node_state = kv
             .bucket(NODE_STATE)
             .ok_or_else(|| Error::Internal("the node's own state store did not open".into()))?;
-        let clients = Arc::new(ClientStates::new(
-            secret,
-            config.state.client_limit(),
-            node_state,
-        ));
+        let homes = StateHomes {
+            clients: Arc::new(ClientStates::new(
+                secret,
+                config.state.client_limit(),
+                node_state.clone(),
+            )),
+            actors: Arc::new(Actors::new(node_state)),
+        };
         let lifecycle = Lifecycle::new(Parts {
-            clients,
+            homes,
             store: store.clone(),
             artifacts: artifacts.clone(),
             config: config.clone(),

@@ -3,13 +3,12 @@
 
 use crate::admission::Reservation;
 use crate::artifacts::Artifacts;
-use crate::client_state::Pending;
 use crate::error::{Error, Result};
 use crate::function::Function;
 use crate::function::OVERRUN_STREAK;
 use crate::logs::LogHub;
 use crate::metrics::{Metrics, OutcomeLabels};
-use crate::state::Opened;
+use crate::state::{Opened, Settle};
 use crate::usage::Usage;
 use bytes::Bytes;
 use serde::Serialize;
@@ -97,9 +96,10 @@ pub struct Ran {
     pub info: InvocationInfo,
     /// Its output.
     pub output: Output,
-    /// A `client`-model function's state, to seal into the response once
-    /// the sandbox has ended well (dropped: the client keeps its own).
-    pub client_state: Option<Pending>,
+    /// A stateful function's last step once the sandbox has ended well:
+    /// seal the client's state, or checkpoint the actor's (dropped: the
+    /// state stays as it was).
+    pub settle: Option<Settle>,
 }
 
 /// Runs sandboxes and records what they did.
@@ -155,7 +155,7 @@ impl Executor {
             (Some(s), Some(key)) => Some(s.open(&f.name, key, ctx.client_state.as_deref()).await?),
             _ => None,
         };
-        let client_state = state.as_mut().and_then(|s| s.client.take());
+        let settle = state.as_mut().and_then(|s| s.settle.take());
         let (loaded, cold) = self.artifacts.load(&f).await?;
         let info = InvocationInfo {
             id: ctx.id.clone().unwrap_or_else(|| self.next_id()),
@@ -186,7 +186,7 @@ impl Executor {
                     Ok(body) => Ok(Ran {
                         info,
                         output: Output::Command { body, usage },
-                        client_state,
+                        settle,
                     }),
                     Err(source) => Err(failed(source)),
                 }
@@ -207,7 +207,7 @@ impl Executor {
                 Ok(Ran {
                     info,
                     output: Output::Http { response, ended },
-                    client_state,
+                    settle,
                 })
             }
             (_, kind) => Err(Error::Internal(format!(

@@ -26,6 +26,7 @@
 //! # Ok(()) }
 //! ```
 
+mod actor;
 mod admission;
 mod artifacts;
 mod asyncq;
@@ -42,6 +43,7 @@ mod registry;
 mod state;
 mod usage;
 
+pub use actor::{MAX_ACTOR_STATE, Turn};
 pub use admission::{Booking, FunctionSlot, Reservation, SlotFreed};
 pub use artifacts::ModuleInfo;
 pub use client_state::{Pending, STATE_HEADER};
@@ -51,7 +53,7 @@ pub use exec::{Input, InvocationInfo, Output, Ran, RunContext};
 pub use function::{Function, LATENCY_WINDOW, OVERRUN_STREAK, Slo, SloReport};
 pub use lifecycle::{EffectiveLimits, FunctionStatus, Learned, StateShown};
 pub use logs::LogLine;
-pub use state::{FunctionState, NODE_STATE};
+pub use state::{FunctionState, NODE_STATE, Settle};
 pub use weft_queue::{
     Accepted, AfterFailure, Claimed, Failure, NewInvocation, Record as InvocationRecord,
     RetryPolicy, State as InvocationState,

@@ -11,12 +11,12 @@
 use crate::artifacts::{Artifacts, unavailable};
 use crate::asyncq::AsyncQueue;
 use crate::caps::{Resolved, Strictness, resolve};
-use crate::client_state::ClientStates;
 use crate::error::{Error, Result};
 use crate::function::Function;
 use crate::logs::LogHub;
 use crate::metrics::Metrics;
 use crate::registry::Registry;
+use crate::state::StateHomes;
 use crate::usage::Usage;
 use serde::Serialize;
 use std::collections::BTreeSet;
@@ -144,7 +144,7 @@ pub(crate) struct Lifecycle {
     artifacts: Arc<Artifacts>,
     config: Arc<NodeConfig>,
     kv: weft_kv::Stores,
-    clients: Arc<ClientStates>,
+    homes: StateHomes,
     mqtt: bool,
     max_memory: u64,
     fuel: bool,
@@ -163,7 +163,7 @@ pub(crate) struct Parts {
     pub(crate) artifacts: Arc<Artifacts>,
     pub(crate) config: Arc<NodeConfig>,
     pub(crate) kv: weft_kv::Stores,
-    pub(crate) clients: Arc<ClientStates>,
+    pub(crate) homes: StateHomes,
     pub(crate) mqtt: bool,
     pub(crate) max_memory: u64,
     pub(crate) fuel: bool,
@@ -182,7 +182,7 @@ impl Lifecycle {
             artifacts: p.artifacts,
             config: p.config,
             kv: p.kv,
-            clients: p.clients,
+            homes: p.homes,
             mqtt: p.mqtt,
             max_memory: p.max_memory,
             fuel: p.fuel,
@@ -230,7 +230,7 @@ impl Lifecycle {
                 &v.spec,
                 &self.config,
                 &self.kv,
-                &self.clients,
+                &self.homes,
                 self.mqtt,
                 Strictness::Restart,
             ) {
@@ -322,7 +322,7 @@ impl Lifecycle {
             &spec,
             &self.config,
             &self.kv,
-            &self.clients,
+            &self.homes,
             self.mqtt,
             Strictness::Deploy,
         )?;

@@ -1,6 +1,7 @@
 //! Function state: where each model keeps it (resolved at deploy from the
 //! function's `[state]` and the node's), and one invocation's state bucket.
 
+use crate::actor::{Actors, Turn};
 use crate::caps::Strictness;
 use crate::client_state::{ClientStates, Pending};
 use crate::error::{Error, Result};
@@ -11,6 +12,13 @@ use weft_manifest::{KeySource, NodeConfig, StateModel, StateSpec};
 /// The embedded store a node keeps its own state in (a name no `[kv]`
 /// label can take): the `edge` home of a node without a fabric.
 pub const NODE_STATE: &str = "weft.state";
+
+/// The homes of state this node keeps itself: client states' seal and
+/// versions, and the actors.
+pub(crate) struct StateHomes {
+    pub(crate) clients: Arc<ClientStates>,
+    pub(crate) actors: Arc<Actors>,
+}
 
 /// A function's state, as this node provides it.
 pub struct FunctionState {
@@ -30,6 +38,27 @@ enum Home {
     Store(Arc<dyn Bucket>),
     /// The caller: the state comes with the request, sealed.
     Client(Arc<ClientStates>),
+    /// This node's memory, an actor per key, checkpointed.
+    Actor(Arc<Actors>),
+}
+
+/// What a stateful invocation leaves to do once its sandbox has ended
+/// well, before the response goes out.
+pub enum Settle {
+    /// Seal the client's state into the response.
+    Client(Pending),
+    /// Checkpoint the actor's state.
+    Actor(Turn),
+}
+
+impl Settle {
+    /// Does it; returns the sealed client state to send back, if any.
+    pub async fn settle(self) -> Result<Option<String>> {
+        match self {
+            Settle::Client(p) => p.seal().await.map(Some),
+            Settle::Actor(t) => t.checkpoint().await.map(|()| None),
+        }
+    }
 }
 
 impl FunctionState {
@@ -42,7 +71,7 @@ impl FunctionState {
         sealed: Option<&str>,
     ) -> Result<Opened> {
         let traffic = Arc::new(Traffic::default());
-        let (bucket, client): (Arc<dyn Bucket>, _) = match &self.home {
+        let (bucket, settle): (Arc<dyn Bucket>, _) = match &self.home {
             Home::Store(home) => (
                 Arc::new(Keyed::new(
                     home.clone(),
@@ -59,14 +88,23 @@ impl FunctionState {
                     .await?;
                 (
                     weft_kv::limited(pending.held.clone(), weft_kv::KvLimits::default()),
-                    Some(pending),
+                    Some(Settle::Client(pending)),
+                )
+            }
+            Home::Actor(actors) => {
+                let turn = actors
+                    .turn(function, key, &self.label, traffic.clone())
+                    .await?;
+                (
+                    weft_kv::limited(turn.held.clone(), weft_kv::KvLimits::default()),
+                    Some(Settle::Actor(turn)),
                 )
             }
         };
         Ok(Opened {
             bucket,
             traffic,
-            client,
+            settle,
         })
     }
 
@@ -75,6 +113,7 @@ impl FunctionState {
         match &self.home {
             Home::Store(b) => b.label(),
             Home::Client(_) => "client",
+            Home::Actor(_) => NODE_STATE,
         }
     }
 }
@@ -83,8 +122,8 @@ impl FunctionState {
 pub(crate) struct Opened {
     pub(crate) bucket: Arc<dyn Bucket>,
     pub(crate) traffic: Arc<Traffic>,
-    /// The client state to seal when it succeeds (`client` model).
-    pub(crate) client: Option<Pending>,
+    /// What to do when it succeeds (`client` and `function` models).
+    pub(crate) settle: Option<Settle>,
 }
 
 /// The home of `spec`'s model on this node, or why there is none.
@@ -93,7 +132,7 @@ pub(crate) fn resolve(
     spec: &StateSpec,
     config: &NodeConfig,
     kv: &weft_kv::Stores,
-    clients: &Arc<ClientStates>,
+    homes: &StateHomes,
     strict: Strictness,
 ) -> Result<Option<FunctionState>> {
     let unavailable = |missing: String| Error::StateModelUnavailable {
@@ -123,11 +162,8 @@ pub(crate) fn resolve(
                     .to_string(),
             )),
         },
-        StateModel::Client => Ok(Home::Client(clients.clone())),
-        StateModel::Function => Err(unavailable(format!(
-            "this build of the node does not provide the `{}` model yet",
-            spec.model
-        ))),
+        StateModel::Client => Ok(Home::Client(homes.clients.clone())),
+        StateModel::Function => Ok(Home::Actor(homes.actors.clone())),
     };
     match home {
         Ok(home) => Ok(Some(FunctionState {

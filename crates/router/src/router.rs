@@ -17,7 +17,7 @@ use std::time::{Duration, Instant, SystemTime};
 use weft_codes::Code;
 use weft_controller::{
     Accepted, Booking, Controller, DeadlineOutcome, Function, Input, NewInvocation, Output,
-    Reservation, RunContext, STATE_HEADER,
+    Reservation, RunContext, STATE_HEADER, Settle,
 };
 use weft_manifest::{HumanDuration, StateModel};
 use weft_mesh::{CallError, Mesh, ReplyOutcome};
@@ -606,9 +606,9 @@ impl Router {
                 }
             }
         };
-        match ran.client_state {
+        match ran.settle {
             None => Ok(resp),
-            Some(pending) => with_client_state(resp, pending, f).await,
+            Some(settle) => settled(resp, settle, f).await,
         }
     }
 
@@ -743,14 +743,11 @@ struct Admitted {
     booking: Booking,
 }
 
-/// A `client`-model response, read whole so that the state the sandbox
-/// ended with goes back in its head (`x-weft-state`), sealed; a failed
-/// sandbox or a 5xx seals nothing, and the client keeps the state it sent.
-async fn with_client_state(
-    resp: Response,
-    pending: weft_controller::Pending,
-    f: &Function,
-) -> Result<Response> {
+/// A stateful response (`client`, `function` models), read whole so that
+/// the state the sandbox ended with is settled before it goes out: sealed
+/// into its head (`x-weft-state`), or checkpointed. A failed sandbox or a
+/// 5xx settles nothing: the state stays as it was.
+async fn settled(resp: Response, settle: Settle, f: &Function) -> Result<Response> {
     let invocation = resp.served.invocation.clone();
     let c = resp.collect().await.map_err(|source| {
         Error::Controller(weft_controller::Error::Invoke {
@@ -760,11 +757,11 @@ async fn with_client_state(
         })
     })?;
     let mut headers = c.headers;
-    if c.status.as_u16() < 500 {
-        let sealed = pending.seal().await?;
-        if let Ok(v) = HeaderValue::from_str(&sealed) {
-            headers.insert(STATE_HEADER, v);
-        }
+    if c.status.as_u16() < 500
+        && let Some(sealed) = settle.settle().await?
+        && let Ok(v) = HeaderValue::from_str(&sealed)
+    {
+        headers.insert(STATE_HEADER, v);
     }
     Ok(Response {
         status: c.status,
