@@ -2,7 +2,7 @@
 //! side in one run, on the same modules; results as ratios.
 //!
 //! ```text
-//! cargo run --release -p weft-bench -- [all|startup|memory|cold|kv|queue|mqtt|fabric|continuum|handoff|placement] [--guests DIR] [--quick]
+//! cargo run --release -p weft-bench -- [all|startup|memory|cold|kv|queue|mqtt|fabric|continuum|handoff|state|placement] [--guests DIR] [--quick]
 //! ```
 //!
 //! * **startup** — sandbox start (instantiate, no call) and a full invocation,
@@ -23,6 +23,9 @@
 //!   edge–cloud link: placed by Weft against always-local and always-cloud.
 //! * **handoff** — urgent work at a loaded edge node across an emulated
 //!   10 ms link: handed off by slack against Load+net placement alone.
+//! * **state** — a stateful invocation by state model (edge, function,
+//!   client) against the same guest without state, and the checkpoint of an
+//!   actor holding 1 MiB.
 //! * **placement** — one `weft_sched::place` decision over 1,000 nodes: the
 //!   full scan and the local fast path, p50/p99/max in µs.
 //!
@@ -55,6 +58,7 @@ mod mqtt;
 mod node;
 mod placement;
 mod queue;
+mod state;
 
 /// The modules measured: a null C program and MiBench-style C programs.
 const MODULES: &[&str] = &["null", "basicmath", "crc32", "sha", "qsort"];
@@ -80,7 +84,7 @@ fn main() -> Result<()> {
         )),
         "cold-child" => rt.block_on(cold_child(&args[1], &guests.join(&args[2]))),
         "startup" | "memory" | "cold" | "kv" | "queue" | "mqtt" | "fabric" | "continuum"
-        | "handoff" | "placement" | "all" => {
+        | "handoff" | "state" | "placement" | "all" => {
             println!("{}", machine());
             if matches!(mode, "startup" | "all") {
                 rt.block_on(startup(&guests, quick))?;
@@ -93,7 +97,7 @@ fn main() -> Result<()> {
             }
             if matches!(
                 mode,
-                "kv" | "queue" | "mqtt" | "fabric" | "continuum" | "handoff" | "all"
+                "kv" | "queue" | "mqtt" | "fabric" | "continuum" | "handoff" | "state" | "all"
             ) {
                 node_benches(mode, quick).map_err(|e| format_err!("{e:#}"))?;
             }
@@ -103,7 +107,7 @@ fn main() -> Result<()> {
             Ok(())
         }
         other => bail!(
-            "unknown mode `{other}`: use all, startup, memory, cold, kv, queue, mqtt, fabric, continuum, handoff or placement"
+            "unknown mode `{other}`: use all, startup, memory, cold, kv, queue, mqtt, fabric, continuum, handoff, state or placement"
         ),
     }
 }
@@ -127,6 +131,9 @@ fn node_benches(mode: &str, quick: bool) -> anyhow::Result<()> {
     }
     if matches!(mode, "continuum" | "all") {
         rt.block_on(continuum::run(quick))?;
+    }
+    if matches!(mode, "state" | "all") {
+        rt.block_on(state::run(quick))?;
     }
     if matches!(mode, "handoff" | "all") {
         // Two nodes of one worker each, the load generator and the fabric's

@@ -220,13 +220,7 @@ fn a_model_the_node_cannot_provide_is_refused_at_deploy_naming_what_is_missing()
     let node = Node::start();
     let path = crate::harness::guest("state-counter.wasm");
     let path = path.to_str().unwrap();
-    let out = node.cli(&["deploy", "counter", path, "--state", "external", "--json"]);
-    let e = json_error(&out);
-    assert_eq!(e["error"]["code"], "state_model_unavailable", "{e}");
-    let message = e["error"]["message"].as_str().unwrap();
-    assert!(message.contains("[state] external"), "{message}");
-    // Nothing was deployed.
-    assert!(!node.cli(&["ls", "counter"]).status.success());
+    refused(&node, "counter", "external", "[state] external");
     // A bad flag is refused by the CLI, naming it.
     let out = node.cli(&["deploy", "counter", path, "--state", "in-edge"]);
     assert!(!out.status.success());
@@ -377,6 +371,20 @@ fn client_state_goes_back_and_forth_sealed_and_only_the_latest_is_taken() {
     assert_eq!(node.json(&["ls", "counter"])["stateful"]["home"], "client");
 }
 
+/// Deploys state-counter as `name` under `model` on `node`, which must
+/// refuse it with `state_model_unavailable` saying `says`.
+fn refused(node: &Node, name: &str, model: &str, says: &str) {
+    let path = crate::harness::guest("state-counter.wasm");
+    let path = path.to_str().unwrap();
+    let out = node.cli(&["deploy", name, path, "--state", model, "--json"]);
+    let e = json_error(&out);
+    assert_eq!(e["error"]["code"], "state_model_unavailable", "{e}");
+    let message = e["error"]["message"].as_str().unwrap();
+    assert!(message.contains(says), "{message}");
+    // Nothing was deployed.
+    assert!(!node.cli(&["ls", name]).status.success());
+}
+
 /// `(count, last)` of a state-counter answer.
 fn count_and_last(answer: &str) -> (u64, String) {
     let mut count = 0;
@@ -459,4 +467,37 @@ fn an_actor_keeps_a_key_in_memory_one_invocation_at_a_time_checkpointed() {
     // Queued work takes its turn too.
     queue_and_wait(&node, "bob", "queued");
     assert_eq!(hit(&node, "bob", ""), "count=4 last=queued keys=2\n");
+}
+
+#[test]
+fn in_a_fabric_edge_state_is_the_sites_store_shared_by_its_nodes() {
+    let nats = crate::servers::Nats::hub();
+    let config = |name: &str| {
+        format!(
+            "[fabric]\nurl = \"{}\"\nname = \"{name}\"\ntier = \"edge\"\nlabels = {{ site = \"a\" }}\n\n\
+             [kv.site]\nbackend = \"fabric\"\n\n[state]\nedge = \"site\"\n",
+            nats.url()
+        )
+    };
+    let a = Node::start_with_config(&config("edge-a1"));
+    let b = Node::start_with_config(&config("edge-a2"));
+    a.deploy("counter", "state-counter.wasm", &["--state", "edge"]);
+    assert!(eventually(Duration::from_secs(30), || {
+        crate::fabric::lists(&b, "counter")
+    }));
+    // Each runs where it entered; both count in the site's store.
+    assert_eq!(hit(&a, "alice", "1"), "count=1 last= keys=2\n");
+    assert_eq!(hit(&b, "alice", "2"), "count=2 last=1 keys=2\n");
+    assert_eq!(hit(&a, "alice", ""), "count=3 last=2 keys=2\n");
+    let shown = b.json(&["ls", "counter"]);
+    assert_eq!(shown["stateful"]["home"], "site", "{shown}");
+
+    // Models that keep a key on one node are refused in a fabric, saying
+    // which to use.
+    for model in ["function", "client"] {
+        refused(&a, "solo", model, "use `edge` or `external` there");
+    }
+    // Without a site store named, edge is refused in a fabric.
+    let c = crate::fabric::fabric_node(&nats, "edge-b1", "edge", &[]);
+    refused(&c, "lone", "edge", "[state] edge");
 }

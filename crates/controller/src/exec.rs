@@ -300,11 +300,18 @@ impl Executor {
 /// What a stateful invocation moved: bytes of state read and written, of
 /// arguments in and out.
 #[derive(Debug, Clone, Copy)]
-struct Moved([u64; 4]);
+struct Moved {
+    bytes: [u64; 4],
+    /// Operations that went to the state's home.
+    trips: u64,
+}
 
 impl Moved {
     fn of(state: Option<&Opened>, args_in: u64, args_out: u64) -> Option<Moved> {
-        state.map(|s| Moved([s.traffic.read(), s.traffic.written(), args_in, args_out]))
+        state.map(|s| Moved {
+            bytes: [s.traffic.read(), s.traffic.written(), args_in, args_out],
+            trips: s.traffic.trips(),
+        })
     }
 }
 
@@ -353,8 +360,9 @@ fn record(
     }
     f.metrics.cpu_seconds.inc_by(used.cpu.as_secs_f64());
     let state = match (moved, &f.metrics.state) {
-        (Some(Moved(m)), Some(counters)) => {
+        (Some(Moved { bytes: m, trips }), Some(counters)) => {
             counters.add(m);
+            f.observe_state(m[0] + m[1], trips);
             [m[0], m[1]]
         }
         _ => [0, 0],

@@ -57,6 +57,9 @@ pub struct Function {
     profile: Mutex<Profile>,
     /// What `weft slo` reports beyond the counters.
     record: Mutex<SloRecord>,
+    /// Per invocation, what its state moved: bytes and round trips to its
+    /// home (moving averages; placement counts them).
+    state_moved: Mutex<(f64, f64)>,
 }
 
 /// Overruns in a row that flag a function and reset its profile to them.
@@ -234,6 +237,7 @@ impl Function {
             epoch: Instant::now(),
             profile: Mutex::new(Profile::default()),
             record: Mutex::default(),
+            state_moved: Mutex::new((0.0, 0.0)),
             version,
         }
     }
@@ -246,6 +250,26 @@ impl Function {
     /// Its state, when it keeps one here.
     pub fn state(&self) -> Option<&crate::state::FunctionState> {
         self.state.as_ref()
+    }
+
+    /// What one of its invocations moves of its state, as placement
+    /// counts it: bytes, and round trips to the state's home (moving
+    /// averages of its runs here).
+    pub fn state_moved(&self) -> (u64, u32) {
+        let (bytes, trips) = *self.state_moved.lock();
+        (bytes.round() as u64, trips.round() as u32)
+    }
+
+    /// One run's state traffic.
+    pub(crate) fn observe_state(&self, bytes: u64, trips: u64) {
+        let mut m = self.state_moved.lock();
+        let a = weft_sched::EWMA_ALPHA;
+        if m.0 == 0.0 && m.1 == 0.0 {
+            *m = (bytes as f64, trips as f64);
+        } else {
+            m.0 += a * (bytes as f64 - m.0);
+            m.1 += a * (trips as f64 - m.1);
+        }
     }
 
     /// The function's name.

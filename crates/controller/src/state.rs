@@ -162,6 +162,16 @@ pub(crate) fn resolve(
                     .to_string(),
             )),
         },
+        // Both keep what makes them correct on one node (the seal's secret
+        // and versions; the actor and its checkpoint): across nodes a key
+        // could have two writers, so a fabric node does not offer them
+        // until they travel with the key.
+        StateModel::Client | StateModel::Function if config.fabric.is_some() => {
+            Err(unavailable(format!(
+                "this build keeps `{}` state on a single node; in a fabric a key's                  invocations could run on two nodes: use `edge` or `external` there",
+                spec.model
+            )))
+        }
         StateModel::Client => Ok(Home::Client(homes.clients.clone())),
         StateModel::Function => Ok(Home::Actor(homes.actors.clone())),
     };

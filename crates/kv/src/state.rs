@@ -22,6 +22,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 pub struct Traffic {
     read: AtomicU64,
     written: AtomicU64,
+    trips: AtomicU64,
 }
 
 impl Traffic {
@@ -43,6 +44,15 @@ impl Traffic {
     /// Counts `n` bytes written.
     pub fn add_written(&self, n: usize) {
         self.written.fetch_add(n as u64, Ordering::Relaxed);
+    }
+
+    /// Operations that went to a shared store so far: its round trips.
+    pub fn trips(&self) -> u64 {
+        self.trips.load(Ordering::Relaxed)
+    }
+
+    fn trip(&self) {
+        self.trips.fetch_add(1, Ordering::Relaxed);
     }
 }
 
@@ -94,6 +104,12 @@ impl Keyed {
     fn key(&self, k: &str) -> String {
         format!("{}{k}", self.prefix)
     }
+
+    /// The home, for one more operation (a round trip) on it.
+    fn home(&self) -> &Arc<dyn Bucket> {
+        self.traffic.trip();
+        &self.inner
+    }
 }
 
 #[async_trait::async_trait]
@@ -103,29 +119,29 @@ impl Bucket for Keyed {
     }
 
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>> {
-        let v = self.inner.get(&self.key(key)).await?;
+        let v = self.home().get(&self.key(key)).await?;
         self.traffic.add_read(v.as_ref().map_or(0, Vec::len));
         Ok(v)
     }
 
     async fn set(&self, key: &str, value: &[u8]) -> Result<()> {
-        self.inner.set(&self.key(key), value).await?;
+        self.home().set(&self.key(key), value).await?;
         self.traffic.add_written(value.len());
         Ok(())
     }
 
     async fn delete(&self, key: &str) -> Result<()> {
-        self.inner.delete(&self.key(key)).await
+        self.home().delete(&self.key(key)).await
     }
 
     async fn exists(&self, key: &str) -> Result<bool> {
-        self.inner.exists(&self.key(key)).await
+        self.home().exists(&self.key(key)).await
     }
 
     /// One page of the store's listing with only this state's keys: a page
     /// may be empty while the cursor goes on.
     async fn list_keys(&self, cursor: Option<u64>) -> Result<KeyPage> {
-        let page = self.inner.list_keys(cursor).await?;
+        let page = self.home().list_keys(cursor).await?;
         Ok(KeyPage {
             keys: page
                 .keys
@@ -137,7 +153,7 @@ impl Bucket for Keyed {
     }
 
     async fn increment(&self, key: &str, delta: u64) -> Result<u64> {
-        let n = self.inner.increment(&self.key(key), delta).await?;
+        let n = self.home().increment(&self.key(key), delta).await?;
         let len = n.to_string().len();
         self.traffic.add_read(len);
         self.traffic.add_written(len);
@@ -146,7 +162,7 @@ impl Bucket for Keyed {
 
     async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<(String, Vec<u8>)>>> {
         let full: Vec<String> = keys.iter().map(|k| self.key(k)).collect();
-        let got = self.inner.get_many(&full).await?;
+        let got = self.home().get_many(&full).await?;
         Ok(got
             .into_iter()
             .zip(keys)
@@ -164,7 +180,7 @@ impl Bucket for Keyed {
             .iter()
             .map(|(k, v)| (self.key(k), v.clone()))
             .collect();
-        self.inner.set_many(&full).await?;
+        self.home().set_many(&full).await?;
         for (_, v) in entries {
             self.traffic.add_written(v.len());
         }
@@ -173,7 +189,7 @@ impl Bucket for Keyed {
 
     async fn delete_many(&self, keys: &[String]) -> Result<()> {
         let full: Vec<String> = keys.iter().map(|k| self.key(k)).collect();
-        self.inner.delete_many(&full).await
+        self.home().delete_many(&full).await
     }
 }
 

@@ -5,8 +5,11 @@ use parking_lot::{Mutex, RwLock};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Instant;
 use weft_controller::Function;
+use weft_manifest::StateModel;
 use weft_mesh::{MeshConfig, Peer};
-use weft_sched::{Decision, Estimate, Excluded, Index, Local, NodeView, PlaceError, Request};
+use weft_sched::{
+    Decision, Estimate, Excluded, Index, Local, NodeView, PlaceError, Request, StateUse,
+};
 
 /// The weight of the newest call in a peer's observed overhead.
 const OVERHEAD_WEIGHT: f64 = 0.2;
@@ -232,6 +235,18 @@ impl Placer {
             bytes_out: bytes,
             requirements: f.requirements().clone(),
             exclude: exclude.clone(),
+            state: f.state().map(|s| {
+                let (bytes, trips) = f.state_moved();
+                StateUse {
+                    home: matches!(s.model, StateModel::External | StateModel::Edge)
+                        .then(|| s.home().to_string()),
+                    // An actor lives on the node that took its key: this
+                    // one, until actors move across the fabric.
+                    holder: (s.model == StateModel::Function).then(|| self.local.clone()),
+                    bytes,
+                    trips,
+                }
+            }),
         }
     }
 }

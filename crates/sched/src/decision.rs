@@ -181,6 +181,10 @@ pub struct Cost {
     pub transfer_us: u64,
     /// Cold start (and artifact fetch) when nothing is warm there.
     pub cold_us: u64,
+    /// Reaching the invocation's state from there: round trips to its
+    /// home and its bytes, or moving it there (a stateful function's).
+    #[serde(default, skip_serializing_if = "is_zero_us")]
+    pub state_us: u64,
     /// Soft preferences: data away from the node, price, energy, and the
     /// excess over a latency target.
     pub penalty_us: u64,
@@ -193,8 +197,13 @@ impl Cost {
             .saturating_add(self.exec_us)
             .saturating_add(self.transfer_us)
             .saturating_add(self.cold_us)
+            .saturating_add(self.state_us)
             .saturating_add(self.penalty_us)
     }
+}
+
+fn is_zero_us(x: &u64) -> bool {
+    *x == 0
 }
 
 /// Why the node was chosen.
@@ -305,6 +314,9 @@ impl Decision {
         ));
         if b.cold_us > 0 {
             s.push_str(&format!(" + cold {}", ms(b.cold_us)));
+        }
+        if b.state_us > 0 {
+            s.push_str(&format!(" + state {}", ms(b.state_us)));
         }
         if b.penalty_us > 0 {
             s.push_str(&format!(" + penalty {}", ms(b.penalty_us)));

@@ -141,7 +141,7 @@ mod profile;
 pub use decision::{Constraint, Cost, Decision, Excluded, PlaceError, Reason, Rejections};
 pub use exec::{EWMA_ALPHA, Estimate, ExecTable};
 pub use index::{ALL_TOPICS, Index};
-pub use model::{NodeView, ParseTierError, Privacy, Request, Requirements, Tier, View};
+pub use model::{NodeView, ParseTierError, Privacy, Request, Requirements, StateUse, Tier, View};
 pub use policy::{
     ARTIFACT_FETCH_US, COLD_START_US, DEFAULT_BANDWIDTH_BPS, DEFAULT_EXEC_US, DEFAULT_RTT_US,
     Local, UNKNOWN_STORE_US, exclusions, place, place_in,

@@ -281,6 +281,35 @@ pub struct Request {
     /// Nodes not to use, e.g. one that just failed, to retry elsewhere.
     #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
     pub exclude: BTreeSet<String>,
+    /// The state the invocation moves, for a stateful function.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<StateUse>,
+}
+
+/// What an invocation's state costs to reach, by where it lives (seed
+/// 003's Load+net, with the state's home as a third party).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StateUse {
+    /// The store holding it (`external`, `edge`): free on a node that
+    /// serves the store, otherwise `trips` round trips to the nearest one
+    /// that does, plus the bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub home: Option<String>,
+    /// The node holding the key's actor (`function`): free there,
+    /// otherwise moving the state.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub holder: Option<String>,
+    /// Bytes of state an invocation moves (read and written).
+    #[serde(default, skip_serializing_if = "is_zero_u64")]
+    pub bytes: u64,
+    /// Round trips to the home an invocation makes (its operations).
+    #[serde(default, skip_serializing_if = "is_zero_u32")]
+    pub trips: u32,
+}
+
+fn is_zero_u32(x: &u32) -> bool {
+    *x == 0
 }
 
 impl Request {

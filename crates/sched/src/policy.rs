@@ -119,7 +119,8 @@ pub fn place_in(
         }
         let transfer_us = scorer.transfer(i);
         let near_us = scorer.near(i);
-        let reach_us = transfer_us.saturating_add(near_us);
+        let state_us = scorer.state(i);
+        let reach_us = transfer_us.saturating_add(near_us).saturating_add(state_us);
         if scorer.bound(reach_us, 0) > limit {
             continue;
         }
@@ -135,6 +136,7 @@ pub fn place_in(
             exec_us,
             transfer_us,
             cold_us: scorer.cold(i),
+            state_us,
             near_us,
             price_us,
         });
@@ -283,6 +285,12 @@ impl<'a> Ctx<'a> {
         Some(i) == self.index.local
     }
 
+    /// Node `i`'s name.
+    #[inline]
+    fn row_name(&self, i: usize) -> &str {
+        &self.index.names[i]
+    }
+
     /// `(inflight, queued, slots)`, with the local override.
     #[inline]
     fn load(&self, i: usize) -> (u32, u32, u32) {
@@ -425,6 +433,9 @@ struct Scorer<'c, 'a> {
     /// Per `near` store: round trip to the nearest up node serving it.
     /// Empty in lazy mode.
     nearest: Vec<u64>,
+    /// The state's home store: its id, if any node serves it, and the
+    /// round trip to the nearest up node that does.
+    home: Option<(Option<usize>, u64)>,
     target_us: Option<u64>,
 }
 
@@ -438,6 +449,11 @@ impl<'c, 'a> Scorer<'c, 'a> {
             .iter()
             .map(|s| ix.stores.get(s.as_str()).map(|id| id as usize))
             .collect();
+        let home_id = req
+            .state
+            .as_ref()
+            .and_then(|s| s.home.as_deref())
+            .map(|h| ix.stores.get(h).map(|id| id as usize));
         let mut scorer = Scorer {
             ctx,
             exec: ctx.function.map(|f| &ix.exec[f]),
@@ -447,13 +463,15 @@ impl<'c, 'a> Scorer<'c, 'a> {
             bytes_e6: (u128::from(req.bytes_in) + u128::from(req.bytes_out)) * 1_000_000,
             near_ids,
             nearest: Vec::new(),
+            home: None,
             target_us: req.requirements.latency_ms.map(|ms| u64::from(ms) * 1_000),
         };
         if near == NearMode::Eager {
             scorer.nearest = (0..scorer.near_ids.len())
-                .map(|k| scorer.nearest_serving(k))
+                .map(|k| scorer.nearest_serving(scorer.near_ids[k]))
                 .collect();
         }
+        scorer.home = home_id.map(|id| (id, scorer.nearest_serving(id)));
         scorer
     }
 
@@ -528,6 +546,7 @@ impl<'c, 'a> Scorer<'c, 'a> {
             exec_us,
             transfer_us: self.transfer(i),
             cold_us: self.cold(i),
+            state_us: self.state(i),
             near_us: self.near(i),
             price_us: self.price(i, exec_us),
         })
@@ -570,17 +589,17 @@ impl<'c, 'a> Scorer<'c, 'a> {
             }
             let nearest = match self.nearest.get(k) {
                 Some(&n) => n,
-                None => self.nearest_serving(k),
+                None => self.nearest_serving(self.near_ids[k]),
             };
             near_us = near_us.saturating_add(rtt.max(nearest));
         }
         near_us
     }
 
-    /// Round trip to the nearest up node serving `near` store `k`
+    /// Round trip to the nearest up node serving the store `id`
     /// ([`UNKNOWN_STORE_US`] if none does); the deciding node counts as 0.
-    fn nearest_serving(&self, k: usize) -> u64 {
-        let Some(id) = self.near_ids[k] else {
+    fn nearest_serving(&self, id: Option<usize>) -> u64 {
+        let Some(id) = id else {
             return UNKNOWN_STORE_US;
         };
         let ix = self.ctx.index;
@@ -600,6 +619,42 @@ impl<'c, 'a> Scorer<'c, 'a> {
             }
         }
         nearest
+    }
+
+    /// Reaching the state from node `i`: free where it lives; otherwise
+    /// the home's round trips and the bytes (`external`, `edge`), moving
+    /// the actor there (`function`), or carrying it from the deciding node
+    /// (`client`, which holds it with the request).
+    #[inline]
+    fn state(&self, i: usize) -> u64 {
+        let Some(s) = &self.ctx.req.state else {
+            return 0;
+        };
+        let bytes = |i: usize| {
+            let bw = self
+                .ctx
+                .row(i)
+                .bandwidth_bps
+                .unwrap_or(DEFAULT_BANDWIDTH_BPS)
+                .max(1);
+            mul_div(s.bytes, 1_000_000, bw)
+        };
+        if let Some((id, nearest)) = self.home {
+            if id.is_some_and(|id| self.ctx.index.store_nodes[id].get(i)) {
+                return 0;
+            }
+            let trip = self.rtt(i).max(nearest);
+            return trip
+                .saturating_mul(u64::from(s.trips.max(1)))
+                .saturating_add(bytes(i));
+        }
+        if let Some(holder) = &s.holder {
+            if self.ctx.row_name(i) == holder.as_str() {
+                return 0;
+            }
+            return self.rtt(i).saturating_add(bytes(i));
+        }
+        if self.ctx.is_local(i) { 0 } else { bytes(i) }
     }
 
     /// Price and energy, weighted: not time, so they weigh against the
@@ -639,12 +694,14 @@ impl<'c, 'a> Scorer<'c, 'a> {
             .saturating_add(t.exec_us)
             .saturating_add(t.transfer_us)
             .saturating_add(t.cold_us)
+            .saturating_add(t.state_us)
             .saturating_add(t.near_us);
         let cost = Cost {
             queue_us: t.queue_us,
             exec_us: t.exec_us,
             transfer_us: t.transfer_us,
             cold_us: t.cold_us,
+            state_us: t.state_us,
             penalty_us: t
                 .near_us
                 .saturating_add(self.over_target(latency_us))
@@ -669,6 +726,7 @@ struct Terms {
     exec_us: u64,
     transfer_us: u64,
     cold_us: u64,
+    state_us: u64,
     near_us: u64,
     /// Weighted price and energy.
     price_us: u64,
@@ -1149,6 +1207,45 @@ mod tests {
         let d = place(&v, &r).unwrap();
         assert_eq!(d.node, "a2");
         assert_eq!(d.breakdown.penalty_us, UNKNOWN_STORE_US);
+    }
+
+    #[test]
+    fn state_is_free_where_it_lives_and_costs_its_trips_and_bytes_elsewhere() {
+        let mut v = continuum();
+        busy(&mut v, "a1");
+        node(&mut v, "c2").stores.insert("cloud".into());
+        let mut r = req(Requirements::default());
+        r.state = Some(crate::StateUse {
+            home: Some("cloud".into()),
+            bytes: 2 * MB,
+            trips: 3,
+            ..Default::default()
+        });
+        let d = place(&v, &r).unwrap();
+        // c2 holds it: 20 000 + 5 000 + 1 000. a2 would pay three trips of
+        // max(1 000, 20 000) and 2 MB at 100 MB/s: 7 000 + 80 000.
+        assert_eq!((d.node.as_str(), d.expected_us), ("c2", 26_000));
+        assert_eq!(d.breakdown.state_us, 0);
+        r.exclude.insert("c2".into());
+        r.exclude.insert("a1".into());
+        let d = place(&v, &r).unwrap();
+        assert_eq!((d.node.as_str(), d.breakdown.state_us), ("a2", 80_000));
+        assert!(d.explain().contains("+ state 80.0"), "{}", d.explain());
+        // An actor: free on its holder, moved anywhere else.
+        r.exclude.clear();
+        r.state = Some(crate::StateUse {
+            holder: Some("a2".into()),
+            bytes: 2 * MB,
+            ..Default::default()
+        });
+        let d = place(&v, &r).unwrap();
+        assert_eq!((d.node.as_str(), d.breakdown.state_us), ("a2", 0));
+        r.exclude.insert("a2".into());
+        r.exclude.insert("a1".into());
+        let d = place(&v, &r).unwrap();
+        // fog: 5 000 + 5 000 + 1 000, and moving 2 MB at 50 MB/s after a
+        // round trip: 5 000 + 40 000.
+        assert_eq!((d.node.as_str(), d.breakdown.state_us), ("fog", 45_000));
     }
 
     #[test]
