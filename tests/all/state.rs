@@ -491,6 +491,21 @@ fn in_a_fabric_edge_state_is_the_sites_store_shared_by_its_nodes() {
     assert_eq!(hit(&a, "alice", ""), "count=3 last=2 keys=2\n");
     let shown = b.json(&["ls", "counter"]);
     assert_eq!(shown["stateful"]["home"], "site", "{shown}");
+    // A node without the site's store may not run it: the state would not
+    // be there.
+    let cloud = crate::fabric::fabric_node(&nats, "cloud-1", "cloud", &[]);
+    assert!(eventually(Duration::from_secs(30), || {
+        crate::fabric::sees(&a, "cloud-1", true)
+    }));
+    let why = a.json(&["explain", "counter"]);
+    let excluded = why["excluded"].as_array().unwrap();
+    assert!(
+        excluded
+            .iter()
+            .any(|e| e["node"] == "cloud-1" && e["constraint"] == "store"),
+        "{why}"
+    );
+    drop(cloud);
 
     // Models that keep a key on one node are refused in a fabric, saying
     // which to use.

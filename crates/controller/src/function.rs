@@ -167,7 +167,9 @@ pub(crate) fn limits(spec: &FunctionSpec, d: &Defaults) -> (Limits, Grants) {
 /// What the function asks of the node that runs it: its `[placement]`, and
 /// what it declares (stores, MQTT triggers, the topics it publishes on),
 /// which a node must provide or the guest would be denied it there.
-fn requirements(spec: &FunctionSpec) -> Requirements {
+/// What the function asks of the node that runs it; `home`: the store its
+/// state lives in here (`external`, `edge`), which a node must serve too.
+fn requirements(spec: &FunctionSpec, home: Option<&str>) -> Requirements {
     let p = spec.placement.clone().unwrap_or_default();
     Requirements {
         tiers: p.tier.iter().filter_map(|t| t.parse().ok()).collect(),
@@ -187,6 +189,7 @@ fn requirements(spec: &FunctionSpec) -> Requirements {
             .key_value_stores
             .iter()
             .map(|s| s.to_string())
+            .chain(home.map(str::to_string))
             .collect::<BTreeSet<_>>()
             .into_iter()
             .collect(),
@@ -205,6 +208,10 @@ impl Function {
         resolved: Resolved,
     ) -> Self {
         let (limits, grants) = limits(&version.spec, defaults);
+        let requirements = requirements(
+            &version.spec,
+            resolved.state.as_ref().and_then(|s| s.shared_home()),
+        );
         let max_concurrency = version
             .spec
             .max_concurrency
@@ -227,7 +234,7 @@ impl Function {
             cron: resolved.cron,
             mqtt: resolved.mqtt,
             state: resolved.state,
-            requirements: requirements(&version.spec),
+            requirements,
             slots: Arc::new(Semaphore::new(max_concurrency as usize)),
             waiting: AtomicU32::new(0),
             in_flight: AtomicU32::new(0),

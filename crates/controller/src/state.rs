@@ -108,6 +108,15 @@ impl FunctionState {
         })
     }
 
+    /// The shared store it lives in (`external`, `edge`): a node that runs
+    /// the function must serve it too.
+    pub fn shared_home(&self) -> Option<&str> {
+        match &self.home {
+            Home::Store(b) if b.label() != NODE_STATE => Some(b.label()),
+            _ => None,
+        }
+    }
+
     /// Where it lives, as `weft ls` shows it: a store's label, or `client`.
     pub fn home(&self) -> &str {
         match &self.home {
