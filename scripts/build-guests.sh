@@ -2,7 +2,7 @@
 # Builds every WebAssembly guest in the repository and copies the results,
 # with flat names, into OUTDIR:
 #
-#   examples/        rust-command.wasm, c-command.wasm, http-hello.wasm, and
+#   examples/        rust-command.wasm, c-command.wasm, http-hello.wasm, http-counter.wasm, and
 #                    the weft-sdk examples (kv-counter.wasm, fetch.wasm, state-counter.wasm, ...)
 #   tests/guests/    one <bin>.wasm per src/bin/<bin>.rs, <bin>-p2.wasm components
 #                    of a few, plus wat/*.wat as-is
@@ -85,9 +85,10 @@ step "examples: rust-command (wasm32-wasip1)"
 cargo_build "$REPO/examples/Cargo.toml" wasm32-wasip1 -p rust-command
 cp -f "$GUEST_TARGET/wasm32-wasip1/release/rust-command.wasm" "$OUTDIR/rust-command.wasm"
 
-step "examples: http-hello (wasm32-wasip2 component)"
-cargo_build "$REPO/examples/Cargo.toml" wasm32-wasip2 -p http-hello
+step "examples: http-hello, http-counter (wasm32-wasip2 components)"
+cargo_build "$REPO/examples/Cargo.toml" wasm32-wasip2 -p http-hello -p http-counter
 cp -f "$GUEST_TARGET/wasm32-wasip2/release/http_hello.wasm" "$OUTDIR/http-hello.wasm"
+cp -f "$GUEST_TARGET/wasm32-wasip2/release/http_counter.wasm" "$OUTDIR/http-counter.wasm"
 
 SDK_EXAMPLES=(kv-counter fetch chain events sensor tick flaky state-counter)
 step "examples: ${SDK_EXAMPLES[*]} (weft-sdk, wasm32-wasip2 components)"

@@ -516,3 +516,38 @@ fn in_a_fabric_edge_state_is_the_sites_store_shared_by_its_nodes() {
     let c = crate::fabric::fabric_node(&nats, "edge-b1", "edge", &[]);
     refused(&c, "lone", "edge", "[state] edge");
 }
+
+#[test]
+fn an_http_component_keeps_state_under_each_model_unchanged() {
+    let node = Node::start();
+    for model in ["edge", "function", "client"] {
+        let name = format!("visits-{model}");
+        node.deploy(&name, "http-counter.wasm", &["--state", model]);
+        let mut sealed: Option<String> = None;
+        let mut send = |path: &str| {
+            let mut rb = node
+                .http()
+                .get(format!("{}/fn/{name}{path}", node.url))
+                .header("x-weft-key", "k");
+            if let Some(s) = &sealed {
+                rb = rb.header("x-weft-state", s);
+            }
+            let r = rb.send().unwrap();
+            let status = r.status().as_u16();
+            if let Some(s) = r.headers().get("x-weft-state") {
+                sealed = Some(s.to_str().unwrap().to_string());
+            }
+            (status, r.text().unwrap())
+        };
+        assert_eq!(send("/"), (200, "count=1\n".to_string()), "{model}");
+        assert_eq!(send("/"), (200, "count=2\n".to_string()), "{model}");
+        // A 500 after counting: only the shared store keeps the count.
+        assert_eq!(send("/fail").0, 500, "{model}");
+        let after = if model == "edge" {
+            "count=4\n"
+        } else {
+            "count=3\n"
+        };
+        assert_eq!(send("/"), (200, after.to_string()), "{model}");
+    }
+}
