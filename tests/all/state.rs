@@ -551,3 +551,76 @@ fn an_http_component_keeps_state_under_each_model_unchanged() {
         assert_eq!(send("/"), (200, after.to_string()), "{model}");
     }
 }
+
+#[test]
+fn a_sites_store_kept_by_one_of_its_nodes_serves_the_site_through_a_cut_uplink() {
+    use crate::servers::{Link, Nats};
+    let hub = Nats::hub();
+    let link = Link::new(hub.leaf_addr());
+    link.set_latency(Duration::from_millis(20));
+    let leaf = Nats::leaf(&link.addr().to_string());
+    leaf.wait_leaf_connected();
+    let config = |name: &str| {
+        format!(
+            "[fabric]\nurl = \"{}\"\nname = \"{name}\"\ntier = \"edge\"\nlabels = {{ site = \"a\" }}\n\n\
+             [kv.site]\nbackend = \"node\"\nnode = \"edge-a1\"\n\n[state]\nedge = \"site\"\n",
+            leaf.url()
+        )
+    };
+    let a1 = Node::start_with_config(&config("edge-a1"));
+    let a2 = Node::start_with_config(&config("edge-a2"));
+    let cloud = crate::fabric::fabric_node(&hub, "cloud-1", "cloud", &[]);
+    let long = Duration::from_secs(30);
+    assert!(eventually(long, || crate::fabric::sees(
+        &a2, "edge-a1", true
+    ) && crate::fabric::sees(
+        &a2, "cloud-1", true
+    )));
+    a2.deploy("counter", "state-counter.wasm", &["--state", "edge"]);
+    assert!(eventually(long, || crate::fabric::lists(&a1, "counter")));
+    // Both nodes of the site count in the store edge-a1 keeps; the cloud,
+    // which does not map it, may not run the function.
+    assert_eq!(hit(&a2, "alice", "1"), "count=1 last= keys=2\n");
+    assert_eq!(hit(&a1, "alice", "2"), "count=2 last=1 keys=2\n");
+    let why = a2.json(&["explain", "counter"]);
+    assert!(
+        why["excluded"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["node"] == "cloud-1" && e["constraint"] == "store"),
+        "{why}"
+    );
+
+    // The uplink drops: the site goes on with its state.
+    link.cut();
+    assert!(eventually(long, || crate::fabric::sees(
+        &a2, "cloud-1", false
+    )));
+    assert_eq!(hit(&a2, "alice", "3"), "count=3 last=2 keys=2\n");
+    assert_eq!(hit(&a1, "alice", "4"), "count=4 last=3 keys=2\n");
+    assert_eq!(hit(&a2, "bob", ""), "count=1 last= keys=1\n");
+    drop(cloud);
+
+    // The keeper gone: its store is unavailable to the others, clearly.
+    let mut a1 = a1;
+    a1.kill9();
+    let r = a2
+        .http()
+        .post(format!("{}/fn/counter", a2.url))
+        .header("x-weft-key", "alice")
+        .send()
+        .unwrap();
+    let status = r.status().as_u16();
+    let text = r.text().unwrap();
+    assert_eq!(status, 500, "{text}");
+    // The guest got the store's error and said so in its log.
+    assert!(
+        eventually(Duration::from_secs(10), || {
+            let logs = a2.ok(&["logs", "counter"]);
+            logs.contains("store_unavailable") && logs.contains("node `edge-a1`")
+        }),
+        "{}",
+        a2.ok(&["logs", "counter"])
+    );
+}

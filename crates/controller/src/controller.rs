@@ -52,6 +52,12 @@ pub struct Controller {
     queue: Arc<AsyncQueue>,
 }
 
+/// The embedded table behind a `backend = "node"` store on the node that
+/// keeps it (a name no `[kv]` label can take).
+fn kept_label(label: &str) -> String {
+    format!("weft.node.{label}")
+}
+
 fn entropy<const N: usize>() -> Result<[u8; N]> {
     let mut b = [0u8; N];
     getrandom::fill(&mut b).map_err(|e| Error::Internal(format!("entropy: {e}")))?;
@@ -98,6 +104,12 @@ impl Controller {
                     prefix: prefix.clone().unwrap_or_else(|| format!("weft:{label}:")),
                 },
                 KvStoreConfig::Fabric {} => weft_kv::BackendSpec::Deferred,
+                KvStoreConfig::Node { .. } => {
+                    // Kept here if this node is the one named (known once
+                    // it joins): its table is ready either way.
+                    specs.insert(kept_label(label.as_str()), weft_kv::BackendSpec::Embedded);
+                    weft_kv::BackendSpec::Deferred
+                }
             };
             specs.insert(label.to_string(), spec);
         }
@@ -276,7 +288,8 @@ impl Controller {
     /// store is not one a function can declare).
     pub fn kv_labels(&self) -> Vec<String> {
         let mut labels = self.kv.labels();
-        labels.retain(|l| l != NODE_STATE);
+        // The node's own tables (its state, the stores it keeps for others).
+        labels.retain(|l| !l.starts_with("weft."));
         labels
     }
 
@@ -285,8 +298,23 @@ impl Controller {
     /// are bound to its buckets.
     pub fn attach_fabric(&self, mesh: &Arc<Mesh>) -> Result<()> {
         for label in self.kv.deferred_labels() {
+            let keeper = self.config.kv.iter().find_map(|(l, kv)| match kv {
+                KvStoreConfig::Node { node } if l.as_str() == label => Some(node.clone()),
+                _ => None,
+            });
+            let bucket = match keeper {
+                None => weft_mesh::kv_bucket(mesh, &label),
+                Some(node) if node == mesh.name() => {
+                    let kept = self.kv.bucket(&kept_label(&label)).ok_or_else(|| {
+                        Error::Internal(format!("the table of store `{label}` did not open"))
+                    })?;
+                    mesh.export_store(&label, kept.clone());
+                    kept
+                }
+                Some(node) => weft_mesh::node_bucket(mesh, &label, &node),
+            };
             self.kv
-                .bind(&label, weft_mesh::kv_bucket(mesh, &label))
+                .bind(&label, bucket)
                 .map_err(|e| Error::Internal(format!("key-value store `{label}`: {e}")))?;
         }
         self.artifacts.set_mesh(mesh.clone());

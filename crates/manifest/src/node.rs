@@ -156,6 +156,14 @@ pub enum KvStoreConfig {
     /// every node mapping the label to it. `backend = "fabric"`; needs
     /// `[fabric]` (or `weft up --fabric`).
     Fabric {},
+    /// A store one node of the fabric keeps in its embedded file and the
+    /// others reach through the fabric: a site's own store, served within
+    /// the site (through its leaf server) while its uplink is cut.
+    /// `backend = "node"`, `node = "edge-a1"`; needs `[fabric]`.
+    Node {
+        /// The node that keeps it (its fabric name).
+        node: String,
+    },
 }
 
 /// The MQTT broker. TOML: `[mqtt]`
@@ -279,10 +287,23 @@ impl NodeConfig {
             f.validate().map_err(|e| e.at("fabric"))?;
         }
         for (label, kv) in &self.kv {
-            if matches!(kv, KvStoreConfig::Fabric {}) && self.fabric.is_none() {
+            let backend = match kv {
+                KvStoreConfig::Fabric {} => "fabric",
+                KvStoreConfig::Node { node } => {
+                    if !crate::placement::valid_node_name(node) {
+                        return bad(
+                            &format!("kv.{label}.node"),
+                            format!("`{}` is not a node name", node.escape_debug()),
+                        );
+                    }
+                    "node"
+                }
+                _ => continue,
+            };
+            if self.fabric.is_none() {
                 return bad(
                     &format!("kv.{label}.backend"),
-                    "`fabric` needs a fabric (`[fabric]` or `weft up --fabric`)",
+                    format!("`{backend}` needs a fabric (`[fabric]` or `weft up --fabric`)"),
                 );
             }
         }

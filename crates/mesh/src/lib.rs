@@ -11,6 +11,7 @@
 //! | the registry (one record per function, every version) | JetStream key-value bucket `weft-registry` |
 //! | artifacts (the module bytes, by sha256) | JetStream object store `weft-artifacts` |
 //! | key-value stores mapped to `backend = "fabric"` | JetStream key-value buckets `weft-kv-<label>` |
+//! | key-value stores mapped to `backend = "node"` (a site's store) | request/reply on `weft.node.<node>.kv` to the node that keeps it |
 //!
 //! The node above (the controller) plugs in through [`Host`]: what to
 //! announce, how to run a call that arrives, and how to apply a registry
@@ -20,10 +21,12 @@
 
 mod kv;
 mod mesh;
+mod node_kv;
 pub mod wire;
 
 pub use kv::kv_bucket;
 pub use mesh::{
     Auth, CallError, Host, LocalLoad, Mesh, MeshConfig, MeshError, Peer, RegistryEvent, Tls,
 };
+pub use node_kv::node_bucket;
 pub use wire::{CallMeta, Heartbeat, HttpMeta, ReplyMeta, ReplyOutcome, valid_node_name};

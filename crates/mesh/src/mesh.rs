@@ -301,6 +301,9 @@ pub struct Mesh {
     reply_prefix: String,
     replies: Mutex<HashMap<String, tokio::sync::mpsc::UnboundedSender<async_nats::Message>>>,
     artifact_bandwidth: Mutex<Option<f64>>,
+    /// Stores this node keeps for others (`backend = "node"` naming it),
+    /// by label, served on `weft.node.<node>.kv`.
+    exported: RwLock<HashMap<String, Arc<dyn weft_kv::Bucket>>>,
 }
 
 fn now_ms() -> u64 {
@@ -409,6 +412,7 @@ impl Mesh {
             reply_prefix,
             replies: Mutex::new(HashMap::new()),
             artifact_bandwidth: Mutex::new(None),
+            exported: RwLock::new(HashMap::new()),
         }))
     }
 
@@ -465,6 +469,7 @@ impl Mesh {
         let replies = sub(format!("{}.*", self.reply_prefix)).await?;
         let pings = sub(format!("weft.node.{name}.ping")).await?;
         let calls = sub(format!("weft.node.{name}.call")).await?;
+        let stores = sub(format!("weft.node.{name}.kv")).await?;
         // Subscriptions reach the server once connected: wait for that a
         // little (so calls sent to this node from now on are answered), but
         // with the servers down start anyway and serve what the node has.
@@ -475,6 +480,7 @@ impl Mesh {
         tokio::spawn(probe(weak.clone(), host.clone()));
         tokio::spawn(answer_pings(weak.clone(), self.client.clone(), pings));
         tokio::spawn(listen_calls(weak.clone(), host.clone(), calls));
+        tokio::spawn(serve_stores(weak.clone(), self.client.clone(), stores));
         tokio::spawn(route_replies(weak.clone(), replies));
         tokio::spawn(follow_registry(weak, host));
         Ok(())
@@ -497,6 +503,28 @@ impl Mesh {
         match tokio::time::timeout(Duration::from_secs(3), asked).await {
             Ok(Some(Ok(_))) => Err(MeshError::NameTaken(self.config.name.clone())),
             _ => Ok(()),
+        }
+    }
+
+    /// Serves `bucket` to the fabric as the store `label` this node keeps
+    /// (`backend = "node"` naming it).
+    pub fn export_store(&self, label: &str, bucket: Arc<dyn weft_kv::Bucket>) {
+        self.exported.write().insert(label.to_string(), bucket);
+    }
+
+    /// One request to the stores `node` keeps; its answer, or why none
+    /// came within `timeout`.
+    pub(crate) async fn store_request(
+        &self,
+        node: &str,
+        body: Bytes,
+        timeout: Duration,
+    ) -> Result<Bytes, String> {
+        let subject = format!("weft.node.{node}.kv");
+        match tokio::time::timeout(timeout, self.client.request(subject, body)).await {
+            Ok(Ok(msg)) => Ok(msg.payload),
+            Ok(Err(e)) => Err(format!("is unreachable: {e}")),
+            Err(_) => Err(format!("did not answer within {} ms", timeout.as_millis())),
         }
     }
 
@@ -1349,6 +1377,24 @@ async fn answer_pings(mesh: Weak<Mesh>, client: Client, mut sub: async_nats::Sub
         if let Some(reply) = msg.reply {
             let _ = client.publish(reply, Bytes::new()).await;
         }
+    }
+}
+
+/// Answers requests to the stores this node keeps, each in a task of its
+/// own (a slow write does not hold up a read).
+async fn serve_stores(mesh: Weak<Mesh>, client: Client, mut sub: async_nats::Subscriber) {
+    while let Some(msg) = sub.next().await {
+        let Some(m) = mesh.upgrade() else { return };
+        if m.stopped() {
+            return;
+        }
+        let Some(reply) = msg.reply else { continue };
+        let client = client.clone();
+        tokio::spawn(async move {
+            let exported = |label: &str| m.exported.read().get(label).cloned();
+            let answer = crate::node_kv::serve(&exported, &msg.payload).await;
+            let _ = client.publish(reply, answer.into()).await;
+        });
     }
 }
 
