@@ -5,21 +5,25 @@
 //! is checkpointed, durably, before the response goes out, and becomes the
 //! actor's; a failed turn leaves the state as it was.
 //!
-//! A checkpoint is the whole state, encoded (`u32` length-prefixed keys and
-//! values), in chunks of at most [`CHUNK`] bytes under `ac/FUNCTION/KEY/N`
-//! plus a head `ac/FUNCTION/KEY/` holding the count, written in one batch
-//! (atomic on the node's embedded store). An actor not in memory is loaded
-//! from its checkpoint at its first turn.
+//! A checkpoint writes only what the turn changed: each entry is its own
+//! record, `ac/FUNCTION/KEY/e/HASH` (the first 16 bytes of the SHA-256 of
+//! its key, in hex) holding its value (so any value the store takes fits);
+//! the head `ac/FUNCTION/KEY/` lists the keys. A turn's changed entries, and the head
+//! when the set of keys changed, are written in one batch (atomic on the
+//! node's embedded store); records of deleted entries are removed after it
+//! (until then they are garbage the head no longer names). An actor not in
+//! memory is loaded from its checkpoint at its first turn.
 
 use crate::error::{Error, Result};
 use parking_lot::Mutex;
+use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use tokio::sync::OwnedMutexGuard;
 use weft_kv::{Bucket, Held, Traffic, state_prefix};
 
-/// Largest checkpoint value.
-const CHUNK: usize = 512 << 10;
+/// What a head starts with.
+const HEAD_MAGIC: &[u8] = b"weft-actor-1\n";
 /// Most bytes of keys and values an actor may hold.
 pub const MAX_ACTOR_STATE: u64 = 64 << 20;
 
@@ -119,21 +123,30 @@ impl Actors {
             ))
         };
         let read = |e: weft_kv::KvError| corrupt(&format!("reading it: {e}"));
-        let Some(count) = self.store.get(head).await.map_err(read)? else {
+        let Some(listed) = self.store.get(head).await.map_err(read)? else {
             return Ok(State::new());
         };
-        let count: usize = std::str::from_utf8(&count)
-            .ok()
-            .and_then(|c| c.parse().ok())
-            .ok_or_else(|| corrupt("its head is not a count"))?;
-        let keys: Vec<String> = (0..count).map(|i| format!("{head}{i}")).collect();
-        let mut bytes = Vec::new();
-        for chunk in self.store.get_many(&keys).await.map_err(read)? {
-            let (_, v) = chunk.ok_or_else(|| corrupt("a chunk is missing"))?;
-            bytes.extend_from_slice(&v);
+        let keys = listed
+            .strip_prefix(HEAD_MAGIC)
+            .and_then(decode)
+            .ok_or_else(|| corrupt("its head does not decode"))?;
+        let records: Vec<String> = keys.keys().map(|k| record(head, k)).collect();
+        let mut state = State::new();
+        for (k, got) in keys
+            .into_keys()
+            .zip(self.store.get_many(&records).await.map_err(read)?)
+        {
+            let (_, v) = got.ok_or_else(|| corrupt(&format!("the entry `{k}` is missing")))?;
+            state.insert(k, v);
         }
-        decode(&bytes).ok_or_else(|| corrupt("it does not decode"))
+        Ok(state)
     }
+}
+
+/// The record of entry `k` under `head`.
+fn record(head: &str, k: &str) -> String {
+    let hash = Sha256::digest(k.as_bytes());
+    format!("{head}e/{}", hex::encode(&hash[..16]))
 }
 
 /// One invocation's turn at its key's actor: it holds the key until it is
@@ -146,25 +159,44 @@ pub struct Turn {
 }
 
 impl Turn {
-    /// The sandbox ended well: its state, if it changed, is checkpointed
-    /// and becomes the actor's.
+    /// The sandbox ended well: what it changed is checkpointed, and the
+    /// state becomes the actor's.
     pub async fn checkpoint(mut self) -> Result<()> {
-        if !self.held.changed() {
+        let touched = self.held.touched();
+        if touched.is_empty() {
             return Ok(());
         }
+        let before = self.guard.as_ref();
+        let keys_changed = touched
+            .iter()
+            .any(|(k, v)| v.is_some() != before.is_some_and(|b| b.contains_key(k)));
         let state = self.held.entries();
-        let bytes = encode(&state);
-        let mut entries: Vec<(String, Vec<u8>)> = bytes
-            .chunks(CHUNK)
-            .enumerate()
-            .map(|(i, c)| (format!("{}{i}", self.head), c.to_vec()))
-            .collect();
-        entries.push((self.head.clone(), entries.len().to_string().into_bytes()));
-        self.store
-            .set_many(&entries)
-            .await
-            .map_err(|e| Error::Internal(format!("checkpointing {}: {e}", self.head)))?;
+        let mut writes = Vec::new();
+        let mut removed = Vec::new();
+        for (k, v) in touched {
+            match v {
+                Some(v) => writes.push((record(&self.head, &k), v)),
+                None => removed.push(record(&self.head, &k)),
+            }
+        }
+        if keys_changed {
+            let keys: State = state.keys().map(|k| (k.clone(), Vec::new())).collect();
+            let mut head = HEAD_MAGIC.to_vec();
+            head.extend_from_slice(&encode(&keys));
+            writes.push((self.head.clone(), head));
+        }
+        let failed =
+            |e: weft_kv::KvError| Error::Internal(format!("checkpointing {}: {e}", self.head));
+        if !writes.is_empty() {
+            self.store.set_many(&writes).await.map_err(failed)?;
+        }
         *self.guard = Some(state);
+        if !removed.is_empty()
+            && let Err(e) = self.store.delete_many(&removed).await
+        {
+            // The head no longer names them: garbage, not state.
+            tracing::warn!("removing deleted entries of {}: {e}", self.head);
+        }
         Ok(())
     }
 }
@@ -182,5 +214,43 @@ mod tests {
         assert_eq!(decode(&encode(&s)), Some(s));
         assert_eq!(decode(&[0, 0, 0, 9, b'a']), None);
         assert_eq!(decode(&[]), Some(State::new()));
+    }
+
+    #[tokio::test]
+    async fn checkpoints_write_what_changed_and_a_restart_loads_the_latest() {
+        // Any store will do: an in-memory one stands for the node's file.
+        let store: Arc<dyn Bucket> =
+            Arc::new(Held::new("weft.state", State::new(), None, Arc::default()));
+        async fn turn(actors: &Actors) -> Turn {
+            actors
+                .turn("f", "k/1", "state", Arc::default())
+                .await
+                .unwrap()
+        }
+        let a = Actors::new(store.clone());
+        let t = turn(&a).await;
+        t.held.set("a", b"1").await.unwrap();
+        t.held.set("b", &[7; 2000]).await.unwrap();
+        t.checkpoint().await.unwrap();
+        // A turn that fails leaves nothing.
+        let t = turn(&a).await;
+        t.held.set("a", b"lost").await.unwrap();
+        drop(t);
+        assert_eq!(
+            turn(&a).await.held.get("a").await.unwrap(),
+            Some(b"1".to_vec())
+        );
+        // As after a restart: another process, the same store.
+        let b = Actors::new(store.clone());
+        let t = turn(&b).await;
+        assert_eq!(t.held.entries().len(), 2);
+        t.held.delete("a").await.unwrap();
+        t.held.set("c", b"3").await.unwrap();
+        t.checkpoint().await.unwrap();
+        let records = store.list_keys(None).await.unwrap().keys;
+        assert_eq!(records.len(), 3, "the head and two entries: {records:?}");
+        let c = Actors::new(store);
+        let keys: Vec<String> = turn(&c).await.held.entries().into_keys().collect();
+        assert_eq!(keys, ["b", "c"]);
     }
 }

@@ -13,7 +13,7 @@
 
 use crate::{Bucket, KeyPage, KvError, Result, parse_counter};
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 /// Bytes of state one invocation read and wrote: values (and counters as
@@ -197,14 +197,26 @@ impl Bucket for Keyed {
 const HELD_PAGE: usize = 256;
 
 /// One key's state held in memory: loaded from where it lives before the
-/// invocation, saved back after it when [`Held::changed`].
+/// invocation, saved back after it when [`Held::changed`] (all of it, or
+/// only [`Held::touched`] entries).
 pub struct Held {
     label: String,
-    map: Mutex<BTreeMap<String, Vec<u8>>>,
+    inner: Mutex<HeldInner>,
     /// Most bytes of keys and values it may hold; `None`: no bound.
     limit: Option<u64>,
-    changed: AtomicBool,
     traffic: Arc<Traffic>,
+}
+
+struct HeldInner {
+    map: BTreeMap<String, Vec<u8>>,
+    /// Bytes of keys and values in `map`.
+    size: u64,
+    /// Keys written or deleted since it was opened.
+    touched: std::collections::BTreeSet<String>,
+}
+
+fn entry_size(k: &str, v: &[u8]) -> u64 {
+    (k.len() + v.len()) as u64
 }
 
 impl Held {
@@ -218,53 +230,84 @@ impl Held {
     ) -> Held {
         Held {
             label: label.to_string(),
-            map: Mutex::new(entries),
+            inner: Mutex::new(HeldInner {
+                size: Held::size_of(&entries),
+                map: entries,
+                touched: Default::default(),
+            }),
             limit,
-            changed: AtomicBool::new(false),
             traffic,
         }
     }
 
-    fn map(&self) -> MutexGuard<'_, BTreeMap<String, Vec<u8>>> {
-        self.map.lock().unwrap_or_else(|p| p.into_inner())
+    fn inner(&self) -> MutexGuard<'_, HeldInner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Whether the guest wrote or deleted anything.
     pub fn changed(&self) -> bool {
-        self.changed.load(Ordering::Relaxed)
+        !self.inner().touched.is_empty()
     }
 
     /// The entries now.
     pub fn entries(&self) -> BTreeMap<String, Vec<u8>> {
-        self.map().clone()
+        self.inner().map.clone()
+    }
+
+    /// The keys written or deleted, with their value now (`None`: deleted).
+    pub fn touched(&self) -> Vec<(String, Option<Vec<u8>>)> {
+        let inner = self.inner();
+        inner
+            .touched
+            .iter()
+            .map(|k| (k.clone(), inner.map.get(k).cloned()))
+            .collect()
     }
 
     /// Bytes of keys and values of `map`.
     pub fn size_of(map: &BTreeMap<String, Vec<u8>>) -> u64 {
-        map.iter().map(|(k, v)| (k.len() + v.len()) as u64).sum()
+        map.iter().map(|(k, v)| entry_size(k, v)).sum()
     }
 
-    /// Applies `change` to the map if the result stays within the limit.
-    fn update<T>(
-        &self,
-        change: impl FnOnce(&mut BTreeMap<String, Vec<u8>>) -> Result<T>,
-    ) -> Result<T> {
-        let mut map = self.map();
-        let mut next = map.clone();
-        let out = change(&mut next)?;
-        if let Some(limit) = self.limit {
-            let size = Held::size_of(&next);
-            if size > limit {
-                // The whole state, as the limit counts it.
-                return Err(KvError::ValueTooLarge {
-                    len: usize::try_from(size).unwrap_or(usize::MAX),
-                    limit: usize::try_from(limit).unwrap_or(usize::MAX),
-                });
+    /// Writes `puts` and removes `removes`, all or nothing: nothing if the
+    /// state would grow past its limit.
+    fn apply(&self, puts: &[(&str, Vec<u8>)], removes: &[&str]) -> Result<()> {
+        let mut inner = self.inner();
+        // The batch as it ends: a repeated key takes its last value.
+        let mut batch: BTreeMap<&str, Option<&[u8]>> = BTreeMap::new();
+        for (k, v) in puts {
+            batch.insert(k, Some(v.as_slice()));
+        }
+        for k in removes {
+            batch.insert(k, None);
+        }
+        let mut size = inner.size;
+        for (k, v) in &batch {
+            if let Some(old) = inner.map.get(*k) {
+                size -= entry_size(k, old);
+            }
+            if let Some(v) = v {
+                size += entry_size(k, v);
             }
         }
-        *map = next;
-        self.changed.store(true, Ordering::Relaxed);
-        Ok(out)
+        if let Some(limit) = self.limit
+            && size > limit
+        {
+            // The whole state, as the limit counts it.
+            return Err(KvError::ValueTooLarge {
+                len: usize::try_from(size).unwrap_or(usize::MAX),
+                limit: usize::try_from(limit).unwrap_or(usize::MAX),
+            });
+        }
+        for (k, v) in batch {
+            match v {
+                Some(v) => inner.map.insert(k.to_string(), v.to_vec()),
+                None => inner.map.remove(k),
+            };
+            inner.touched.insert(k.to_string());
+        }
+        inner.size = size;
+        Ok(())
     }
 }
 
@@ -275,81 +318,76 @@ impl Bucket for Held {
     }
 
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>> {
-        Ok(self.map().get(key).cloned())
+        Ok(self.inner().map.get(key).cloned())
     }
 
     async fn set(&self, key: &str, value: &[u8]) -> Result<()> {
-        self.update(|m| {
-            m.insert(key.to_string(), value.to_vec());
-            Ok(())
-        })?;
+        self.apply(&[(key, value.to_vec())], &[])?;
         self.traffic.add_written(value.len());
         Ok(())
     }
 
     async fn delete(&self, key: &str) -> Result<()> {
-        if self.map().contains_key(key) {
-            self.update(|m| {
-                m.remove(key);
-                Ok(())
-            })?;
+        if self.inner().map.contains_key(key) {
+            self.apply(&[], &[key])?;
         }
         Ok(())
     }
 
     async fn exists(&self, key: &str) -> Result<bool> {
-        Ok(self.map().contains_key(key))
+        Ok(self.inner().map.contains_key(key))
     }
 
     async fn list_keys(&self, cursor: Option<u64>) -> Result<KeyPage> {
-        let map = self.map();
+        let inner = self.inner();
         let from = usize::try_from(cursor.unwrap_or(0)).unwrap_or(usize::MAX);
-        let keys: Vec<String> = map.keys().skip(from).take(HELD_PAGE).cloned().collect();
+        let keys: Vec<String> = inner
+            .map
+            .keys()
+            .skip(from)
+            .take(HELD_PAGE)
+            .cloned()
+            .collect();
         let next = from + keys.len();
         Ok(KeyPage {
-            cursor: (next < map.len()).then_some(next as u64),
+            cursor: (next < inner.map.len()).then_some(next as u64),
             keys,
         })
     }
 
     async fn increment(&self, key: &str, delta: u64) -> Result<u64> {
-        let n = self.update(|m| {
-            let now = match m.get(key) {
-                Some(v) => parse_counter(v).ok_or_else(|| KvError::NotANumber {
-                    key: key.to_string(),
-                })?,
-                None => 0,
-            };
-            let delta = i64::try_from(delta).map_err(|_| KvError::Overflow {
+        let overflow = || KvError::Overflow {
+            key: key.to_string(),
+        };
+        let now = match self.inner().map.get(key) {
+            Some(v) => parse_counter(v).ok_or_else(|| KvError::NotANumber {
                 key: key.to_string(),
-            })?;
-            let sum = now.checked_add(delta).ok_or_else(|| KvError::Overflow {
-                key: key.to_string(),
-            })?;
-            m.insert(key.to_string(), sum.to_string().into_bytes());
-            u64::try_from(sum).map_err(|_| KvError::Overflow {
-                key: key.to_string(),
-            })
-        })?;
-        self.traffic.add_written(n.to_string().len());
-        Ok(n)
+            })?,
+            None => 0,
+        };
+        let sum = now
+            .checked_add(i64::try_from(delta).map_err(|_| overflow())?)
+            .ok_or_else(overflow)?;
+        let text = sum.to_string();
+        self.apply(&[(key, text.clone().into_bytes())], &[])?;
+        self.traffic.add_written(text.len());
+        u64::try_from(sum).map_err(|_| overflow())
     }
 
     async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<(String, Vec<u8>)>>> {
-        let map = self.map();
+        let inner = self.inner();
         Ok(keys
             .iter()
-            .map(|k| map.get(k).map(|v| (k.clone(), v.clone())))
+            .map(|k| inner.map.get(k).map(|v| (k.clone(), v.clone())))
             .collect())
     }
 
     async fn set_many(&self, entries: &[(String, Vec<u8>)]) -> Result<()> {
-        self.update(|m| {
-            for (k, v) in entries {
-                m.insert(k.clone(), v.clone());
-            }
-            Ok(())
-        })?;
+        let puts: Vec<(&str, Vec<u8>)> = entries
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.clone()))
+            .collect();
+        self.apply(&puts, &[])?;
         for (_, v) in entries {
             self.traffic.add_written(v.len());
         }
@@ -357,12 +395,14 @@ impl Bucket for Held {
     }
 
     async fn delete_many(&self, keys: &[String]) -> Result<()> {
-        self.update(|m| {
-            for k in keys {
-                m.remove(k);
-            }
-            Ok(())
-        })
+        let present: Vec<&str> = {
+            let inner = self.inner();
+            keys.iter()
+                .map(String::as_str)
+                .filter(|k| inner.map.contains_key(*k))
+                .collect()
+        };
+        self.apply(&[], &present)
     }
 }
 
@@ -396,5 +436,17 @@ mod tests {
         let page = h.list_keys(None).await.unwrap();
         assert_eq!(page.keys, vec!["a".to_string(), "n".to_string()]);
         assert_eq!(page.cursor, None);
+        // What changed, for a checkpoint of only that.
+        h.delete("a").await.unwrap();
+        let touched: Vec<String> = h.touched().into_iter().map(|(k, _)| k).collect();
+        assert_eq!(touched, ["a", "n"]);
+        assert_eq!(h.touched()[0].1, None);
+        // A batch past the limit changes nothing.
+        let big = vec![
+            ("x".to_string(), vec![0; 10]),
+            ("y".to_string(), vec![0; 10]),
+        ];
+        assert!(h.set_many(&big).await.is_err());
+        assert_eq!(h.entries().len(), 1);
     }
 }
