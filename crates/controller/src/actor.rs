@@ -26,6 +26,9 @@ use weft_kv::{Bucket, Held, Traffic, state_prefix};
 const HEAD_MAGIC: &[u8] = b"weft-actor-1\n";
 /// Most bytes of keys and values an actor may hold.
 pub const MAX_ACTOR_STATE: u64 = 64 << 20;
+/// Actors kept in memory before idle ones are let go (their checkpoints
+/// hold them; the next turn loads them again).
+const MAX_LIVE: usize = 10_000;
 
 type State = BTreeMap<String, Vec<u8>>;
 
@@ -96,12 +99,17 @@ impl Actors {
         label: &str,
         traffic: Arc<Traffic>,
     ) -> Result<Turn> {
-        let actor = self
-            .live
-            .lock()
-            .entry((function.to_string(), key.to_string()))
-            .or_default()
-            .clone();
+        let actor = {
+            let mut live = self.live.lock();
+            if live.len() >= MAX_LIVE {
+                // Idle: nobody holds or waits for it (the map's own handle
+                // is the only one).
+                live.retain(|_, a| Arc::strong_count(a) > 1);
+            }
+            live.entry((function.to_string(), key.to_string()))
+                .or_default()
+                .clone()
+        };
         let mut guard = actor.lock_owned().await;
         let head = head(function, key);
         if guard.is_none() {
