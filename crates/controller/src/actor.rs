@@ -90,14 +90,15 @@ impl Actors {
     }
 
     /// Waits for `key`'s turn (after every invocation of it that arrived
-    /// earlier), loads its state if it is not in memory, and opens a copy
-    /// for the guest as `label`.
+    /// earlier), at most `wait`, loads its state if it is not in memory,
+    /// and opens a copy for the guest as `label`.
     pub(crate) async fn turn(
         &self,
         function: &str,
         key: &str,
         label: &str,
         traffic: Arc<Traffic>,
+        wait: std::time::Duration,
     ) -> Result<Turn> {
         let actor = {
             let mut live = self.live.lock();
@@ -110,7 +111,12 @@ impl Actors {
                 .or_default()
                 .clone()
         };
-        let mut guard = actor.lock_owned().await;
+        let mut guard = tokio::time::timeout(wait, actor.lock_owned())
+            .await
+            .map_err(|_| Error::QueueTimeout {
+                name: function.to_string(),
+                waited: wait,
+            })?;
         let head = head(function, key);
         if guard.is_none() {
             *guard = Some(self.load(function, key, &head).await?);
@@ -231,7 +237,13 @@ mod tests {
             Arc::new(Held::new("weft.state", State::new(), None, Arc::default()));
         async fn turn(actors: &Actors) -> Turn {
             actors
-                .turn("f", "k/1", "state", Arc::default())
+                .turn(
+                    "f",
+                    "k/1",
+                    "state",
+                    Arc::default(),
+                    std::time::Duration::from_secs(5),
+                )
                 .await
                 .unwrap()
         }

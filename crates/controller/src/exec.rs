@@ -152,7 +152,17 @@ impl Executor {
         let f = r.function().clone();
         // Before the code: a state the request cannot use runs nothing.
         let mut state = match (&f.state, &ctx.state_key) {
-            (Some(s), Some(key)) => Some(s.open(&f.name, key, ctx.client_state.as_deref()).await?),
+            (Some(s), Some(key)) => {
+                // An actor's turn waits at most what the invocation may take.
+                let wait = ctx
+                    .timeout_cap
+                    .unwrap_or(f.limits.timeout)
+                    .min(f.limits.timeout);
+                Some(
+                    s.open(&f.name, key, ctx.client_state.as_deref(), wait)
+                        .await?,
+                )
+            }
             _ => None,
         };
         let settle = state.as_mut().and_then(|s| s.settle.take());

@@ -63,12 +63,14 @@ impl Settle {
 
 impl FunctionState {
     /// The bucket one invocation of `function` for `key` opens, and what it
-    /// moves; `sealed`: the client state the request carries.
+    /// moves; `sealed`: the client state the request carries; `wait`: the
+    /// longest it may wait for an actor's turn.
     pub(crate) async fn open(
         &self,
         function: &str,
         key: &str,
         sealed: Option<&str>,
+        wait: std::time::Duration,
     ) -> Result<Opened> {
         let traffic = Arc::new(Traffic::default());
         let (bucket, settle): (Arc<dyn Bucket>, _) = match &self.home {
@@ -93,7 +95,7 @@ impl FunctionState {
             }
             Home::Actor(actors) => {
                 let turn = actors
-                    .turn(function, key, &self.label, traffic.clone())
+                    .turn(function, key, &self.label, traffic.clone(), wait)
                     .await?;
                 (
                     weft_kv::limited(turn.held.clone(), weft_kv::KvLimits::default()),
