@@ -9,9 +9,10 @@
 //! the latest version it issued per function and key (8 bytes, in its own
 //! store), which is how an older state is told from the latest: a request
 //! must carry the latest, or none (the client starts over; it may drop its
-//! state, never roll it back). Taking a version is one step under a lock,
-//! so two requests carrying the same state cannot both run: the second is
-//! refused as stale, and a key's client state has one writer at a time.
+//! state, never roll it back). One request per key runs at a time (a set
+//! of the keys in flight): two requests carrying the same state cannot both
+//! run, the second is refused as stale, and a key's client state has one
+//! writer at a time.
 
 use crate::error::{Error, Result};
 use base64::Engine as _;
@@ -19,7 +20,7 @@ use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use weft_codes::Code;
 use weft_kv::{Bucket, Held, Traffic, state_prefix};
@@ -46,10 +47,10 @@ pub(crate) struct ClientStates {
     secret: [u8; 32],
     /// Most bytes of keys and values a state may hold.
     limit: u64,
-    /// Latest version issued (or taken by a request in flight), as far as
-    /// this process knows; read through from `store`.
-    versions: Mutex<HashMap<(String, String), u64>>,
-    /// Where versions are kept across restarts: the node's own store.
+    /// Function and key of the requests in flight: one at a time per key.
+    in_flight: Mutex<HashSet<(String, String)>>,
+    /// Where the latest version per function and key is kept: the node's
+    /// own store.
     store: Arc<dyn Bucket>,
 }
 
@@ -87,7 +88,7 @@ impl ClientStates {
         ClientStates {
             secret,
             limit,
-            versions: Mutex::new(HashMap::new()),
+            in_flight: Mutex::new(HashSet::new()),
             store,
         }
     }
@@ -155,26 +156,21 @@ impl ClientStates {
         Ok(env)
     }
 
-    /// The latest version issued for `function` and `key`.
+    /// The latest version issued for `function` and `key` (0: none yet).
     async fn latest(&self, function: &str, key: &str) -> Result<u64> {
-        let id = (function.to_string(), key.to_string());
-        if let Some(n) = self.versions.lock().get(&id) {
-            return Ok(*n);
-        }
         let stored = self
             .store
             .get(&version_key(function, key))
             .await
             .map_err(|e| Error::Internal(format!("reading client state versions: {e}")))?;
-        let n = stored
+        Ok(stored
             .and_then(|b| std::str::from_utf8(&b).ok()?.parse().ok())
-            .unwrap_or(0);
-        Ok(*self.versions.lock().entry(id).or_insert(n))
+            .unwrap_or(0))
     }
 
     /// Opens the state a request carries (`None`: it starts empty), and
-    /// takes the next version for it; `traffic` counts what the guest
-    /// writes.
+    /// takes the key until it is sealed or given back; `traffic` counts
+    /// what the guest writes.
     pub(crate) async fn begin(
         self: &Arc<Self>,
         function: &str,
@@ -184,27 +180,40 @@ impl ClientStates {
         traffic: Arc<Traffic>,
     ) -> Result<Pending> {
         let env = sealed.map(|s| self.unseal(s, function, key)).transpose()?;
-        let latest = self.latest(function, key).await?;
-        let id = (function.to_string(), key.to_string());
-        let taken = {
-            let mut versions = self.versions.lock();
-            let now = versions.get(&id).copied().unwrap_or(latest);
-            if let Some(env) = &env
-                && env.n != now
-            {
-                return Err(Error::ClientState {
-                    name: function.to_string(),
-                    code: Code::StaleClientState,
-                    message: format!(
-                        "{STATE_HEADER} holds version {} of key `{key}`; version {now} is newer \
-                         (an older state, or one a request in flight carries too)",
-                        env.n
-                    ),
-                });
-            }
-            versions.insert(id, now + 1);
-            now
+        let stale = |message: String| Error::ClientState {
+            name: function.to_string(),
+            code: Code::StaleClientState,
+            message,
         };
+        let id = (function.to_string(), key.to_string());
+        if !self.in_flight.lock().insert(id.clone()) {
+            return Err(stale(format!(
+                "a request with the state of key `{key}` is in flight; its answer carries the next one"
+            )));
+        }
+        // From here the key is this request's: given back when `Pending`
+        // is dropped, whatever happens.
+        let mut pending = Pending {
+            held: Arc::new(Held::new(
+                label,
+                BTreeMap::new(),
+                Some(self.limit),
+                traffic.clone(),
+            )),
+            function: function.to_string(),
+            key: key.to_string(),
+            previous: 0,
+            states: self.clone(),
+        };
+        let latest = self.latest(function, key).await?;
+        if let Some(env) = &env
+            && env.n != latest
+        {
+            return Err(stale(format!(
+                "{STATE_HEADER} holds version {} of key `{key}`; version {latest} is newer",
+                env.n
+            )));
+        }
         let mut entries = BTreeMap::new();
         let mut read = 0;
         for (k, v) in env.map(|e| e.s).unwrap_or_default() {
@@ -217,14 +226,9 @@ impl ClientStates {
             entries.insert(k, v);
         }
         traffic.add_read(read);
-        Ok(Pending {
-            held: Arc::new(Held::new(label, entries, Some(self.limit), traffic)),
-            function: function.to_string(),
-            key: key.to_string(),
-            previous: taken,
-            states: self.clone(),
-            done: false,
-        })
+        pending.previous = latest;
+        pending.held = Arc::new(Held::new(label, entries, Some(self.limit), traffic));
+        Ok(pending)
     }
 }
 
@@ -236,13 +240,12 @@ pub struct Pending {
     key: String,
     previous: u64,
     states: Arc<ClientStates>,
-    done: bool,
 }
 
 impl Pending {
     /// The state to send back to the client, sealed: the invocation
     /// succeeded. Its version is kept durably first.
-    pub async fn seal(mut self) -> Result<String> {
+    pub async fn seal(self) -> Result<String> {
         let n = self.previous + 1;
         self.states
             .store
@@ -252,7 +255,6 @@ impl Pending {
             )
             .await
             .map_err(|e| Error::Internal(format!("keeping the client state's version: {e}")))?;
-        self.done = true;
         let env = Envelope {
             f: self.function.clone(),
             k: self.key.clone(),
@@ -270,16 +272,10 @@ impl Pending {
 
 impl Drop for Pending {
     fn drop(&mut self) {
-        if self.done {
-            return;
-        }
-        // Not sealed: the client keeps the state it sent, which must stay
-        // the latest.
+        // Sealed, or not (the client keeps the state it sent, which stays
+        // the latest): the key is free for the next request.
         let id = (self.function.clone(), self.key.clone());
-        let mut versions = self.states.versions.lock();
-        if versions.get(&id) == Some(&(self.previous + 1)) {
-            versions.insert(id, self.previous);
-        }
+        self.states.in_flight.lock().remove(&id);
     }
 }
 
