@@ -624,3 +624,44 @@ fn a_sites_store_kept_by_one_of_its_nodes_serves_the_site_through_a_cut_uplink()
         a2.ok(&["logs", "counter"])
     );
 }
+
+#[test]
+fn client_state_travels_along_a_chain_of_calls_sealed_once() {
+    let node = Node::start();
+    node.deploy("step2", "state-counter.wasm", &["--state", "client"]);
+    node.deploy(
+        "counter",
+        "state-counter.wasm",
+        &[
+            "--state",
+            "client",
+            "--config-value",
+            "next=step2",
+            "--call",
+            "step2",
+        ],
+    );
+    let (s, body, t1) = hit_client(&node, "alice", None, "a");
+    assert_eq!(s, 200, "{body}");
+    assert_eq!(body, "count=1 last= keys=2\ncount=1 last= keys=2\n");
+    let t1 = t1.unwrap();
+    // One state for the chain: both steps' entries come back in it.
+    let (s, body, t2) = hit_client(&node, "alice", Some(&t1), "b");
+    assert_eq!(s, 200, "{body}");
+    assert_eq!(body, "count=2 last=a keys=2\ncount=2 last=a keys=2\n");
+    // Only the latest is taken, for the chain as for one function.
+    let (s, _, _) = hit_client(&node, "alice", Some(&t1), "c");
+    assert_eq!(s, 409);
+    // A step that fails fails the chain, and the client keeps its state.
+    let (s, _, back) = hit_client(
+        &node,
+        "alice",
+        Some(t2.as_deref().unwrap()),
+        &"x".repeat(20_000),
+    );
+    assert_eq!(s, 500);
+    assert!(back.is_none());
+    let (s, body, _) = hit_client(&node, "alice", t2.as_deref(), "d");
+    assert_eq!(s, 200, "{body}");
+    assert_eq!(body, "count=3 last=b keys=2\ncount=3 last=b keys=2\n");
+}

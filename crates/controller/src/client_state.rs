@@ -31,14 +31,72 @@ pub const STATE_HEADER: &str = "x-weft-state";
 /// What a sealed state says.
 #[derive(Debug, Serialize, Deserialize)]
 struct Envelope {
-    /// The function.
+    /// The function the client called.
     f: String,
     /// The key.
     k: String,
     /// The version, from 1.
     n: u64,
-    /// The entries, values in base64.
-    s: BTreeMap<String, String>,
+    /// The entries, values in base64, per function: the one called and
+    /// the `client`-model functions it called, with the same key.
+    s: BTreeMap<String, BTreeMap<String, String>>,
+}
+
+type Entries = BTreeMap<String, Vec<u8>>;
+
+/// The client state a chain of calls carries: every function's entries,
+/// for one key. The function the client called seals it all.
+pub(crate) struct Chain {
+    key: String,
+    states: Mutex<BTreeMap<String, Entries>>,
+}
+
+impl Chain {
+    /// Joins the chain for `function`: a copy of its entries, written back
+    /// when it ends well (its [`Joined`]), as the called one's are sealed.
+    pub(crate) fn join(
+        self: &Arc<Self>,
+        function: &str,
+        key: &str,
+        label: &str,
+        limit: u64,
+        traffic: Arc<Traffic>,
+    ) -> Option<Joined> {
+        if key != self.key {
+            return None;
+        }
+        let entries = self
+            .states
+            .lock()
+            .get(function)
+            .cloned()
+            .unwrap_or_default();
+        traffic.add_read(entries.values().map(Vec::len).sum());
+        Some(Joined {
+            held: Arc::new(Held::new(label, entries, Some(limit), traffic)),
+            function: function.to_string(),
+            chain: self.clone(),
+        })
+    }
+}
+
+/// A callee's part of a chain's client state.
+pub struct Joined {
+    pub(crate) held: Arc<Held>,
+    function: String,
+    pub(crate) chain: Arc<Chain>,
+}
+
+impl Joined {
+    /// It ended well: its entries go back into the chain's state.
+    pub fn settle(self) {
+        if self.held.changed() {
+            self.chain
+                .states
+                .lock()
+                .insert(self.function.clone(), self.held.entries());
+        }
+    }
 }
 
 /// The node's client states: its secret, and the latest version issued per
@@ -91,6 +149,11 @@ impl ClientStates {
             in_flight: Mutex::new(HashSet::new()),
             store,
         }
+    }
+
+    /// Most bytes of keys and values a state may hold.
+    pub(crate) fn limit(&self) -> u64 {
+        self.limit
     }
 
     /// The largest sealed state accepted: the limit in base64, with room
@@ -204,6 +267,10 @@ impl ClientStates {
             key: key.to_string(),
             previous: 0,
             states: self.clone(),
+            chain: Arc::new(Chain {
+                key: key.to_string(),
+                states: Mutex::default(),
+            }),
         };
         let latest = self.latest(function, key).await?;
         if let Some(env) = &env
@@ -214,20 +281,29 @@ impl ClientStates {
                 env.n
             )));
         }
-        let mut entries = BTreeMap::new();
+        let mut states: BTreeMap<String, Entries> = BTreeMap::new();
         let mut read = 0;
-        for (k, v) in env.map(|e| e.s).unwrap_or_default() {
-            let v = STANDARD.decode(v).map_err(|_| Error::ClientState {
-                name: function.to_string(),
-                code: Code::InvalidClientState,
-                message: format!("{STATE_HEADER}: the value of `{k}` is not base64"),
-            })?;
-            read += v.len();
-            entries.insert(k, v);
+        for (f, kvs) in env.map(|e| e.s).unwrap_or_default() {
+            let mut entries = Entries::new();
+            for (k, v) in kvs {
+                let v = STANDARD.decode(v).map_err(|_| Error::ClientState {
+                    name: function.to_string(),
+                    code: Code::InvalidClientState,
+                    message: format!("{STATE_HEADER}: the value of `{k}` is not base64"),
+                })?;
+                read += v.len();
+                entries.insert(k, v);
+            }
+            states.insert(f, entries);
         }
         traffic.add_read(read);
+        let own = states.get(function).cloned().unwrap_or_default();
         pending.previous = latest;
-        pending.held = Arc::new(Held::new(label, entries, Some(self.limit), traffic));
+        pending.held = Arc::new(Held::new(label, own, Some(self.limit), traffic));
+        pending.chain = Arc::new(Chain {
+            key: key.to_string(),
+            states: Mutex::new(states),
+        });
         Ok(pending)
     }
 }
@@ -240,12 +316,27 @@ pub struct Pending {
     key: String,
     previous: u64,
     states: Arc<ClientStates>,
+    /// The state its callees carry (theirs, with the same key).
+    pub(crate) chain: Arc<Chain>,
 }
 
 impl Pending {
     /// The state to send back to the client, sealed: the invocation
     /// succeeded. Its version is kept durably first.
     pub async fn seal(self) -> Result<String> {
+        let mut states = std::mem::take(&mut *self.chain.states.lock());
+        states.insert(self.function.clone(), self.held.entries());
+        let size: u64 = states.values().map(Held::size_of).sum();
+        if size > self.states.limit {
+            return Err(Error::ClientState {
+                name: self.function.clone(),
+                code: Code::ClientStateTooLarge,
+                message: format!(
+                    "the state of key `{}` with its callees' is {size} bytes; this node seals at most {}",
+                    self.key, self.states.limit
+                ),
+            });
+        }
         let n = self.previous + 1;
         self.states
             .store
@@ -259,11 +350,16 @@ impl Pending {
             f: self.function.clone(),
             k: self.key.clone(),
             n,
-            s: self
-                .held
-                .entries()
+            s: states
                 .into_iter()
-                .map(|(k, v)| (k, STANDARD.encode(v)))
+                .filter(|(_, e)| !e.is_empty())
+                .map(|(f, e)| {
+                    let e = e
+                        .into_iter()
+                        .map(|(k, v)| (k, STANDARD.encode(v)))
+                        .collect();
+                    (f, e)
+                })
                 .collect(),
         };
         Ok(self.states.seal(&env))

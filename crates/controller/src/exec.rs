@@ -61,6 +61,8 @@ pub struct RunContext {
     pub state_key: Option<String>,
     /// The sealed client state the request carries (`client` model).
     pub client_state: Option<String>,
+    /// The client state its caller's chain carries.
+    pub chain_state: Option<weft_runtime::ChainState>,
 }
 
 /// What the sandbox is given.
@@ -159,8 +161,14 @@ impl Executor {
                     .unwrap_or(f.limits.timeout)
                     .min(f.limits.timeout);
                 Some(
-                    s.open(&f.name, key, ctx.client_state.as_deref(), wait)
-                        .await?,
+                    s.open(
+                        &f.name,
+                        key,
+                        ctx.client_state.as_deref(),
+                        wait,
+                        ctx.chain_state.as_ref(),
+                    )
+                    .await?,
                 )
             }
             _ => None,
@@ -287,6 +295,8 @@ impl Executor {
                 ancestors: ctx.ancestors,
                 due: ctx.due,
                 state_key: ctx.state_key,
+                // Its own client state, or the one its caller handed on.
+                chain_state: state.and_then(|s| s.chain.clone()).or(ctx.chain_state),
             }),
             fabric: self.fabric.get().cloned(),
             due: ctx.due,

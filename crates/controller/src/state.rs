@@ -3,11 +3,12 @@
 
 use crate::actor::{Actors, Turn};
 use crate::caps::Strictness;
-use crate::client_state::{ClientStates, Pending};
+use crate::client_state::{Chain, ClientStates, Joined, Pending};
 use crate::error::{Error, Result};
 use std::sync::Arc;
 use weft_kv::{Bucket, Keyed, Traffic};
 use weft_manifest::{KeySource, NodeConfig, StateModel, StateSpec};
+use weft_runtime::ChainState;
 
 /// The embedded store a node keeps its own state in (a name no `[kv]`
 /// label can take): the `edge` home of a node without a fabric.
@@ -47,6 +48,8 @@ enum Home {
 pub enum Settle {
     /// Seal the client's state into the response.
     Client(Pending),
+    /// Hand a callee's client state back to its chain.
+    Chain(Joined),
     /// Checkpoint the actor's state.
     Actor(Turn),
 }
@@ -56,6 +59,10 @@ impl Settle {
     pub async fn settle(self) -> Result<Option<String>> {
         match self {
             Settle::Client(p) => p.seal().await.map(Some),
+            Settle::Chain(j) => {
+                j.settle();
+                Ok(None)
+            }
             Settle::Actor(t) => t.checkpoint().await.map(|()| None),
         }
     }
@@ -71,8 +78,11 @@ impl FunctionState {
         key: &str,
         sealed: Option<&str>,
         wait: std::time::Duration,
+        chain: Option<&ChainState>,
     ) -> Result<Opened> {
         let traffic = Arc::new(Traffic::default());
+        let carried = chain.and_then(|c| c.0.clone().downcast::<Chain>().ok());
+        let mut handed_on = carried.clone();
         let (bucket, settle): (Arc<dyn Bucket>, _) = match &self.home {
             Home::Store(home) => (
                 Arc::new(Keyed::new(
@@ -85,13 +95,26 @@ impl FunctionState {
                 None,
             ),
             Home::Client(states) => {
-                let pending = states
-                    .begin(function, key, &self.label, sealed, traffic.clone())
-                    .await?;
-                (
-                    weft_kv::limited(pending.held.clone(), weft_kv::KvLimits::default()),
-                    Some(Settle::Client(pending)),
-                )
+                // Called by a function that runs with the client's state
+                // of the same key: its part of that state.
+                match carried.and_then(|c| {
+                    c.join(function, key, &self.label, states.limit(), traffic.clone())
+                }) {
+                    Some(joined) => (
+                        weft_kv::limited(joined.held.clone(), weft_kv::KvLimits::default()),
+                        Some(Settle::Chain(joined)),
+                    ),
+                    None => {
+                        let pending = states
+                            .begin(function, key, &self.label, sealed, traffic.clone())
+                            .await?;
+                        handed_on = Some(pending.chain.clone());
+                        (
+                            weft_kv::limited(pending.held.clone(), weft_kv::KvLimits::default()),
+                            Some(Settle::Client(pending)),
+                        )
+                    }
+                }
             }
             Home::Actor(actors) => {
                 let turn = actors
@@ -107,6 +130,7 @@ impl FunctionState {
             bucket,
             traffic,
             settle,
+            chain: handed_on.map(|c| ChainState(c)),
         })
     }
 
@@ -135,6 +159,8 @@ pub(crate) struct Opened {
     pub(crate) traffic: Arc<Traffic>,
     /// What to do when it succeeds (`client` and `function` models).
     pub(crate) settle: Option<Settle>,
+    /// The client state its callees carry.
+    pub(crate) chain: Option<ChainState>,
 }
 
 /// The home of `spec`'s model on this node, or why there is none.

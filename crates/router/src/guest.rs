@@ -42,6 +42,7 @@ fn request(from: &CallContext, callee: &str, payload: Bytes) -> Request {
         body: Body::Bytes(payload),
         // A callee runs with its caller's key: a chain keeps one key's state.
         state_key: from.state_key.clone(),
+        chain_state: from.chain_state.clone(),
         ..Request::new(callee, Trigger::Call)
     }
 }

@@ -229,6 +229,10 @@ pub struct Request {
     /// function says when the request enters, then carried (queued, sent
     /// to a peer, inherited by callees).
     pub state_key: Option<String>,
+    /// The client state a calling guest's chain carries, for a callee that
+    /// keeps its state with the client (this node only: not queued, not
+    /// sent to peers).
+    pub chain_state: Option<weft_runtime::ChainState>,
 }
 
 impl Request {
@@ -253,6 +257,7 @@ impl Request {
             from_node: None,
             version: 0,
             state_key: None,
+            chain_state: None,
         }
     }
 
@@ -405,6 +410,7 @@ impl Request {
             from_node: None,
             version: 0,
             state_key: get("state_key"),
+            chain_state: None,
         }
     }
 
@@ -465,6 +471,7 @@ impl Request {
             from_node: Some(call.from),
             version: call.version,
             state_key: call.state_key,
+            chain_state: None,
         }
     }
 }

@@ -533,6 +533,7 @@ impl Router {
             body,
             id,
             state_key,
+            chain_state,
             ..
         } = req;
         let deadline = ends.by;
@@ -564,6 +565,7 @@ impl Router {
             progress: Some(progress),
             state_key,
             client_state,
+            chain_state,
         };
         let ran = self.controller.run(reservation, input, ctx).await?;
         let mut served = Served {

@@ -144,6 +144,19 @@ pub struct CallContext {
     pub due: Option<std::time::Instant>,
     /// The key whose state it runs with: what its callees inherit.
     pub state_key: Option<String>,
+    /// What the chain of calls carries for the node (a client's state),
+    /// handed on to callees; opaque here.
+    pub chain_state: Option<ChainState>,
+}
+
+/// Something a chain of calls carries for the node, opaque to the runtime.
+#[derive(Clone)]
+pub struct ChainState(pub Arc<dyn std::any::Any + Send + Sync>);
+
+impl std::fmt::Debug for ChainState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ChainState")
+    }
 }
 
 /// The class of a [`FabricError`]; mirrors `weft:fabric/types.error-code`.

@@ -12,8 +12,12 @@
 //! model = "edge"            # or external, function, client
 //! key = "header:x-user"     # default: header:x-weft-key
 //! ```
+//!
+//! With the config value `next` (and `calls = [NEXT]`), it then calls that
+//! function with the same body and appends its answer: a chain of steps,
+//! each with its own state of the same key.
 
-use weft_sdk::kv;
+use weft_sdk::{config, kv};
 
 fn main() {
     weft_sdk::run(|request| {
@@ -24,12 +28,15 @@ fn main() {
             state.set("last", &request)?;
         }
         let keys = state.keys()?.len();
-        Ok::<_, weft_sdk::Error>(
-            format!(
-                "count={n} last={} keys={keys}\n",
-                String::from_utf8_lossy(&last)
-            )
-            .into_bytes(),
+        let mut answer = format!(
+            "count={n} last={} keys={keys}\n",
+            String::from_utf8_lossy(&last)
         )
+        .into_bytes();
+        let next = config::all()?.into_iter().find(|(k, _)| k == "next");
+        if let Some((_, next)) = next {
+            answer.extend(weft_sdk::call(&next, &request)?);
+        }
+        Ok::<_, weft_sdk::Error>(answer)
     });
 }
