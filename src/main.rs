@@ -41,6 +41,8 @@ enum Command {
     Result(commands::result::Result),
     /// List, retry or drop dead-lettered asynchronous invocations.
     Dlq(commands::dlq::Dlq),
+    /// Show or remove the state of a key of a stateful function.
+    State(commands::state::State),
     /// Publish an event on a node topic.
     Publish(commands::publish::Publish),
     /// Show the fabric: nodes, tiers, labels, load, round trips.
@@ -80,6 +82,7 @@ fn main() -> ExitCode {
             Command::Schema(c) => c.run().await,
             Command::Result(c) => c.run().await,
             Command::Dlq(c) => c.run().await,
+            Command::State(c) => c.run().await,
             Command::Publish(c) => c.run().await,
             Command::Nodes(c) => c.run().await,
             Command::Explain(c) => c.run().await,

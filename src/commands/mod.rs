@@ -13,5 +13,6 @@ pub(crate) mod rm;
 pub(crate) mod rollback;
 pub(crate) mod schema;
 pub(crate) mod slo;
+pub(crate) mod state;
 pub(crate) mod up;
 pub(crate) mod usage;

@@ -665,3 +665,51 @@ fn client_state_travels_along_a_chain_of_calls_sealed_once() {
     assert_eq!(s, 200, "{body}");
     assert_eq!(body, "count=3 last=b keys=2\ncount=3 last=b keys=2\n");
 }
+
+#[test]
+fn weft_state_shows_and_removes_a_keys_state_where_the_node_keeps_it() {
+    let node = Node::start();
+    for model in ["edge", "function"] {
+        let name = format!("c-{model}");
+        node.deploy(&name, "state-counter.wasm", &["--state", model]);
+        let post = |key: &str, body: &str| {
+            node.http()
+                .post(format!("{}/fn/{name}", node.url))
+                .header("x-weft-key", key)
+                .body(body.to_string())
+                .send()
+                .unwrap()
+                .text()
+                .unwrap()
+        };
+        post("a/b", "x");
+        post("a/b", "y");
+        let v = node.json(&["state", "get", &name, "a/b"]);
+        let entries = v["entries"].as_array().unwrap();
+        assert_eq!(entries.len(), 2, "{model}: {v}");
+        assert_eq!(entries[0]["key"], "count");
+        assert_eq!(entries[0]["value"], "2");
+        assert_eq!(entries[1]["value"], "y");
+        let text = node.ok(&["state", "get", &name, "a/b"]);
+        assert_eq!(text, "count = 2\nlast = y\n", "{model}");
+        let text = node.ok(&["state", "rm", &name, "a/b"]);
+        assert!(text.contains("removed: 2 entries"), "{model}: {text}");
+        assert_eq!(post("a/b", "z"), "count=1 last= keys=2\n", "{model}");
+        assert!(
+            node.ok(&["state", "get", &name, "nobody"])
+                .contains("has no state")
+        );
+    }
+    node.deploy("c-client", "state-counter.wasm", &["--state", "client"]);
+    let e = json_error(&node.cli(&["state", "get", "c-client", "k", "--json"]));
+    assert_eq!(e["error"]["code"], "invalid_request", "{e}");
+    assert!(
+        e["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("kept by its clients"),
+        "{e}"
+    );
+    let e = json_error(&node.cli(&["state", "get", "c-edge", "a\u{7}b", "--json"]));
+    assert_eq!(e["error"]["code"], "invalid_state_key", "{e}");
+}

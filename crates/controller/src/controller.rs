@@ -284,6 +284,24 @@ impl Controller {
         self.runtime.fingerprint()
     }
 
+    /// The state of `key` of the function `name`, for an operator; with
+    /// `clear`, removed too (an actor's in its turn, checkpointed).
+    pub async fn inspect_state(
+        &self,
+        name: &str,
+        key: &str,
+        clear: bool,
+    ) -> Result<BTreeMap<String, Vec<u8>>> {
+        let f = self.function(name)?;
+        let Some(state) = f.state() else {
+            return Err(Error::NotKeptHere {
+                name: name.to_string(),
+                message: "it keeps no state (deploy it with --state)".to_string(),
+            });
+        };
+        state.inspect(name, key, clear, f.limits().timeout).await
+    }
+
     /// Labels of the key-value stores this node provides (its own state
     /// store is not one a function can declare).
     pub fn kv_labels(&self) -> Vec<String> {

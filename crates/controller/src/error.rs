@@ -135,6 +135,14 @@ pub enum Error {
         /// What is wrong.
         message: String,
     },
+    /// An operation on state this node does not keep.
+    #[error("function `{name}`: {message}")]
+    NotKeptHere {
+        /// The function.
+        name: String,
+        /// Why.
+        message: String,
+    },
     /// A deploy asking for a state model the node cannot provide.
     #[error("function `{name}`: state model `{model}` is not available on this node: {missing}")]
     StateModelUnavailable {
@@ -217,6 +225,7 @@ impl Error {
             Error::UnknownTopic { .. } => Code::UnknownTopic,
             Error::StateModelUnavailable { .. } => Code::StateModelUnavailable,
             Error::ClientState { code, .. } => *code,
+            Error::NotKeptHere { .. } => Code::InvalidRequest,
             Error::InvalidTrigger { .. } => Code::InvalidTrigger,
             Error::RouteConflict { .. } => Code::RouteConflict,
             Error::Queue(e) => e.code(),
@@ -262,6 +271,7 @@ impl Error {
             | Error::UnknownTopic { name: n, .. }
             | Error::StateModelUnavailable { name: n, .. }
             | Error::ClientState { name: n, .. }
+            | Error::NotKeptHere { name: n, .. }
             | Error::InvalidTrigger { name: n, .. }
             | Error::RouteConflict { name: n, .. }
             | Error::Invoke { name: n, .. } => Some(n),

@@ -5,6 +5,7 @@ use crate::actor::{Actors, Turn};
 use crate::caps::Strictness;
 use crate::client_state::{Chain, ClientStates, Joined, Pending};
 use crate::error::{Error, Result};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use weft_kv::{Bucket, Keyed, Traffic};
 use weft_manifest::{KeySource, NodeConfig, StateModel, StateSpec};
@@ -134,6 +135,74 @@ impl FunctionState {
         })
     }
 
+    /// The state of `key` as it stands, for an operator (an actor's is
+    /// read in its turn); `clear`: removed as well. A `client` function's
+    /// state is its clients', not the node's.
+    pub(crate) async fn inspect(
+        &self,
+        function: &str,
+        key: &str,
+        clear: bool,
+        wait: std::time::Duration,
+    ) -> Result<BTreeMap<String, Vec<u8>>> {
+        let bucket: Arc<dyn Bucket> = match &self.home {
+            Home::Client(_) => {
+                return Err(Error::NotKeptHere {
+                    name: function.to_string(),
+                    message: "its state is kept by its clients (x-weft-state), not by the node"
+                        .to_string(),
+                });
+            }
+            Home::Store(home) => Arc::new(Keyed::new(
+                home.clone(),
+                &self.label,
+                function,
+                key,
+                Arc::default(),
+            )),
+            Home::Actor(actors) => {
+                let turn = actors
+                    .turn(function, key, &self.label, Arc::default(), wait)
+                    .await?;
+                let entries = turn.held.entries();
+                if clear && !entries.is_empty() {
+                    let keys: Vec<String> = entries.keys().cloned().collect();
+                    turn.held.delete_many(&keys).await.map_err(kv_failed)?;
+                    turn.checkpoint().await?;
+                }
+                return Ok(entries);
+            }
+        };
+        let mut keys = Vec::new();
+        let mut cursor = None;
+        loop {
+            let page = bucket.list_keys(cursor).await.map_err(kv_failed)?;
+            keys.extend(page.keys);
+            match page.cursor {
+                Some(c) => cursor = Some(c),
+                None => break,
+            }
+        }
+        let mut entries = BTreeMap::new();
+        for chunk in keys.chunks(500) {
+            for (k, v) in bucket
+                .get_many(chunk)
+                .await
+                .map_err(kv_failed)?
+                .into_iter()
+                .flatten()
+            {
+                entries.insert(k, v);
+            }
+        }
+        if clear {
+            for chunk in keys.chunks(500) {
+                bucket.delete_many(chunk).await.map_err(kv_failed)?;
+            }
+        }
+        Ok(entries)
+    }
+
     /// The shared store it lives in (`external`, `edge`): a node that runs
     /// the function must serve it too.
     pub fn shared_home(&self) -> Option<&str> {
@@ -151,6 +220,10 @@ impl FunctionState {
             Home::Actor(_) => NODE_STATE,
         }
     }
+}
+
+fn kv_failed(e: weft_kv::KvError) -> Error {
+    Error::Internal(format!("reading the state: {e}"))
 }
 
 /// One invocation's state.

@@ -78,6 +78,10 @@ pub fn routes(
         .route("/v1/functions/{name}/rollback", post(rollback))
         .route("/v1/functions/{name}/logs", get(logs))
         .route("/v1/functions/{name}/placement", get(placement))
+        .route(
+            "/v1/functions/{name}/state/{key}",
+            get(state_get).delete(state_clear),
+        )
         .route("/v1/nodes", get(nodes))
         .route("/v1/usage", get(usage_all))
         .route("/v1/usage/{name}", get(usage_one))
@@ -479,6 +483,50 @@ async fn usage_all(State(s): State<AppState>) -> Result<Response, ApiError> {
 
 async fn slo_all(State(s): State<AppState>) -> Json<Value> {
     Json(json!({ "functions": s.controller.slo() }))
+}
+
+/// The state of one key of a stateful function, for an operator.
+async fn state_get(
+    State(s): State<AppState>,
+    Path((name, key)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    state_shown(&s, &name, &key, false).await
+}
+
+/// Removes the state of one key (returns what it held).
+async fn state_clear(
+    State(s): State<AppState>,
+    Path((name, key)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    state_shown(&s, &name, &key, true).await
+}
+
+async fn state_shown(
+    s: &AppState,
+    name: &str,
+    key: &str,
+    clear: bool,
+) -> Result<Json<Value>, ApiError> {
+    weft_manifest::validate_state_key(key)
+        .map_err(|why| ApiError::new(Code::InvalidStateKey, format!("state key `{key}` {why}")))?;
+    let entries = s.controller.inspect_state(name, key, clear).await?;
+    let shown: Vec<Value> = entries
+        .into_iter()
+        .map(|(k, v)| match String::from_utf8(v) {
+            Ok(text) => json!({ "key": k, "value": text, "encoding": "utf8" }),
+            Err(e) => {
+                use base64::Engine as _;
+                let b = base64::engine::general_purpose::STANDARD.encode(e.into_bytes());
+                json!({ "key": k, "value": b, "encoding": "base64" })
+            }
+        })
+        .collect();
+    Ok(Json(json!({
+        "function": name,
+        "key": key,
+        "cleared": clear,
+        "entries": shown,
+    })))
 }
 
 async fn slo_one(
