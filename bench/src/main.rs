@@ -2,7 +2,7 @@
 //! side in one run, on the same modules; results as ratios.
 //!
 //! ```text
-//! cargo run --release -p weft-bench -- [all|startup|memory|cold|kv|queue|mqtt|fabric|continuum|handoff|state|placement] [--guests DIR] [--quick]
+//! cargo run --release -p weft-bench -- [all|startup|memory|cold|kv|queue|mqtt|fabric|continuum|handoff|state|chains|placement] [--guests DIR] [--quick]
 //! ```
 //!
 //! * **startup** — sandbox start (instantiate, no call) and a full invocation,
@@ -26,6 +26,9 @@
 //! * **state** — a stateful invocation by state model (edge, function,
 //!   client) against the same guest without state, and the checkpoint of an
 //!   actor holding 1 MiB.
+//! * **chains** — seed 003's chains of 2–10 stateful steps under each
+//!   state model, on one edge node with the external store 20 ms away and
+//!   the site's 1 ms away: latency and state bytes over a network per chain.
 //! * **placement** — one `weft_sched::place` decision over 1,000 nodes: the
 //!   full scan and the local fast path, p50/p99/max in µs.
 //!
@@ -50,6 +53,7 @@ use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::p2::pipe::{MemoryInputPipe, MemoryOutputPipe};
 use weft_runtime::{Invocation, Loaded, Runtime, RuntimeConfig};
 
+mod chains;
 mod continuum;
 mod fabric;
 mod handoff;
@@ -84,7 +88,7 @@ fn main() -> Result<()> {
         )),
         "cold-child" => rt.block_on(cold_child(&args[1], &guests.join(&args[2]))),
         "startup" | "memory" | "cold" | "kv" | "queue" | "mqtt" | "fabric" | "continuum"
-        | "handoff" | "state" | "placement" | "all" => {
+        | "handoff" | "state" | "chains" | "placement" | "all" => {
             println!("{}", machine());
             if matches!(mode, "startup" | "all") {
                 rt.block_on(startup(&guests, quick))?;
@@ -97,7 +101,14 @@ fn main() -> Result<()> {
             }
             if matches!(
                 mode,
-                "kv" | "queue" | "mqtt" | "fabric" | "continuum" | "handoff" | "state" | "all"
+                "kv" | "queue"
+                    | "mqtt"
+                    | "fabric"
+                    | "continuum"
+                    | "handoff"
+                    | "state"
+                    | "chains"
+                    | "all"
             ) {
                 node_benches(mode, quick).map_err(|e| format_err!("{e:#}"))?;
             }
@@ -107,7 +118,7 @@ fn main() -> Result<()> {
             Ok(())
         }
         other => bail!(
-            "unknown mode `{other}`: use all, startup, memory, cold, kv, queue, mqtt, fabric, continuum, handoff, state or placement"
+            "unknown mode `{other}`: use all, startup, memory, cold, kv, queue, mqtt, fabric, continuum, handoff, state, chains or placement"
         ),
     }
 }
@@ -134,6 +145,9 @@ fn node_benches(mode: &str, quick: bool) -> anyhow::Result<()> {
     }
     if matches!(mode, "state" | "all") {
         rt.block_on(state::run(quick))?;
+    }
+    if matches!(mode, "chains" | "all") {
+        rt.block_on(chains::run(quick))?;
     }
     if matches!(mode, "handoff" | "all") {
         // Two nodes of one worker each, the load generator and the fabric's
