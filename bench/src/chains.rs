@@ -14,14 +14,12 @@ use crate::continuum::delay_link;
 use crate::node::{self, Node, median, quantile, spread};
 use anyhow::{Result, ensure};
 use bytes::Bytes;
-use http::HeaderMap;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 use weft_manifest::{
     FunctionSpec, KvStoreConfig, Name, NodeConfig, StateConfig, StateModel, StateSpec,
 };
-use weft_router::{HttpFacts, Request, Trigger};
 
 const STEPS: usize = 10;
 const LENGTHS: [usize; 3] = [2, 5, 10];
@@ -87,21 +85,9 @@ pub(crate) async fn run(quick: bool) -> Result<()> {
         let (node, payload) = (&node, payload.clone());
         async move {
             let first = step(model, STEPS + 1 - len);
-            let mut headers = HeaderMap::new();
-            if let Some(s) = &sealed {
-                headers.insert("x-weft-state", s.parse()?);
-            }
             let sent = sealed.as_ref().map_or(0, String::len);
             let before = moved(node, model).await?;
-            let req = Request {
-                state_key: Some("k".to_string()),
-                http: Some(HttpFacts {
-                    method: http::Method::POST,
-                    path_and_query: "/".to_string(),
-                    headers,
-                }),
-                ..Request::new(first, Trigger::Cli).with_body(payload)
-            };
+            let req = node::keyed(&first, sealed.as_deref(), payload)?;
             let t = Instant::now();
             let c = node.r.invoke(req).await?.collect().await?;
             let ms = t.elapsed().as_secs_f64() * 1e3;

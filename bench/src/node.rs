@@ -242,6 +242,24 @@ pub(crate) async fn invoke(
     Ok(resp.collect().await?)
 }
 
+/// A request for `name` with the state key `k`, carrying `sealed` (a
+/// client state) as its header would.
+pub(crate) fn keyed(name: &str, sealed: Option<&str>, body: Bytes) -> Result<Request> {
+    let mut headers = http::HeaderMap::new();
+    if let Some(s) = sealed {
+        headers.insert("x-weft-state", s.parse()?);
+    }
+    Ok(Request {
+        state_key: Some("k".to_string()),
+        http: Some(weft_router::HttpFacts {
+            method: http::Method::POST,
+            path_and_query: "/".to_string(),
+            headers,
+        }),
+        ..Request::new(name, Trigger::Cli).with_body(body)
+    })
+}
+
 /// One asynchronous invocation through `router`: its id once durable.
 pub(crate) async fn submit(router: &Router, name: &str) -> Result<String> {
     Ok(router

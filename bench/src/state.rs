@@ -14,10 +14,9 @@
 use crate::node::{self, Node, median, quantile, spread};
 use anyhow::{Context as _, Result, ensure};
 use bytes::Bytes;
-use http::HeaderMap;
 use std::time::Instant;
 use weft_manifest::{FunctionSpec, NodeConfig, StateModel, StateSpec};
-use weft_router::{HttpFacts, Request, Trigger};
+use weft_router::{Request, Trigger};
 
 /// One variant: the function, what it is asked, and its label.
 struct Variant {
@@ -57,19 +56,7 @@ const VARIANTS: &[Variant] = &[
 /// One invocation of `name` for key `k`, carrying `sealed` (client
 /// state); returns the state that came back.
 async fn call(node: &Node, name: &str, ask: &str, sealed: Option<&str>) -> Result<Option<String>> {
-    let mut headers = HeaderMap::new();
-    if let Some(s) = sealed {
-        headers.insert("x-weft-state", s.parse()?);
-    }
-    let req = Request {
-        state_key: Some("k".to_string()),
-        http: Some(HttpFacts {
-            method: http::Method::POST,
-            path_and_query: "/".to_string(),
-            headers,
-        }),
-        ..Request::new(name, Trigger::Cli).with_body(Bytes::from(ask.to_string()))
-    };
+    let req = node::keyed(name, sealed, Bytes::from(ask.to_string()))?;
     let c = node.r.invoke(req).await?.collect().await?;
     ensure!(c.status.is_success(), "{name} {ask}: {}", c.status);
     Ok(c.headers
