@@ -130,6 +130,9 @@ pub(crate) struct Deploy {
     /// header:x-weft-key), path:N or query:NAME.
     #[arg(long, value_name = "SOURCE", requires = "state")]
     state_key: Option<weft_manifest::KeySource>,
+    /// The bucket label the function opens for its state (default `state`).
+    #[arg(long, value_name = "LABEL", requires = "state")]
+    state_bucket: Option<Name>,
     #[command(flatten)]
     opts: ClientOpts,
 }
@@ -257,7 +260,7 @@ impl Deploy {
             state: self.state.map(|model| weft_manifest::StateSpec {
                 model,
                 key: self.state_key.clone(),
-                bucket: None,
+                bucket: self.state_bucket.clone(),
             }),
             idempotent: self.idempotent,
         };

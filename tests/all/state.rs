@@ -237,6 +237,38 @@ fn a_model_the_node_cannot_provide_is_refused_at_deploy_naming_what_is_missing()
     ]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("unknown source `cookie`"), "{err}");
+    // The bucket is named at deploy; a guest that opens another is denied.
+    let out = node.cli(&[
+        "deploy",
+        "counter",
+        path,
+        "--state",
+        "edge",
+        "--state-bucket",
+        "Bad",
+    ]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--state-bucket"));
+    node.ok(&[
+        "deploy",
+        "counter",
+        path,
+        "--state",
+        "edge",
+        "--state-bucket",
+        "data",
+    ]);
+    assert_eq!(node.json(&["ls", "counter"])["stateful"]["bucket"], "data");
+    let r = node
+        .http()
+        .post(format!("{}/fn/counter", node.url))
+        .header("x-weft-key", "k")
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 500);
+    assert!(eventually(Duration::from_secs(5), || node
+        .ok(&["logs", "counter"])
+        .contains("denied: key-value store `state`")));
 }
 
 /// POSTs `body` to `counter` for `key`, carrying `state`; returns the
