@@ -248,30 +248,11 @@ impl ClientStates {
             code: Code::StaleClientState,
             message,
         };
-        let id = (function.to_string(), key.to_string());
-        if !self.in_flight.lock().insert(id.clone()) {
-            return Err(stale(format!(
+        let taken = Taken::take(self, function, key).ok_or_else(|| {
+            stale(format!(
                 "a request with the state of key `{key}` is in flight; its answer carries the next one"
-            )));
-        }
-        // From here the key is this request's: given back when `Pending`
-        // is dropped, whatever happens.
-        let mut pending = Pending {
-            held: Arc::new(Held::new(
-                label,
-                BTreeMap::new(),
-                Some(self.limit),
-                traffic.clone(),
-            )),
-            function: function.to_string(),
-            key: key.to_string(),
-            previous: 0,
-            states: self.clone(),
-            chain: Arc::new(Chain {
-                key: key.to_string(),
-                states: Mutex::default(),
-            }),
-        };
+            ))
+        })?;
         let latest = self.latest(function, key).await?;
         if let Some(env) = &env
             && env.n != latest
@@ -298,13 +279,39 @@ impl ClientStates {
         }
         traffic.add_read(read);
         let own = states.get(function).cloned().unwrap_or_default();
-        pending.previous = latest;
-        pending.held = Arc::new(Held::new(label, own, Some(self.limit), traffic));
-        pending.chain = Arc::new(Chain {
-            key: key.to_string(),
-            states: Mutex::new(states),
-        });
-        Ok(pending)
+        Ok(Pending {
+            held: Arc::new(Held::new(label, own, Some(self.limit), traffic)),
+            previous: latest,
+            chain: Arc::new(Chain {
+                key: key.to_string(),
+                states: Mutex::new(states),
+            }),
+            taken,
+        })
+    }
+}
+
+/// A key of a function taken by the request in flight with its state: the
+/// next request may take it once this is dropped, whatever happened.
+struct Taken {
+    states: Arc<ClientStates>,
+    id: (String, String),
+}
+
+impl Taken {
+    /// The key, unless a request in flight has it.
+    fn take(states: &Arc<ClientStates>, function: &str, key: &str) -> Option<Taken> {
+        let id = (function.to_string(), key.to_string());
+        states.in_flight.lock().insert(id.clone()).then(|| Taken {
+            states: states.clone(),
+            id,
+        })
+    }
+}
+
+impl Drop for Taken {
+    fn drop(&mut self) {
+        self.states.in_flight.lock().remove(&self.id);
     }
 }
 
@@ -312,43 +319,40 @@ impl ClientStates {
 /// its version given back when it fails (or is dropped).
 pub struct Pending {
     pub(crate) held: Arc<Held>,
-    function: String,
-    key: String,
     previous: u64,
-    states: Arc<ClientStates>,
     /// The state its callees carry (theirs, with the same key).
     pub(crate) chain: Arc<Chain>,
+    /// Its function and key, until it is sealed or dropped.
+    taken: Taken,
 }
 
 impl Pending {
     /// The state to send back to the client, sealed: the invocation
     /// succeeded. Its version is kept durably first.
     pub async fn seal(self) -> Result<String> {
+        let (seals, (function, key)) = (&self.taken.states, &self.taken.id);
         let mut states = std::mem::take(&mut *self.chain.states.lock());
-        states.insert(self.function.clone(), self.held.entries());
+        states.insert(function.clone(), self.held.entries());
         let size: u64 = states.values().map(Held::size_of).sum();
-        if size > self.states.limit {
+        if size > seals.limit {
             return Err(Error::ClientState {
-                name: self.function.clone(),
+                name: function.clone(),
                 code: Code::ClientStateTooLarge,
                 message: format!(
                     "the state of key `{}` with its callees' is {size} bytes; this node seals at most {}",
-                    self.key, self.states.limit
+                    key, seals.limit
                 ),
             });
         }
         let n = self.previous + 1;
-        self.states
+        seals
             .store
-            .set(
-                &version_key(&self.function, &self.key),
-                n.to_string().as_bytes(),
-            )
+            .set(&version_key(function, key), n.to_string().as_bytes())
             .await
             .map_err(|e| Error::Internal(format!("keeping the client state's version: {e}")))?;
         let env = Envelope {
-            f: self.function.clone(),
-            k: self.key.clone(),
+            f: function.clone(),
+            k: key.clone(),
             n,
             s: states
                 .into_iter()
@@ -362,16 +366,7 @@ impl Pending {
                 })
                 .collect(),
         };
-        Ok(self.states.seal(&env))
-    }
-}
-
-impl Drop for Pending {
-    fn drop(&mut self) {
-        // Sealed, or not (the client keeps the state it sent, which stays
-        // the latest): the key is free for the next request.
-        let id = (self.function.clone(), self.key.clone());
-        self.states.in_flight.lock().remove(&id);
+        Ok(seals.seal(&env))
     }
 }
 

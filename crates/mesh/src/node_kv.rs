@@ -15,6 +15,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::time::Duration;
+use weft_codes::Code;
 use weft_kv::{Bucket, KeyPage, KvError};
 
 /// Longest an operation may take before the store counts as unavailable.
@@ -85,12 +86,12 @@ pub(crate) async fn serve(
 ) -> Vec<u8> {
     let reply = match serde_json::from_slice::<KvRequest>(payload) {
         Err(e) => Reply::Error {
-            code: "store_error".into(),
+            code: Code::StoreError.as_str().into(),
             message: format!("a malformed store request: {e}"),
         },
         Ok(req) => match exported(&req.label) {
             None => Reply::Error {
-                code: "store_unavailable".into(),
+                code: Code::StoreUnavailable.as_str().into(),
                 message: format!("this node does not serve store `{}`", req.label),
             },
             Some(b) => run(b.as_ref(), req.op).await.unwrap_or_else(|e| e),
@@ -105,7 +106,7 @@ async fn run(b: &dyn Bucket, op: Op) -> Result<Reply, Reply> {
         message: e.to_string(),
     };
     let bad = |message: String| Reply::Error {
-        code: "store_error".into(),
+        code: Code::StoreError.as_str().into(),
         message,
     };
     Ok(match op {
@@ -187,7 +188,7 @@ impl NodeBucket {
             .await
             .map_err(unavailable)?;
         match serde_json::from_slice::<Reply>(&answer) {
-            Ok(Reply::Error { code, message }) if code == "store_unavailable" => {
+            Ok(Reply::Error { code, message }) if code == Code::StoreUnavailable.as_str() => {
                 Err(unavailable(format!("answered: {message}")))
             }
             Ok(Reply::Error { code, message }) => Err(KvError::Backend {
