@@ -459,21 +459,23 @@ fn low_urgency_work_finishes_under_a_flood_of_urgent_work() {
 /// of work each, expected to take that, a deadline of 1 s): a third cannot
 /// end within its deadline (800 ms of work due before it, then its own
 /// 400 ms).
+/// The flags of a 1 s-deadline clock-reading function expected to take
+/// `expected`.
+fn batch(expected: &str) -> [&str; 7] {
+    [
+        "--clock",
+        "--timeout",
+        "10s",
+        "--deadline",
+        "1s",
+        "--expected",
+        expected,
+    ]
+}
+
 fn two_admitted(config: &str) -> (Node, Vec<std::thread::JoinHandle<Answer>>) {
     let node = Node::start_with_config(&format!("workers = 1\n{config}"));
-    node.deploy(
-        "batch",
-        "sleep.wasm",
-        &[
-            "--clock",
-            "--timeout",
-            "10s",
-            "--deadline",
-            "1s",
-            "--expected",
-            "400ms",
-        ],
-    );
+    node.deploy("batch", "sleep.wasm", &batch("400ms"));
     let mut running = Vec::new();
     for n in 1..=2 {
         running.push(in_thread(&node, "batch", "400"));
@@ -601,19 +603,8 @@ fn work_this_node_cannot_finish_in_time_is_handed_to_a_peer_with_time_to_spare()
     let (edge, cloud) = (node("edge", "edge"), node("cloud-1", "cloud"));
     assert!(eventually(LONG, || sees(&edge, "cloud-1", true)
         && edge.json(&["nodes"])["registry_joined"] == true));
-    let sleeps = |expected| {
-        [
-            "--clock",
-            "--timeout",
-            "10s",
-            "--deadline",
-            "1s",
-            "--expected",
-            expected,
-        ]
-    };
-    edge.deploy("hog", "nap.wasm", &sleeps("900ms"));
-    edge.deploy("batch", "sleep.wasm", &sleeps("400ms"));
+    edge.deploy("hog", "nap.wasm", &batch("900ms"));
+    edge.deploy("batch", "sleep.wasm", &batch("400ms"));
     assert!(eventually(LONG, || lists(&cloud, "hog") && lists(&cloud, "batch")));
     // The edge's one worker owes 900 ms to work due before anything that
     // arrives now (the hog's estimate: a nap burns no CPU, so none of it

@@ -501,18 +501,34 @@ fn an_actor_keeps_a_key_in_memory_one_invocation_at_a_time_checkpointed() {
     assert_eq!(hit(&node, "bob", ""), "count=4 last=queued keys=2\n");
 }
 
+/// An edge node of site `a` on the NATS server at `url`, named `name`,
+/// whose edge state lives in `[kv.site]` as `store` configures it.
+fn site_node(url: &str, name: &str, store: &str) -> Node {
+    Node::start_with_config(&format!(
+        "[fabric]\nurl = \"{url}\"\nname = \"{name}\"\ntier = \"edge\"\nlabels = {{ site = \"a\" }}\n\n\
+         [kv.site]\n{store}\n\n[state]\nedge = \"site\"\n"
+    ))
+}
+
+/// `weft explain` on `node` rules `peer` out for `function` by its stores.
+fn ruled_out_by_store(node: &Node, function: &str, peer: &str) {
+    let why = node.json(&["explain", function]);
+    assert!(
+        why["excluded"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["node"] == peer && e["constraint"] == "store"),
+        "{why}"
+    );
+}
+
 #[test]
 fn in_a_fabric_edge_state_is_the_sites_store_shared_by_its_nodes() {
     let nats = crate::servers::Nats::hub();
-    let config = |name: &str| {
-        format!(
-            "[fabric]\nurl = \"{}\"\nname = \"{name}\"\ntier = \"edge\"\nlabels = {{ site = \"a\" }}\n\n\
-             [kv.site]\nbackend = \"fabric\"\n\n[state]\nedge = \"site\"\n",
-            nats.url()
-        )
-    };
-    let a = Node::start_with_config(&config("edge-a1"));
-    let b = Node::start_with_config(&config("edge-a2"));
+    let store = "backend = \"fabric\"";
+    let a = site_node(&nats.url(), "edge-a1", store);
+    let b = site_node(&nats.url(), "edge-a2", store);
     a.deploy("counter", "state-counter.wasm", &["--state", "edge"]);
     assert!(eventually(Duration::from_secs(30), || {
         crate::fabric::lists(&b, "counter")
@@ -529,14 +545,7 @@ fn in_a_fabric_edge_state_is_the_sites_store_shared_by_its_nodes() {
     assert!(eventually(Duration::from_secs(30), || {
         crate::fabric::sees(&a, "cloud-1", true)
     }));
-    let why = a.json(&["explain", "counter"]);
-    let excluded = why["excluded"].as_array().unwrap();
-    assert!(
-        excluded
-            .iter()
-            .any(|e| e["node"] == "cloud-1" && e["constraint"] == "store"),
-        "{why}"
-    );
+    ruled_out_by_store(&a, "counter", "cloud-1");
     drop(cloud);
 
     // Models that keep a key on one node are refused in a fabric, saying
@@ -592,15 +601,9 @@ fn a_sites_store_kept_by_one_of_its_nodes_serves_the_site_through_a_cut_uplink()
     link.set_latency(Duration::from_millis(20));
     let leaf = Nats::leaf(&link.addr().to_string());
     leaf.wait_leaf_connected();
-    let config = |name: &str| {
-        format!(
-            "[fabric]\nurl = \"{}\"\nname = \"{name}\"\ntier = \"edge\"\nlabels = {{ site = \"a\" }}\n\n\
-             [kv.site]\nbackend = \"node\"\nnode = \"edge-a1\"\n\n[state]\nedge = \"site\"\n",
-            leaf.url()
-        )
-    };
-    let a1 = Node::start_with_config(&config("edge-a1"));
-    let a2 = Node::start_with_config(&config("edge-a2"));
+    let store = "backend = \"node\"\nnode = \"edge-a1\"";
+    let a1 = site_node(&leaf.url(), "edge-a1", store);
+    let a2 = site_node(&leaf.url(), "edge-a2", store);
     let cloud = crate::fabric::fabric_node(&hub, "cloud-1", "cloud", &[]);
     let long = Duration::from_secs(30);
     assert!(eventually(long, || crate::fabric::sees(
@@ -614,15 +617,7 @@ fn a_sites_store_kept_by_one_of_its_nodes_serves_the_site_through_a_cut_uplink()
     // which does not map it, may not run the function.
     assert_eq!(hit(&a2, "alice", "1"), "count=1 last= keys=2\n");
     assert_eq!(hit(&a1, "alice", "2"), "count=2 last=1 keys=2\n");
-    let why = a2.json(&["explain", "counter"]);
-    assert!(
-        why["excluded"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|e| e["node"] == "cloud-1" && e["constraint"] == "store"),
-        "{why}"
-    );
+    ruled_out_by_store(&a2, "counter", "cloud-1");
 
     // The uplink drops: the site goes on with its state.
     link.cut();
