@@ -45,6 +45,7 @@ pub(crate) async fn run(quick: bool) -> Result<()> {
             external: Some(Name::new("cloud").map_err(anyhow::Error::msg)?),
             edge: Some(Name::new("site").map_err(anyhow::Error::msg)?),
             max_client_state: Some(weft_manifest::ByteSize(1 << 20)),
+            function: None,
         },
         // A chain of ten calls (the default allows eight).
         max_call_depth: Some(16),

@@ -2,7 +2,7 @@
 //! side in one run, on the same modules; results as ratios.
 //!
 //! ```text
-//! cargo run --release -p weft-bench -- [all|startup|memory|cold|kv|queue|mqtt|fabric|continuum|handoff|state|chains|placement] [--guests DIR] [--quick]
+//! cargo run --release -p weft-bench -- [all|startup|memory|cold|kv|queue|mqtt|fabric|continuum|handoff|state|chains|moves|placement] [--guests DIR] [--quick]
 //! ```
 //!
 //! * **startup** — sandbox start (instantiate, no call) and a full invocation,
@@ -29,6 +29,9 @@
 //! * **chains** — seed 003's chains of 2–10 stateful steps under each
 //!   state model, on one edge node with the external store 20 ms away and
 //!   the site's 1 ms away: latency and state bytes over a network per chain.
+//! * **moves** — moving an actor holding 1 MiB to its next owner when its
+//!   owner leaves, on loopback and over a 20 ms link, against the bare reads
+//!   of its checkpoint.
 //! * **placement** — one `weft_sched::place` decision over 1,000 nodes: the
 //!   full scan and the local fast path, p50/p99/max in µs.
 //!
@@ -58,6 +61,7 @@ mod continuum;
 mod fabric;
 mod handoff;
 mod kv;
+mod moves;
 mod mqtt;
 mod node;
 mod placement;
@@ -88,7 +92,7 @@ fn main() -> Result<()> {
         )),
         "cold-child" => rt.block_on(cold_child(&args[1], &guests.join(&args[2]))),
         "startup" | "memory" | "cold" | "kv" | "queue" | "mqtt" | "fabric" | "continuum"
-        | "handoff" | "state" | "chains" | "placement" | "all" => {
+        | "handoff" | "state" | "chains" | "moves" | "placement" | "all" => {
             println!("{}", machine());
             if matches!(mode, "startup" | "all") {
                 rt.block_on(startup(&guests, quick))?;
@@ -108,6 +112,7 @@ fn main() -> Result<()> {
                     | "handoff"
                     | "state"
                     | "chains"
+                    | "moves"
                     | "all"
             ) {
                 node_benches(mode, quick).map_err(|e| format_err!("{e:#}"))?;
@@ -118,7 +123,7 @@ fn main() -> Result<()> {
             Ok(())
         }
         other => bail!(
-            "unknown mode `{other}`: use all, startup, memory, cold, kv, queue, mqtt, fabric, continuum, handoff, state, chains or placement"
+            "unknown mode `{other}`: use all, startup, memory, cold, kv, queue, mqtt, fabric, continuum, handoff, state, chains, moves or placement"
         ),
     }
 }
@@ -148,6 +153,9 @@ fn node_benches(mode: &str, quick: bool) -> anyhow::Result<()> {
     }
     if matches!(mode, "chains" | "all") {
         rt.block_on(chains::run(quick))?;
+    }
+    if matches!(mode, "moves" | "all") {
+        rt.block_on(moves::run(quick))?;
     }
     if matches!(mode, "handoff" | "all") {
         // Two nodes of one worker each, the load generator and the fabric's

@@ -9,15 +9,9 @@ use std::time::Duration;
 
 /// POSTs `body` to `counter` with the state key `key` in `x-weft-key`.
 fn hit(node: &Node, key: &str, body: &str) -> String {
-    let r = node
-        .http()
-        .post(format!("{}/fn/counter", node.url))
-        .header("x-weft-key", key)
-        .body(body.to_string())
-        .send()
-        .unwrap();
-    assert_eq!(r.status(), 200, "{:?}", r.text());
-    r.text().unwrap()
+    let (status, text, _) = hit_where(node, key, body);
+    assert_eq!(status, 200, "{text}");
+    text
 }
 
 /// Queues `body` for `counter` with `key`, and waits until it succeeded.
@@ -325,7 +319,10 @@ fn client_state_goes_back_and_forth_sealed_and_only_the_latest_is_taken() {
     let (s, body, _) = hit_client(&node, "alice", Some(&forged), "");
     assert_eq!(s, 400, "{body}");
     assert!(body.contains("invalid_client_state"), "{body}");
-    assert!(body.contains("not a state this node sealed"), "{body}");
+    assert!(
+        body.contains("not a state this node or its fabric sealed"),
+        "{body}"
+    );
     // Another key's.
     let (s, body, _) = hit_client(&node, "bob", Some(&t2), "");
     assert_eq!(s, 400, "{body}");
@@ -548,10 +545,10 @@ fn in_a_fabric_edge_state_is_the_sites_store_shared_by_its_nodes() {
     ruled_out_by_store(&a, "counter", "cloud-1");
     drop(cloud);
 
-    // Models that keep a key on one node are refused in a fabric, saying
-    // which to use.
+    // Models whose key has one writer need a store the nodes share for
+    // it, and say so.
     for model in ["function", "client"] {
-        refused(&a, "solo", model, "use `edge` or `external` there");
+        refused(&a, "solo", model, "[state] function");
     }
     // Without a site store named, edge is refused in a fabric.
     let c = crate::fabric::fabric_node(&nats, "edge-b1", "edge", &[]);
@@ -739,4 +736,138 @@ fn weft_state_shows_and_removes_a_keys_state_where_the_node_keeps_it() {
     );
     let e = json_error(&node.cli(&["state", "get", "c-edge", "a\u{7}b", "--json"]));
     assert_eq!(e["error"]["code"], "invalid_state_key", "{e}");
+}
+
+/// A node of a fabric whose actors' checkpoints and client states' versions
+/// live in the fabric's JetStream (`[state] function`).
+fn sharing_node(url: &str, name: &str) -> Node {
+    Node::start_with_config(&format!(
+        "[fabric]\nurl = \"{url}\"\nname = \"{name}\"\ntier = \"edge\"\n\n\
+         [kv.shared]\nbackend = \"fabric\"\n\n[state]\nfunction = \"shared\"\n"
+    ))
+}
+
+/// POSTs to `counter` on `node` for `key`: the answer's status, its body
+/// and the node that ran it.
+fn hit_where(node: &Node, key: &str, body: &str) -> (u16, String, String) {
+    let r = node
+        .http()
+        .post(format!("{}/fn/counter", node.url))
+        .header("x-weft-key", key)
+        .body(body.to_string())
+        .send()
+        .unwrap();
+    let ran = crate::fabric::header(&r, "x-weft-node");
+    (r.status().as_u16(), r.text().unwrap(), ran)
+}
+
+#[test]
+fn in_a_fabric_a_keys_actor_has_one_owner_and_resumes_elsewhere_after_kill_9() {
+    let nats = crate::servers::Nats::hub();
+    let a = sharing_node(&nats.url(), "edge-1");
+    let mut b = sharing_node(&nats.url(), "edge-2");
+    let long = Duration::from_secs(30);
+    assert!(eventually(long, || crate::fabric::sees(&a, "edge-2", true)
+        && crate::fabric::sees(&b, "edge-1", true)));
+    a.deploy("counter", "state-counter.wasm", &["--state", "function"]);
+    assert!(eventually(long, || crate::fabric::lists(&b, "counter")));
+    // Each key runs on its one owner, whichever node it enters at: its
+    // count goes up by one per call, entering at either.
+    let keys: Vec<String> = (0..12).map(|k| format!("user-{k}")).collect();
+    let mut owner = std::collections::BTreeMap::new();
+    for round in 1..=3u64 {
+        for (i, key) in keys.iter().enumerate() {
+            let via = if (i + round as usize).is_multiple_of(2) {
+                &a
+            } else {
+                &b
+            };
+            let (status, text, ran) = hit_where(via, key, &format!("r{round}"));
+            assert_eq!(status, 200, "{text}");
+            assert_eq!(count_and_last(&text).0, round, "{key}: {text}");
+            assert_eq!(
+                owner.entry(key.clone()).or_insert(ran.clone()),
+                &ran,
+                "{key}"
+            );
+        }
+    }
+    let on_b: Vec<&String> = keys.iter().filter(|k| owner[*k] == "edge-2").collect();
+    let on_a: Vec<&String> = keys.iter().filter(|k| owner[*k] == "edge-1").collect();
+    assert!(!on_a.is_empty() && !on_b.is_empty(), "{owner:?}");
+
+    // The owner of some keys dies. Until the fabric sees it gone their
+    // calls fail (nothing is retried twice: the function is not marked
+    // idempotent); then the next owner loads each actor from its
+    // checkpoint in the shared store, and nothing acknowledged is lost.
+    b.kill9();
+    for key in &on_b {
+        let mut answer = None;
+        assert!(eventually(long, || {
+            let (status, text, ran) = hit_where(&a, key, "after");
+            if status == 200 {
+                answer = Some((text, ran));
+            }
+            status == 200
+        }));
+        let (text, ran) = answer.unwrap();
+        assert_eq!(ran, "edge-1");
+        assert_eq!(count_and_last(&text), (4, "r3".to_string()), "{key}");
+    }
+    let (_, text, ran) = hit_where(&a, on_a[0], "");
+    assert_eq!((count_and_last(&text).0, ran.as_str()), (4, "edge-1"));
+
+    // It comes back: its keys go back to it, with what edge-1 wrote.
+    b.restart();
+    assert!(eventually(long, || crate::fabric::sees(&a, "edge-2", true)));
+    for key in &on_b {
+        let mut answer = None;
+        assert!(eventually(long, || {
+            let (status, text, ran) = hit_where(&a, key, "back");
+            answer = Some((status, text));
+            ran == "edge-2"
+        }));
+        let (status, text) = answer.unwrap();
+        assert_eq!(status, 200, "{text}");
+        let (count, last) = count_and_last(&text);
+        // Calls that edge-1 still took while it learned of edge-2 count
+        // too: none is lost, whichever node ran it.
+        assert!(
+            count >= 5 && (last == "after" || last == "back"),
+            "{key}: {text}"
+        );
+        let (_, again, _) = hit_where(&b, key, "");
+        assert_eq!(count_and_last(&again).0, count + 1, "{key}: {again}");
+    }
+}
+
+#[test]
+fn in_a_fabric_a_client_state_sealed_by_one_node_is_taken_by_another_once() {
+    let nats = crate::servers::Nats::hub();
+    let a = sharing_node(&nats.url(), "edge-1");
+    let b = sharing_node(&nats.url(), "edge-2");
+    a.deploy("counter", "state-counter.wasm", &["--state", "client"]);
+    assert!(eventually(
+        Duration::from_secs(30),
+        || crate::fabric::lists(&b, "counter")
+    ));
+    let (status, text, s1) = hit_client(&a, "k", None, "one");
+    assert_eq!((status, count_and_last(&text).0), (200, 1), "{text}");
+    let s1 = s1.unwrap();
+    // The other node takes it: one secret, one version count.
+    let (status, text, s2) = hit_client(&b, "k", Some(&s1), "two");
+    assert_eq!(
+        (status, count_and_last(&text)),
+        (200, (2, "one".into())),
+        "{text}"
+    );
+    // The older state is stale at either node.
+    for node in [&a, &b] {
+        let (status, text, _) = hit_client(node, "k", Some(&s1), "again");
+        assert_eq!(status, 409, "{text}");
+        let body: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(body["error"]["code"], "stale_client_state", "{text}");
+    }
+    let (status, text, _) = hit_client(&a, "k", s2.as_deref(), "three");
+    assert_eq!((status, count_and_last(&text).0), (200, 3), "{text}");
 }

@@ -115,6 +115,9 @@ codes! {
     /// A client state older than the latest one issued for its key (or one
     /// a request in flight carries too).
     StaleClientState = "stale_client_state", 409, None;
+    /// A stateful invocation lost its key to another writer while it ran
+    /// (its actor moved to another node): nothing it wrote was kept.
+    StateConflict = "state_conflict", 409, None;
     /// A client state larger than the node takes.
     ClientStateTooLarge = "client_state_too_large", 413, None;
     /// The function is at its concurrency limit and its wait queue is full,

@@ -1,44 +1,72 @@
-//! The `function` state model: the state of a key lives in this node's
+//! The `function` state model: the state of a key lives in one node's
 //! memory, as an actor. One writer: the key's invocations take turns, in
 //! arrival order (a fair lock per key). A turn runs on a copy of the
 //! state; when the sandbox ends well and the state changed, the new state
 //! is checkpointed, durably, before the response goes out, and becomes the
 //! actor's; a failed turn leaves the state as it was.
 //!
-//! A checkpoint writes only what the turn changed: each entry is its own
-//! record, `ac/FUNCTION/KEY/e/HASH` (the first 16 bytes of the SHA-256 of
-//! its key, in hex) holding its value (so any value the store takes fits);
-//! the head `ac/FUNCTION/KEY/` lists the keys. A turn's changed entries, and the head
-//! when the set of keys changed, are written in one batch (atomic on the
-//! node's embedded store); records of deleted entries are removed after it
-//! (until then they are garbage the head no longer names). An actor not in
-//! memory is loaded from its checkpoint at its first turn.
+//! A checkpoint writes only what the turn changed. Each entry is its own
+//! record, `ac/FUNCTION/KEY/e/HASH/GEN` (HASH: the first 16 bytes of the
+//! SHA-256 of its key, in hex; GEN: the generation that wrote it), so any
+//! value the store takes fits; the head `ac/FUNCTION/KEY/` holds the
+//! generation and, per key, the generation of its record. A turn writes its
+//! changed entries as new records and the head with a compare-and-set on
+//! the head it loaded: on the node's embedded store in one transaction, on
+//! a shared store (JetStream) records first, the head last, so a record
+//! counts only once a head names it. A writer whose compare-and-set fails
+//! has lost the key to another node (the key's owner changed while it ran):
+//! its turn fails with `state_conflict`, keeps nothing, and its copy is
+//! dropped. Records a new head no longer names are removed after it.
+//!
+//! An actor not in memory is loaded from its checkpoint at its first turn.
+//! When the fabric's membership changes (ownership may have moved and come
+//! back), the next turn of each actor first checks that the head is still
+//! the one it loaded, and loads it again if not.
 
 use crate::error::{Error, Result};
 use parking_lot::Mutex;
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::sync::OwnedMutexGuard;
+use weft_codes::Code;
 use weft_kv::{Bucket, Held, Traffic, state_prefix};
 
 /// What a head starts with.
-const HEAD_MAGIC: &[u8] = b"weft-actor-1\n";
+const HEAD_MAGIC: &[u8] = b"weft-actor-2\n";
 /// Most bytes of keys and values an actor may hold.
 pub const MAX_ACTOR_STATE: u64 = 64 << 20;
 /// Actors kept in memory before idle ones are let go (their checkpoints
 /// hold them; the next turn loads them again).
 const MAX_LIVE: usize = 10_000;
+/// Loads of a checkpoint that changed under the reader before it gives up.
+const LOAD_ATTEMPTS: usize = 4;
 
 type State = BTreeMap<String, Vec<u8>>;
 
+/// An actor's state as it was loaded or last checkpointed.
+struct Loaded {
+    state: State,
+    /// What its head says.
+    head: Head,
+    /// The head's bytes (`None`: there was none).
+    bytes: Option<Vec<u8>>,
+    /// The membership epoch it was loaded or checked in.
+    epoch: u64,
+}
+
 /// One key's actor: its state once loaded, behind its turn.
-type Actor = Arc<tokio::sync::Mutex<Option<State>>>;
+type Actor = Arc<tokio::sync::Mutex<Option<Loaded>>>;
 
 /// The actors of this node.
 pub(crate) struct Actors {
     store: Arc<dyn Bucket>,
+    /// This node's id, in the names of the records it writes.
+    writer: String,
     live: Mutex<HashMap<(String, String), Actor>>,
+    /// Bumped when the fabric's membership changes.
+    epoch: AtomicU64,
 }
 
 fn head(function: &str, key: &str) -> String {
@@ -48,7 +76,7 @@ fn head(function: &str, key: &str) -> String {
     )
 }
 
-/// `state` as bytes.
+/// Length-prefixed pairs: `state` as bytes.
 fn encode(state: &State) -> Vec<u8> {
     let mut out = Vec::with_capacity(Held::size_of(state) as usize + 8 * state.len());
     for (k, v) in state {
@@ -81,17 +109,82 @@ fn decode(mut bytes: &[u8]) -> Option<State> {
     Some(state)
 }
 
+/// What a head says.
+#[derive(Debug, Default, PartialEq)]
+struct Head {
+    generation: u64,
+    /// Each entry's record, under the head's key.
+    records: BTreeMap<String, String>,
+    /// Records no head names any more, that the next checkpoint removes.
+    garbage: Vec<String>,
+}
+
+impl Head {
+    fn encode(&self) -> Vec<u8> {
+        let records: State = self
+            .records
+            .iter()
+            .map(|(k, r)| (k.clone(), r.as_bytes().to_vec()))
+            .collect();
+        let records = encode(&records);
+        let garbage: State = self
+            .garbage
+            .iter()
+            .map(|r| (r.clone(), Vec::new()))
+            .collect();
+        let mut out = HEAD_MAGIC.to_vec();
+        out.extend_from_slice(&self.generation.to_be_bytes());
+        out.extend_from_slice(&(records.len() as u32).to_be_bytes());
+        out.extend_from_slice(&records);
+        out.extend_from_slice(&encode(&garbage));
+        out
+    }
+
+    fn decode(bytes: &[u8]) -> Option<Head> {
+        let (generation, rest) = bytes.strip_prefix(HEAD_MAGIC)?.split_first_chunk::<8>()?;
+        let (len, rest) = rest.split_first_chunk::<4>()?;
+        let len = u32::from_be_bytes(*len) as usize;
+        if rest.len() < len {
+            return None;
+        }
+        let (records, garbage) = rest.split_at(len);
+        let records = decode(records)?
+            .into_iter()
+            .map(|(k, r)| Some((k, String::from_utf8(r).ok()?)))
+            .collect::<Option<_>>()?;
+        Some(Head {
+            generation: u64::from_be_bytes(*generation),
+            records,
+            garbage: decode(garbage)?.into_keys().collect(),
+        })
+    }
+}
+
 impl Actors {
-    pub(crate) fn new(store: Arc<dyn Bucket>) -> Self {
+    pub(crate) fn new(store: Arc<dyn Bucket>, writer: &str) -> Self {
         Actors {
             store,
+            writer: writer.to_string(),
             live: Mutex::new(HashMap::new()),
+            epoch: AtomicU64::new(0),
         }
     }
 
+    /// The store of the checkpoints.
+    pub(crate) fn home(&self) -> &str {
+        self.store.label()
+    }
+
+    /// The fabric's membership changed: a key this node holds may have had
+    /// another owner meanwhile, so each actor checks its checkpoint at its
+    /// next turn.
+    pub(crate) fn membership_changed(&self) {
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+    }
+
     /// Waits for `key`'s turn (after every invocation of it that arrived
-    /// earlier), at most `wait`, loads its state if it is not in memory,
-    /// and opens a copy for the guest as `label`.
+    /// earlier), at most `wait`, loads its state if it is not in memory (or
+    /// may be stale), and opens a copy for the guest as `label`.
     pub(crate) async fn turn(
         &self,
         function: &str,
@@ -118,57 +211,99 @@ impl Actors {
                 waited: wait,
             })?;
         let head = head(function, key);
-        if guard.is_none() {
-            *guard = Some(self.load(function, key, &head).await?);
+        let epoch = self.epoch.load(Ordering::Acquire);
+        if let Some(loaded) = guard.as_mut()
+            && loaded.epoch != epoch
+        {
+            let now =
+                self.store.get(&head).await.map_err(|e| {
+                    Error::Internal(format!("checking the checkpoint of {head}: {e}"))
+                })?;
+            if now == loaded.bytes {
+                loaded.epoch = epoch;
+            } else {
+                *guard = None;
+            }
         }
-        let state = guard.as_ref().cloned().unwrap_or_default();
+        if guard.is_none() {
+            *guard = Some(self.load(function, key, &head, epoch).await?);
+        }
+        let state = guard.as_ref().map(|l| l.state.clone()).unwrap_or_default();
         Ok(Turn {
             held: Arc::new(Held::new(label, state, Some(MAX_ACTOR_STATE), traffic)),
             guard,
             store: self.store.clone(),
+            writer: self.writer.clone(),
+            function: function.to_string(),
+            key: key.to_string(),
             head,
         })
     }
 
-    async fn load(&self, function: &str, key: &str, head: &str) -> Result<State> {
+    async fn load(&self, function: &str, key: &str, head: &str, epoch: u64) -> Result<Loaded> {
         let corrupt = |why: &str| {
             Error::Internal(format!(
                 "the checkpoint of function `{function}`, key `{key}`: {why}"
             ))
         };
         let read = |e: weft_kv::KvError| corrupt(&format!("reading it: {e}"));
-        let Some(listed) = self.store.get(head).await.map_err(read)? else {
-            return Ok(State::new());
-        };
-        let keys = listed
-            .strip_prefix(HEAD_MAGIC)
-            .and_then(decode)
-            .ok_or_else(|| corrupt("its head does not decode"))?;
-        let records: Vec<String> = keys.keys().map(|k| record(head, k)).collect();
-        let mut state = State::new();
-        for (k, got) in keys
-            .into_keys()
-            .zip(self.store.get_many(&records).await.map_err(read)?)
-        {
-            let (_, v) = got.ok_or_else(|| corrupt(&format!("the entry `{k}` is missing")))?;
-            state.insert(k, v);
+        for _ in 0..LOAD_ATTEMPTS {
+            let Some(bytes) = self.store.get(head).await.map_err(read)? else {
+                return Ok(Loaded {
+                    state: State::new(),
+                    head: Head::default(),
+                    bytes: None,
+                    epoch,
+                });
+            };
+            let decoded =
+                Head::decode(&bytes).ok_or_else(|| corrupt("its head does not decode"))?;
+            let records: Vec<String> = decoded
+                .records
+                .values()
+                .map(|r| format!("{head}{r}"))
+                .collect();
+            let got = self.store.get_many(&records).await.map_err(read)?;
+            if got.iter().any(Option::is_none) {
+                // A newer head replaced this one and its records were
+                // removed meanwhile: read the newer one.
+                continue;
+            }
+            let state = decoded
+                .records
+                .keys()
+                .cloned()
+                .zip(got.into_iter().flatten().map(|(_, v)| v))
+                .collect();
+            return Ok(Loaded {
+                state,
+                head: decoded,
+                bytes: Some(bytes),
+                epoch,
+            });
         }
-        Ok(state)
+        Err(corrupt(&format!(
+            "entries its head names are missing ({LOAD_ATTEMPTS} reads)"
+        )))
     }
 }
 
-/// The record of entry `k` under `head`.
-fn record(head: &str, k: &str) -> String {
+/// The record of entry `k` written by generation `g` of writer `w`, under
+/// its head: no two writers' records share a name.
+fn record(k: &str, g: u64, w: &str) -> String {
     let hash = Sha256::digest(k.as_bytes());
-    format!("{head}e/{}", hex::encode(&hash[..16]))
+    format!("e/{}/{g:x}.{w}", hex::encode(&hash[..16]))
 }
 
 /// One invocation's turn at its key's actor: it holds the key until it is
 /// checkpointed or dropped.
 pub struct Turn {
     pub(crate) held: Arc<Held>,
-    guard: OwnedMutexGuard<Option<State>>,
+    guard: OwnedMutexGuard<Option<Loaded>>,
     store: Arc<dyn Bucket>,
+    writer: String,
+    function: String,
+    key: String,
     head: String,
 }
 
@@ -180,37 +315,75 @@ impl Turn {
         if touched.is_empty() {
             return Ok(());
         }
-        let before = self.guard.as_ref();
-        let keys_changed = touched
+        let Some(before) = self.guard.as_ref() else {
+            return Err(Error::Internal("an actor's turn without its state".into()));
+        };
+        let generation = before.head.generation + 1;
+        let mut records = before.head.records.clone();
+        // The records the last head left to remove go with this write; the
+        // ones this head stops naming, with the next.
+        let mut writes: Vec<weft_kv::Change> = before
+            .head
+            .garbage
             .iter()
-            .any(|(k, v)| v.is_some() != before.is_some_and(|b| b.contains_key(k)));
-        let state = self.held.entries();
-        let mut writes = Vec::new();
-        let mut removed = Vec::new();
+            .map(|r| (format!("{}{r}", self.head), None))
+            .collect();
+        let mut garbage = Vec::new();
         for (k, v) in touched {
+            if let Some(old) = before.head.records.get(&k) {
+                garbage.push(old.clone());
+            }
             match v {
-                Some(v) => writes.push((record(&self.head, &k), v)),
-                None => removed.push(record(&self.head, &k)),
+                Some(v) => {
+                    let r = record(&k, generation, &self.writer);
+                    writes.push((format!("{}{r}", self.head), Some(v)));
+                    records.insert(k, r);
+                }
+                None => {
+                    records.remove(&k);
+                }
             }
         }
-        if keys_changed {
-            let keys: State = state.keys().map(|k| (k.clone(), Vec::new())).collect();
-            let mut head = HEAD_MAGIC.to_vec();
-            head.extend_from_slice(&encode(&keys));
-            writes.push((self.head.clone(), head));
+        let head = Head {
+            generation,
+            records,
+            garbage,
+        };
+        let bytes = head.encode();
+        let done = self
+            .store
+            .compare_and_set(&self.head, before.bytes.as_deref(), &bytes, &writes)
+            .await
+            .map_err(|e| Error::Internal(format!("checkpointing {}: {e}", self.head)))?;
+        if !done {
+            // Another node wrote the key since this one loaded it: it is
+            // theirs now. Forget the copy; the next turn here loads theirs.
+            *self.guard = None;
+            let written: Vec<String> = writes
+                .into_iter()
+                .filter(|(_, v)| v.is_some())
+                .map(|(k, _)| k)
+                .collect();
+            if let Err(e) = self.store.delete_many(&written).await {
+                tracing::warn!("removing the records of a lost turn of {}: {e}", self.head);
+            }
+            return Err(Error::State {
+                name: self.function.clone(),
+                code: Code::StateConflict,
+                message: format!(
+                    "key `{}` was written by another node while this invocation ran \
+                     (its actor moved); nothing it wrote was kept",
+                    self.key
+                ),
+            });
         }
-        let failed =
-            |e: weft_kv::KvError| Error::Internal(format!("checkpointing {}: {e}", self.head));
-        if !writes.is_empty() {
-            self.store.set_many(&writes).await.map_err(failed)?;
-        }
-        *self.guard = Some(state);
-        if !removed.is_empty()
-            && let Err(e) = self.store.delete_many(&removed).await
-        {
-            // The head no longer names them: garbage, not state.
-            tracing::warn!("removing deleted entries of {}: {e}", self.head);
-        }
+        let epoch = before.epoch;
+        *self.guard = Some(Loaded {
+            state: self.held.entries(),
+            head,
+            bytes: Some(bytes),
+            epoch,
+        });
         Ok(())
     }
 }
@@ -230,24 +403,39 @@ mod tests {
         assert_eq!(decode(&[]), Some(State::new()));
     }
 
+    #[test]
+    fn heads_encode_and_decode() {
+        let h = Head {
+            generation: 7,
+            records: [("count".to_string(), record("count", 7, "n1"))].into(),
+            garbage: vec![record("count", 6, "n1")],
+        };
+        assert_eq!(Head::decode(&h.encode()), Some(h));
+        assert_eq!(Head::decode(b"weft-actor-1\n"), None);
+    }
+
+    async fn turn(actors: &Actors) -> Turn {
+        actors
+            .turn(
+                "f",
+                "k/1",
+                "state",
+                Arc::default(),
+                std::time::Duration::from_secs(5),
+            )
+            .await
+            .unwrap()
+    }
+
+    fn store() -> Arc<dyn Bucket> {
+        // Any store will do: an in-memory one stands for the node's file.
+        Arc::new(Held::new("weft.state", State::new(), None, Arc::default()))
+    }
+
     #[tokio::test]
     async fn checkpoints_write_what_changed_and_a_restart_loads_the_latest() {
-        // Any store will do: an in-memory one stands for the node's file.
-        let store: Arc<dyn Bucket> =
-            Arc::new(Held::new("weft.state", State::new(), None, Arc::default()));
-        async fn turn(actors: &Actors) -> Turn {
-            actors
-                .turn(
-                    "f",
-                    "k/1",
-                    "state",
-                    Arc::default(),
-                    std::time::Duration::from_secs(5),
-                )
-                .await
-                .unwrap()
-        }
-        let a = Actors::new(store.clone());
+        let store = store();
+        let a = Actors::new(store.clone(), "n1");
         let t = turn(&a).await;
         t.held.set("a", b"1").await.unwrap();
         t.held.set("b", &[7; 2000]).await.unwrap();
@@ -261,16 +449,58 @@ mod tests {
             Some(b"1".to_vec())
         );
         // As after a restart: another process, the same store.
-        let b = Actors::new(store.clone());
+        let b = Actors::new(store.clone(), "n1");
         let t = turn(&b).await;
         assert_eq!(t.held.entries().len(), 2);
         t.held.delete("a").await.unwrap();
         t.held.set("c", b"3").await.unwrap();
         t.checkpoint().await.unwrap();
         let records = store.list_keys(None).await.unwrap().keys;
-        assert_eq!(records.len(), 3, "the head and two entries: {records:?}");
-        let c = Actors::new(store);
-        let keys: Vec<String> = turn(&c).await.held.entries().into_keys().collect();
+        assert_eq!(
+            records.len(),
+            4,
+            "the head, b, c, and a's record until the next checkpoint: {records:?}"
+        );
+        let c = Actors::new(store.clone(), "n1");
+        let t = turn(&c).await;
+        let keys: Vec<String> = t.held.entries().into_keys().collect();
         assert_eq!(keys, ["b", "c"]);
+        t.held.set("c", b"4").await.unwrap();
+        t.checkpoint().await.unwrap();
+        let records = store.list_keys(None).await.unwrap().keys;
+        assert_eq!(records.len(), 4, "a's went, c's old one waits: {records:?}");
+    }
+
+    #[tokio::test]
+    async fn a_node_that_lost_the_key_fails_its_turn_and_loads_the_winners_state() {
+        let store = store();
+        let (one, two) = (Actors::new(store.clone(), "n1"), Actors::new(store, "n2"));
+        let t = turn(&one).await;
+        t.held.set("n", b"1").await.unwrap();
+        t.checkpoint().await.unwrap();
+        // The key moves to `two` while `one` still holds a turn.
+        let late = turn(&one).await;
+        let t = turn(&two).await;
+        assert_eq!(t.held.get("n").await.unwrap(), Some(b"1".to_vec()));
+        t.held.set("n", b"2").await.unwrap();
+        t.checkpoint().await.unwrap();
+        late.held.set("n", b"2 again").await.unwrap();
+        let e = late.checkpoint().await.unwrap_err();
+        assert_eq!(e.code(), Code::StateConflict, "{e}");
+        // Its copy is gone: its next turn reads the winner's.
+        assert_eq!(
+            turn(&one).await.held.get("n").await.unwrap(),
+            Some(b"2".to_vec())
+        );
+        // Back at `two`, which still holds its copy: a change of membership
+        // makes it check the checkpoint first.
+        let t = turn(&one).await;
+        t.held.set("n", b"3").await.unwrap();
+        t.checkpoint().await.unwrap();
+        two.membership_changed();
+        assert_eq!(
+            turn(&two).await.held.get("n").await.unwrap(),
+            Some(b"3".to_vec())
+        );
     }
 }

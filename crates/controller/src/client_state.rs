@@ -5,13 +5,17 @@
 //!
 //! A sealed state is `v1.PAYLOAD.MAC`: PAYLOAD is base64url (no padding)
 //! of a JSON envelope (function, key, version, entries in base64), MAC the
-//! HMAC-SHA256 of PAYLOAD under the node's secret. The node remembers only
-//! the latest version it issued per function and key (8 bytes, in its own
-//! store), which is how an older state is told from the latest: a request
-//! must carry the latest, or none (the client starts over; it may drop its
-//! state, never roll it back). One request per key runs at a time (a set
-//! of the keys in flight): two requests carrying the same state cannot both
-//! run, the second is refused as stale, and a key's client state has one
+//! HMAC-SHA256 of PAYLOAD under a secret kept in the store of `[state]
+//! function` (the node's own store by default, a shared one in a fabric:
+//! the first node to need it keeps one, by compare-and-set, and every node
+//! that shares the store seals alike). The store remembers only the latest
+//! version issued per function and key (its decimal text), which is how an
+//! older state is told from the latest: a request must carry the latest,
+//! or none (the client starts over; it may drop its state, never roll it
+//! back). One request per key runs at a time on a node (a set of the keys
+//! in flight), and the next version is kept by compare-and-set on the one
+//! the request carried: of two requests carrying the same state, on one
+//! node or two, one is refused as stale, and a key's client state has one
 //! writer at a time.
 
 use crate::error::{Error, Result};
@@ -99,16 +103,23 @@ impl Joined {
     }
 }
 
+/// Where the seal's secret is kept, in the store of the versions.
+const SECRET_KEY: &str = "cs-secret";
+
 /// The node's client states: its secret, and the latest version issued per
 /// function and key.
 pub(crate) struct ClientStates {
-    secret: [u8; 32],
+    /// The seal's secret: the store's, once read (every node that shares
+    /// the store seals alike).
+    secret: tokio::sync::OnceCell<[u8; 32]>,
+    /// The secret this node keeps there if the store has none yet.
+    proposed: [u8; 32],
     /// Most bytes of keys and values a state may hold.
     limit: u64,
     /// Function and key of the requests in flight: one at a time per key.
     in_flight: Mutex<HashSet<(String, String)>>,
-    /// Where the latest version per function and key is kept: the node's
-    /// own store.
+    /// Where the secret and the latest version per function and key are
+    /// kept: the node's own store, or one its fabric shares.
     store: Arc<dyn Bucket>,
 }
 
@@ -142,9 +153,11 @@ fn version_key(function: &str, key: &str) -> String {
 }
 
 impl ClientStates {
-    pub(crate) fn new(secret: [u8; 32], limit: u64, store: Arc<dyn Bucket>) -> Self {
+    /// `proposed`: the secret to keep if `store` holds none yet.
+    pub(crate) fn new(proposed: [u8; 32], limit: u64, store: Arc<dyn Bucket>) -> Self {
         ClientStates {
-            secret,
+            secret: tokio::sync::OnceCell::new(),
+            proposed,
             limit,
             in_flight: Mutex::new(HashSet::new()),
             store,
@@ -162,16 +175,55 @@ impl ClientStates {
         usize::try_from(self.limit.saturating_mul(2).saturating_add(1024)).unwrap_or(usize::MAX)
     }
 
-    fn seal(&self, env: &Envelope) -> String {
+    /// The store's label.
+    pub(crate) fn home(&self) -> &str {
+        self.store.label()
+    }
+
+    /// The seal's secret: the one in the store, kept there by the first
+    /// node to need it.
+    async fn secret(&self) -> Result<&[u8; 32]> {
+        self.secret
+            .get_or_try_init(|| async {
+                let failed =
+                    |e: weft_kv::KvError| Error::Internal(format!("the client-state secret: {e}"));
+                let corrupt =
+                    || Error::Internal("the stored client-state secret is corrupt".into());
+                for _ in 0..2 {
+                    if let Some(s) = self.store.get(SECRET_KEY).await.map_err(failed)? {
+                        return <[u8; 32]>::try_from(s).map_err(|_| corrupt());
+                    }
+                    if self
+                        .store
+                        .compare_and_set(SECRET_KEY, None, &self.proposed, &[])
+                        .await
+                        .map_err(failed)?
+                    {
+                        return Ok(self.proposed);
+                    }
+                    // Another node kept one first: read it.
+                }
+                Err(corrupt())
+            })
+            .await
+    }
+
+    fn seal(secret: &[u8; 32], env: &Envelope) -> String {
         let payload = URL_SAFE_NO_PAD.encode(serde_json::to_vec(env).unwrap_or_default());
-        let mac = URL_SAFE_NO_PAD.encode(hmac(&self.secret, payload.as_bytes()));
+        let mac = URL_SAFE_NO_PAD.encode(hmac(secret, payload.as_bytes()));
         format!("v1.{payload}.{mac}")
     }
 
     /// The envelope of `sealed`, if this node sealed it for `function` and
     /// `key`.
-    fn unseal(&self, sealed: &str, function: &str, key: &str) -> Result<Envelope> {
-        let bad = |code: Code, message: String| Error::ClientState {
+    fn unseal(
+        &self,
+        secret: &[u8; 32],
+        sealed: &str,
+        function: &str,
+        key: &str,
+    ) -> Result<Envelope> {
+        let bad = |code: Code, message: String| Error::State {
             name: function.to_string(),
             code,
             message,
@@ -189,7 +241,9 @@ impl ClientStates {
         let forged = || {
             bad(
                 Code::InvalidClientState,
-                format!("{STATE_HEADER} is not a state this node sealed (altered, or malformed)"),
+                format!(
+                    "{STATE_HEADER} is not a state this node or its fabric sealed (altered, or malformed)"
+                ),
             )
         };
         let mut parts = sealed.split('.');
@@ -199,7 +253,7 @@ impl ClientStates {
             return Err(forged());
         };
         let mac = URL_SAFE_NO_PAD.decode(mac).map_err(|_| forged())?;
-        if !same(&mac, &hmac(&self.secret, payload.as_bytes())) {
+        if !same(&mac, &hmac(secret, payload.as_bytes())) {
             return Err(forged());
         }
         let env: Envelope = URL_SAFE_NO_PAD
@@ -242,8 +296,11 @@ impl ClientStates {
         sealed: Option<&str>,
         traffic: Arc<Traffic>,
     ) -> Result<Pending> {
-        let env = sealed.map(|s| self.unseal(s, function, key)).transpose()?;
-        let stale = |message: String| Error::ClientState {
+        let secret = self.secret().await?;
+        let env = sealed
+            .map(|s| self.unseal(secret, s, function, key))
+            .transpose()?;
+        let stale = |message: String| Error::State {
             name: function.to_string(),
             code: Code::StaleClientState,
             message,
@@ -267,7 +324,7 @@ impl ClientStates {
         for (f, kvs) in env.map(|e| e.s).unwrap_or_default() {
             let mut entries = Entries::new();
             for (k, v) in kvs {
-                let v = STANDARD.decode(v).map_err(|_| Error::ClientState {
+                let v = STANDARD.decode(v).map_err(|_| Error::State {
                     name: function.to_string(),
                     code: Code::InvalidClientState,
                     message: format!("{STATE_HEADER}: the value of `{k}` is not base64"),
@@ -335,7 +392,7 @@ impl Pending {
         states.insert(function.clone(), self.held.entries());
         let size: u64 = states.values().map(Held::size_of).sum();
         if size > seals.limit {
-            return Err(Error::ClientState {
+            return Err(Error::State {
                 name: function.clone(),
                 code: Code::ClientStateTooLarge,
                 message: format!(
@@ -345,11 +402,29 @@ impl Pending {
             });
         }
         let n = self.previous + 1;
-        seals
+        let previous = (self.previous > 0).then(|| self.previous.to_string());
+        // One writer per key here (the key is taken); across nodes that
+        // share the versions, the first to seal the next version wins.
+        let kept = seals
             .store
-            .set(&version_key(function, key), n.to_string().as_bytes())
+            .compare_and_set(
+                &version_key(function, key),
+                previous.as_deref().map(str::as_bytes),
+                n.to_string().as_bytes(),
+                &[],
+            )
             .await
             .map_err(|e| Error::Internal(format!("keeping the client state's version: {e}")))?;
+        if !kept {
+            return Err(Error::State {
+                name: function.clone(),
+                code: Code::StaleClientState,
+                message: format!(
+                    "another node sealed a newer state of key `{key}` while this invocation ran; \
+                     nothing it wrote was kept"
+                ),
+            });
+        }
         let env = Envelope {
             f: function.clone(),
             k: key.clone(),
@@ -366,7 +441,7 @@ impl Pending {
                 })
                 .collect(),
         };
-        Ok(seals.seal(&env))
+        Ok(ClientStates::seal(seals.secret().await?, &env))
     }
 }
 

@@ -144,29 +144,25 @@ impl Controller {
         let queue = Arc::new(AsyncQueue::new(queue, metrics.clone()));
         let config = Arc::new(config);
         let max_instances = runtime.config().max_instances;
-        let secret = match store.meta("client_state_secret")? {
-            Some(hex_secret) => hex::decode(&hex_secret)
-                .ok()
-                .and_then(|b| <[u8; 32]>::try_from(b).ok())
-                .ok_or_else(|| {
-                    Error::Internal("the stored client-state secret is corrupt".into())
-                })?,
-            None => {
-                let s = entropy::<32>()?;
-                store.set_meta("client_state_secret", &hex::encode(s))?;
-                s
-            }
-        };
-        let node_state = kv
-            .bucket(NODE_STATE)
-            .ok_or_else(|| Error::Internal("the node's own state store did not open".into()))?;
+        // Actors' checkpoints and client states' seal and versions: the
+        // node's own store, or the one `[state] function` names (a fabric's,
+        // bound when the node joins).
+        let keeper = config
+            .state
+            .function
+            .as_ref()
+            .map_or(NODE_STATE, |l| l.as_str());
+        let kept = kv
+            .bucket(keeper)
+            .ok_or_else(|| Error::Internal(format!("the state store `{keeper}` did not open")))?;
+        let node_id = store.meta("node_id")?.unwrap_or_default();
         let homes = StateHomes {
             clients: Arc::new(ClientStates::new(
-                secret,
+                entropy::<32>()?,
                 config.state.client_limit(),
-                node_state.clone(),
+                kept.clone(),
             )),
-            actors: Arc::new(Actors::new(node_state)),
+            actors: Arc::new(Actors::new(kept, &node_id)),
         };
         let lifecycle = Lifecycle::new(Parts {
             homes,
@@ -338,6 +334,13 @@ impl Controller {
         self.artifacts.set_mesh(mesh.clone());
         self.lifecycle.set_mesh(mesh.clone());
         Ok(())
+    }
+
+    /// The fabric's membership changed (a node came, went, or drains): the
+    /// owners of actors' keys may have moved, so each actor here checks its
+    /// checkpoint at its next turn.
+    pub fn membership_changed(&self) {
+        self.lifecycle.homes.actors.membership_changed();
     }
 
     /// Applies a change of the fabric's registry.

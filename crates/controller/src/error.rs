@@ -123,14 +123,14 @@ pub enum Error {
         /// The store's label.
         label: String,
     },
-    /// A client state that cannot be used: forged, another key's, stale,
-    /// or too large.
+    /// State an invocation cannot use or keep: a client state forged,
+    /// another key's, stale or too large; a key lost to another writer.
     #[error("function `{name}`: {message}")]
-    ClientState {
+    State {
         /// The function.
         name: String,
-        /// `invalid_client_state`, `stale_client_state` or
-        /// `client_state_too_large`.
+        /// `invalid_client_state`, `stale_client_state`,
+        /// `client_state_too_large` or `state_conflict`.
         code: Code,
         /// What is wrong.
         message: String,
@@ -224,7 +224,7 @@ impl Error {
             Error::UnknownStore { .. } => Code::UnknownStore,
             Error::UnknownTopic { .. } => Code::UnknownTopic,
             Error::StateModelUnavailable { .. } => Code::StateModelUnavailable,
-            Error::ClientState { code, .. } => *code,
+            Error::State { code, .. } => *code,
             Error::NotKeptHere { .. } => Code::InvalidRequest,
             Error::InvalidTrigger { .. } => Code::InvalidTrigger,
             Error::RouteConflict { .. } => Code::RouteConflict,
@@ -270,7 +270,7 @@ impl Error {
             | Error::UnknownStore { name: n, .. }
             | Error::UnknownTopic { name: n, .. }
             | Error::StateModelUnavailable { name: n, .. }
-            | Error::ClientState { name: n, .. }
+            | Error::State { name: n, .. }
             | Error::NotKeptHere { name: n, .. }
             | Error::InvalidTrigger { name: n, .. }
             | Error::RouteConflict { name: n, .. }

@@ -144,7 +144,7 @@ pub(crate) struct Lifecycle {
     artifacts: Arc<Artifacts>,
     config: Arc<NodeConfig>,
     kv: weft_kv::Stores,
-    homes: StateHomes,
+    pub(crate) homes: StateHomes,
     mqtt: bool,
     max_memory: u64,
     fuel: bool,

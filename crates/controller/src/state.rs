@@ -203,21 +203,25 @@ impl FunctionState {
         Ok(entries)
     }
 
-    /// The shared store it lives in (`external`, `edge`): a node that runs
-    /// the function must serve it too.
+    /// The shared store it lives in (`external`, `edge`), or that keeps
+    /// its checkpoints or versions (`function`, `client`): a node that
+    /// runs the function must serve it too.
     pub fn shared_home(&self) -> Option<&str> {
-        match &self.home {
-            Home::Store(b) if b.label() != NODE_STATE => Some(b.label()),
-            _ => None,
-        }
+        let label = match &self.home {
+            Home::Store(b) => b.label(),
+            Home::Client(c) => c.home(),
+            Home::Actor(a) => a.home(),
+        };
+        (label != NODE_STATE).then_some(label)
     }
 
-    /// Where it lives, as `weft ls` shows it: a store's label, or `client`.
+    /// Where it lives, as `weft ls` shows it: a store's label, `client`,
+    /// or (an actor) the store of its checkpoints.
     pub fn home(&self) -> &str {
         match &self.home {
             Home::Store(b) => b.label(),
             Home::Client(_) => "client",
-            Home::Actor(_) => NODE_STATE,
+            Home::Actor(a) => a.home(),
         }
     }
 }
@@ -272,15 +276,18 @@ pub(crate) fn resolve(
                     .to_string(),
             )),
         },
-        // Both keep what makes them correct on one node (the seal's secret
-        // and versions; the actor and its checkpoint): across nodes a key
-        // could have two writers, so a fabric node does not offer them
-        // until they travel with the key.
-        StateModel::Client | StateModel::Function if config.fabric.is_some() => {
-            Err(unavailable(format!(
-                "this build keeps `{}` state on a single node; in a fabric a key's                  invocations could run on two nodes: use `edge` or `external` there",
-                spec.model
-            )))
+        // Both keep what makes a key's state have one writer (the seal's
+        // secret and versions; the actor's checkpoint) in one store: in a
+        // fabric, one that every node which may run the key shares.
+        StateModel::Client | StateModel::Function
+            if config.fabric.is_some() && config.state.function.is_none() =>
+        {
+            Err(unavailable(
+                "no shared state store: in a fabric, set `[state] function = \"LABEL\"` in the \
+                 node config, naming a [kv.LABEL] store the nodes share (backend \"fabric\" or \
+                 \"node\")"
+                    .to_string(),
+            ))
         }
         StateModel::Client => Ok(Home::Client(homes.clients.clone())),
         StateModel::Function => Ok(Home::Actor(homes.actors.clone())),

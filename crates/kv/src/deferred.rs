@@ -77,4 +77,16 @@ impl Bucket for Deferred {
     async fn delete_many(&self, keys: &[String]) -> Result<(), KvError> {
         self.backend()?.delete_many(keys).await
     }
+
+    async fn compare_and_set(
+        &self,
+        key: &str,
+        expected: Option<&[u8]>,
+        value: &[u8],
+        also: &[crate::Change],
+    ) -> Result<bool, KvError> {
+        self.backend()?
+            .compare_and_set(key, expected, value, also)
+            .await
+    }
 }

@@ -326,6 +326,41 @@ impl Bucket for EmbeddedBucket {
         })
         .await
     }
+
+    async fn compare_and_set(
+        &self,
+        key: &str,
+        expected: Option<&[u8]>,
+        value: &[u8],
+        also: &[crate::Change],
+    ) -> Result<bool, KvError> {
+        let key = key.to_owned();
+        let expected = expected.map(<[u8]>::to_vec);
+        let value = value.to_vec();
+        let also = also.to_vec();
+        self.run(move |db, def| {
+            let txn = begin(db)?;
+            {
+                let mut table = txn.open_table(def)?;
+                let row = (key_hash(&key), key.as_str());
+                let current = table.get(row)?.map(|v| v.value().to_vec());
+                if current != expected {
+                    // Dropped unwritten: nothing changes.
+                    return Ok(false);
+                }
+                for (k, v) in &also {
+                    match v {
+                        Some(v) => table.insert((key_hash(k), k.as_str()), v.as_slice())?,
+                        None => table.remove((key_hash(k), k.as_str()))?,
+                    };
+                }
+                table.insert(row, value.as_slice())?;
+            }
+            txn.commit()?;
+            Ok(true)
+        })
+        .await
+    }
 }
 
 #[cfg(test)]

@@ -187,6 +187,9 @@ impl KvError {
     }
 }
 
+/// A key and its new value; `None`: removed.
+pub type Change = (String, Option<Vec<u8>>);
+
 /// Result of key-value operations.
 pub type Result<T, E = KvError> = std::result::Result<T, E>;
 
@@ -238,6 +241,23 @@ pub trait Bucket: Send + Sync {
 
     /// Removes every key, all or nothing.
     async fn delete_many(&self, keys: &[String]) -> Result<(), KvError>;
+
+    /// Sets `key` to `value` if it holds `expected` (`None`: if it is not
+    /// set), with the changes of `also` (`None`: remove); returns whether it
+    /// did, and writes nothing of `key` when it did not. What one writer
+    /// uses to tell it still owns what it writes.
+    ///
+    /// On a store with transactions (embedded, Redis) `also` is applied in
+    /// the same step, or not at all. On the others (JetStream) it is
+    /// applied first, so it may be applied even when this returns `false`:
+    /// change there only records that no value of `key` names.
+    async fn compare_and_set(
+        &self,
+        key: &str,
+        expected: Option<&[u8]>,
+        value: &[u8],
+        also: &[Change],
+    ) -> Result<bool, KvError>;
 }
 
 /// Every store configured on the node, by label.

@@ -116,6 +116,25 @@ impl<B: Bucket> Bucket for Limited<B> {
         }
         self.inner.delete_many(keys).await
     }
+
+    async fn compare_and_set(
+        &self,
+        key: &str,
+        expected: Option<&[u8]>,
+        value: &[u8],
+        also: &[crate::Change],
+    ) -> Result<bool, KvError> {
+        self.key(key)?;
+        self.value(value)?;
+        self.batch(also.len() + 1)?;
+        for (k, v) in also {
+            self.key(k)?;
+            if let Some(v) = v {
+                self.value(v)?;
+            }
+        }
+        self.inner.compare_and_set(key, expected, value, also).await
+    }
 }
 
 /// A shared bucket is a bucket: so a view kept by its owner (a held state)
@@ -151,6 +170,15 @@ impl<B: Bucket + ?Sized> Bucket for std::sync::Arc<B> {
     }
     async fn delete_many(&self, keys: &[String]) -> Result<(), KvError> {
         (**self).delete_many(keys).await
+    }
+    async fn compare_and_set(
+        &self,
+        key: &str,
+        expected: Option<&[u8]>,
+        value: &[u8],
+        also: &[crate::Change],
+    ) -> Result<bool, KvError> {
+        (**self).compare_and_set(key, expected, value, also).await
     }
 }
 

@@ -252,6 +252,42 @@ impl Bucket for RedisBucket {
         }
         self.query::<u64>(&cmd, Retry::Idempotent).await.map(drop)
     }
+
+    async fn compare_and_set(
+        &self,
+        key: &str,
+        expected: Option<&[u8]>,
+        value: &[u8],
+        also: &[crate::Change],
+    ) -> Result<bool, KvError> {
+        // One script: Redis runs it alone, so the comparison and the
+        // writes are one step. A missing key reads as `false`.
+        // KEYS: the key, then the ones to set (ARGV[4] of them, values
+        // from ARGV[5]), then the ones to remove.
+        const SCRIPT: &str = "local cur = redis.call('GET', KEYS[1]) \
+            if ARGV[1] == '0' then if cur then return 0 end \
+            elseif cur ~= ARGV[2] then return 0 end \
+            local n = tonumber(ARGV[4]) \
+            for i = 1, n do redis.call('SET', KEYS[i + 1], ARGV[i + 4]) end \
+            for i = n + 2, #KEYS do redis.call('DEL', KEYS[i]) end \
+            redis.call('SET', KEYS[1], ARGV[3]) return 1";
+        let (sets, dels): (Vec<_>, Vec<_>) = also.iter().partition(|(_, v)| v.is_some());
+        let mut cmd = redis::cmd("EVAL");
+        cmd.arg(SCRIPT).arg(1 + also.len()).arg(self.key(key));
+        for (k, _) in sets.iter().chain(&dels) {
+            cmd.arg(self.key(k));
+        }
+        cmd.arg(if expected.is_some() { "1" } else { "0" })
+            .arg(expected.unwrap_or_default())
+            .arg(value)
+            .arg(sets.len());
+        for (_, v) in &sets {
+            cmd.arg(v.as_deref().unwrap_or_default());
+        }
+        self.query::<i64>(&cmd, Retry::IfNotSent)
+            .await
+            .map(|done| done == 1)
+    }
 }
 
 /// Escapes the characters that are special in a `SCAN MATCH` pattern.

@@ -191,6 +191,35 @@ impl Bucket for Keyed {
         let full: Vec<String> = keys.iter().map(|k| self.key(k)).collect();
         self.home().delete_many(&full).await
     }
+
+    async fn compare_and_set(
+        &self,
+        key: &str,
+        expected: Option<&[u8]>,
+        value: &[u8],
+        also: &[crate::Change],
+    ) -> Result<bool> {
+        let full: Vec<crate::Change> = also.iter().map(|(k, v)| (self.key(k), v.clone())).collect();
+        let done = self
+            .home()
+            .compare_and_set(&self.key(key), expected, value, &full)
+            .await?;
+        self.traffic.add_read(expected.map_or(0, <[u8]>::len));
+        if done {
+            self.traffic.add_written(written(value, also));
+        }
+        Ok(done)
+    }
+}
+
+/// Bytes a compare-and-set writes.
+fn written(value: &[u8], also: &[crate::Change]) -> usize {
+    value.len()
+        + also
+            .iter()
+            .filter_map(|(_, v)| v.as_ref())
+            .map(Vec::len)
+            .sum::<usize>()
 }
 
 /// Keys listed per page of a [`Held`] state.
@@ -272,7 +301,16 @@ impl Held {
     /// Writes `puts` and removes `removes`, all or nothing: nothing if the
     /// state would grow past its limit.
     fn apply(&self, puts: &[(&str, Vec<u8>)], removes: &[&str]) -> Result<()> {
-        let mut inner = self.inner();
+        self.apply_to(&mut self.inner(), puts, removes)
+    }
+
+    /// [`Held::apply`] under a lock already taken.
+    fn apply_to(
+        &self,
+        inner: &mut HeldInner,
+        puts: &[(&str, Vec<u8>)],
+        removes: &[&str],
+    ) -> Result<()> {
         // The batch as it ends: a repeated key takes its last value.
         let mut batch: BTreeMap<&str, Option<&[u8]>> = BTreeMap::new();
         for (k, v) in puts {
@@ -403,6 +441,33 @@ impl Bucket for Held {
                 .collect()
         };
         self.apply(&[], &present)
+    }
+
+    async fn compare_and_set(
+        &self,
+        key: &str,
+        expected: Option<&[u8]>,
+        value: &[u8],
+        also: &[crate::Change],
+    ) -> Result<bool> {
+        let mut inner = self.inner();
+        if inner.map.get(key).map(Vec::as_slice) != expected {
+            return Ok(false);
+        }
+        let mut puts: Vec<(&str, Vec<u8>)> = also
+            .iter()
+            .filter_map(|(k, v)| Some((k.as_str(), v.clone()?)))
+            .collect();
+        puts.push((key, value.to_vec()));
+        let removes: Vec<&str> = also
+            .iter()
+            .filter(|(_, v)| v.is_none())
+            .map(|(k, _)| k.as_str())
+            .collect();
+        self.apply_to(&mut inner, &puts, &removes)?;
+        drop(inner);
+        self.traffic.add_written(written(value, also));
+        Ok(true)
     }
 }
 

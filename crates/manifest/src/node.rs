@@ -335,6 +335,7 @@ impl NodeConfig {
         for (field, label) in [
             ("state.external", &self.state.external),
             ("state.edge", &self.state.edge),
+            ("state.function", &self.state.function),
         ] {
             if let Some(l) = label
                 && l.as_str() != "default"

@@ -231,6 +231,7 @@ pub fn validate_state_key(key: &str) -> Result<(), String> {
 /// [state]
 /// external = "cloud"         # a [kv.cloud] store (Redis, or a fabric store)
 /// edge = "site"              # in a fabric: the site's store
+/// function = "fabric"        # in a fabric: actors' checkpoints, client versions
 /// max_client_state = "16KiB"
 /// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -244,6 +245,14 @@ pub struct StateConfig {
     /// node's own embedded store, on a node without a fabric.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub edge: Option<Name>,
+    /// The key-value store that keeps the `function` model's checkpoints
+    /// and the `client` model's seal and versions. Default: the node's own
+    /// embedded store, on a node without a fabric; in a fabric it must be
+    /// a store every node that runs such functions shares (a
+    /// `backend = "fabric"` or `backend = "node"` store), so that a key's
+    /// actor can move and a client's state is taken by any node.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub function: Option<Name>,
     /// The largest state a client may carry (`client` model). Default
     /// 16KiB, at most 1MiB.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -21,6 +21,8 @@ const PAGE: usize = 1000;
 /// Longest a store operation may take (while NATS is unreachable, every
 /// operation fails after this long).
 const OP_TIMEOUT: Duration = Duration::from_secs(3);
+/// Reads of one `get_many` in flight at once.
+const GETS_IN_FLIGHT: usize = 32;
 /// Compare-and-set attempts of one increment.
 const CAS_ATTEMPTS: usize = 64;
 
@@ -103,6 +105,63 @@ impl FabricBucket {
     }
 }
 
+impl FabricBucket {
+    /// Reads `key` and writes what `next` makes of its value (`None`: not
+    /// set) at the revision read; reads again when another writer came in
+    /// between, up to [`CAS_ATTEMPTS`] times. `next` answering `None`
+    /// writes nothing: the answer is `None` then, else `next`'s `T`.
+    async fn read_modify_write<T>(
+        &self,
+        key: &str,
+        mut next: impl FnMut(Option<&[u8]>) -> Result<Option<(bytes::Bytes, T)>, KvError> + Send,
+    ) -> Result<Option<T>, KvError>
+    where
+        T: Send,
+    {
+        self.with(|s| async move {
+            let k = encode_key(key);
+            for _ in 0..CAS_ATTEMPTS {
+                let entry = s.entry(k.clone()).await.map_err(|e| self.unavailable(e))?;
+                let (current, revision) = match &entry {
+                    Some(e) if e.operation == kv::Operation::Put => {
+                        (Some(e.value.as_ref()), Some(e.revision))
+                    }
+                    Some(e) => (None, Some(e.revision)),
+                    None => (None, None),
+                };
+                let Some((value, out)) = next(current)? else {
+                    return Ok(None);
+                };
+                let lost = match revision {
+                    Some(r) => match s.update(&k, value, r).await {
+                        Ok(_) => false,
+                        Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => true,
+                        Err(e) => return Err(self.unavailable(e)),
+                    },
+                    None => match s.create(&k, value).await {
+                        Ok(_) => false,
+                        Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => true,
+                        Err(e) => return Err(self.unavailable(e)),
+                    },
+                };
+                if !lost {
+                    return Ok(Some(out));
+                }
+            }
+            Err(self.unavailable(format!("`{key}` changed concurrently {CAS_ATTEMPTS} times")))
+        })
+        .await
+    }
+
+    async fn get_pair(
+        &self,
+        store: &kv::Store,
+        key: &str,
+    ) -> Result<Option<(String, Vec<u8>)>, KvError> {
+        Ok(self.get_raw(store, key).await?.map(|v| (key.to_owned(), v)))
+    }
+}
+
 #[async_trait::async_trait]
 impl Bucket for FabricBucket {
     fn label(&self) -> &str {
@@ -174,65 +233,33 @@ impl Bucket for FabricBucket {
     }
 
     async fn increment(&self, key: &str, delta: u64) -> Result<u64, KvError> {
-        let delta = i64::try_from(delta).map_err(|_| KvError::Overflow {
+        let overflow = || KvError::Overflow {
             key: key.to_owned(),
-        })?;
-        self.with(|s| async move {
-            let k = encode_key(key);
-            for _ in 0..CAS_ATTEMPTS {
-                let entry = s.entry(k.clone()).await.map_err(|e| self.unavailable(e))?;
-                let (current, revision) = match &entry {
-                    Some(e) if e.operation == kv::Operation::Put => {
-                        let n = weft_kv::parse_counter(&e.value).ok_or_else(|| {
-                            KvError::NotANumber {
-                                key: key.to_owned(),
-                            }
-                        })?;
-                        (n, Some(e.revision))
-                    }
-                    Some(e) => (0, Some(e.revision)),
-                    None => (0, None),
-                };
-                let sum = current
-                    .checked_add(delta)
-                    .ok_or_else(|| KvError::Overflow {
+        };
+        let delta = i64::try_from(delta).map_err(|_| overflow())?;
+        let sum = self
+            .read_modify_write(key, |current| {
+                let n = match current {
+                    Some(v) => weft_kv::parse_counter(v).ok_or_else(|| KvError::NotANumber {
                         key: key.to_owned(),
-                    })?;
-                let value = bytes::Bytes::from(sum.to_string());
-                let written = match revision {
-                    Some(r) => s.update(&k, value, r).await.map_err(|e| {
-                        (
-                            e.kind() == kv::UpdateErrorKind::WrongLastRevision,
-                            e.to_string(),
-                        )
-                    }),
-                    None => s.create(&k, value).await.map_err(|e| {
-                        (
-                            e.kind() == kv::CreateErrorKind::AlreadyExists,
-                            e.to_string(),
-                        )
-                    }),
+                    })?,
+                    None => 0,
                 };
-                match written {
-                    Ok(_) => {
-                        return u64::try_from(sum).map_err(|_| KvError::Overflow {
-                            key: key.to_owned(),
-                        });
-                    }
-                    Err((true, _)) => continue,
-                    Err((false, e)) => return Err(self.unavailable(e)),
-                }
-            }
-            Err(self.unavailable(format!("`{key}` changed concurrently {CAS_ATTEMPTS} times")))
-        })
-        .await
+                let sum = n.checked_add(delta).ok_or_else(overflow)?;
+                Ok(Some((bytes::Bytes::from(sum.to_string()), sum)))
+            })
+            .await?;
+        sum.and_then(|s| u64::try_from(s).ok()).ok_or_else(overflow)
     }
 
+    /// Up to [`GETS_IN_FLIGHT`] reads at once: over a slow link a batch
+    /// costs about one round trip, not one per key.
     async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<(String, Vec<u8>)>>, KvError> {
         self.with(|s| async move {
             let mut out = Vec::with_capacity(keys.len());
-            for k in keys {
-                out.push(self.get_raw(&s, k).await?.map(|v| (k.clone(), v)));
+            for chunk in keys.chunks(GETS_IN_FLIGHT) {
+                let reads = chunk.iter().map(|k| self.get_pair(&s, k));
+                out.extend(futures::future::try_join_all(reads).await?);
             }
             Ok(out)
         })
@@ -251,5 +278,28 @@ impl Bucket for FabricBucket {
             self.delete(k).await?;
         }
         Ok(())
+    }
+
+    /// `also` first (no multi-key transaction here), then `key` on the
+    /// revision its expected value was read at.
+    async fn compare_and_set(
+        &self,
+        key: &str,
+        expected: Option<&[u8]>,
+        value: &[u8],
+        also: &[weft_kv::Change],
+    ) -> Result<bool, KvError> {
+        for (k, v) in also {
+            match v {
+                Some(v) => self.set(k, v).await?,
+                None => self.delete(k).await?,
+            }
+        }
+        let done = self
+            .read_modify_write(key, |current| {
+                Ok((current == expected).then(|| (bytes::Bytes::copy_from_slice(value), ())))
+            })
+            .await?;
+        Ok(done.is_some())
     }
 }

@@ -49,15 +49,41 @@ pub(crate) struct KvRequest {
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
 enum Op {
-    Get { key: String },
-    Set { key: String, value: B64 },
-    Delete { key: String },
-    Exists { key: String },
-    List { cursor: Option<u64> },
-    Increment { key: String, delta: u64 },
-    GetMany { keys: Vec<String> },
-    SetMany { entries: Vec<(String, B64)> },
-    DeleteMany { keys: Vec<String> },
+    Get {
+        key: String,
+    },
+    Set {
+        key: String,
+        value: B64,
+    },
+    Delete {
+        key: String,
+    },
+    Exists {
+        key: String,
+    },
+    List {
+        cursor: Option<u64>,
+    },
+    Increment {
+        key: String,
+        delta: u64,
+    },
+    GetMany {
+        keys: Vec<String>,
+    },
+    SetMany {
+        entries: Vec<(String, B64)>,
+    },
+    DeleteMany {
+        keys: Vec<String>,
+    },
+    CompareAndSet {
+        key: String,
+        expected: Option<B64>,
+        value: B64,
+        also: Vec<(String, Option<B64>)>,
+    },
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -141,19 +167,55 @@ async fn run(b: &dyn Bucket, op: Op) -> Result<Reply, Reply> {
                 .collect(),
         ),
         Op::SetMany { entries } => {
-            let entries = entries
-                .into_iter()
-                .map(|(k, v)| v.bytes().map(|v| (k, v)))
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(bad)?;
-            b.set_many(&entries).await.map_err(fail)?;
+            b.set_many(&entries_of(entries).map_err(bad)?)
+                .await
+                .map_err(fail)?;
             Reply::Done
+        }
+        Op::CompareAndSet {
+            key,
+            expected,
+            value,
+            also,
+        } => {
+            let expected = expected.map(|e| e.bytes()).transpose().map_err(bad)?;
+            Reply::Bool(
+                b.compare_and_set(
+                    &key,
+                    expected.as_deref(),
+                    &value.bytes().map_err(bad)?,
+                    &changes_of(also).map_err(bad)?,
+                )
+                .await
+                .map_err(fail)?,
+            )
         }
         Op::DeleteMany { keys } => {
             b.delete_many(&keys).await.map_err(fail)?;
             Reply::Done
         }
     })
+}
+
+fn entries_of(entries: Vec<(String, B64)>) -> Result<Vec<(String, Vec<u8>)>, String> {
+    entries
+        .into_iter()
+        .map(|(k, v)| v.bytes().map(|v| (k, v)))
+        .collect()
+}
+
+fn changes_of(changes: Vec<(String, Option<B64>)>) -> Result<Vec<weft_kv::Change>, String> {
+    changes
+        .into_iter()
+        .map(|(k, v)| v.map(|v| v.bytes()).transpose().map(|v| (k, v)))
+        .collect()
+}
+
+fn b64_entries(entries: &[(String, Vec<u8>)]) -> Vec<(String, B64)> {
+    entries
+        .iter()
+        .map(|(k, v)| (k.clone(), B64::of(v)))
+        .collect()
 }
 
 /// The store `label` that the node `node` keeps, reached over the fabric.
@@ -291,10 +353,7 @@ impl Bucket for NodeBucket {
     }
 
     async fn set_many(&self, entries: &[(String, Vec<u8>)]) -> Result<(), KvError> {
-        let entries = entries
-            .iter()
-            .map(|(k, v)| (k.clone(), B64::of(v)))
-            .collect();
+        let entries = b64_entries(entries);
         match self.ask(Op::SetMany { entries }).await? {
             Reply::Done => Ok(()),
             r => Err(self.unexpected(r)),
@@ -309,6 +368,30 @@ impl Bucket for NodeBucket {
             .await?
         {
             Reply::Done => Ok(()),
+            r => Err(self.unexpected(r)),
+        }
+    }
+
+    async fn compare_and_set(
+        &self,
+        key: &str,
+        expected: Option<&[u8]>,
+        value: &[u8],
+        also: &[weft_kv::Change],
+    ) -> Result<bool, KvError> {
+        match self
+            .ask(Op::CompareAndSet {
+                key: key.into(),
+                expected: expected.map(B64::of),
+                value: B64::of(value),
+                also: also
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.as_deref().map(B64::of)))
+                    .collect(),
+            })
+            .await?
+        {
+            Reply::Bool(done) => Ok(done),
             r => Err(self.unexpected(r)),
         }
     }

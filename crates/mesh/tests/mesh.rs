@@ -461,6 +461,39 @@ async fn fabric_key_value_store_is_shared_and_consistent() {
         Some(&b"80"[..])
     );
     assert_eq!(kb.increment("counter", 5).await.unwrap(), 85);
+    // Compare-and-set from both nodes at once: each wins only on the value
+    // it read, so none of the 40 steps is lost.
+    let mut tasks = Vec::new();
+    for bucket in [ka.clone(), kb.clone()] {
+        tasks.push(tokio::spawn(async move {
+            let mut done = 0;
+            while done < 20 {
+                let now = bucket.get("cas").await.unwrap();
+                let n: u32 = now
+                    .as_deref()
+                    .map_or(0, |v| std::str::from_utf8(v).unwrap().parse().unwrap());
+                let next = (n + 1).to_string();
+                let with = [(format!("cas:{next}"), Some(b"x".to_vec()))];
+                if bucket
+                    .compare_and_set("cas", now.as_deref(), next.as_bytes(), &with)
+                    .await
+                    .unwrap()
+                {
+                    done += 1;
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert_eq!(ka.get("cas").await.unwrap().as_deref(), Some(&b"40"[..]));
+    assert!(kb.exists("cas:40").await.unwrap());
+    assert!(
+        !kb.compare_and_set("cas", None, b"0", &[("cas:del".to_string(), None)])
+            .await
+            .unwrap()
+    );
     ka.set("word", b"seven").await.unwrap();
     assert_eq!(
         kb.increment("word", 1).await.unwrap_err().code(),

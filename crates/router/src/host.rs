@@ -87,8 +87,9 @@ impl Host for FabricHost {
     fn peer(&self, peer: &Peer) {
         if let Some(r) = self.router.upgrade()
             && let Some(f) = r.fabric.get()
+            && f.placer.peer(peer)
         {
-            f.placer.peer(peer);
+            r.controller.membership_changed();
         }
     }
 
@@ -214,8 +215,10 @@ pub async fn join_fabric(router: &Arc<Router>, config: MeshConfig) -> Result<()>
         loop {
             tick.tick().await;
             let Some(r) = weak.upgrade() else { break };
-            if let Some(f) = r.fabric.get() {
-                f.placer.sweep(|n| f.mesh.is_up(n));
+            if let Some(f) = r.fabric.get()
+                && f.placer.sweep(|n| f.mesh.is_up(n))
+            {
+                r.controller.membership_changed();
             }
         }
     });

@@ -82,11 +82,12 @@ impl Placer {
     }
 
     /// A peer's heartbeat: its row replaced (the calls this node sent it
-    /// since its last beat are counted in that beat now).
-    pub(crate) fn peer(&self, p: &Peer) {
+    /// since its last beat are counted in that beat now). Returns whether
+    /// the membership changed (a node joined, came back or went down).
+    pub(crate) fn peer(&self, p: &Peer) -> bool {
         let hb = &p.heartbeat;
         if hb.name == self.local {
-            return;
+            return false;
         }
         let ours = self.outstanding.lock().get(&hb.name).copied().unwrap_or(0);
         self.profiles
@@ -111,6 +112,7 @@ impl Placer {
             ..NodeView::new(hb.name.clone(), hb.tier, hb.slots)
         };
         let mut ix = self.index.write();
+        let was_up = ix.is_up(&hb.name);
         ix.upsert(&row);
         ix.set_estimates(
             &hb.name,
@@ -124,15 +126,21 @@ impl Placer {
                 )
             }),
         );
+        was_up != Some(p.up)
     }
 
-    /// Marks peers up or down by their heartbeats' age.
-    pub(crate) fn sweep(&self, up: impl Fn(&str) -> bool) {
+    /// Marks peers up or down by their heartbeats' age; returns whether
+    /// any changed.
+    pub(crate) fn sweep(&self, up: impl Fn(&str) -> bool) -> bool {
         let names: Vec<String> = self.index.read().names().to_vec();
         let mut ix = self.index.write();
+        let mut changed = false;
         for n in names.iter().filter(|n| **n != self.local) {
-            ix.set_up(n, up(n));
+            let now = up(n);
+            changed |= ix.is_up(n) != Some(now);
+            ix.set_up(n, now);
         }
+        changed
     }
 
     /// Whether the view holds `node` up (what placement believes).
@@ -150,10 +158,11 @@ impl Placer {
         &self,
         f: &Function,
         bytes: u64,
+        key: Option<&str>,
         exclude: &BTreeSet<String>,
         local: &Local,
     ) -> Result<(Decision, Option<Sent<'_>>), PlaceError> {
-        let req = self.request(f, bytes, exclude);
+        let req = self.request(f, bytes, key, exclude);
         let mut ix = self.index.write();
         let decision = weft_sched::place_in(&ix, &req, Some(local))?;
         if decision.local {
@@ -220,14 +229,21 @@ impl Placer {
         bytes: u64,
         local: &Local,
     ) -> (Result<Decision, PlaceError>, Vec<Excluded>) {
-        let req = self.request(f, bytes, &BTreeSet::new());
+        let req = self.request(f, bytes, None, &BTreeSet::new());
         let ix = self.index.read();
         let decision = weft_sched::place_in(&ix, &req, Some(local));
         let excluded = weft_sched::exclusions(&ix, &req, Some(local)).unwrap_or_default();
         (decision, excluded)
     }
 
-    fn request(&self, f: &Function, bytes: u64, exclude: &BTreeSet<String>) -> Request {
+    /// `key`: the invocation's state key, which places an actor's.
+    fn request(
+        &self,
+        f: &Function,
+        bytes: u64,
+        key: Option<&str>,
+        exclude: &BTreeSet<String>,
+    ) -> Request {
         Request {
             function: f.name().to_string(),
             origin: self.local.clone(),
@@ -240,9 +256,9 @@ impl Placer {
                 StateUse {
                     home: matches!(s.model, StateModel::External | StateModel::Edge)
                         .then(|| s.home().to_string()),
-                    // An actor lives on the node that took its key: this
-                    // one, until actors move across the fabric.
-                    holder: (s.model == StateModel::Function).then(|| self.local.clone()),
+                    key: (s.model == StateModel::Function)
+                        .then(|| key.map(str::to_string))
+                        .flatten(),
                     bytes,
                     trips,
                 }

@@ -493,7 +493,13 @@ impl Router {
         let exclude: BTreeSet<String> = tried.iter().cloned().collect();
         fabric
             .placer
-            .place(f, bytes, &exclude, &self.local_load(f))
+            .place(
+                f,
+                bytes,
+                req.state_key.as_deref(),
+                &exclude,
+                &self.local_load(f),
+            )
             .map(|(d, sent)| (Placement::Decided(d), sent))
             .map_err(|e| Error::NoEligibleNode {
                 name: f.name().to_string(),

@@ -233,6 +233,9 @@ pub enum Reason {
     /// The request entered at another node (the origin): every eligible node
     /// was scored and the least expected completion won.
     Best,
+    /// An actor's invocation: the eligible node that owns its key (first
+    /// by rendezvous hashing), whatever the others' scores.
+    Owner,
 }
 
 impl Reason {
@@ -243,6 +246,7 @@ impl Reason {
             Reason::LocalOverloaded { .. } => "local_overloaded",
             Reason::LocalIneligible { .. } => "local_ineligible",
             Reason::Best => "best",
+            Reason::Owner => "owner",
         }
     }
 }
@@ -303,6 +307,9 @@ impl Decision {
                 ));
             }
             Reason::Best => s.push_str("least expected completion "),
+            Reason::Owner => {
+                s.push_str("owns the actor's key (first by rendezvous hashing); expected ")
+            }
         }
         let b = &self.breakdown;
         s.push_str(&format!(

@@ -144,6 +144,6 @@ pub use index::{ALL_TOPICS, Index};
 pub use model::{NodeView, ParseTierError, Privacy, Request, Requirements, StateUse, Tier, View};
 pub use policy::{
     ARTIFACT_FETCH_US, COLD_START_US, DEFAULT_BANDWIDTH_BPS, DEFAULT_EXEC_US, DEFAULT_RTT_US,
-    Local, UNKNOWN_STORE_US, exclusions, place, place_in,
+    Local, UNKNOWN_STORE_US, exclusions, owner_rank, place, place_in,
 };
 pub use profile::{PROFILE_WINDOW, Profile, SUMMARY_QUANTILES, Window};

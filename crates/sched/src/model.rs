@@ -296,10 +296,14 @@ pub struct StateUse {
     /// that does, plus the bytes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub home: Option<String>,
-    /// The node holding the key's actor (`function`): free there,
-    /// otherwise moving the state.
+    /// An actor's key (`function`): the invocation runs on the key's
+    /// owner, the eligible node that ranks first by rendezvous hashing of
+    /// (function, key, node). Every node computes the same owner from the
+    /// same view, without a directory; a node that leaves moves only the
+    /// keys it owned, and one that joins takes only the keys it ranks
+    /// first for. The state is there: no state term.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub holder: Option<String>,
+    pub key: Option<String>,
     /// Bytes of state an invocation moves (read and written).
     #[serde(default, skip_serializing_if = "is_zero_u64")]
     pub bytes: u64,

@@ -60,6 +60,9 @@ pub fn place_in(
     local: Option<&Local>,
 ) -> Result<Decision, PlaceError> {
     let ctx = Ctx::new(index, req, local)?;
+    if let Some(key) = req.state.as_ref().and_then(|s| s.key.as_deref()) {
+        return place_owner(&ctx, key);
+    }
     let origin = ctx.origin;
     let here = Some(origin) == index.local;
 
@@ -170,6 +173,68 @@ pub fn place_in(
         runner_up: second.map(|(n, us)| (index.names[n].clone(), us)),
         target_met: scorer.target_met(scored.latency_us),
     })
+}
+
+/// An actor's invocation: on the eligible node that ranks first for its
+/// key, scored for the breakdown; the runner-up is the one that would own
+/// it next.
+fn place_owner(ctx: &Ctx<'_>, key: &str) -> Result<Decision, PlaceError> {
+    let index = ctx.index;
+    let mut rejected = Rejections::default();
+    let mut considered = 0u32;
+    let mut ranked: Vec<(u64, usize)> = Vec::new();
+    for i in 0..index.rows.len() {
+        if let Err(c) = ctx.check(i) {
+            rejected.add(c);
+            continue;
+        }
+        considered = considered.saturating_add(1);
+        ranked.push((owner_rank(&ctx.req.function, key, &index.names[i]), i));
+    }
+    // Highest rank first; equal ranks (never, in practice) by name.
+    ranked.sort_by(|a, b| {
+        b.0.cmp(&a.0)
+            .then_with(|| index.names[a.1].cmp(&index.names[b.1]))
+    });
+    let Some(&(_, node)) = ranked.first() else {
+        return Err(PlaceError::NoEligibleNode {
+            function: ctx.req.function.clone(),
+            rejected,
+        });
+    };
+    let scorer = Scorer::new(ctx, NearMode::Eager);
+    let scored = scorer.cost(node);
+    Ok(Decision {
+        node: index.names[node].clone(),
+        local: Some(node) == index.local,
+        reason: Reason::Owner,
+        expected_us: scored.total,
+        breakdown: scored.cost,
+        considered,
+        rejected,
+        runner_up: ranked
+            .get(1)
+            .map(|&(_, n)| (index.names[n].clone(), scorer.cost(n).total)),
+        target_met: scorer.target_met(scored.latency_us),
+    })
+}
+
+/// The rank of `node` for an actor's key: FNV-1a of (function, key, node),
+/// then SplitMix64's finalizer to spread it. Fixed: every node and every
+/// build ranks alike.
+pub fn owner_rank(function: &str, key: &str, node: &str) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for part in [function.as_bytes(), key.as_bytes(), node.as_bytes()] {
+        for &b in part.iter().chain(&[0xff]) {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+    h ^= h >> 30;
+    h = h.wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    h ^= h >> 27;
+    h = h.wrapping_mul(0x94d0_49bb_1331_11eb);
+    h ^ (h >> 31)
 }
 
 /// Every node a hard constraint rules out for `req`, with the first
@@ -283,12 +348,6 @@ impl<'a> Ctx<'a> {
     #[inline]
     fn is_local(&self, i: usize) -> bool {
         Some(i) == self.index.local
-    }
-
-    /// Node `i`'s name.
-    #[inline]
-    fn row_name(&self, i: usize) -> &str {
-        &self.index.names[i]
     }
 
     /// `(inflight, queued, slots)`, with the local override.
@@ -648,11 +707,9 @@ impl<'c, 'a> Scorer<'c, 'a> {
                 .saturating_mul(u64::from(s.trips.max(1)))
                 .saturating_add(bytes(i));
         }
-        if let Some(holder) = &s.holder {
-            if self.ctx.row_name(i) == holder.as_str() {
-                return 0;
-            }
-            return self.rtt(i).saturating_add(bytes(i));
+        if s.key.is_some() {
+            // An actor runs where its state is.
+            return 0;
         }
         if self.ctx.is_local(i) { 0 } else { bytes(i) }
     }
@@ -1231,21 +1288,52 @@ mod tests {
         let d = place(&v, &r).unwrap();
         assert_eq!((d.node.as_str(), d.breakdown.state_us), ("a2", 80_000));
         assert!(d.explain().contains("+ state 80.0"), "{}", d.explain());
-        // An actor: free on its holder, moved anywhere else.
-        r.exclude.clear();
-        r.state = Some(crate::StateUse {
-            holder: Some("a2".into()),
-            bytes: 2 * MB,
-            ..Default::default()
-        });
-        let d = place(&v, &r).unwrap();
-        assert_eq!((d.node.as_str(), d.breakdown.state_us), ("a2", 0));
-        r.exclude.insert("a2".into());
-        r.exclude.insert("a1".into());
-        let d = place(&v, &r).unwrap();
-        // fog: 5 000 + 5 000 + 1 000, and moving 2 MB at 50 MB/s after a
-        // round trip: 5 000 + 40 000.
-        assert_eq!((d.node.as_str(), d.breakdown.state_us), ("fog", 45_000));
+    }
+
+    #[test]
+    fn an_actors_key_runs_on_its_owner_and_moves_only_when_its_owner_goes() {
+        let mut v = continuum();
+        let mut r = req(Requirements::default());
+        let keys: Vec<String> = (0..200).map(|k| format!("user-{k}")).collect();
+        let owners = |v: &View, r: &mut Request| -> Vec<String> {
+            keys.iter()
+                .map(|k| {
+                    r.state = Some(crate::StateUse {
+                        key: Some(k.clone()),
+                        bytes: 2 * MB,
+                        ..Default::default()
+                    });
+                    let d = place(v, r).unwrap();
+                    assert_eq!(d.reason, Reason::Owner);
+                    assert_eq!(d.breakdown.state_us, 0, "the state is at its owner");
+                    d.node
+                })
+                .collect()
+        };
+        let before = owners(&v, &mut r);
+        // Spread over the nodes, not all on the cheapest one.
+        let distinct: BTreeSet<&String> = before.iter().collect();
+        assert!(distinct.len() >= 4, "{distinct:?}");
+        // Load changes no owner.
+        busy(&mut v, "a1");
+        assert_eq!(owners(&v, &mut r), before);
+        // The owner of the first key goes down: its keys move, no others.
+        let gone = before[0].clone();
+        node(&mut v, &gone).up = false;
+        let after = owners(&v, &mut r);
+        for (b, a) in before.iter().zip(&after) {
+            if *b == gone {
+                assert_ne!(a, &gone);
+            } else {
+                assert_eq!(a, b);
+            }
+        }
+        // The same rank on every node and build.
+        // (The value an independent implementation of FNV-1a and SplitMix64 gives.)
+        assert_eq!(
+            owner_rank("count", "alice", "edge-1"),
+            0xe9ec_ba91_bee2_26ae
+        );
     }
 
     #[test]

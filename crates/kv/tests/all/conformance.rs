@@ -36,8 +36,11 @@ fn s(v: &str) -> String {
 }
 
 /// The behaviour every backend must have.
-async fn conformance(b: Arc<dyn Bucket>) {
-    let b = b.as_ref();
+async fn conformance(shared: Arc<dyn Bucket>) {
+    let b = shared.as_ref();
+    clear(b).await;
+
+    compare_and_set(shared.clone()).await;
     clear(b).await;
 
     // set / get / overwrite / delete / exists; missing keys.
@@ -190,6 +193,93 @@ async fn conformance(b: Arc<dyn Bucket>) {
     }
     assert_eq!(deleted, expected);
     assert!(all_keys(b).await.is_empty());
+}
+
+/// `compare_and_set`: a mismatch writes nothing (of the key, or of what
+/// goes with it); writers that race lose nothing.
+async fn compare_and_set(shared: Arc<dyn Bucket>) {
+    let b = shared.as_ref();
+    let some = |v: &[u8]| Some(v.to_vec());
+    assert_eq!(
+        b.compare_and_set("c", Some(b"x"), b"1", &[]).await,
+        Ok(false)
+    );
+    assert_eq!(b.exists("c").await, Ok(false));
+    let with_a = [(s("c:a"), some(b"A"))];
+    assert_eq!(b.compare_and_set("c", None, b"1", &with_a).await, Ok(true));
+    assert_eq!(b.get("c").await, Ok(some(b"1")));
+    assert_eq!(b.get("c:a").await, Ok(some(b"A")));
+    // Expected absent, but set: nothing of it lands (both backends here
+    // have transactions).
+    let with_b = [(s("c:b"), some(b"B"))];
+    assert_eq!(b.compare_and_set("c", None, b"2", &with_b).await, Ok(false));
+    assert_eq!(
+        b.compare_and_set("c", Some(b"0"), b"2", &with_b).await,
+        Ok(false)
+    );
+    assert_eq!(b.exists("c:b").await, Ok(false));
+    assert_eq!(b.get("c").await, Ok(some(b"1")));
+    // Removals and writes go with it.
+    let changes = [
+        (s("c:a"), None),
+        (s("c:b"), some(b"B")),
+        (s("c:none"), None),
+    ];
+    assert_eq!(
+        b.compare_and_set("c", Some(b"1"), b"2", &changes).await,
+        Ok(true)
+    );
+    assert_eq!(b.get("c").await, Ok(some(b"2")));
+    assert_eq!(b.exists("c:a").await, Ok(false));
+    assert_eq!(b.get("c:b").await, Ok(some(b"B")));
+    // The empty value is a value, not an absence; binary compares exactly.
+    b.set("e", b"").await.unwrap();
+    assert_eq!(b.compare_and_set("e", None, b"x", &[]).await, Ok(false));
+    assert_eq!(
+        b.compare_and_set("e", Some(b""), &[0, 255], &[]).await,
+        Ok(true)
+    );
+    assert_eq!(
+        b.compare_and_set("e", Some(&[0]), b"y", &[]).await,
+        Ok(false)
+    );
+    assert_eq!(
+        b.compare_and_set("e", Some(&[0, 255]), b"y", &[]).await,
+        Ok(true)
+    );
+    // Limits hold for what goes with it too.
+    let big = [(s("c:big"), Some(vec![0u8; 1024 * 1024 + 1]))];
+    assert!(
+        b.compare_and_set("c", Some(b"2"), b"3", &big)
+            .await
+            .is_err()
+    );
+    assert_eq!(b.get("c").await, Ok(some(b"2")));
+    // Four writers counting by read-then-compare-and-set: none lost.
+    let mut tasks = Vec::new();
+    for _ in 0..4 {
+        let b = shared.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut done = 0;
+            while done < 25 {
+                let now = b.get("n").await.unwrap();
+                let n: u32 = now
+                    .as_deref()
+                    .map_or(0, |v| std::str::from_utf8(v).unwrap().parse().unwrap());
+                let next = (n + 1).to_string();
+                if b.compare_and_set("n", now.as_deref(), next.as_bytes(), &[])
+                    .await
+                    .unwrap()
+                {
+                    done += 1;
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert_eq!(b.get("n").await, Ok(some(b"100")));
 }
 
 /// Limits give the right error and leave stored data untouched.
