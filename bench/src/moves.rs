@@ -21,16 +21,27 @@ use bytes::Bytes;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 use weft_kv::Bucket as _;
-use weft_manifest::{FunctionSpec, KvStoreConfig, Name, NodeConfig, StateModel, StateSpec};
+use weft_manifest::{
+    FabricConfig, FunctionSpec, KvStoreConfig, Name, NodeConfig, StateModel, StateSpec,
+};
 use weft_router::{Request, Trigger};
 
 const STATE: usize = 1 << 20;
 const PARTS: usize = 16;
 const KEYS_PER_ROUND: usize = 3;
 
-fn config() -> Result<NodeConfig> {
+/// A node config for `name` at `url` whose actors checkpoint to the
+/// fabric store `shared`.
+fn config(url: &str, name: &str) -> Result<NodeConfig> {
     let shared = Name::new("shared").map_err(anyhow::Error::msg)?;
-    let mut c = NodeConfig::default();
+    let mut c = NodeConfig {
+        fabric: Some(FabricConfig {
+            url: Some(url.to_string()),
+            name: Some(name.to_string()),
+            ..FabricConfig::default()
+        }),
+        ..NodeConfig::default()
+    };
     c.kv.insert(shared.clone(), KvStoreConfig::Fabric {});
     c.state.function = Some(shared);
     Ok(c)
@@ -132,13 +143,13 @@ async fn one(v: &Variant, rounds: usize) -> Result<()> {
         delay_link(direct, v.one_way).await?
     };
     let tier = weft_sched::Tier::Edge;
-    let a = node::fabric_node_with(&format!("nats://{far}"), "edge-1", tier, config()?).await?;
+    let (far, direct) = (format!("nats://{far}"), format!("nats://{direct}"));
+    let a = node::fabric_node_with(&far, "edge-1", tier, config(&far, "edge-1")?).await?;
     let mut moves = Vec::new();
     let mut floors = Vec::new();
     let mut warm = Vec::new();
     for round in 0..rounds {
-        let b =
-            node::fabric_node_with(&format!("nats://{direct}"), "edge-2", tier, config()?).await?;
+        let b = node::fabric_node_with(&direct, "edge-2", tier, config(&direct, "edge-2")?).await?;
         if round == 0 {
             let spec = FunctionSpec {
                 state: Some(StateSpec {
