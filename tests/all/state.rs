@@ -543,6 +543,18 @@ fn in_a_fabric_edge_state_is_the_sites_store_shared_by_its_nodes() {
         crate::fabric::sees(&a, "cloud-1", true)
     }));
     ruled_out_by_store(&a, "counter", "cloud-1");
+    // Entering at the cloud node, which cannot give it its state, it runs
+    // at the site, counting on: never there without its state.
+    assert!(eventually(Duration::from_secs(30), || {
+        crate::fabric::lists(&cloud, "counter")
+            && crate::fabric::sees(&cloud, "edge-a1", true)
+            && crate::fabric::sees(&cloud, "edge-a2", true)
+    }));
+    let shown = cloud.json(&["ls", "counter"]);
+    assert_eq!(shown["stateful"]["home"], "unavailable", "{shown}");
+    let (status, text, ran) = hit_where(&cloud, "alice", "");
+    assert_eq!((status, count_and_last(&text).0), (200, 4), "{text}");
+    assert!(ran.starts_with("edge-a"), "{ran}");
     drop(cloud);
 
     // Models whose key has one writer need a store the nodes share for

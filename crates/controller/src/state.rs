@@ -42,6 +42,10 @@ enum Home {
     Client(Arc<ClientStates>),
     /// This node's memory, an actor per key, checkpointed.
     Actor(Arc<Actors>),
+    /// Nowhere this node provides (a registry's deploy on a node without
+    /// the model's home): the function runs elsewhere, never here without
+    /// its state.
+    Missing(String),
 }
 
 /// What a stateful invocation leaves to do once its sandbox has ended
@@ -85,6 +89,7 @@ impl FunctionState {
         let carried = chain.and_then(|c| c.0.clone().downcast::<Chain>().ok());
         let mut handed_on = carried.clone();
         let (bucket, settle): (Arc<dyn Bucket>, _) = match &self.home {
+            Home::Missing(why) => return Err(self.missing(function, why)),
             Home::Store(home) => (
                 Arc::new(Keyed::new(
                     home.clone(),
@@ -146,6 +151,7 @@ impl FunctionState {
         wait: std::time::Duration,
     ) -> Result<BTreeMap<String, Vec<u8>>> {
         let bucket: Arc<dyn Bucket> = match &self.home {
+            Home::Missing(why) => return Err(self.missing(function, why)),
             Home::Client(_) => {
                 return Err(Error::NotKeptHere {
                     name: function.to_string(),
@@ -203,6 +209,23 @@ impl FunctionState {
         Ok(entries)
     }
 
+    fn missing(&self, function: &str, why: &str) -> Error {
+        Error::StateModelUnavailable {
+            name: function.to_string(),
+            model: self.model,
+            missing: why.to_string(),
+        }
+    }
+
+    /// Why this node cannot run it with its state, if it cannot: placement
+    /// sends its invocations to a node that can.
+    pub fn unavailable(&self) -> Option<&str> {
+        match &self.home {
+            Home::Missing(why) => Some(why),
+            _ => None,
+        }
+    }
+
     /// The shared store it lives in (`external`, `edge`), or that keeps
     /// its checkpoints or versions (`function`, `client`): a node that
     /// runs the function must serve it too.
@@ -211,6 +234,7 @@ impl FunctionState {
             Home::Store(b) => b.label(),
             Home::Client(c) => c.home(),
             Home::Actor(a) => a.home(),
+            Home::Missing(_) => return None,
         };
         (label != NODE_STATE).then_some(label)
     }
@@ -222,6 +246,7 @@ impl FunctionState {
             Home::Store(b) => b.label(),
             Home::Client(_) => "client",
             Home::Actor(a) => a.home(),
+            Home::Missing(_) => "unavailable",
         }
     }
 }
@@ -292,17 +317,21 @@ pub(crate) fn resolve(
         StateModel::Client => Ok(Home::Client(homes.clients.clone())),
         StateModel::Function => Ok(Home::Actor(homes.actors.clone())),
     };
-    match home {
-        Ok(home) => Ok(Some(FunctionState {
-            model: spec.model,
-            key: spec.key_source(),
-            label: spec.bucket_label().to_string(),
-            home,
-        })),
+    let home = match home {
+        Ok(home) => home,
         Err(e) if strict == Strictness::Restart => {
-            tracing::error!(function = %name, "{e}; serving the function without its state");
-            Ok(None)
+            tracing::warn!(function = %name, "{e}; its invocations run on nodes that provide it");
+            match e {
+                Error::StateModelUnavailable { missing, .. } => Home::Missing(missing),
+                other => Home::Missing(other.to_string()),
+            }
         }
-        Err(e) => Err(e),
-    }
+        Err(e) => return Err(e),
+    };
+    Ok(Some(FunctionState {
+        model: spec.model,
+        key: spec.key_source(),
+        label: spec.bucket_label().to_string(),
+        home,
+    }))
 }

@@ -255,7 +255,8 @@ impl Placer {
                 let (bytes, trips) = f.state_moved();
                 StateUse {
                     home: matches!(s.model, StateModel::External | StateModel::Edge)
-                        .then(|| s.home().to_string()),
+                        .then(|| s.shared_home().map(str::to_string))
+                        .flatten(),
                     key: (s.model == StateModel::Function)
                         .then(|| key.map(str::to_string))
                         .flatten(),

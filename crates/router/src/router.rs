@@ -490,7 +490,11 @@ impl Router {
             return Ok((Placement::Standalone, None));
         };
         let bytes = req.body.known_len().unwrap_or(0);
-        let exclude: BTreeSet<String> = tried.iter().cloned().collect();
+        let mut exclude: BTreeSet<String> = tried.iter().cloned().collect();
+        if f.state().is_some_and(|s| s.unavailable().is_some()) {
+            // This node cannot give it its state: never here without it.
+            exclude.insert(self.node_name().to_string());
+        }
         fabric
             .placer
             .place(

@@ -230,6 +230,14 @@ pub enum Reason {
         /// The first constraint it fails.
         constraint: Constraint,
     },
+    /// The local node is eligible and idle, but the function's state lives
+    /// elsewhere (reaching it from here would cost `state_us`): every
+    /// eligible node was scored, the local one included, and the least
+    /// expected completion won.
+    StateElsewhere {
+        /// The state term of the local node, µs.
+        state_us: u64,
+    },
     /// The request entered at another node (the origin): every eligible node
     /// was scored and the least expected completion won.
     Best,
@@ -245,6 +253,7 @@ impl Reason {
             Reason::Local => "local",
             Reason::LocalOverloaded { .. } => "local_overloaded",
             Reason::LocalIneligible { .. } => "local_ineligible",
+            Reason::StateElsewhere { .. } => "state_elsewhere",
             Reason::Best => "best",
             Reason::Owner => "owner",
         }
@@ -306,6 +315,10 @@ impl Decision {
                     "local node ineligible ({constraint}); least expected completion "
                 ));
             }
+            Reason::StateElsewhere { state_us } => s.push_str(&format!(
+                "local node idle but its state is elsewhere (+{} ms from here); least expected completion ",
+                ms(state_us)
+            )),
             Reason::Best => s.push_str("least expected completion "),
             Reason::Owner => {
                 s.push_str("owns the actor's key (first by rendezvous hashing); expected ")

@@ -69,9 +69,16 @@ pub fn place_in(
     let reason = if here {
         let (inflight, queued, slots) = ctx.load(origin);
         match ctx.check(origin) {
-            Ok(()) if inflight < slots && queued == 0 => {
+            Ok(()) if inflight < slots && queued == 0 => 'fast: {
                 let scorer = Scorer::new(&ctx, NearMode::Lazy);
                 let s = scorer.cost(origin);
+                if s.cost.state_us > 0 {
+                    // Idle, but its state is elsewhere: reaching it from
+                    // here may cost more than running there.
+                    break 'fast Reason::StateElsewhere {
+                        state_us: s.cost.state_us,
+                    };
+                }
                 return Ok(Decision {
                     node: index.names[origin].clone(),
                     local: true,
@@ -1288,6 +1295,31 @@ mod tests {
         let d = place(&v, &r).unwrap();
         assert_eq!((d.node.as_str(), d.breakdown.state_us), ("a2", 80_000));
         assert!(d.explain().contains("+ state 80.0"), "{}", d.explain());
+    }
+
+    #[test]
+    fn an_idle_node_whose_state_is_elsewhere_scores_the_others() {
+        let mut v = continuum();
+        node(&mut v, "c2").stores.insert("cloud".into());
+        let mut r = req(Requirements::default());
+        r.state = Some(crate::StateUse {
+            home: Some("cloud".into()),
+            trips: 20,
+            ..Default::default()
+        });
+        // a1 is idle, but twenty trips to c2 cost more than going there.
+        let d = place(&v, &r).unwrap();
+        assert_eq!(d.node, "c2");
+        assert_eq!(d.reason, Reason::StateElsewhere { state_us: 400_000 });
+        assert!(
+            d.explain().contains("its state is elsewhere (+400.0 ms"),
+            "{}",
+            d.explain()
+        );
+        // Where the state is, the idle node runs it without scoring.
+        node(&mut v, "a1").stores.insert("cloud".into());
+        let d = place(&v, &r).unwrap();
+        assert_eq!((d.node.as_str(), d.reason), ("a1", Reason::Local));
     }
 
     #[test]
