@@ -8,7 +8,8 @@
 //! one hop away in the site); `function`: actors in the node's memory,
 //! checkpointed to its disk; `client`: with the caller, sealed, carried
 //! through the chain. Each step (`bench/guests/rust/src/bin/state-step.rs`)
-//! increments its counter, keeps the request, and calls the next.
+//! increments its counter, keeps the request, and calls the next. The
+//! second part ([`run_fabric`]) runs them across an edge and a cloud node.
 
 use crate::continuum::delay_link;
 use crate::node::{self, Node, median, quantile, spread};
@@ -61,25 +62,7 @@ pub(crate) async fn run(quick: bool) -> Result<()> {
         );
     }
     let node = Node::open(config).await?;
-    let wasm = node::guest("state-step")?;
-    for model in MODELS {
-        for i in 1..=STEPS {
-            let mut spec = FunctionSpec {
-                state: Some(StateSpec {
-                    model,
-                    key: None,
-                    bucket: None,
-                }),
-                ..FunctionSpec::default()
-            };
-            if i < STEPS {
-                let next = step(model, i + 1);
-                spec.calls = vec![Name::new(&next).map_err(anyhow::Error::msg)?];
-                spec.config.insert("next".into(), next);
-            }
-            node.deploy(&step(model, i), wasm.clone(), spec).await?;
-        }
-    }
+    deploy_steps(&node, false).await?;
     let payload = Bytes::from(vec![b'p'; 64]);
     // One chain: latency, and the state's bytes that crossed a network.
     let chain = |model: StateModel, len: usize, sealed: Option<String>| {
@@ -88,16 +71,7 @@ pub(crate) async fn run(quick: bool) -> Result<()> {
             let first = step(model, STEPS + 1 - len);
             let sent = sealed.as_ref().map_or(0, String::len);
             let before = moved(node, model).await?;
-            let req = node::keyed(&first, sealed.as_deref(), payload)?;
-            let t = Instant::now();
-            let c = node.r.invoke(req).await?.collect().await?;
-            let ms = t.elapsed().as_secs_f64() * 1e3;
-            ensure!(c.status.is_success(), "{model} ×{len}: {}", c.status);
-            let back = c
-                .headers
-                .get("x-weft-state")
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_string);
+            let (ms, back) = one_chain(node, &first, sealed.as_deref(), payload).await?;
             let bytes = match model {
                 // Carried by the caller, both ways.
                 StateModel::Client => (sent + back.as_ref().map_or(0, String::len)) as u64,
@@ -124,8 +98,8 @@ pub(crate) async fn run(quick: bool) -> Result<()> {
     println!(
         "{rounds} rounds × {n} chains per model and length; external: Redis over a 20 ms round trip, edge: over 1 ms\n"
     );
-    let mut p50: BTreeMap<(String, usize), Vec<f64>> = BTreeMap::new();
-    let mut bytes: BTreeMap<(String, usize), Vec<f64>> = BTreeMap::new();
+    let mut p50 = ByChain::new();
+    let mut bytes = ByChain::new();
     for _ in 0..rounds {
         for len in LENGTHS {
             for model in MODELS {
@@ -152,24 +126,82 @@ pub(crate) async fn run(quick: bool) -> Result<()> {
             }
         }
     }
-    println!(
-        "| model | steps | p50 ms (median of rounds, min–max) | state bytes over a network per chain |"
-    );
+    table("state bytes over a network per chain", &p50, &bytes, 0);
+    node.close().await;
+    Ok(())
+}
+
+/// One chain from its first step `first` on `node`, carrying `sealed`
+/// (client state): ms end to end, and the client state that came back.
+async fn one_chain(
+    node: &Node,
+    first: &str,
+    sealed: Option<&str>,
+    payload: Bytes,
+) -> Result<(f64, Option<String>)> {
+    let req = node::keyed(first, sealed, payload)?;
+    let t = Instant::now();
+    let c = node.r.invoke(req).await?.collect().await?;
+    let ms = t.elapsed().as_secs_f64() * 1e3;
+    ensure!(c.status.is_success(), "{first}: {}", c.status);
+    let back = c
+        .headers
+        .get("x-weft-state")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    Ok((ms, back))
+}
+
+/// Per model and chain length: one figure per round.
+type ByChain = BTreeMap<(String, usize), Vec<f64>>;
+
+/// Deploys the ten steps of every model on `node` (the fabric's registry
+/// spreads them); `pin_actors`: the `function` steps only on the edge tier.
+async fn deploy_steps(node: &Node, pin_actors: bool) -> Result<()> {
+    let wasm = node::guest("state-step")?;
+    for model in MODELS {
+        for i in 1..=STEPS {
+            let mut spec = FunctionSpec {
+                state: Some(StateSpec {
+                    model,
+                    key: None,
+                    bucket: None,
+                }),
+                ..FunctionSpec::default()
+            };
+            if pin_actors && model == StateModel::Function {
+                spec.placement = Some(weft_manifest::PlacementSpec {
+                    tier: vec!["edge".into()],
+                    ..Default::default()
+                });
+            }
+            if i < STEPS {
+                let next = step(model, i + 1);
+                spec.calls = vec![Name::new(&next).map_err(anyhow::Error::msg)?];
+                spec.config.insert("next".into(), next);
+            }
+            node.deploy(&step(model, i), wasm.clone(), spec).await?;
+        }
+    }
+    Ok(())
+}
+
+/// The results as a table: p50 per chain, and `last` (with `decimals`).
+fn table(last: &str, p50: &ByChain, other: &ByChain, decimals: usize) {
+    println!("| model | steps | p50 ms (median of rounds, min–max) | {last} |");
     println!("| --- | --- | --- | --- |");
     for len in LENGTHS {
         for model in MODELS {
             let key = (model.as_str().to_string(), len);
             let (lo, hi) = spread(&p50[&key]);
             println!(
-                "| {} | {len} | {:.2} ({lo:.2}–{hi:.2}) | {:.0} |",
+                "| {} | {len} | {:.2} ({lo:.2}–{hi:.2}) | {:.decimals$} |",
                 model.as_str(),
                 median(p50[&key].clone()),
-                median(bytes[&key].clone())
+                median(other[&key].clone())
             );
         }
     }
-    node.close().await;
-    Ok(())
 }
 
 /// Bytes of state `model`'s steps read and wrote so far, as the node's
@@ -185,4 +217,127 @@ async fn moved(node: &Node, model: StateModel) -> Result<u64> {
         .filter(|l| l.contains("moved=\"state_read\"") || l.contains("moved=\"state_written\""))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum::<f64>() as u64)
+}
+
+/// Invocations run on `node` so far, of the steps of `model`
+/// (`weft_invocations_total`, every outcome).
+fn runs(node: &Node, model: StateModel) -> u64 {
+    let wanted = format!("function=\"{}-", model.as_str());
+    node.c
+        .metrics_text()
+        .lines()
+        .filter(|l| l.starts_with("weft_invocations_total{") && l.contains(&wanted))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>() as u64
+}
+
+/// The same chains across an edge node and a cloud node, 20 ms apart
+/// (`continuum::Linked`: the edge on a leaf server, the cloud on the hub),
+/// each step placed by Weft's placement with its state term: `external`
+/// in the fabric's JetStream (in the cloud), `edge` in the site's store
+/// kept by the edge node, `function` as actors checkpointed to that store
+/// (pinned to the edge tier, as the seed's edge executors hold them),
+/// `client` with the caller. Chains enter at the edge.
+pub(crate) async fn run_fabric(quick: bool) -> Result<()> {
+    let (rounds, n) = if quick { (2, 5) } else { (3, 15) };
+    let name = |s: &str| Name::new(s).map_err(anyhow::Error::msg);
+    let mut config = NodeConfig {
+        fabric: Some(weft_manifest::FabricConfig::default()),
+        state: StateConfig {
+            external: Some(name("cloud")?),
+            edge: Some(name("site")?),
+            function: Some(name("site")?),
+            max_client_state: Some(weft_manifest::ByteSize(1 << 20)),
+        },
+        max_call_depth: Some(16),
+        ..NodeConfig::default()
+    };
+    config.kv.insert(name("cloud")?, KvStoreConfig::Fabric {});
+    config.kv.insert(
+        name("site")?,
+        KvStoreConfig::Node {
+            node: "edge".to_string(),
+        },
+    );
+    let net = crate::continuum::Linked::start(Duration::from_millis(10), config).await?;
+    deploy_steps(&net.cloud, true).await?;
+    net.ready(&step(StateModel::External, STEPS)).await?;
+    // The edge knows every step, and each node has measured its stores.
+    let until = Instant::now() + Duration::from_secs(30);
+    while net
+        .edge
+        .c
+        .function(&step(StateModel::Client, STEPS))
+        .is_err()
+        || net.edge.c.store_rtts().len() < 2
+        || net.cloud.c.store_rtts().len() < 2
+    {
+        ensure!(Instant::now() < until, "the edge never learnt the steps");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let payload = Bytes::from(vec![b'p'; 64]);
+    let edge = &net.edge;
+    let chain = |model: StateModel, len: usize, sealed: Option<String>| {
+        let payload = payload.clone();
+        async move {
+            let first = step(model, STEPS + 1 - len);
+            one_chain(edge, &first, sealed.as_deref(), payload).await
+        }
+    };
+    let mut sealed: BTreeMap<usize, Option<String>> = BTreeMap::new();
+    // Warm: code, stores, actors, learnt state traffic.
+    for model in MODELS {
+        for len in LENGTHS {
+            for _ in 0..3 {
+                let carried = if model == StateModel::Client {
+                    sealed.remove(&len).flatten()
+                } else {
+                    None
+                };
+                let (_, back) = chain(model, len, carried).await?;
+                if model == StateModel::Client {
+                    sealed.insert(len, back);
+                }
+            }
+        }
+    }
+    println!("\n## chains across an edge and a cloud node, 20 ms apart, placed by Weft");
+    println!(
+        "{rounds} rounds × {n} chains per model and length, entering at the edge; \
+         round trips to the stores measured: edge {:?}, cloud {:?} µs\n",
+        net.edge.c.store_rtts(),
+        net.cloud.c.store_rtts()
+    );
+    let mut p50 = ByChain::new();
+    let mut cloud_steps = ByChain::new();
+    for _ in 0..rounds {
+        for len in LENGTHS {
+            for model in MODELS {
+                let mut ms = Vec::new();
+                let before = runs(&net.cloud, model);
+                for _ in 0..n {
+                    let carried = if model == StateModel::Client {
+                        sealed.remove(&len).flatten()
+                    } else {
+                        None
+                    };
+                    let (t, back) = chain(model, len, carried).await?;
+                    if model == StateModel::Client {
+                        sealed.insert(len, back);
+                    }
+                    ms.push(t);
+                }
+                let in_cloud = (runs(&net.cloud, model) - before) as f64 / n as f64;
+                let key = (model.as_str().to_string(), len);
+                p50.entry(key.clone())
+                    .or_default()
+                    .push(quantile(&mut ms, 0.5));
+                cloud_steps.entry(key).or_default().push(in_cloud);
+            }
+        }
+    }
+    table("steps run in the cloud per chain", &p50, &cloud_steps, 1);
+    net.close().await;
+    Ok(())
 }

@@ -28,7 +28,9 @@
 //!   actor holding 1 MiB.
 //! * **chains** — seed 003's chains of 2–10 stateful steps under each
 //!   state model, on one edge node with the external store 20 ms away and
-//!   the site's 1 ms away: latency and state bytes over a network per chain.
+//!   the site's 1 ms away: latency and state bytes over a network per chain;
+//!   then the same chains across an edge and a cloud node 20 ms apart, each
+//!   step placed by Weft: latency, and how many steps ran in the cloud.
 //! * **moves** — moving an actor holding 1 MiB to its next owner when its
 //!   owner leaves, on loopback and over a 20 ms link, against the bare reads
 //!   of its checkpoint.
@@ -153,6 +155,7 @@ fn node_benches(mode: &str, quick: bool) -> anyhow::Result<()> {
     }
     if matches!(mode, "chains" | "all") {
         rt.block_on(chains::run(quick))?;
+        rt.block_on(chains::run_fabric(quick))?;
     }
     if matches!(mode, "moves" | "all") {
         rt.block_on(moves::run(quick))?;

@@ -639,8 +639,13 @@ fn a_sites_store_kept_by_one_of_its_nodes_serves_the_site_through_a_cut_uplink()
     drop(cloud);
 
     // The keeper gone: its store is unavailable to the others, clearly.
+    // (Until a2 sees it gone, placement may still send it the work, which
+    // the store is cheapest from: `node_unreachable`.)
     let mut a1 = a1;
     a1.kill9();
+    assert!(eventually(long, || crate::fabric::sees(
+        &a2, "edge-a1", false
+    )));
     let r = a2
         .http()
         .post(format!("{}/fn/counter", a2.url))

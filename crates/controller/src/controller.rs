@@ -50,6 +50,8 @@ pub struct Controller {
     admission: Admission,
     exec: Executor,
     queue: Arc<AsyncQueue>,
+    /// Round trip to each store, µs, a moving average of the probes.
+    store_rtts: parking_lot::Mutex<BTreeMap<String, f64>>,
 }
 
 /// The embedded table behind a `backend = "node"` store on the node that
@@ -209,6 +211,7 @@ impl Controller {
             lifecycle,
             exec,
             queue,
+            store_rtts: parking_lot::Mutex::default(),
         }))
     }
 
@@ -296,6 +299,35 @@ impl Controller {
             });
         };
         state.inspect(name, key, clear, f.limits().timeout).await
+    }
+
+    /// Measures the round trip to each store this node provides (one
+    /// `exists`; a store that does not answer within 2 s counts 2 s), folds
+    /// it into a moving average, and returns the averages, µs.
+    pub async fn probe_stores(&self) -> BTreeMap<String, u64> {
+        const WEIGHT: f64 = 0.3;
+        let limit = Duration::from_secs(2);
+        for label in self.kv_labels() {
+            let Some(b) = self.kv.bucket(&label) else {
+                continue;
+            };
+            let t = Instant::now();
+            let _ = tokio::time::timeout(limit, b.exists("weft-probe")).await;
+            let us = t.elapsed().min(limit).as_micros() as f64;
+            let mut rtts = self.store_rtts.lock();
+            let e = rtts.entry(label).or_insert(us);
+            *e += WEIGHT * (us - *e);
+        }
+        self.store_rtts()
+    }
+
+    /// The round trips to the stores, µs, as last measured.
+    pub fn store_rtts(&self) -> BTreeMap<String, u64> {
+        self.store_rtts
+            .lock()
+            .iter()
+            .map(|(l, us)| (l.clone(), *us as u64))
+            .collect()
     }
 
     /// Labels of the key-value stores this node provides (its own state

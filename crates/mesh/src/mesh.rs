@@ -131,6 +131,8 @@ pub struct LocalLoad {
     pub warm: BTreeSet<String>,
     /// Key-value stores served here.
     pub stores: BTreeSet<String>,
+    /// The round trip to each of them, µs, as measured here.
+    pub store_rtt_us: BTreeMap<String, u64>,
     /// An MQTT broker is configured here.
     pub broker: bool,
     /// Topic patterns functions may use here (empty: every topic).
@@ -580,6 +582,7 @@ impl Mesh {
             queued: load.queued,
             warm: load.warm,
             stores: load.stores,
+            store_rtt_us: load.store_rtt_us,
             broker: load.broker,
             topics: load.topics,
             started_ms: self.started_ms,

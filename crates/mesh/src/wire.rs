@@ -48,6 +48,9 @@ pub struct Heartbeat {
     pub warm: BTreeSet<String>,
     /// Key-value store labels it serves.
     pub stores: BTreeSet<String>,
+    /// Its round trip to each of those stores, µs, as it measures them.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub store_rtt_us: BTreeMap<String, u64>,
     /// An MQTT broker is configured there.
     #[serde(default)]
     pub broker: bool,
@@ -151,6 +154,7 @@ impl Heartbeat {
             ("labels", hb.labels.len()),
             ("warm functions", hb.warm.len()),
             ("stores", hb.stores.len()),
+            ("store round trips", hb.store_rtt_us.len()),
             ("execution times", hb.exec_us.len()),
             ("execution profiles", hb.exec_profile.len()),
         ] {
@@ -172,6 +176,7 @@ impl Heartbeat {
             .flat_map(|(k, v)| [k, v])
             .chain(&hb.warm)
             .chain(&hb.stores)
+            .chain(hb.store_rtt_us.keys())
             .chain(&hb.topics)
             .chain(hb.exec_us.keys())
             .chain(hb.exec_profile.keys());
@@ -369,6 +374,7 @@ mod tests {
             queued: 0,
             warm: BTreeSet::new(),
             stores: ["default".to_string()].into(),
+            store_rtt_us: [("default".to_string(), 3)].into(),
             cost: 1.0,
             energy: 1.0,
             exec_us: BTreeMap::new(),

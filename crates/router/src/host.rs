@@ -222,6 +222,21 @@ pub async fn join_fabric(router: &Arc<Router>, config: MeshConfig) -> Result<()>
             }
         }
     });
+    // The round trip to each store, measured once a beat: what reaching
+    // state there costs from here, in this node's row and its beats.
+    let weak = Arc::downgrade(router);
+    let beat = cfg.heartbeat;
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(beat);
+        loop {
+            tick.tick().await;
+            let Some(r) = weak.upgrade() else { break };
+            let rtts = r.controller.probe_stores().await;
+            if let Some(f) = r.fabric.get() {
+                f.placer.set_store_rtts(rtts);
+            }
+        }
+    });
     Ok(())
 }
 
@@ -240,6 +255,7 @@ impl Router {
                 .map(|f| f.name().to_string())
                 .collect(),
             stores: c.kv_labels().into_iter().collect(),
+            store_rtt_us: c.store_rtts(),
             broker: c.config().mqtt.is_some(),
             topics: c.config().topics.clone().unwrap_or_default(),
             exec_us: functions

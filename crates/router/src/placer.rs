@@ -18,6 +18,8 @@ const OVERHEAD_WEIGHT: f64 = 0.2;
 pub(crate) struct Placer {
     index: RwLock<Index>,
     local: String,
+    /// This node's row as it joined, for the updates of its own measures.
+    local_row: Mutex<NodeView>,
     /// Calls this node has sent each peer and not yet had answered: that
     /// peer runs at least these, whatever a heartbeat it sent before they
     /// arrived says.
@@ -75,6 +77,7 @@ impl Placer {
         Placer {
             index: RwLock::new(index),
             local: name,
+            local_row: Mutex::new(local),
             outstanding: Mutex::default(),
             profiles: Mutex::default(),
             overhead: Mutex::default(),
@@ -105,6 +108,7 @@ impl Placer {
             bandwidth_bps: p.bandwidth_bps,
             warm: hb.warm.clone(),
             stores: hb.stores.clone(),
+            store_rtt_us: hb.store_rtt_us.clone(),
             cost: hb.cost,
             energy: hb.energy,
             broker: hb.broker,
@@ -127,6 +131,13 @@ impl Placer {
             }),
         );
         was_up != Some(p.up)
+    }
+
+    /// This node's round trips to its stores, as just measured.
+    pub(crate) fn set_store_rtts(&self, rtts: BTreeMap<String, u64>) {
+        let mut row = self.local_row.lock();
+        row.store_rtt_us = rtts;
+        self.index.write().upsert(&row);
     }
 
     /// Marks peers up or down by their heartbeats' age; returns whether

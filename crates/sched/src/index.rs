@@ -182,9 +182,11 @@ pub struct Index {
     pub(crate) label_nodes: Vec<Bits>,
     /// Values of the `site` label.
     pub(crate) sites: Interner<String>,
-    /// Store labels; per store: the nodes serving it.
+    /// Store labels; per store: the nodes serving it, and their round trip
+    /// to it (µs by node; [`NONE`]: not measured, taken as 0).
     pub(crate) stores: Interner<String>,
     pub(crate) store_nodes: Vec<Bits>,
+    pub(crate) store_rtt: Vec<Vec<u64>>,
     /// Distinct sets of topic patterns nodes provide.
     pub(crate) topic_sets: Vec<Vec<String>>,
 }
@@ -305,8 +307,16 @@ impl Index {
             let id = self.stores.intern(s) as usize;
             if id >= self.store_nodes.len() {
                 self.store_nodes.resize(id + 1, Bits::default());
+                self.store_rtt.resize(id + 1, Vec::new());
             }
             self.store_nodes[id].set(i, true);
+            if let Some(&us) = n.store_rtt_us.get(s) {
+                let by_node = &mut self.store_rtt[id];
+                if by_node.len() <= i {
+                    by_node.resize(i + 1, NONE);
+                }
+                by_node[i] = us.min(NONE - 1);
+            }
             stores.push(id as u32);
         }
         let mut warm = Vec::with_capacity(n.warm.len());
@@ -369,6 +379,9 @@ impl Index {
         }
         for id in row.stores.drain(..) {
             self.store_nodes[id as usize].set(i, false);
+            if let Some(us) = self.store_rtt[id as usize].get_mut(i) {
+                *us = NONE;
+            }
         }
         for id in row.warm.drain(..) {
             self.warm[id as usize].set(i, false);
@@ -376,6 +389,17 @@ impl Index {
         for id in row.have.drain(..) {
             self.have[id as usize].set(i, false);
         }
+    }
+
+    /// Node `i`'s round trip to store `id`, µs (0 when not measured).
+    #[inline]
+    pub(crate) fn store_rtt(&self, id: usize, i: usize) -> u64 {
+        self.store_rtt
+            .get(id)
+            .and_then(|by| by.get(i))
+            .copied()
+            .filter(|&us| us != NONE)
+            .unwrap_or(0)
     }
 
     /// Sets the learned time of `function` on `node` (a node not in the

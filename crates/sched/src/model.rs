@@ -116,6 +116,11 @@ pub struct NodeView {
     /// Key-value store labels served on the node itself (data proximity).
     #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
     pub stores: BTreeSet<String>,
+    /// The round trip from the node to each store it serves, µs, as the
+    /// node measures it (a store on its own disk: about 0; Redis or
+    /// JetStream across a link: that link). Absent: 0, the store is there.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub store_rtt_us: BTreeMap<String, u64>,
     /// Relative price per second of execution (default 1.0).
     #[serde(default = "one", skip_serializing_if = "is_one")]
     pub cost: f64,
@@ -147,6 +152,7 @@ impl NodeView {
             warm: BTreeSet::new(),
             has_artifact: None,
             stores: BTreeSet::new(),
+            store_rtt_us: BTreeMap::new(),
             cost: 1.0,
             energy: 1.0,
             broker: false,

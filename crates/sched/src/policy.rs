@@ -662,33 +662,34 @@ impl<'c, 'a> Scorer<'c, 'a> {
         near_us
     }
 
-    /// Round trip to the nearest up node serving the store `id`
-    /// ([`UNKNOWN_STORE_US`] if none does); the deciding node counts as 0.
+    /// Round trip to the store `id` through the nearest up node serving
+    /// it: the round trip to that node (0 for the deciding node) plus that
+    /// node's own to the store ([`UNKNOWN_STORE_US`] if none serves it).
     fn nearest_serving(&self, id: Option<usize>) -> u64 {
         let Some(id) = id else {
             return UNKNOWN_STORE_US;
         };
         let ix = self.ctx.index;
-        let serving = &ix.store_nodes[id];
-        if let Some(me) = ix.local
-            && ix.rows[me].up
-            && serving.get(me)
-        {
-            return 0;
-        }
         let mut nearest = UNKNOWN_STORE_US;
-        for n in serving.iter() {
+        for n in ix.store_nodes[id].iter() {
             let row = &ix.rows[n];
-            let rtt = row.rtt_us.unwrap_or(DEFAULT_RTT_US);
-            if rtt < nearest && row.up && Some(n) != ix.local {
-                nearest = rtt;
+            if !row.up {
+                continue;
             }
+            let rtt = if Some(n) == ix.local {
+                0
+            } else {
+                row.rtt_us.unwrap_or(DEFAULT_RTT_US)
+            };
+            nearest = nearest.min(rtt.saturating_add(ix.store_rtt(id, n)));
         }
         nearest
     }
 
-    /// Reaching the state from node `i`: free where it lives; otherwise
-    /// the home's round trips and the bytes (`external`, `edge`), moving
+    /// Reaching the state from node `i`: on a node serving the home, its
+    /// trips at that node's round trip to the store (free on its own
+    /// disk); otherwise the trips to the home through the nearest node
+    /// serving it, and the bytes (`external`, `edge`), moving
     /// the actor there (`function`), or carrying it from the deciding node
     /// (`client`, which holds it with the request).
     #[inline]
@@ -706,8 +707,11 @@ impl<'c, 'a> Scorer<'c, 'a> {
             mul_div(s.bytes, 1_000_000, bw)
         };
         if let Some((id, nearest)) = self.home {
-            if id.is_some_and(|id| self.ctx.index.store_nodes[id].get(i)) {
-                return 0;
+            if let Some(id) = id.filter(|&id| self.ctx.index.store_nodes[id].get(i)) {
+                // Served here: its trips cost what this node measured to
+                // the store (nothing when it is on its own disk).
+                let store = self.ctx.index.store_rtt(id, i);
+                return store.saturating_mul(u64::from(s.trips.max(1)));
             }
             let trip = self.rtt(i).max(nearest);
             return trip
@@ -1320,6 +1324,15 @@ mod tests {
         node(&mut v, "a1").stores.insert("cloud".into());
         let d = place(&v, &r).unwrap();
         assert_eq!((d.node.as_str(), d.reason), ("a1", Reason::Local));
+        // Serving it through a link (a Redis in the cloud both map) costs
+        // the trips at the round trip a1 measured to it.
+        node(&mut v, "a1")
+            .store_rtt_us
+            .insert("cloud".into(), 20_000);
+        node(&mut v, "c2").store_rtt_us.insert("cloud".into(), 100);
+        let d = place(&v, &r).unwrap();
+        assert_eq!(d.reason, Reason::StateElsewhere { state_us: 400_000 });
+        assert_eq!((d.node.as_str(), d.breakdown.state_us), ("c2", 2_000));
     }
 
     #[test]
