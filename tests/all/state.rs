@@ -503,7 +503,7 @@ fn an_actor_keeps_a_key_in_memory_one_invocation_at_a_time_checkpointed() {
 fn site_node(url: &str, name: &str, store: &str) -> Node {
     Node::start_with_config(&format!(
         "[fabric]\nurl = \"{url}\"\nname = \"{name}\"\ntier = \"edge\"\nlabels = {{ site = \"a\" }}\n\n\
-         [kv.site]\n{store}\n\n[state]\nedge = \"site\"\n"
+         [kv.site]\n{store}\n\n[state]\nedge = \"site\"\nfunction = \"site\"\n"
     ))
 }
 
@@ -557,14 +557,13 @@ fn in_a_fabric_edge_state_is_the_sites_store_shared_by_its_nodes() {
     assert!(ran.starts_with("edge-a"), "{ran}");
     drop(cloud);
 
-    // Models whose key has one writer need a store the nodes share for
-    // it, and say so.
-    for model in ["function", "client"] {
-        refused(&a, "solo", model, "[state] function");
-    }
-    // Without a site store named, edge is refused in a fabric.
+    // Without a site store named, edge is refused in a fabric; models
+    // whose key has one writer need a store the nodes share for it.
     let c = crate::fabric::fabric_node(&nats, "edge-b1", "edge", &[]);
     refused(&c, "lone", "edge", "[state] edge");
+    for model in ["function", "client"] {
+        refused(&c, "solo", model, "[state] function");
+    }
 }
 
 #[test]
@@ -621,12 +620,36 @@ fn a_sites_store_kept_by_one_of_its_nodes_serves_the_site_through_a_cut_uplink()
         &a2, "cloud-1", true
     )));
     a2.deploy("counter", "state-counter.wasm", &["--state", "edge"]);
-    assert!(eventually(long, || crate::fabric::lists(&a1, "counter")));
+    a2.deploy("actor", "state-counter.wasm", &["--state", "function"]);
+    assert!(eventually(long, || crate::fabric::lists(&a1, "counter")
+        && crate::fabric::lists(&a1, "actor")));
     // Both nodes of the site count in the store edge-a1 keeps; the cloud,
     // which does not map it, may not run the function.
     assert_eq!(hit(&a2, "alice", "1"), "count=1 last= keys=2\n");
     assert_eq!(hit(&a1, "alice", "2"), "count=2 last=1 keys=2\n");
     ruled_out_by_store(&a2, "counter", "cloud-1");
+    // Actors too, checkpointed in that store: each key on one of the site's
+    // nodes, whichever it enters at.
+    let actor = |node: &Node, key: &str| {
+        let r = node
+            .http()
+            .post(format!("{}/fn/actor", node.url))
+            .header("x-weft-key", key)
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        (
+            crate::fabric::header(&r, "x-weft-node"),
+            count_and_last(&r.text().unwrap()).0,
+        )
+    };
+    let keys = ["k0", "k1", "k2", "k3", "k4", "k5"];
+    for (i, key) in keys.iter().enumerate() {
+        let via = if i % 2 == 0 { &a1 } else { &a2 };
+        let (ran, count) = actor(via, key);
+        assert!(ran.starts_with("edge-a"), "{key} ran on {ran}");
+        assert_eq!(count, 1, "{key}");
+    }
 
     // The uplink drops: the site goes on with its state.
     link.cut();
@@ -636,6 +659,10 @@ fn a_sites_store_kept_by_one_of_its_nodes_serves_the_site_through_a_cut_uplink()
     assert_eq!(hit(&a2, "alice", "3"), "count=3 last=2 keys=2\n");
     assert_eq!(hit(&a1, "alice", "4"), "count=4 last=3 keys=2\n");
     assert_eq!(hit(&a2, "bob", ""), "count=1 last= keys=1\n");
+    for (i, key) in keys.iter().enumerate() {
+        let via = if i % 2 == 0 { &a2 } else { &a1 };
+        assert_eq!(actor(via, key).1, 2, "{key}, with the uplink cut");
+    }
     drop(cloud);
 
     // The keeper gone: its store is unavailable to the others, clearly.
