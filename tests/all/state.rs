@@ -883,6 +883,17 @@ fn in_a_fabric_a_keys_actor_has_one_owner_and_resumes_elsewhere_after_kill_9() {
         let (_, again, _) = hit_where(&b, key, "");
         assert_eq!(count_and_last(&again).0, count + 1, "{key}: {again}");
     }
+
+    // An operator removes a key's state at the node that does not own it:
+    // the owner, told so, drops its copy and starts the key over (without
+    // the word it would find the checkpoint changed at its next write and
+    // fail that call with `state_conflict`).
+    let key = on_b[0];
+    a.ok(&["state", "rm", "counter", key]);
+    std::thread::sleep(Duration::from_millis(500));
+    let (status, text, ran) = hit_where(&a, key, "fresh");
+    assert_eq!((status, ran.as_str()), (200, "edge-2"), "{text}");
+    assert_eq!(count_and_last(&text), (1, String::new()), "{text}");
 }
 
 #[test]

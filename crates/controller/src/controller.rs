@@ -298,7 +298,15 @@ impl Controller {
                 message: "it keeps no state (deploy it with --state)".to_string(),
             });
         };
-        state.inspect(name, key, clear, f.limits().timeout).await
+        let entries = state.inspect(name, key, clear, f.limits().timeout).await?;
+        if clear
+            && state.model == weft_manifest::StateModel::Function
+            && let Some(mesh) = self.lifecycle.mesh()
+        {
+            // The key's owner may be another node, holding it in memory.
+            mesh.announce_state_changed().await;
+        }
+        Ok(entries)
     }
 
     /// Measures the round trip to each store this node provides (one

@@ -199,7 +199,7 @@ impl Lifecycle {
         let _ = self.mesh.set(mesh);
     }
 
-    fn mesh(&self) -> Option<&Arc<Mesh>> {
+    pub(crate) fn mesh(&self) -> Option<&Arc<Mesh>> {
         self.mesh.get()
     }
 

@@ -176,6 +176,10 @@ pub trait Host: Send + Sync + 'static {
     fn serve(&self, call: CallMeta, body: Bytes) -> BoxFuture<'static, (ReplyOutcome, Bytes)>;
     /// Applies a registry change.
     fn registry(&self, event: RegistryEvent) -> BoxFuture<'static, ()>;
+    /// Another node changed actors' state outside their owners' turns (an
+    /// operator removed a key's): actors held here check their checkpoints
+    /// at their next turn.
+    fn state_changed(&self) {}
 }
 
 /// Mesh errors.
@@ -472,6 +476,7 @@ impl Mesh {
         let pings = sub(format!("weft.node.{name}.ping")).await?;
         let calls = sub(format!("weft.node.{name}.call")).await?;
         let stores = sub(format!("weft.node.{name}.kv")).await?;
+        let state_changes = sub(STATE_CHANGED.to_string()).await?;
         // Subscriptions reach the server once connected: wait for that a
         // little (so calls sent to this node from now on are answered), but
         // with the servers down start anyway and serve what the node has.
@@ -484,6 +489,11 @@ impl Mesh {
         tokio::spawn(listen_calls(weak.clone(), host.clone(), calls));
         tokio::spawn(serve_stores(weak.clone(), self.client.clone(), stores));
         tokio::spawn(route_replies(weak.clone(), replies));
+        tokio::spawn(listen_state_changes(
+            weak.clone(),
+            host.clone(),
+            state_changes,
+        ));
         tokio::spawn(follow_registry(weak, host));
         Ok(())
     }
@@ -1144,6 +1154,16 @@ impl Mesh {
         self.stopped.load(Ordering::Acquire)
     }
 
+    /// Tells the other nodes that this one changed actors' state outside
+    /// their owners' turns (best effort: a node that misses it reads the
+    /// change at its next membership change, or fails its next write once).
+    pub async fn announce_state_changed(&self) {
+        let name = Bytes::from(self.config.name.clone());
+        if let Err(e) = self.client.publish(STATE_CHANGED, name).await {
+            tracing::warn!("fabric: announcing a change of state: {e}");
+        }
+    }
+
     /// Asks every task that follows the registry to rejoin (after a write
     /// failed for want of the fabric, say).
     pub fn rejoin(&self) {
@@ -1409,6 +1429,26 @@ async fn listen_calls(mesh: Weak<Mesh>, host: Arc<dyn Host>, mut sub: async_nats
             return;
         }
         m.serve_call(&host, &mut assemblies, msg).await;
+    }
+}
+
+/// Where a node says it changed actors' state outside their owners' turns;
+/// the payload is its name.
+const STATE_CHANGED: &str = "weft.state.changed";
+
+async fn listen_state_changes(
+    mesh: Weak<Mesh>,
+    host: Arc<dyn Host>,
+    mut sub: async_nats::Subscriber,
+) {
+    while let Some(msg) = sub.next().await {
+        let Some(m) = mesh.upgrade() else { return };
+        if m.stopped() {
+            return;
+        }
+        if msg.payload.as_ref() != m.config.name.as_bytes() {
+            host.state_changed();
+        }
     }
 }
 

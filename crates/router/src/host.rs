@@ -93,6 +93,12 @@ impl Host for FabricHost {
         }
     }
 
+    fn state_changed(&self) {
+        if let Some(r) = self.router.upgrade() {
+            r.controller.membership_changed();
+        }
+    }
+
     fn serve(&self, call: CallMeta, body: Bytes) -> BoxFuture<'static, (ReplyOutcome, Bytes)> {
         let router = self.router.upgrade();
         Box::pin(async move {
