@@ -901,6 +901,23 @@ fn in_a_fabric_a_client_state_sealed_by_one_node_is_taken_by_another_once() {
     let nats = crate::servers::Nats::hub();
     let a = sharing_node(&nats.url(), "edge-1");
     let b = sharing_node(&nats.url(), "edge-2");
+    // The store that holds the seal is the platform's: no function opens it.
+    let path = crate::harness::guest("state-counter.wasm");
+    let out = a.cli(&[
+        "deploy",
+        "peek",
+        path.to_str().unwrap(),
+        "--kv",
+        "shared",
+        "--json",
+    ]);
+    let e = json_error(&out);
+    assert_eq!(e["error"]["code"], "invalid_spec", "{e}");
+    let message = e["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("key_value_stores[0]") && message.contains("`[state] function`"),
+        "{message}"
+    );
     a.deploy("counter", "state-counter.wasm", &["--state", "client"]);
     assert!(eventually(
         Duration::from_secs(30),

@@ -6,8 +6,9 @@
 //! actor's; a failed turn leaves the state as it was.
 //!
 //! A checkpoint writes only what the turn changed. Each entry is its own
-//! record, `ac/FUNCTION/KEY/e/HASH/GEN` (HASH: the first 16 bytes of the
-//! SHA-256 of its key, in hex; GEN: the generation that wrote it), so any
+//! record, `ac/FUNCTION/KEY/e/HASH/GEN.WRITER` (HASH: the first 16 bytes of
+//! the SHA-256 of its key, in hex; GEN: the generation that wrote it;
+//! WRITER: the node's id and a nonce of this start of it), so any
 //! value the store takes fits; the head `ac/FUNCTION/KEY/` holds the
 //! generation and, per key, the generation of its record. A turn writes its
 //! changed entries as new records and the head with a compare-and-set on

@@ -57,7 +57,20 @@ pub(crate) fn resolve(
         }
     };
     let mut caps = Capabilities::default();
-    for label in &spec.key_value_stores {
+    for (i, label) in spec.key_value_stores.iter().enumerate() {
+        if config.state.function.as_ref() == Some(label) {
+            // It holds the client states' seal: a guest that read it could
+            // forge any client's state.
+            refuse(Error::InvalidSpec {
+                name: name.to_string(),
+                error: weft_manifest::FieldError::new(format!(
+                    "store `{label}` keeps this node's actors and client-state seal \
+                     (`[state] function`): a function may not open it"
+                ))
+                .at(format!("key_value_stores[{i}]")),
+            })?;
+            continue;
+        }
         match kv.bucket(label.as_str()) {
             Some(b) => {
                 caps.stores.insert(label.to_string(), b);

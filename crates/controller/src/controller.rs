@@ -157,14 +157,20 @@ impl Controller {
         let kept = kv
             .bucket(keeper)
             .ok_or_else(|| Error::Internal(format!("the state store `{keeper}` did not open")))?;
-        let node_id = store.meta("node_id")?.unwrap_or_default();
+        // The records an actor writes carry their writer: the node, and
+        // this start of it (two nodes restored from one image share an id).
+        let writer = format!(
+            "{}-{}",
+            store.meta("node_id")?.unwrap_or_default(),
+            hex::encode(entropy::<4>()?)
+        );
         let homes = StateHomes {
             clients: Arc::new(ClientStates::new(
                 entropy::<32>()?,
                 config.state.client_limit(),
                 kept.clone(),
             )),
-            actors: Arc::new(Actors::new(kept, &node_id)),
+            actors: Arc::new(Actors::new(kept, &writer)),
         };
         let lifecycle = Lifecycle::new(Parts {
             homes,

@@ -250,7 +250,8 @@ pub struct StateConfig {
     /// embedded store, on a node without a fabric; in a fabric it must be
     /// a store every node that runs such functions shares (a
     /// `backend = "fabric"` or `backend = "node"` store), so that a key's
-    /// actor can move and a client's state is taken by any node.
+    /// actor can move and a client's state is taken by any node. It holds
+    /// the seal's secret: no function may declare it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub function: Option<Name>,
     /// The largest state a client may carry (`client` model). Default
