@@ -225,7 +225,7 @@ impl Linked {
                     .find(|n| n.name == "cloud" && n.up)
                     .and_then(|n| n.rtt_us)
             });
-            if rtt.is_some_and(|r| r >= least) && self.cloud.r.explain(function, 0).is_ok() {
+            if rtt.is_some_and(|r| r >= least) && self.cloud.r.explain(function, 0, None).is_ok() {
                 return Ok(());
             }
             if Instant::now() > until {

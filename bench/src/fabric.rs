@@ -55,7 +55,7 @@ pub(crate) async fn run(quick: bool) -> Result<()> {
     // Wait until edge knows the function and sees cloud with a round trip.
     let until = Instant::now() + Duration::from_secs(20);
     loop {
-        let placed = edge.r.explain(FUNCTION, 0).map(|e| e.placement);
+        let placed = edge.r.explain(FUNCTION, 0, None).map(|e| e.placement);
         let ready = matches!(&placed, Ok(Placement::Decided(d)) if d.node == "cloud")
             && edge.r.fabric_status().is_some_and(|s| {
                 s.nodes

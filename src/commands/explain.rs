@@ -14,6 +14,10 @@ pub(crate) struct Explain {
     /// Request body size to place for.
     #[arg(long, default_value_t = 0)]
     bytes: u64,
+    /// The state key to place for (a `function`-model function's
+    /// invocations run on their key's owner).
+    #[arg(long)]
+    key: Option<String>,
     #[command(flatten)]
     opts: ClientOpts,
 }
@@ -26,10 +30,16 @@ impl Explain {
 
     async fn go(self) -> crate::client::ClientResult<()> {
         let c = Client::new(&self.opts)?;
+        let mut query = form_urlencoded::Serializer::new(String::new());
+        query.append_pair("bytes", &self.bytes.to_string());
+        if let Some(k) = &self.key {
+            query.append_pair("key", k);
+        }
         let v = c
             .get(&format!(
-                "/v1/functions/{}/placement?bytes={}",
-                self.name, self.bytes
+                "/v1/functions/{}/placement?{}",
+                self.name,
+                query.finish()
             ))
             .await?;
         if self.opts.json {

@@ -839,6 +839,17 @@ fn in_a_fabric_a_keys_actor_has_one_owner_and_resumes_elsewhere_after_kill_9() {
     let on_b: Vec<&String> = keys.iter().filter(|k| owner[*k] == "edge-2").collect();
     let on_a: Vec<&String> = keys.iter().filter(|k| owner[*k] == "edge-1").collect();
     assert!(!on_a.is_empty() && !on_b.is_empty(), "{owner:?}");
+    // `weft explain --key` names each key's owner, from either node; an
+    // actor's explanation needs the key.
+    for key in &keys {
+        for node in [&a, &b] {
+            let why = node.json(&["explain", "counter", "--key", key]);
+            assert_eq!(why["node"], owner[key], "{why}");
+            assert_eq!(why["reason"]["kind"], "owner", "{why}");
+        }
+    }
+    let out = a.cli(&["explain", "counter", "--json"]);
+    assert_eq!(json_error(&out)["error"]["code"], "invalid_state_key");
 
     // The owner of some keys dies. Until the fabric sees it gone their
     // calls fail (nothing is retried twice: the function is not marked

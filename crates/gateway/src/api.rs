@@ -319,6 +319,9 @@ struct PlacementQuery {
     /// Request body size to place for.
     #[serde(default)]
     bytes: u64,
+    /// The state key (an actor's runs on its owner).
+    #[serde(default)]
+    key: Option<String>,
 }
 
 /// Where an invocation of the function would run now, and why
@@ -329,7 +332,7 @@ async fn placement(
     q: Result<Query<PlacementQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let Query(q) = q.map_err(|e| ApiError::new(Code::InvalidQuery, e.body_text()))?;
-    let e = s.router.explain(&name, q.bytes)?;
+    let e = s.router.explain(&name, q.bytes, q.key.as_deref())?;
     Ok(Json(match e.placement {
         weft_router::Placement::Decided(d) => json!({
             "function": name, "node": d.node, "local": d.local,

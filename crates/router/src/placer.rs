@@ -238,9 +238,11 @@ impl Placer {
         &self,
         f: &Function,
         bytes: u64,
+        key: Option<&str>,
+        exclude: &BTreeSet<String>,
         local: &Local,
     ) -> (Result<Decision, PlaceError>, Vec<Excluded>) {
-        let req = self.request(f, bytes, None, &BTreeSet::new());
+        let req = self.request(f, bytes, key, exclude);
         let ix = self.index.read();
         let decision = weft_sched::place_in(&ix, &req, Some(local));
         let excluded = weft_sched::exclusions(&ix, &req, Some(local)).unwrap_or_default();

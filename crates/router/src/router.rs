@@ -234,17 +234,39 @@ impl Router {
         Ok(subscribers.len())
     }
 
-    /// Where an invocation of `name` with a body of `bytes` would run now,
+    /// Where an invocation of `name` with a body of `bytes` (and, for an
+    /// actor, state key `key`: it runs on the key's owner) would run now,
     /// and every node ruled out and why.
-    pub fn explain(&self, name: &str, bytes: u64) -> Result<Explanation> {
+    pub fn explain(&self, name: &str, bytes: u64, key: Option<&str>) -> Result<Explanation> {
         let f = self.controller.function(name)?;
+        if let Some(state) = f.state() {
+            let invalid = |message: String| Error::InvalidStateKey {
+                name: name.to_string(),
+                from: "--key".to_string(),
+                message,
+            };
+            match key {
+                Some(k) => weft_manifest::validate_state_key(k).map_err(invalid)?,
+                None if state.model == StateModel::Function && self.fabric.get().is_some() => {
+                    return Err(invalid(
+                        "is missing: an actor's invocations run on the owner of their key"
+                            .to_string(),
+                    ));
+                }
+                None => {}
+            }
+        }
         let Some(fabric) = self.fabric.get() else {
             return Ok(Explanation {
                 placement: Placement::Standalone,
                 excluded: Vec::new(),
             });
         };
-        let (decision, excluded) = fabric.placer.explain(&f, bytes, &self.local_load(&f));
+        let exclude = self.excluded(&f, &[]);
+        let (decision, excluded) =
+            fabric
+                .placer
+                .explain(&f, bytes, key, &exclude, &self.local_load(&f));
         let decision = decision.map_err(|e| Error::NoEligibleNode {
             name: name.to_string(),
             message: e.to_string(),
@@ -475,6 +497,16 @@ impl Router {
         }
     }
 
+    /// The nodes `f`'s invocation may not run on: those `tried`, and this
+    /// one when it cannot give the function its state.
+    fn excluded(&self, f: &Function, tried: &[String]) -> BTreeSet<String> {
+        let mut exclude: BTreeSet<String> = tried.iter().cloned().collect();
+        if f.state().is_some_and(|s| s.unavailable().is_some()) {
+            exclude.insert(self.node_name().to_string());
+        }
+        exclude
+    }
+
     /// Where the invocation runs; when on another node, with the call
     /// counted there until the guard drops.
     fn place(
@@ -490,11 +522,7 @@ impl Router {
             return Ok((Placement::Standalone, None));
         };
         let bytes = req.body.known_len().unwrap_or(0);
-        let mut exclude: BTreeSet<String> = tried.iter().cloned().collect();
-        if f.state().is_some_and(|s| s.unavailable().is_some()) {
-            // This node cannot give it its state: never here without it.
-            exclude.insert(self.node_name().to_string());
-        }
+        let exclude = self.excluded(f, tried);
         fabric
             .placer
             .place(
