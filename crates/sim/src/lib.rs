@@ -1,0 +1,24 @@
+//! `weft-sim`: the continuum simulator (issue 13), in slices.
+//!
+//! This slice reads the field's topologies: StateSim's three files per
+//! network (`.nodes`, `.links`, `.edges`, see `data/statesim/README.md`),
+//! validated with the file and line of what is wrong, and the seed's
+//! network model over them: routes that minimise the transfer time, and the
+//! transfer time of a payload as the sum of its serialisation on each link
+//! ([`Topology::transfer_secs`]). How StateSim computes, and where Weft
+//! follows it, is in `docs/seed-003-statesim.md`.
+//!
+//! ```
+//! let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data/statesim");
+//! let t = weft_sim::Topology::load(&dir, "iiot.0").unwrap();
+//! assert_eq!(t.nodes().len(), 80);
+//! // One megabyte from a Raspberry Pi to its neighbour: its own link, the
+//! // shared LAN link at 300 Mb/s, the neighbour's link.
+//! let (secs, hops) = t.transfer("rpi3_0", "rpi3_1", 1_000_000).unwrap();
+//! assert_eq!(hops, 3);
+//! assert!((secs - 0.042_667).abs() < 1e-5);
+//! ```
+
+mod topology;
+
+pub use topology::{Link, LinkKind, Node, Topology, TopologyError};
