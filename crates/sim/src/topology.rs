@@ -152,6 +152,23 @@ pub struct Topology {
     hops: Vec<u32>,
 }
 
+/// `name` trimmed, if it is one (not empty, no spaces).
+fn named<'a>(what: &str, name: &'a str) -> Result<&'a str, String> {
+    let name = name.trim();
+    if name.is_empty() || name.contains(char::is_whitespace) {
+        return Err(format!("{what} name `{name}` is empty or has spaces"));
+    }
+    Ok(name)
+}
+
+/// `text` as a finite number above 0.
+fn positive(text: &str) -> Option<f64> {
+    text.trim()
+        .parse()
+        .ok()
+        .filter(|x: &f64| x.is_finite() && *x > 0.0)
+}
+
 /// The lines of `path` that hold a record, with their numbers (from 1):
 /// empty lines and `#` comments are skipped.
 fn records(path: &Path) -> Result<Vec<(usize, String)>, TopologyError> {
@@ -195,26 +212,14 @@ impl Topology {
                     ),
                 ));
             };
-            let name = name.trim();
-            if name.is_empty() || name.contains(char::is_whitespace) {
-                return Err(bad(
+            let name = named("node", name).map_err(|m| bad(nodes, line, m))?;
+            let speed = positive(speed).ok_or_else(|| {
+                bad(
                     nodes,
                     line,
-                    format!("node name `{name}` is empty or has spaces"),
-                ));
-            }
-            let speed: f64 = speed
-                .trim()
-                .parse()
-                .ok()
-                .filter(|s: &f64| s.is_finite() && *s > 0.0)
-                .ok_or_else(|| {
-                    bad(
-                        nodes,
-                        line,
-                        format!("speed `{speed}` of `{name}` is not a positive number"),
-                    )
-                })?;
+                    format!("speed `{speed}` of `{name}` is not a positive number"),
+                )
+            })?;
             let model = model.trim();
             let Some(&(_, client)) = MODELS.iter().find(|(m, _)| *m == model) else {
                 let known: Vec<&str> = MODELS.iter().map(|(m, _)| *m).collect();
@@ -249,28 +254,14 @@ impl Topology {
                     format!("{} fields; a link is `id;capacity_Mbps;name;type`", f.len()),
                 ));
             };
-            let name = name.trim();
-            if name.is_empty() || name.contains(char::is_whitespace) {
-                return Err(bad(
+            let name = named("link", name).map_err(|m| bad(links, line, m))?;
+            let mbps = positive(capacity).ok_or_else(|| {
+                bad(
                     links,
                     line,
-                    format!("link name `{name}` is empty or has spaces"),
-                ));
-            }
-            let mbps: f64 = capacity
-                .trim()
-                .parse()
-                .ok()
-                .filter(|c: &f64| c.is_finite() && *c > 0.0)
-                .ok_or_else(|| {
-                    bad(
-                        links,
-                        line,
-                        format!(
-                            "capacity `{capacity}` of `{name}` is not a positive number of Mb/s"
-                        ),
-                    )
-                })?;
+                    format!("capacity `{capacity}` of `{name}` is not a positive number of Mb/s"),
+                )
+            })?;
             let kind = match kind.trim() {
                 "node" => LinkKind::Node,
                 "shared" => LinkKind::Shared,
