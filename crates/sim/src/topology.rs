@@ -429,6 +429,32 @@ impl Topology {
         self.hops[src * self.nodes.len() + dst]
     }
 
+    /// The central node, where the seed keeps `edge` (in-edge) state: the
+    /// one whose slowest 1 kB transfer to or from any node is the least;
+    /// of equals (within a part in 10⁹: sums of the same links in another
+    /// order), the first by name, as in StateSim.
+    pub fn central(&self) -> usize {
+        let n = self.nodes.len();
+        let worst = |c: usize| {
+            (0..n)
+                .map(|t| {
+                    self.transfer_secs(c, t, 1000)
+                        .max(self.transfer_secs(t, c, 1000))
+                })
+                .fold(0.0, f64::max)
+        };
+        let mut by_name: Vec<usize> = (0..n).collect();
+        by_name.sort_by(|a, b| self.nodes[*a].name.cmp(&self.nodes[*b].name));
+        let mut best = (by_name[0], worst(by_name[0]));
+        for &c in &by_name[1..] {
+            let w = worst(c);
+            if w < best.1 * (1.0 - 1e-9) {
+                best = (c, w);
+            }
+        }
+        best.0
+    }
+
     /// [`Topology::transfer_secs`] and [`Topology::hops`] by name; `None`
     /// when either is not a node.
     pub fn transfer(&self, src: &str, dst: &str, bytes: u64) -> Option<(f64, u32)> {

@@ -27,6 +27,9 @@ fn the_seeds_topologies_load_with_their_nodes_links_and_clients() {
     assert_eq!((rpi.speed, rpi.client), (1_023_012_864.0, true));
     let server = &iiot.nodes()[iiot.node("server_0").unwrap()];
     assert_eq!((server.speed, server.client), (188e9, false));
+    // Where the seed keeps in-edge state: the node nearest to all.
+    assert_eq!(iiot.nodes()[iiot.central()].name, "nuc_0");
+    assert_eq!(urban.nodes()[urban.central()].name, "server_0");
 }
 
 #[test]
