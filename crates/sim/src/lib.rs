@@ -1,12 +1,13 @@
 //! `weft-sim`: the continuum simulator (issue 13), in slices.
 //!
-//! This slice reads the field's topologies: StateSim's three files per
+//! So far it reads the field's inputs: the topologies, StateSim's three files per
 //! network (`.nodes`, `.links`, `.edges`, see `data/statesim/README.md`),
 //! validated with the file and line of what is wrong, and the seed's
 //! network model over them: routes that minimise the transfer time, and the
 //! transfer time of a payload as the sum of its serialisation on each link
-//! ([`Topology::transfer_secs`]). How StateSim computes, and where Weft
-//! follows it, is in `docs/seed-003-statesim.md`.
+//! ([`Topology::transfer_secs`]); and the seed's workload, a Spår trace of
+//! DAG jobs turned into stateful chains ([`Pool::from_spar`]). How StateSim
+//! computes, and where Weft follows it, is in `docs/seed-003-statesim.md`.
 //!
 //! ```
 //! let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data/statesim");
@@ -20,5 +21,7 @@
 //! ```
 
 mod topology;
+mod workload;
 
-pub use topology::{Link, LinkKind, Node, Topology, TopologyError};
+pub use topology::{InputError, Link, LinkKind, Node, Topology};
+pub use workload::{Factors, Job, Pool, Task};

@@ -56,9 +56,9 @@ pub struct Link {
     pub kind: LinkKind,
 }
 
-/// Why a topology cannot be used.
+/// Why an input (a topology, a trace) cannot be used.
 #[derive(Debug, thiserror::Error)]
-pub enum TopologyError {
+pub enum InputError {
     /// A file could not be read.
     #[error("{}: {source}", path.display())]
     Io {
@@ -122,10 +122,10 @@ impl Vertices {
         v: Vertex,
         path: &Path,
         line: usize,
-    ) -> Result<usize, TopologyError> {
+    ) -> Result<usize, InputError> {
         if let Some(&i) = self.by_name.get(name) {
             let (p, l) = &self.first_line[i];
-            return Err(TopologyError::Line {
+            return Err(InputError::Line {
                 path: path.to_path_buf(),
                 line,
                 message: format!("`{name}` is defined twice (first at {}:{l})", p.display()),
@@ -171,8 +171,8 @@ fn positive(text: &str) -> Option<f64> {
 
 /// The lines of `path` that hold a record, with their numbers (from 1):
 /// empty lines and `#` comments are skipped.
-fn records(path: &Path) -> Result<Vec<(usize, String)>, TopologyError> {
-    let text = std::fs::read_to_string(path).map_err(|source| TopologyError::Io {
+fn records(path: &Path) -> Result<Vec<(usize, String)>, InputError> {
+    let text = std::fs::read_to_string(path).map_err(|source| InputError::Io {
         path: path.to_path_buf(),
         source,
     })?;
@@ -186,15 +186,15 @@ fn records(path: &Path) -> Result<Vec<(usize, String)>, TopologyError> {
 
 impl Topology {
     /// Reads `DIR/STEM.nodes`, `.links` and `.edges`.
-    pub fn load(dir: &Path, stem: &str) -> Result<Topology, TopologyError> {
+    pub fn load(dir: &Path, stem: &str) -> Result<Topology, InputError> {
         let file = |ext: &str| dir.join(format!("{stem}.{ext}"));
         Topology::from_files(&file("nodes"), &file("links"), &file("edges"))
     }
 
     /// Reads the three files of a topology.
-    pub fn from_files(nodes: &Path, links: &Path, edges: &Path) -> Result<Topology, TopologyError> {
+    pub fn from_files(nodes: &Path, links: &Path, edges: &Path) -> Result<Topology, InputError> {
         let mut g = Vertices::default();
-        let bad = |path: &Path, line: usize, message: String| TopologyError::Line {
+        let bad = |path: &Path, line: usize, message: String| InputError::Line {
             path: path.to_path_buf(),
             line,
             message,
@@ -370,7 +370,7 @@ impl Topology {
                 let (mut secs, mut links, mut at, mut steps) = (0.0, 0u32, src, 0usize);
                 while at != dst {
                     let Some(next) = pred[at] else {
-                        return Err(TopologyError::Unreachable {
+                        return Err(InputError::Unreachable {
                             path: edges.to_path_buf(),
                             from: node_list[src].name.clone(),
                             to: node_list[dst].name.clone(),

@@ -5,7 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::{Path, PathBuf};
-use weft_sim::{Topology, TopologyError};
+use weft_sim::{InputError, Topology};
 
 fn data() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data/statesim")
@@ -85,7 +85,7 @@ impl Files {
         Files { dir }
     }
 
-    fn load(&self) -> Result<Topology, TopologyError> {
+    fn load(&self) -> Result<Topology, InputError> {
         Topology::load(self.dir.path(), "t")
     }
 
