@@ -49,6 +49,8 @@ enum Command {
     Nodes(commands::nodes::Nodes),
     /// Say where a function would run now, and why.
     Explain(commands::explain::Explain),
+    /// The continuum simulator: rerun a paper's evaluation.
+    Sim(commands::sim::Sim),
 }
 
 fn main() -> ExitCode {
@@ -86,6 +88,7 @@ fn main() -> ExitCode {
             Command::Publish(c) => c.run().await,
             Command::Nodes(c) => c.run().await,
             Command::Explain(c) => c.run().await,
+            Command::Sim(c) => c.run().await,
         }
     })
 }

@@ -12,6 +12,7 @@ pub(crate) mod result;
 pub(crate) mod rm;
 pub(crate) mod rollback;
 pub(crate) mod schema;
+pub(crate) mod sim;
 pub(crate) mod slo;
 pub(crate) mod state;
 pub(crate) mod up;

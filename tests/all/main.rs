@@ -22,6 +22,7 @@ mod links;
 mod metering;
 mod router;
 mod servers;
+mod sim;
 mod slo;
 mod state;
 mod triggers;

@@ -169,20 +169,45 @@ fn positive(text: &str) -> Option<f64> {
         .filter(|x: &f64| x.is_finite() && *x > 0.0)
 }
 
-/// The lines of `path` that hold a record, with their numbers (from 1):
-/// empty lines and `#` comments are skipped.
-fn records(path: &Path) -> Result<Vec<(usize, String)>, InputError> {
-    let text = std::fs::read_to_string(path).map_err(|source| InputError::Io {
+/// The text of `path`.
+pub(crate) fn read(path: &Path) -> Result<String, InputError> {
+    std::fs::read_to_string(path).map_err(|source| InputError::Io {
         path: path.to_path_buf(),
         source,
-    })?;
-    Ok(text
-        .lines()
+    })
+}
+
+/// The lines of `text` that hold a record, with their numbers (from 1):
+/// empty lines and `#` comments are skipped.
+fn records(text: &str) -> Vec<(usize, String)> {
+    text.lines()
         .enumerate()
         .map(|(i, l)| (i + 1, l.trim().to_string()))
         .filter(|(_, l)| !l.is_empty() && !l.starts_with('#'))
-        .collect())
+        .collect()
 }
+
+/// Seed 003's topologies, carried in the binary: `iiot` and `urban`.
+const SEED_003: [(&str, &str, [&str; 3]); 2] = [
+    (
+        "iiot",
+        "iiot.0",
+        [
+            include_str!("../../../data/statesim/iiot.0.nodes"),
+            include_str!("../../../data/statesim/iiot.0.links"),
+            include_str!("../../../data/statesim/iiot.0.edges"),
+        ],
+    ),
+    (
+        "urban",
+        "urban_sensing.0",
+        [
+            include_str!("../../../data/statesim/urban_sensing.0.nodes"),
+            include_str!("../../../data/statesim/urban_sensing.0.links"),
+            include_str!("../../../data/statesim/urban_sensing.0.edges"),
+        ],
+    ),
+];
 
 impl Topology {
     /// Reads `DIR/STEM.nodes`, `.links` and `.edges`.
@@ -193,6 +218,24 @@ impl Topology {
 
     /// Reads the three files of a topology.
     pub fn from_files(nodes: &Path, links: &Path, edges: &Path) -> Result<Topology, InputError> {
+        let texts = [read(nodes)?, read(links)?, read(edges)?];
+        Topology::parse([nodes, links, edges], [&texts[0], &texts[1], &texts[2]])
+    }
+
+    /// One of seed 003's topologies (`iiot`, `urban`), as the binary
+    /// carries them (`data/statesim/`).
+    pub fn seed003(name: &str) -> Option<Topology> {
+        let (_, stem, texts) = SEED_003.iter().find(|(n, _, _)| *n == name)?;
+        let path = |ext: &str| PathBuf::from(format!("data/statesim/{stem}.{ext}"));
+        let paths = [path("nodes"), path("links"), path("edges")];
+        Topology::parse([&paths[0], &paths[1], &paths[2]], *texts).ok()
+    }
+
+    /// A topology from the texts of its three files, `paths` naming them
+    /// in errors.
+    pub fn parse(paths: [&Path; 3], texts: [&str; 3]) -> Result<Topology, InputError> {
+        let [nodes, links, edges] = paths;
+        let [nodes_text, links_text, edges_text] = texts;
         let mut g = Vertices::default();
         let bad = |path: &Path, line: usize, message: String| InputError::Line {
             path: path.to_path_buf(),
@@ -200,7 +243,7 @@ impl Topology {
             message,
         };
         let mut node_list = Vec::new();
-        for (line, text) in records(nodes)? {
+        for (line, text) in records(nodes_text) {
             let f: Vec<&str> = text.split(';').collect();
             let [_, name, speed, _, _, _, model] = f[..] else {
                 return Err(bad(
@@ -245,7 +288,7 @@ impl Topology {
         }
 
         let mut link_list = Vec::new();
-        for (line, text) in records(links)? {
+        for (line, text) in records(links_text) {
             let f: Vec<&str> = text.split(';').collect();
             let [_, capacity, name, kind] = f[..] else {
                 return Err(bad(
@@ -288,7 +331,7 @@ impl Topology {
 
         // Each line: a vertex and the vertices it sends to. A name without a
         // node or link of its own is a switch, once it has a line.
-        let rows = records(edges)?;
+        let rows = records(edges_text);
         let mut out: BTreeMap<usize, (usize, Vec<String>)> = BTreeMap::new();
         let mut named: Vec<(String, usize)> = Vec::new();
         for (line, text) in &rows {

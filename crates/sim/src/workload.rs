@@ -80,10 +80,21 @@ struct Traced {
 impl Pool {
     /// The pool of a Spår `batch_task.csv`.
     pub fn from_spar(path: &Path, f: Factors) -> Result<Pool, InputError> {
-        let text = std::fs::read_to_string(path).map_err(|source| InputError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        Pool::parse_spar(path, &crate::topology::read(path)?, f)
+    }
+
+    /// Seed 003's pool: the Spår trace the binary carries
+    /// (`data/spar/batch_task.csv`), with the seed's factors.
+    pub fn seed003() -> Result<Pool, InputError> {
+        Pool::parse_spar(
+            Path::new("data/spar/batch_task.csv"),
+            include_str!("../../../data/spar/batch_task.csv"),
+            Factors::default(),
+        )
+    }
+
+    /// The pool of a Spår trace's `text`, `path` naming it in errors.
+    pub fn parse_spar(path: &Path, text: &str, f: Factors) -> Result<Pool, InputError> {
         let bad = |line: usize, message: String| InputError::Line {
             path: path.to_path_buf(),
             line,

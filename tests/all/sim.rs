@@ -1,0 +1,94 @@
+//! `weft sim reproduce seed-003`: the seed's sweep from the binary alone,
+//! byte-identical for the same replications, its orderings, bad flags.
+
+use crate::harness::WEFT;
+use std::collections::BTreeMap;
+use std::process::Command;
+
+fn reproduce(out: &std::path::Path, reps: &str) -> std::process::Output {
+    Command::new(WEFT)
+        .args(["sim", "reproduce", "seed-003", "--out"])
+        .arg(out)
+        .args(["--replications", reps, "--json"])
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn the_seed_003_sweep_writes_its_summary_the_same_every_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    for out in [&a, &b] {
+        let r = reproduce(out, "6");
+        assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+        let v: serde_json::Value = serde_json::from_slice(&r.stdout).unwrap();
+        assert_eq!(v["rows"], 240, "{v}");
+    }
+    let text = std::fs::read_to_string(a.join("summary.csv")).unwrap();
+    assert_eq!(
+        text,
+        std::fs::read_to_string(b.join("summary.csv")).unwrap()
+    );
+    let mut lines = text.lines();
+    assert_eq!(
+        lines.next(),
+        Some("topology,policy,model,jobs,metric,mean,ci_low,ci_high")
+    );
+    // (topology, policy, model, jobs, metric) -> mean, with ci_low <= mean <= ci_high.
+    let mut mean = BTreeMap::new();
+    for l in lines {
+        let f: Vec<&str> = l.split(',').collect();
+        assert_eq!(f.len(), 8, "{l}");
+        let (m, lo, hi): (f64, f64, f64) = (
+            f[5].parse().unwrap(),
+            f[6].parse().unwrap(),
+            f[7].parse().unwrap(),
+        );
+        assert!(lo <= m && m <= hi, "{l}");
+        mean.insert((f[0], f[1], f[2], f[3], f[4]), m);
+    }
+    assert_eq!(mean.len(), 240);
+    for topology in ["iiot", "urban"] {
+        for jobs in ["100", "500"] {
+            let net = |model| mean[&(topology, "load+net", model, jobs, "net_latency_ms")];
+            // Latency in-function < in-client ≪ in-edge < external.
+            assert!(net("function") < net("client"), "{topology} {jobs}");
+            assert!(net("client") * 2.0 < net("edge"), "{topology} {jobs}");
+            assert!(net("edge") < net("external"), "{topology} {jobs}");
+            // Traffic under Load+net below Load's, for every model.
+            for model in ["external", "edge", "function", "client"] {
+                let t = |p| mean[&(topology, p, model, jobs, "traffic_mb_per_chain")];
+                assert!(t("load+net") < t("load"), "{topology} {jobs} {model}");
+            }
+        }
+    }
+}
+
+#[test]
+fn bad_sim_flags_are_refused_naming_them() {
+    let dir = tempfile::tempdir().unwrap();
+    for (args, says) in [
+        (vec!["seed-004", "--out"], "unknown study `seed-004`"),
+        (
+            vec!["seed-003", "--replications", "0", "--out"],
+            "--replications: 0",
+        ),
+    ] {
+        let r = Command::new(WEFT)
+            .args(["sim", "reproduce"])
+            .args(&args)
+            .arg(dir.path())
+            .arg("--json")
+            .output()
+            .unwrap();
+        assert!(!r.status.success());
+        let err = String::from_utf8_lossy(&r.stderr);
+        assert!(err.contains("invalid_input") && err.contains(says), "{err}");
+    }
+    // An --out that is a file.
+    let file = dir.path().join("f");
+    std::fs::write(&file, "x").unwrap();
+    let r = reproduce(&file, "1");
+    assert!(!r.status.success());
+    assert!(String::from_utf8_lossy(&r.stderr).contains("--out: cannot create"));
+}
