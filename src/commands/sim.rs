@@ -15,12 +15,13 @@ pub(crate) struct Sim {
 
 #[derive(Subcommand)]
 enum SimCommand {
-    /// Rerun a paper's evaluation and write its results.
+    /// Rerun a paper's evaluation and write its results (`summary.csv`,
+    /// `by_chain_length.csv`).
     Reproduce {
         /// The evaluation: `seed-003` (Cicconetti et al.: four state
         /// models, Load and Load+net, two topologies, 100 to 500 jobs).
         study: String,
-        /// The directory to write `summary.csv` to (created if needed).
+        /// The directory to write the results to (created if needed).
         #[arg(long)]
         out: PathBuf,
         /// Replications per point, from seed 1.
@@ -80,11 +81,19 @@ fn reproduce(
             let _ = std::io::stderr().flush();
         }
     };
-    let rows = weft_sim::reproduce::seed003(replications, threads, &progress)
+    let (rows, lengths) = weft_sim::reproduce::seed003(replications, threads, &progress)
         .map_err(|e| ClientError::local(Code::Internal, e))?;
     let path = out.join("summary.csv");
-    std::fs::write(&path, weft_sim::reproduce::csv(&rows))
-        .map_err(|e| failed(format!("--out: cannot write {}: {e}", path.display())))?;
+    for (file, text) in [
+        (&path, weft_sim::reproduce::csv(&rows)),
+        (
+            &out.join("by_chain_length.csv"),
+            weft_sim::reproduce::length_csv(&lengths),
+        ),
+    ] {
+        std::fs::write(file, text)
+            .map_err(|e| failed(format!("--out: cannot write {}: {e}", file.display())))?;
+    }
     let secs = started.elapsed().as_secs_f64();
     if json {
         print_json(&serde_json::json!({

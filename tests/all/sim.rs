@@ -48,6 +48,35 @@ fn the_seed_003_sweep_writes_its_summary_the_same_every_time() {
         mean.insert((f[0], f[1], f[2], f[3], f[4]), m);
     }
     assert_eq!(mean.len(), 240);
+    // By chain length (the seed's Fig. 6): network latency grows with the
+    // chain and keeps the models' order at each length.
+    let by_length = std::fs::read_to_string(a.join("by_chain_length.csv")).unwrap();
+    assert_eq!(
+        std::fs::read_to_string(b.join("by_chain_length.csv")).unwrap(),
+        by_length
+    );
+    let mut rows = by_length.lines();
+    assert_eq!(
+        rows.next(),
+        Some("topology,policy,model,jobs,chain_length,jobs_seen,metric,mean,ci_low,ci_high")
+    );
+    let mut net = BTreeMap::new();
+    for l in rows {
+        let f: Vec<&str> = l.split(',').collect();
+        if f[0] == "iiot" && f[1] == "load+net" && f[3] == "500" && f[6] == "net_latency_ms" {
+            let len: usize = f[4].parse().unwrap();
+            net.insert((f[2].to_string(), len), f[7].parse::<f64>().unwrap());
+        }
+    }
+    for len in 2..=4 {
+        let at = |m: &str| net[&(m.to_string(), len)];
+        assert!(
+            at("function") < at("client") && at("client") < at("edge"),
+            "{len}"
+        );
+        assert!(at("edge") < at("external"), "{len}");
+    }
+    assert!(net[&("external".to_string(), 2)] < net[&("external".to_string(), 4)]);
     for topology in ["iiot", "urban"] {
         for jobs in ["100", "500"] {
             let net = |model| mean[&(topology, "load+net", model, jobs, "net_latency_ms")];

@@ -21,6 +21,26 @@ pub const TOPOLOGIES: [&str; 2] = ["iiot", "urban"];
 /// The metrics, as the summary names them.
 pub const METRICS: [&str; 3] = ["net_latency_ms", "proc_latency_ms", "traffic_mb_per_chain"];
 
+/// Per chain length, the jobs' count and, per metric, their sum and sum
+/// of squares.
+type ByLength = std::collections::BTreeMap<usize, (f64, [f64; 3], [f64; 3])>;
+
+/// What one replication gives, per model: the per-job means of the
+/// metrics, and the jobs by chain length.
+type Figures = [([f64; 3], ByLength); 4];
+
+/// One line of `by_chain_length.csv`: a metric over every job of every
+/// replication with that chain length (the seed's Fig. 6).
+#[derive(Debug, Clone, PartialEq)]
+pub struct LengthRow {
+    /// The point, as in [`Row`].
+    pub row: Row,
+    /// Tasks in the chains.
+    pub chain_length: usize,
+    /// Jobs of that length over all the replications.
+    pub jobs_seen: u64,
+}
+
 /// One line of `summary.csv`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Row {
@@ -48,7 +68,7 @@ pub fn seed003(
     replications: u64,
     threads: usize,
     progress: &(dyn Fn(usize, usize) + Sync),
-) -> Result<Vec<Row>, InputError> {
+) -> Result<(Vec<Row>, Vec<LengthRow>), InputError> {
     let pool = Pool::seed003()?;
     let topologies: Vec<Topology> = TOPOLOGIES
         .iter()
@@ -65,8 +85,7 @@ pub fn seed003(
     let reps = usize::try_from(replications).unwrap_or(usize::MAX).max(1);
     let total = points.len() * reps;
     // Per work item (point × replication): per model, the three metrics.
-    let results: std::sync::Mutex<Vec<Option<[[f64; 3]; 4]>>> =
-        std::sync::Mutex::new(vec![None; total]);
+    let results: std::sync::Mutex<Vec<Option<Figures>>> = std::sync::Mutex::new(vec![None; total]);
     let next = AtomicUsize::new(0);
     let done = AtomicUsize::new(0);
     std::thread::scope(|s| {
@@ -80,17 +99,20 @@ pub fn seed003(
                     let (t, alloc, jobs) = points[i / reps];
                     let seed = (i % reps) as u64 + 1;
                     let runs = worlds[t].replicate(jobs, seed, alloc, &Model::ALL);
-                    let mut out = [[0.0; 3]; 4];
+                    let mut out: Figures = Default::default();
                     for (m, jobs) in runs.iter().enumerate() {
                         let n = jobs.len().max(1) as f64;
-                        let mean = |f: &dyn Fn(&crate::seed003::JobResult) -> f64| {
-                            jobs.iter().map(f).sum::<f64>() / n
-                        };
-                        out[m] = [
-                            mean(&|j| j.net_s * 1e3),
-                            mean(&|j| j.proc_s * 1e3),
-                            mean(&|j| j.traffic / 1e6),
-                        ];
+                        let (sums, lengths) = &mut out[m];
+                        for j in jobs {
+                            let v = metrics(j);
+                            let (count, sum, squares) = lengths.entry(j.chain).or_default();
+                            *count += 1.0;
+                            for k in 0..3 {
+                                sums[k] += v[k] / n;
+                                sum[k] += v[k];
+                                squares[k] += v[k] * v[k];
+                            }
+                        }
                     }
                     if let Ok(mut r) = results.lock() {
                         r[i] = Some(out);
@@ -106,7 +128,7 @@ pub fn seed003(
         let reps_of = &figures[p * reps..(p + 1) * reps];
         for (m, model) in Model::ALL.into_iter().enumerate() {
             for (k, metric) in METRICS.into_iter().enumerate() {
-                let values: Vec<f64> = reps_of.iter().flatten().map(|f| f[m][k]).collect();
+                let values: Vec<f64> = reps_of.iter().flatten().map(|f| f[m].0[k]).collect();
                 let (mean, half) = mean_ci(&values);
                 rows.push(Row {
                     topology: TOPOLOGIES[t],
@@ -121,7 +143,77 @@ pub fn seed003(
             }
         }
     }
-    Ok(rows)
+    // By chain length: every job of every replication of a point, in seed
+    // order; lengths seen fewer than 3 times are left out, as the seed does.
+    let mut lengths = Vec::new();
+    for (p, &(t, alloc, jobs)) in points.iter().enumerate() {
+        for (m, model) in Model::ALL.into_iter().enumerate() {
+            let mut all = ByLength::new();
+            for f in figures[p * reps..(p + 1) * reps].iter().flatten() {
+                for (len, (count, sum, squares)) in &f[m].1 {
+                    let e = all.entry(*len).or_default();
+                    e.0 += count;
+                    for k in 0..3 {
+                        e.1[k] += sum[k];
+                        e.2[k] += squares[k];
+                    }
+                }
+            }
+            for (len, (count, sum, squares)) in all.into_iter().filter(|(_, e)| e.0 > 2.0) {
+                for (k, metric) in METRICS.into_iter().enumerate() {
+                    let mean = sum[k] / count;
+                    let var = ((squares[k] - sum[k] * sum[k] / count) / (count - 1.0)).max(0.0);
+                    let half = crate::seed003::t975(count as usize - 1) * (var / count).sqrt();
+                    lengths.push(LengthRow {
+                        row: Row {
+                            topology: TOPOLOGIES[t],
+                            policy: alloc,
+                            model,
+                            jobs,
+                            metric,
+                            mean,
+                            ci_low: mean - half,
+                            ci_high: mean + half,
+                        },
+                        chain_length: len,
+                        jobs_seen: count as u64,
+                    });
+                }
+            }
+        }
+    }
+    Ok((rows, lengths))
+}
+
+/// A job's metrics, in [`METRICS`]' order.
+fn metrics(j: &crate::seed003::JobResult) -> [f64; 3] {
+    [j.net_s * 1e3, j.proc_s * 1e3, j.traffic / 1e6]
+}
+
+/// `rows` as `by_chain_length.csv`:
+/// `topology,policy,model,jobs,chain_length,jobs_seen,metric,mean,ci_low,ci_high`.
+pub fn length_csv(rows: &[LengthRow]) -> String {
+    let mut out = String::from(
+        "topology,policy,model,jobs,chain_length,jobs_seen,metric,mean,ci_low,ci_high\n",
+    );
+    for l in rows {
+        let r = &l.row;
+        let _ = writeln!(
+            out,
+            "{},{},{},{},{},{},{},{:.6},{:.6},{:.6}",
+            r.topology,
+            r.policy.as_str(),
+            r.model.as_str(),
+            r.jobs,
+            l.chain_length,
+            l.jobs_seen,
+            r.metric,
+            r.mean,
+            r.ci_low,
+            r.ci_high
+        );
+    }
+    out
 }
 
 /// `rows` as `summary.csv`: `topology,policy,model,jobs,metric,mean,ci_low,ci_high`.
