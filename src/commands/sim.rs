@@ -16,7 +16,7 @@ pub(crate) struct Sim {
 #[derive(Subcommand)]
 enum SimCommand {
     /// Rerun a paper's evaluation and write its results (`summary.csv`,
-    /// `by_chain_length.csv`).
+    /// `by_chain_length.csv`, the figures as SVG).
     Reproduce {
         /// The evaluation: `seed-003` (Cicconetti et al.: four state
         /// models, Load and Load+net, two topologies, 100 to 500 jobs).
@@ -84,13 +84,17 @@ fn reproduce(
     let (rows, lengths) = weft_sim::reproduce::seed003(replications, threads, &progress)
         .map_err(|e| ClientError::local(Code::Internal, e))?;
     let path = out.join("summary.csv");
-    for (file, text) in [
-        (&path, weft_sim::reproduce::csv(&rows)),
+    let mut files = vec![
+        (path.clone(), weft_sim::reproduce::csv(&rows)),
         (
-            &out.join("by_chain_length.csv"),
+            out.join("by_chain_length.csv"),
             weft_sim::reproduce::length_csv(&lengths),
         ),
-    ] {
+    ];
+    for (name, svg) in weft_sim::reproduce::figures(&rows, &lengths) {
+        files.push((out.join(name), svg));
+    }
+    for (file, text) in &files {
         std::fs::write(file, text)
             .map_err(|e| failed(format!("--out: cannot write {}: {e}", file.display())))?;
     }

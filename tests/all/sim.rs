@@ -24,6 +24,22 @@ fn the_seed_003_sweep_writes_its_summary_the_same_every_time() {
         let v: serde_json::Value = serde_json::from_slice(&r.stdout).unwrap();
         assert_eq!(v["rows"], 240, "{v}");
     }
+    // The figures too, drawn by the tool: each run the same.
+    for topology in ["iiot", "urban"] {
+        for fig in ["fig4-traffic", "fig6-net-latency-by-length"] {
+            let name = format!("{fig}-{topology}.svg");
+            let svg = std::fs::read_to_string(a.join(&name)).unwrap();
+            assert!(
+                svg.starts_with("<svg") && svg.contains("<polyline"),
+                "{name}"
+            );
+            assert_eq!(
+                svg,
+                std::fs::read_to_string(b.join(&name)).unwrap(),
+                "{name}"
+            );
+        }
+    }
     let text = std::fs::read_to_string(a.join("summary.csv")).unwrap();
     assert_eq!(
         text,

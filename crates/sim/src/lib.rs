@@ -20,6 +20,7 @@
 //! assert!((secs - 0.042_667).abs() < 1e-5);
 //! ```
 
+mod plot;
 pub mod reproduce;
 pub mod seed003;
 mod topology;

@@ -235,3 +235,70 @@ pub fn csv(rows: &[Row]) -> String {
     }
     out
 }
+
+/// The seed's Fig. 4 (traffic per chain against the jobs, both policies)
+/// and Fig. 6 (network latency per chain length, Load+net at 500 jobs), per
+/// topology, as SVG files: `(file name, contents)`.
+pub fn figures(rows: &[Row], lengths: &[LengthRow]) -> Vec<(String, String)> {
+    use crate::plot::{Series, chart};
+    let mut out = Vec::new();
+    for topology in TOPOLOGIES {
+        let mut traffic = Vec::new();
+        for policy in [Alloc::LoadNet, Alloc::Load] {
+            for model in Model::ALL {
+                traffic.push(Series {
+                    name: format!("{}, {}", model.as_str(), policy.as_str()),
+                    points: rows
+                        .iter()
+                        .filter(|r| {
+                            r.topology == topology
+                                && r.policy == policy
+                                && r.model == model
+                                && r.metric == "traffic_mb_per_chain"
+                        })
+                        .map(|r| (r.jobs as f64, r.mean))
+                        .collect(),
+                    dashed: policy == Alloc::Load,
+                });
+            }
+        }
+        out.push((
+            format!("fig4-traffic-{topology}.svg"),
+            chart(
+                &format!("Traffic per chain, {topology}"),
+                "jobs",
+                "MB per chain",
+                &traffic,
+            ),
+        ));
+        let by_length = Model::ALL
+            .into_iter()
+            .map(|model| Series {
+                name: model.as_str().to_string(),
+                points: lengths
+                    .iter()
+                    .filter(|l| {
+                        let r = &l.row;
+                        r.topology == topology
+                            && r.policy == Alloc::LoadNet
+                            && r.model == model
+                            && r.jobs == 500
+                            && r.metric == "net_latency_ms"
+                    })
+                    .map(|l| (l.chain_length as f64, l.row.mean))
+                    .collect(),
+                dashed: false,
+            })
+            .collect::<Vec<_>>();
+        out.push((
+            format!("fig6-net-latency-by-length-{topology}.svg"),
+            chart(
+                &format!("Network latency by chain length, {topology}, Load+net, 500 jobs"),
+                "functions in the chain",
+                "ms",
+                &by_length,
+            ),
+        ));
+    }
+    out
+}
