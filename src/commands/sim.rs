@@ -16,7 +16,7 @@ pub(crate) struct Sim {
 #[derive(Subcommand)]
 enum SimCommand {
     /// Rerun a paper's evaluation and write its results (`summary.csv`,
-    /// `by_chain_length.csv`, the figures as SVG).
+    /// `by_chain_length.csv`, `latency_cdf.csv`, the figures as SVG).
     Reproduce {
         /// The evaluation: `seed-003` (Cicconetti et al.: four state
         /// models, Load and Load+net, two topologies, 100 to 500 jobs).
@@ -81,17 +81,22 @@ fn reproduce(
             let _ = std::io::stderr().flush();
         }
     };
-    let (rows, lengths) = weft_sim::reproduce::seed003(replications, threads, &progress)
+    let sweep = weft_sim::reproduce::seed003(replications, threads, &progress)
         .map_err(|e| ClientError::local(Code::Internal, e))?;
+    let rows = &sweep.rows;
     let path = out.join("summary.csv");
     let mut files = vec![
-        (path.clone(), weft_sim::reproduce::csv(&rows)),
+        (path.clone(), weft_sim::reproduce::csv(rows)),
         (
             out.join("by_chain_length.csv"),
-            weft_sim::reproduce::length_csv(&lengths),
+            weft_sim::reproduce::length_csv(&sweep.lengths),
+        ),
+        (
+            out.join("latency_cdf.csv"),
+            weft_sim::reproduce::cdf_csv(&sweep.cdf),
         ),
     ];
-    for (name, svg) in weft_sim::reproduce::figures(&rows, &lengths) {
+    for (name, svg) in weft_sim::reproduce::figures(&sweep) {
         files.push((out.join(name), svg));
     }
     for (file, text) in &files {

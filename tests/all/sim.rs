@@ -26,7 +26,11 @@ fn the_seed_003_sweep_writes_its_summary_the_same_every_time() {
     }
     // The figures too, drawn by the tool: each run the same.
     for topology in ["iiot", "urban"] {
-        for fig in ["fig4-traffic", "fig6-net-latency-by-length"] {
+        for fig in [
+            "fig4-traffic",
+            "fig5-latency-cdf",
+            "fig6-net-latency-by-length",
+        ] {
             let name = format!("{fig}-{topology}.svg");
             let svg = std::fs::read_to_string(a.join(&name)).unwrap();
             assert!(
@@ -40,6 +44,28 @@ fn the_seed_003_sweep_writes_its_summary_the_same_every_time() {
             );
         }
     }
+    // The latency's distribution at 500 jobs: rising quantiles, and at the
+    // median in-function below in-client below in-edge below external.
+    let cdf = std::fs::read_to_string(a.join("latency_cdf.csv")).unwrap();
+    let mut cdf_rows = cdf.lines();
+    assert_eq!(
+        cdf_rows.next(),
+        Some("topology,policy,model,jobs,fraction,latency_ms")
+    );
+    let mut median = BTreeMap::new();
+    let mut last: BTreeMap<(String, String, String), f64> = BTreeMap::new();
+    for l in cdf_rows {
+        let f: Vec<&str> = l.split(',').collect();
+        let v: f64 = f[5].parse().unwrap();
+        let k = (f[0].to_string(), f[1].to_string(), f[2].to_string());
+        assert!(last.get(&k).is_none_or(|p| *p <= v), "{l}");
+        last.insert(k, v);
+        if f[4] == "0.50" && f[0] == "iiot" && f[1] == "load+net" {
+            median.insert(f[2].to_string(), v);
+        }
+    }
+    assert!(median["function"] < median["client"] && median["client"] < median["edge"]);
+    assert!(median["edge"] < median["external"], "{median:?}");
     let text = std::fs::read_to_string(a.join("summary.csv")).unwrap();
     assert_eq!(
         text,

@@ -26,8 +26,42 @@ pub const METRICS: [&str; 3] = ["net_latency_ms", "proc_latency_ms", "traffic_mb
 type ByLength = std::collections::BTreeMap<usize, (f64, [f64; 3], [f64; 3])>;
 
 /// What one replication gives, per model: the per-job means of the
-/// metrics, and the jobs by chain length.
-type Figures = [([f64; 3], ByLength); 4];
+/// metrics, the jobs by chain length, and (at [`CDF_JOBS`]) each job's
+/// latency, processing and network, ms.
+type Figures = [([f64; 3], ByLength, Vec<f64>); 4];
+
+/// The job count whose latencies' distribution is kept (the seed's Fig. 5).
+pub const CDF_JOBS: usize = 500;
+
+/// The quantiles `latency_cdf.csv` gives.
+const QUANTILES: usize = 100;
+
+/// A quantile of the latency of every job of every replication of a point
+/// (the seed's Fig. 5).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CdfRow {
+    /// `iiot` or `urban`.
+    pub topology: &'static str,
+    /// The allocation policy.
+    pub policy: Alloc,
+    /// The state model.
+    pub model: Model,
+    /// The fraction of jobs at or below `latency_ms`.
+    pub fraction: f64,
+    /// Processing plus network latency, ms.
+    pub latency_ms: f64,
+}
+
+/// The sweep's results.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sweep {
+    /// `summary.csv`'s rows.
+    pub rows: Vec<Row>,
+    /// `by_chain_length.csv`'s.
+    pub lengths: Vec<LengthRow>,
+    /// `latency_cdf.csv`'s.
+    pub cdf: Vec<CdfRow>,
+}
 
 /// One line of `by_chain_length.csv`: a metric over every job of every
 /// replication with that chain length (the seed's Fig. 6).
@@ -68,7 +102,7 @@ pub fn seed003(
     replications: u64,
     threads: usize,
     progress: &(dyn Fn(usize, usize) + Sync),
-) -> Result<(Vec<Row>, Vec<LengthRow>), InputError> {
+) -> Result<Sweep, InputError> {
     let pool = Pool::seed003()?;
     let topologies: Vec<Topology> = TOPOLOGIES
         .iter()
@@ -96,15 +130,18 @@ pub fn seed003(
                     if i >= total {
                         break;
                     }
-                    let (t, alloc, jobs) = points[i / reps];
+                    let (t, alloc, asked) = points[i / reps];
                     let seed = (i % reps) as u64 + 1;
-                    let runs = worlds[t].replicate(jobs, seed, alloc, &Model::ALL);
+                    let runs = worlds[t].replicate(asked, seed, alloc, &Model::ALL);
                     let mut out: Figures = Default::default();
                     for (m, jobs) in runs.iter().enumerate() {
                         let n = jobs.len().max(1) as f64;
-                        let (sums, lengths) = &mut out[m];
+                        let (sums, lengths, latencies) = &mut out[m];
                         for j in jobs {
                             let v = metrics(j);
+                            if asked == CDF_JOBS {
+                                latencies.push(v[0] + v[1]);
+                            }
                             let (count, sum, squares) = lengths.entry(j.chain).or_default();
                             *count += 1.0;
                             for k in 0..3 {
@@ -182,7 +219,62 @@ pub fn seed003(
             }
         }
     }
-    Ok((rows, lengths))
+    // The latency distribution at CDF_JOBS: every job of every
+    // replication, in seed order, sorted.
+    let mut cdf = Vec::new();
+    for (p, &(t, alloc, jobs)) in points.iter().enumerate() {
+        if jobs != CDF_JOBS {
+            continue;
+        }
+        for (m, model) in Model::ALL.into_iter().enumerate() {
+            let mut all: Vec<f64> = figures[p * reps..(p + 1) * reps]
+                .iter()
+                .flatten()
+                .flat_map(|f| f[m].2.iter().copied())
+                .collect();
+            all.sort_by(f64::total_cmp);
+            if all.is_empty() {
+                continue;
+            }
+            for q in 1..=QUANTILES {
+                let fraction = q as f64 / QUANTILES as f64;
+                let at = ((all.len() as f64 * fraction) as usize).min(all.len() - 1);
+                cdf.push(CdfRow {
+                    topology: TOPOLOGIES[t],
+                    policy: alloc,
+                    model,
+                    fraction,
+                    latency_ms: all[at],
+                });
+            }
+        }
+    }
+    Ok(Sweep { rows, lengths, cdf })
+}
+
+/// The point a line of results is about: `topology,policy,model,jobs`.
+fn point(topology: &str, policy: Alloc, model: Model, jobs: usize) -> String {
+    format!("{topology},{},{},{jobs}", policy.as_str(), model.as_str())
+}
+
+/// A CSV file: `header`, then `lines`.
+fn csv_of(header: &str, lines: impl Iterator<Item = String>) -> String {
+    let mut out = format!("{header}\n");
+    for l in lines {
+        let _ = writeln!(out, "{l}");
+    }
+    out
+}
+
+/// `rows` as `latency_cdf.csv`: `topology,policy,model,jobs,fraction,latency_ms`.
+pub fn cdf_csv(rows: &[CdfRow]) -> String {
+    csv_of(
+        "topology,policy,model,jobs,fraction,latency_ms",
+        rows.iter().map(|r| {
+            let at = point(r.topology, r.policy, r.model, CDF_JOBS);
+            format!("{at},{:.2},{:.6}", r.fraction, r.latency_ms)
+        }),
+    )
 }
 
 /// A job's metrics, in [`METRICS`]' order.
@@ -190,59 +282,76 @@ fn metrics(j: &crate::seed003::JobResult) -> [f64; 3] {
     [j.net_s * 1e3, j.proc_s * 1e3, j.traffic / 1e6]
 }
 
+/// `metric,mean,ci_low,ci_high` of `r`.
+fn estimate(r: &Row) -> String {
+    format!(
+        "{},{:.6},{:.6},{:.6}",
+        r.metric, r.mean, r.ci_low, r.ci_high
+    )
+}
+
 /// `rows` as `by_chain_length.csv`:
 /// `topology,policy,model,jobs,chain_length,jobs_seen,metric,mean,ci_low,ci_high`.
 pub fn length_csv(rows: &[LengthRow]) -> String {
-    let mut out = String::from(
-        "topology,policy,model,jobs,chain_length,jobs_seen,metric,mean,ci_low,ci_high\n",
-    );
-    for l in rows {
-        let r = &l.row;
-        let _ = writeln!(
-            out,
-            "{},{},{},{},{},{},{},{:.6},{:.6},{:.6}",
-            r.topology,
-            r.policy.as_str(),
-            r.model.as_str(),
-            r.jobs,
-            l.chain_length,
-            l.jobs_seen,
-            r.metric,
-            r.mean,
-            r.ci_low,
-            r.ci_high
-        );
-    }
-    out
+    csv_of(
+        "topology,policy,model,jobs,chain_length,jobs_seen,metric,mean,ci_low,ci_high",
+        rows.iter().map(|l| {
+            let r = &l.row;
+            let at = point(r.topology, r.policy, r.model, r.jobs);
+            format!("{at},{},{},{}", l.chain_length, l.jobs_seen, estimate(r))
+        }),
+    )
 }
 
 /// `rows` as `summary.csv`: `topology,policy,model,jobs,metric,mean,ci_low,ci_high`.
 pub fn csv(rows: &[Row]) -> String {
-    let mut out = String::from("topology,policy,model,jobs,metric,mean,ci_low,ci_high\n");
-    for r in rows {
-        let _ = writeln!(
-            out,
-            "{},{},{},{},{},{:.6},{:.6},{:.6}",
-            r.topology,
-            r.policy.as_str(),
-            r.model.as_str(),
-            r.jobs,
-            r.metric,
-            r.mean,
-            r.ci_low,
-            r.ci_high
-        );
-    }
-    out
+    csv_of(
+        "topology,policy,model,jobs,metric,mean,ci_low,ci_high",
+        rows.iter().map(|r| {
+            let at = point(r.topology, r.policy, r.model, r.jobs);
+            format!("{at},{}", estimate(r))
+        }),
+    )
 }
 
-/// The seed's Fig. 4 (traffic per chain against the jobs, both policies)
-/// and Fig. 6 (network latency per chain length, Load+net at 500 jobs), per
-/// topology, as SVG files: `(file name, contents)`.
-pub fn figures(rows: &[Row], lengths: &[LengthRow]) -> Vec<(String, String)> {
+/// The seed's Fig. 4 (traffic per chain against the jobs, both policies),
+/// Fig. 5 (the latency's distribution, Load+net at 500 jobs) and Fig. 6
+/// (network latency per chain length, Load+net at 500 jobs), per topology,
+/// as SVG files: `(file name, contents)`.
+pub fn figures(sweep: &Sweep) -> Vec<(String, String)> {
     use crate::plot::{Series, chart};
+    let (rows, lengths) = (&sweep.rows, &sweep.lengths);
     let mut out = Vec::new();
     for topology in TOPOLOGIES {
+        let cdf = Model::ALL
+            .into_iter()
+            .map(|model| Series {
+                name: model.as_str().to_string(),
+                points: sweep
+                    .cdf
+                    .iter()
+                    // To the 99th percentile: the longest chains' tail
+                    // (tens of seconds) would squeeze the rest.
+                    .filter(|r| {
+                        r.topology == topology
+                            && r.policy == Alloc::LoadNet
+                            && r.model == model
+                            && r.fraction <= 0.99
+                    })
+                    .map(|r| (r.latency_ms, r.fraction))
+                    .collect(),
+                dashed: false,
+            })
+            .collect::<Vec<_>>();
+        out.push((
+            format!("fig5-latency-cdf-{topology}.svg"),
+            chart(
+                &format!("Latency of a chain (CDF to p99), {topology}, Load+net, {CDF_JOBS} jobs"),
+                "processing + network, ms",
+                "fraction of chains",
+                &cdf,
+            ),
+        ));
         let mut traffic = Vec::new();
         for policy in [Alloc::LoadNet, Alloc::Load] {
             for model in Model::ALL {
