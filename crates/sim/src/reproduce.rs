@@ -8,7 +8,7 @@
 //! of threads or their timing: the same replications give the same bytes.
 
 use crate::InputError;
-use crate::seed003::{Alloc, Model, Params, World, mean_ci};
+use crate::seed003::{Alloc, Model, Params, World, mean_ci, mean_ci_of_moments};
 use crate::topology::Topology;
 use crate::workload::Pool;
 use std::fmt::Write as _;
@@ -96,6 +96,27 @@ pub struct Row {
     pub ci_high: f64,
 }
 
+impl Row {
+    /// The `metric` of a point (`topology`, `policy`, `model`, `jobs`),
+    /// from its mean and its interval's half-width.
+    fn new(
+        (topology, policy, model, jobs): (&'static str, Alloc, Model, usize),
+        metric: &'static str,
+        (mean, half): (f64, f64),
+    ) -> Row {
+        Row {
+            topology,
+            policy,
+            model,
+            jobs,
+            metric,
+            mean,
+            ci_low: mean - half,
+            ci_high: mean + half,
+        }
+    }
+}
+
 /// Runs the sweep with `replications` per point (seeds 1..), on `threads`
 /// threads; `progress(done, total)` is called as replications finish.
 pub fn seed003(
@@ -166,17 +187,11 @@ pub fn seed003(
         for (m, model) in Model::ALL.into_iter().enumerate() {
             for (k, metric) in METRICS.into_iter().enumerate() {
                 let values: Vec<f64> = reps_of.iter().flatten().map(|f| f[m].0[k]).collect();
-                let (mean, half) = mean_ci(&values);
-                rows.push(Row {
-                    topology: TOPOLOGIES[t],
-                    policy: alloc,
-                    model,
-                    jobs,
+                rows.push(Row::new(
+                    (TOPOLOGIES[t], alloc, model, jobs),
                     metric,
-                    mean,
-                    ci_low: mean - half,
-                    ci_high: mean + half,
-                });
+                    mean_ci(&values),
+                ));
             }
         }
     }
@@ -198,20 +213,12 @@ pub fn seed003(
             }
             for (len, (count, sum, squares)) in all.into_iter().filter(|(_, e)| e.0 > 2.0) {
                 for (k, metric) in METRICS.into_iter().enumerate() {
-                    let mean = sum[k] / count;
-                    let var = ((squares[k] - sum[k] * sum[k] / count) / (count - 1.0)).max(0.0);
-                    let half = crate::seed003::t975(count as usize - 1) * (var / count).sqrt();
                     lengths.push(LengthRow {
-                        row: Row {
-                            topology: TOPOLOGIES[t],
-                            policy: alloc,
-                            model,
-                            jobs,
+                        row: Row::new(
+                            (TOPOLOGIES[t], alloc, model, jobs),
                             metric,
-                            mean,
-                            ci_low: mean - half,
-                            ci_high: mean + half,
-                        },
+                            mean_ci_of_moments(count, sum[k], squares[k]),
+                        ),
                         chain_length: len,
                         jobs_seen: count as u64,
                     });

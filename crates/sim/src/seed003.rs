@@ -334,10 +334,20 @@ pub fn mean_ci(v: &[f64]) -> (f64, f64) {
     (mean, t975(n - 1) * (var / n as f64).sqrt())
 }
 
+/// [`mean_ci`] of `n` values known by their sum and sum of squares.
+pub fn mean_ci_of_moments(n: f64, sum: f64, squares: f64) -> (f64, f64) {
+    if n < 2.0 {
+        return (if n > 0.0 { sum / n } else { 0.0 }, 0.0);
+    }
+    let mean = sum / n;
+    let var = ((squares - sum * sum / n) / (n - 1.0)).max(0.0);
+    (mean, t975(n as usize - 1) * (var / n).sqrt())
+}
+
 /// The 97.5th percentile of Student's t with `df` degrees of freedom: a
 /// table to 30, then the Cornish–Fisher expansion around the normal's
 /// 1.959964 (within 1e-4 of the exact value there).
-pub(crate) fn t975(df: usize) -> f64 {
+fn t975(df: usize) -> f64 {
     const TABLE: [f64; 30] = [
         12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160,
         2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056,
