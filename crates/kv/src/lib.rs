@@ -190,6 +190,22 @@ impl KvError {
 /// A key and its new value; `None`: removed.
 pub type Change = (String, Option<Vec<u8>>);
 
+/// `changes` with each key once, at its last change: what to write, and
+/// what to remove.
+pub fn last_changes(changes: &[Change]) -> (Vec<(String, Vec<u8>)>, Vec<String>) {
+    let last: BTreeMap<&str, &Option<Vec<u8>>> =
+        changes.iter().map(|(k, v)| (k.as_str(), v)).collect();
+    let mut sets = Vec::new();
+    let mut dels = Vec::new();
+    for (k, v) in last {
+        match v {
+            Some(v) => sets.push((k.to_string(), v.clone())),
+            None => dels.push(k.to_string()),
+        }
+    }
+    (sets, dels)
+}
+
 /// Result of key-value operations.
 pub type Result<T, E = KvError> = std::result::Result<T, E>;
 
@@ -243,8 +259,9 @@ pub trait Bucket: Send + Sync {
     async fn delete_many(&self, keys: &[String]) -> Result<(), KvError>;
 
     /// Sets `key` to `value` if it holds `expected` (`None`: if it is not
-    /// set), with the changes of `also` (`None`: remove); returns whether it
-    /// did, and writes nothing of `key` when it did not. What one writer
+    /// set), with the changes of `also` (`None`: remove; a key repeated takes
+    /// its last change); returns whether it did, and writes nothing of `key`
+    /// when it did not. What one writer
     /// uses to tell it still owns what it writes.
     ///
     /// On a store with transactions (embedded, Redis) `also` is applied in

@@ -271,10 +271,12 @@ impl Bucket for RedisBucket {
             for i = 1, n do redis.call('SET', KEYS[i + 1], ARGV[i + 4]) end \
             for i = n + 2, #KEYS do redis.call('DEL', KEYS[i]) end \
             redis.call('SET', KEYS[1], ARGV[3]) return 1";
-        let (sets, dels): (Vec<_>, Vec<_>) = also.iter().partition(|(_, v)| v.is_some());
+        let (sets, dels) = crate::last_changes(also);
         let mut cmd = redis::cmd("EVAL");
-        cmd.arg(SCRIPT).arg(1 + also.len()).arg(self.key(key));
-        for (k, _) in sets.iter().chain(&dels) {
+        cmd.arg(SCRIPT)
+            .arg(1 + sets.len() + dels.len())
+            .arg(self.key(key));
+        for k in sets.iter().map(|(k, _)| k).chain(&dels) {
             cmd.arg(self.key(k));
         }
         cmd.arg(if expected.is_some() { "1" } else { "0" })
@@ -282,7 +284,7 @@ impl Bucket for RedisBucket {
             .arg(value)
             .arg(sets.len());
         for (_, v) in &sets {
-            cmd.arg(v.as_deref().unwrap_or_default());
+            cmd.arg(v.as_slice());
         }
         self.query::<i64>(&cmd, Retry::IfNotSent)
             .await

@@ -454,16 +454,11 @@ impl Bucket for Held {
         if inner.map.get(key).map(Vec::as_slice) != expected {
             return Ok(false);
         }
-        let mut puts: Vec<(&str, Vec<u8>)> = also
-            .iter()
-            .filter_map(|(k, v)| Some((k.as_str(), v.clone()?)))
-            .collect();
+        let (sets, dels) = crate::last_changes(also);
+        let mut puts: Vec<(&str, Vec<u8>)> =
+            sets.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
         puts.push((key, value.to_vec()));
-        let removes: Vec<&str> = also
-            .iter()
-            .filter(|(_, v)| v.is_none())
-            .map(|(k, _)| k.as_str())
-            .collect();
+        let removes: Vec<&str> = dels.iter().map(String::as_str).collect();
         self.apply_to(&mut inner, &puts, &removes)?;
         drop(inner);
         self.traffic.add_written(written(value, also));

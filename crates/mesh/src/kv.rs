@@ -21,8 +21,8 @@ const PAGE: usize = 1000;
 /// Longest a store operation may take (while NATS is unreachable, every
 /// operation fails after this long).
 const OP_TIMEOUT: Duration = Duration::from_secs(3);
-/// Reads of one `get_many` in flight at once.
-const GETS_IN_FLIGHT: usize = 32;
+/// Operations of one batch in flight at once.
+const IN_FLIGHT: usize = 32;
 /// Compare-and-set attempts of one increment.
 const CAS_ATTEMPTS: usize = 64;
 
@@ -252,12 +252,12 @@ impl Bucket for FabricBucket {
         sum.and_then(|s| u64::try_from(s).ok()).ok_or_else(overflow)
     }
 
-    /// Up to [`GETS_IN_FLIGHT`] reads at once: over a slow link a batch
+    /// Up to [`IN_FLIGHT`] reads at once: over a slow link a batch
     /// costs about one round trip, not one per key.
     async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<(String, Vec<u8>)>>, KvError> {
         self.with(|s| async move {
             let mut out = Vec::with_capacity(keys.len());
-            for chunk in keys.chunks(GETS_IN_FLIGHT) {
+            for chunk in keys.chunks(IN_FLIGHT) {
                 let reads = chunk.iter().map(|k| self.get_pair(&s, k));
                 out.extend(futures::future::try_join_all(reads).await?);
             }
@@ -266,16 +266,24 @@ impl Bucket for FabricBucket {
         .await
     }
 
+    /// Up to [`IN_FLIGHT`] writes at once (a repeated key written once,
+    /// with its last value).
     async fn set_many(&self, entries: &[(String, Vec<u8>)]) -> Result<(), KvError> {
-        for (k, v) in entries {
-            self.set(k, v).await?;
+        let last: std::collections::BTreeMap<&str, &[u8]> = entries
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_slice()))
+            .collect();
+        let writes: Vec<(&str, &[u8])> = last.into_iter().collect();
+        for chunk in writes.chunks(IN_FLIGHT) {
+            futures::future::try_join_all(chunk.iter().map(|(k, v)| self.set(k, v))).await?;
         }
         Ok(())
     }
 
+    /// Up to [`IN_FLIGHT`] removals at once.
     async fn delete_many(&self, keys: &[String]) -> Result<(), KvError> {
-        for k in keys {
-            self.delete(k).await?;
+        for chunk in keys.chunks(IN_FLIGHT) {
+            futures::future::try_join_all(chunk.iter().map(|k| self.delete(k))).await?;
         }
         Ok(())
     }
@@ -289,12 +297,9 @@ impl Bucket for FabricBucket {
         value: &[u8],
         also: &[weft_kv::Change],
     ) -> Result<bool, KvError> {
-        for (k, v) in also {
-            match v {
-                Some(v) => self.set(k, v).await?,
-                None => self.delete(k).await?,
-            }
-        }
+        let (sets, dels) = weft_kv::last_changes(also);
+        self.set_many(&sets).await?;
+        self.delete_many(&dels).await?;
         let done = self
             .read_modify_write(key, |current| {
                 Ok((current == expected).then(|| (bytes::Bytes::copy_from_slice(value), ())))

@@ -232,6 +232,19 @@ async fn compare_and_set(shared: Arc<dyn Bucket>) {
     assert_eq!(b.get("c").await, Ok(some(b"2")));
     assert_eq!(b.exists("c:a").await, Ok(false));
     assert_eq!(b.get("c:b").await, Ok(some(b"B")));
+    // A key repeated in what goes with it takes its last change.
+    let twice = [
+        (s("c:r"), None),
+        (s("c:r"), some(b"R")),
+        (s("c:b"), some(b"x")),
+        (s("c:b"), None),
+    ];
+    assert_eq!(
+        b.compare_and_set("c", Some(b"2"), b"2", &twice).await,
+        Ok(true)
+    );
+    assert_eq!(b.get("c:r").await, Ok(some(b"R")));
+    assert_eq!(b.exists("c:b").await, Ok(false));
     // The empty value is a value, not an absence; binary compares exactly.
     b.set("e", b"").await.unwrap();
     assert_eq!(b.compare_and_set("e", None, b"x", &[]).await, Ok(false));
