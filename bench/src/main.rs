@@ -2,7 +2,7 @@
 //! side in one run, on the same modules; results as ratios.
 //!
 //! ```text
-//! cargo run --release -p weft-bench -- [all|startup|memory|cold|kv|queue|mqtt|fabric|continuum|handoff|state|chains|moves|placement] [--guests DIR] [--quick]
+//! cargo run --release -p weft-bench -- [all|startup|memory|cold|kv|queue|mqtt|fabric|continuum|handoff|state|chains|moves|placement|sim] [--guests DIR] [--quick]
 //! ```
 //!
 //! * **startup** — sandbox start (instantiate, no call) and a full invocation,
@@ -36,6 +36,8 @@
 //!   of its checkpoint.
 //! * **placement** — one `weft_sched::place` decision over 1,000 nodes: the
 //!   full scan and the local fast path, p50/p99/max in µs.
+//! * **sim** — the discrete-event simulator, one thread: events per second
+//!   of its queue alone and of seed 003's continuum under each policy.
 //!
 //! The bare side is wasmtime with the pooling allocator, `InstancePre` and
 //! WASI preview 1, and no Weft code: the floor. The node benchmarks (`kv`,
@@ -68,6 +70,7 @@ mod mqtt;
 mod node;
 mod placement;
 mod queue;
+mod sim;
 mod state;
 
 /// The modules measured: a null C program and MiBench-style C programs.
@@ -94,7 +97,7 @@ fn main() -> Result<()> {
         )),
         "cold-child" => rt.block_on(cold_child(&args[1], &guests.join(&args[2]))),
         "startup" | "memory" | "cold" | "kv" | "queue" | "mqtt" | "fabric" | "continuum"
-        | "handoff" | "state" | "chains" | "moves" | "placement" | "all" => {
+        | "handoff" | "state" | "chains" | "moves" | "placement" | "sim" | "all" => {
             println!("{}", machine());
             if matches!(mode, "startup" | "all") {
                 rt.block_on(startup(&guests, quick))?;
@@ -122,10 +125,13 @@ fn main() -> Result<()> {
             if matches!(mode, "placement" | "all") {
                 placement::run(quick).map_err(|e| format_err!("{e:#}"))?;
             }
+            if matches!(mode, "sim" | "all") {
+                sim::run(quick).map_err(|e| format_err!("{e:#}"))?;
+            }
             Ok(())
         }
         other => bail!(
-            "unknown mode `{other}`: use all, startup, memory, cold, kv, queue, mqtt, fabric, continuum, handoff, state, chains, moves or placement"
+            "unknown mode `{other}`: use all, startup, memory, cold, kv, queue, mqtt, fabric, continuum, handoff, state, chains, moves, placement or sim"
         ),
     }
 }

@@ -31,22 +31,309 @@ enum SimCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Run chains through the discrete-event continuum under each policy
+    /// and state model, and write `summary.csv` and `chains.csv`.
+    Run(RunArgs),
+}
+
+/// `weft sim run`'s flags.
+#[derive(Args)]
+struct RunArgs {
+    /// The topology: `iiot` or `urban` (seed 003's, in the binary), or the
+    /// path of StateSim files without their extension (`DIR/NAME` reads
+    /// `DIR/NAME.nodes`, `.links` and `.edges`).
+    #[arg(long, default_value = "iiot")]
+    topology: String,
+    /// The chains: `synthetic` (generated), `seed-003` (the seed's Spår
+    /// pool) or the path of a CSV trace
+    /// (`chain,arrival_s,client,key,function,ops,arg_bytes,out_bytes,state_bytes`).
+    #[arg(long, default_value = "synthetic")]
+    workload: String,
+    /// Chains per replication (synthetic, seed-003).
+    #[arg(long)]
+    jobs: Option<usize>,
+    /// Chains arriving per second (synthetic, seed-003).
+    #[arg(long, allow_negative_numbers = true)]
+    rate: Option<f64>,
+    /// Policies, comma-separated: `load`, `load+net`, `weft`.
+    #[arg(long, default_value = "load,load+net,weft")]
+    policy: String,
+    /// State models, comma-separated: `external`, `edge`, `function`, `client`.
+    #[arg(long, default_value = "external,edge,function,client")]
+    model: String,
+    /// Replications, seeds `--seed` onwards.
+    #[arg(long, default_value_t = 10)]
+    replications: u64,
+    /// The first replication's seed.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Workers per node, sharing its speed.
+    #[arg(long, default_value_t = 1)]
+    slots: u32,
+    /// How often nodes share their load and learned times, ms (0: every
+    /// decision sees the world as it is).
+    #[arg(long, default_value_t = 1000)]
+    heartbeat_ms: u64,
+    /// One-way latency to the cloud store, ms.
+    #[arg(long, default_value_t = 60.0, allow_negative_numbers = true)]
+    cloud_latency_ms: f64,
+    /// Rate to the cloud store, Mb/s.
+    #[arg(long, default_value_t = 50.0, allow_negative_numbers = true)]
+    cloud_rate_mbps: f64,
+    /// The directory to write the results to (created if needed).
+    #[arg(long)]
+    out: PathBuf,
+    /// Print a JSON summary instead of the progress and a table.
+    #[arg(long)]
+    json: bool,
 }
 
 impl Sim {
     pub(crate) async fn run(self) -> ExitCode {
-        let SimCommand::Reproduce {
-            study,
-            out,
-            replications,
-            json,
-        } = self.command;
-        let work = tokio::task::spawn_blocking(move || reproduce(&study, &out, replications, json));
+        let (json, work) = match self.command {
+            SimCommand::Reproduce {
+                study,
+                out,
+                replications,
+                json,
+            } => (
+                json,
+                tokio::task::spawn_blocking(move || reproduce(&study, &out, replications, json)),
+            ),
+            SimCommand::Run(args) => (args.json, tokio::task::spawn_blocking(move || run(args))),
+        };
         match work.await {
             Ok(r) => finish(r, json),
             Err(e) => finish(Err(ClientError::local(Code::Internal, e)), json),
         }
     }
+}
+
+/// Prints `what: done/total` on stderr every 2 % (nothing with `--json`).
+fn progress(what: &'static str, json: bool) -> impl Fn(usize, usize) + Sync {
+    let shown = std::sync::atomic::AtomicUsize::new(0);
+    move |done: usize, total: usize| {
+        let pct = done * 50 / total.max(1);
+        if !json && shown.fetch_max(pct, std::sync::atomic::Ordering::Relaxed) < pct {
+            eprint!("\r{what}: {done}/{total}");
+            let _ = std::io::stderr().flush();
+        }
+    }
+}
+
+/// Writes each `(file, text)`.
+fn write_all(files: &[(PathBuf, String)]) -> crate::client::ClientResult<()> {
+    for (file, text) in files {
+        std::fs::write(file, text).map_err(|e| {
+            ClientError::local(
+                Code::InvalidInput,
+                format!("--out: cannot write {}: {e}", file.display()),
+            )
+        })?;
+    }
+    Ok(())
+}
+
+/// Creates `--out`.
+fn create_out(out: &std::path::Path) -> crate::client::ClientResult<()> {
+    std::fs::create_dir_all(out).map_err(|e| {
+        ClientError::local(
+            Code::InvalidInput,
+            format!("--out: cannot create {}: {e}", out.display()),
+        )
+    })
+}
+
+fn bad(message: String) -> ClientError {
+    ClientError::local(Code::InvalidInput, message)
+}
+
+fn run(a: RunArgs) -> crate::client::ClientResult<()> {
+    use weft_sim::study::{self, Source, Study};
+    use weft_sim::{Synthetic, Topology};
+    let topology = match a.topology.as_str() {
+        "iiot" | "urban" => Topology::seed003(&a.topology)
+            .ok_or_else(|| ClientError::local(Code::Internal, "the built-in topology is bad"))?,
+        path => {
+            let stem = path.strip_suffix(".nodes").unwrap_or(path);
+            let file = |ext: &str| PathBuf::from(format!("{stem}.{ext}"));
+            Topology::from_files(&file("nodes"), &file("links"), &file("edges"))
+                .map_err(|e| bad(format!("--topology: {e}")))?
+        }
+    };
+    let topology_name = std::path::Path::new(&a.topology)
+        .file_name()
+        .map_or(a.topology.clone(), |n| n.to_string_lossy().into_owned());
+    let topology_name = topology_name
+        .strip_suffix(".nodes")
+        .unwrap_or(&topology_name)
+        .to_string();
+    if let Some(j) = a.jobs
+        && !(1..=1_000_000).contains(&j)
+    {
+        return Err(bad(format!("--jobs: {j} is not between 1 and 1000000")));
+    }
+    if let Some(r) = a.rate
+        && !(r.is_finite() && r > 0.0 && r <= 1e6)
+    {
+        return Err(bad(format!(
+            "--rate: {r} is not a rate of chains per second above 0 (at most 1000000)"
+        )));
+    }
+    let source = match a.workload.as_str() {
+        "synthetic" => Source::Synthetic(Synthetic {
+            chains: a.jobs.unwrap_or(500),
+            rate_per_s: a.rate.unwrap_or(5.0),
+            ..Synthetic::default()
+        }),
+        "seed-003" => Source::Pool {
+            pool: weft_sim::Pool::seed003().map_err(|e| ClientError::local(Code::Internal, e))?,
+            jobs: a.jobs.unwrap_or(500),
+            rate_per_s: a.rate.unwrap_or(5.0),
+            functions: 10,
+        },
+        path => {
+            if a.jobs.is_some() || a.rate.is_some() {
+                return Err(bad(
+                    "--jobs and --rate apply to the synthetic and seed-003 workloads: \
+                     a trace gives its own chains and arrivals"
+                        .into(),
+                ));
+            }
+            let w = weft_sim::Workload::from_csv(std::path::Path::new(path), &topology)
+                .map_err(|e| bad(format!("--workload: {e}")))?;
+            Source::Trace(w)
+        }
+    };
+    let policies: Vec<String> = a.policy.split(',').map(|p| p.trim().to_string()).collect();
+    for p in &policies {
+        if !weft_sim::study::POLICIES.contains(&p.as_str()) {
+            return Err(bad(format!(
+                "--policy: unknown policy `{p}`: expected load, load+net or weft"
+            )));
+        }
+    }
+    let models = a
+        .model
+        .split(',')
+        .map(|m| {
+            weft_sim::seed003::Model::ALL
+                .into_iter()
+                .find(|x| x.as_str() == m.trim())
+                .ok_or_else(|| {
+                    bad(format!(
+                        "--model: unknown state model `{}`: expected external, edge, function or client",
+                        m.trim()
+                    ))
+                })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    if !(1..=100_000).contains(&a.replications) {
+        return Err(bad(format!(
+            "--replications: {} is not between 1 and 100000",
+            a.replications
+        )));
+    }
+    if !(1..=1024).contains(&a.slots) {
+        return Err(bad(format!(
+            "--slots: {} is not between 1 and 1024",
+            a.slots
+        )));
+    }
+    if a.heartbeat_ms > 3_600_000 {
+        return Err(bad(format!(
+            "--heartbeat-ms: {} is more than an hour",
+            a.heartbeat_ms
+        )));
+    }
+    if !(a.cloud_latency_ms.is_finite() && (0.0..=60_000.0).contains(&a.cloud_latency_ms)) {
+        return Err(bad(format!(
+            "--cloud-latency-ms: {} is not between 0 and 60000",
+            a.cloud_latency_ms
+        )));
+    }
+    if !(a.cloud_rate_mbps.is_finite() && a.cloud_rate_mbps > 0.0) {
+        return Err(bad(format!(
+            "--cloud-rate-mbps: {} is not a rate above 0",
+            a.cloud_rate_mbps
+        )));
+    }
+    create_out(&a.out)?;
+    let s = Study {
+        topology_name,
+        topology,
+        source,
+        policies,
+        models,
+        replications: a.replications,
+        seed: a.seed,
+        config: weft_sim::continuum::Config {
+            cloud_latency_s: a.cloud_latency_ms / 1e3,
+            cloud_rate_mbps: a.cloud_rate_mbps,
+            slots: a.slots,
+            heartbeat: a.heartbeat_ms * 1_000_000,
+            ..Default::default()
+        },
+    };
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let started = std::time::Instant::now();
+    let results = study::run(&s, &study::builtin, threads, &progress("runs", a.json))
+        .map_err(|e| bad(format!("--policy: {e}")))?;
+    let (summary, chains) = (a.out.join("summary.csv"), a.out.join("chains.csv"));
+    write_all(&[
+        (summary.clone(), weft_sim::summary::csv(&results.rows)),
+        (chains.clone(), results.chains_csv.clone()),
+    ])?;
+    let secs = started.elapsed().as_secs_f64();
+    if a.json {
+        print_json(&serde_json::json!({
+            "topology": s.topology_name, "workload": a.workload, "jobs": s.source.jobs(),
+            "replications": a.replications, "rows": results.rows.len(),
+            "events": results.events, "seconds": secs,
+            "summary": summary, "chains": chains,
+        }));
+        return Ok(());
+    }
+    eprintln!();
+    println!(
+        "{} rows in {}, the first replication's chains in {} ({} events in {secs:.1} s on {threads} threads)",
+        results.rows.len(),
+        summary.display(),
+        chains.display(),
+        results.events
+    );
+    println!(
+        "\n{}, {} chains: latency ms mean / p99, traffic MB per chain (mean over {} replications)",
+        s.topology_name,
+        s.source.jobs(),
+        a.replications
+    );
+    print!("{:<10}", "model");
+    for p in &s.policies {
+        print!(" {p:>26}");
+    }
+    println!();
+    for model in &s.models {
+        print!("{:<10}", model.as_str());
+        for p in &s.policies {
+            let get = |metric: &str| {
+                results
+                    .rows
+                    .iter()
+                    .find(|r| &r.policy == p && r.model == *model && r.metric == metric)
+                    .map_or(f64::NAN, |r| r.mean)
+            };
+            let cell = format!(
+                "{:.1} / {:.1}, {:.2}",
+                get("latency_ms"),
+                get("latency_p99_ms"),
+                get("traffic_mb_per_chain")
+            );
+            print!(" {cell:>26}");
+        }
+        println!();
+    }
+    Ok(())
 }
 
 fn reproduce(
@@ -67,26 +354,16 @@ fn reproduce(
             format!("--replications: {replications} is not between 1 and 100000"),
         ));
     }
-    let failed = |what: String| ClientError::local(Code::InvalidInput, what);
-    std::fs::create_dir_all(out)
-        .map_err(|e| failed(format!("--out: cannot create {}: {e}", out.display())))?;
+    create_out(out)?;
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let started = std::time::Instant::now();
-    let shown = std::sync::atomic::AtomicUsize::new(0);
-    let progress = |done: usize, total: usize| {
-        // Every 2 % on stderr (not with --json).
-        let pct = done * 50 / total.max(1);
-        if !json && shown.fetch_max(pct, std::sync::atomic::Ordering::Relaxed) < pct {
-            eprint!("\rreplications: {done}/{total}");
-            let _ = std::io::stderr().flush();
-        }
-    };
+    let progress = progress("replications", json);
     let sweep = weft_sim::reproduce::seed003(replications, threads, &progress)
         .map_err(|e| ClientError::local(Code::Internal, e))?;
     let rows = &sweep.rows;
     let path = out.join("summary.csv");
     let mut files = vec![
-        (path.clone(), weft_sim::reproduce::csv(rows)),
+        (path.clone(), weft_sim::summary::csv(rows)),
         (
             out.join("by_chain_length.csv"),
             weft_sim::reproduce::length_csv(&sweep.lengths),
@@ -96,13 +373,14 @@ fn reproduce(
             weft_sim::reproduce::cdf_csv(&sweep.cdf),
         ),
     ];
+    files.push((
+        out.join("table.md"),
+        weft_sim::reproduce::table(&sweep, replications),
+    ));
     for (name, svg) in weft_sim::reproduce::figures(&sweep) {
         files.push((out.join(name), svg));
     }
-    for (file, text) in &files {
-        std::fs::write(file, text)
-            .map_err(|e| failed(format!("--out: cannot write {}: {e}", file.display())))?;
-    }
+    write_all(&files)?;
     let secs = started.elapsed().as_secs_f64();
     if json {
         print_json(&serde_json::json!({
@@ -113,9 +391,11 @@ fn reproduce(
     }
     eprintln!();
     println!(
-        "{} rows in {} ({replications} replications per point, {secs:.1} s on {threads} threads)",
+        "{} rows in {} ({replications} replications per point, {secs:.1} s on {threads} threads); \
+         the paper's statements checked in {}",
         rows.len(),
-        path.display()
+        path.display(),
+        out.join("table.md").display()
     );
     // The paper's Fig. 4 and 5 points, IIoT at 500 jobs.
     println!("\niiot, 500 jobs:  net latency ms / traffic MB per chain (mean)");
@@ -128,7 +408,7 @@ fn reproduce(
                         r.topology == "iiot"
                             && r.jobs == 500
                             && r.model == model
-                            && r.policy == policy
+                            && r.policy == policy.as_str()
                             && r.metric == metric
                     })
                     .map_or(f64::NAN, |r| r.mean)

@@ -459,6 +459,16 @@ impl Index {
         }
     }
 
+    /// Sets a node's running and waiting counts (a heartbeat that only
+    /// reports load, or a simulator's sample of it); unknown names are
+    /// ignored.
+    pub fn set_load(&mut self, node: &str, inflight: u32, queued: u32) {
+        if let Some(&i) = self.by_name.get(node) {
+            let r = &mut self.rows[i];
+            (r.inflight, r.queued) = (inflight, queued);
+        }
+    }
+
     /// Whether the index holds the node as up.
     pub fn is_up(&self, node: &str) -> Option<bool> {
         self.by_name.get(node).map(|&i| self.rows[i].up)
@@ -517,6 +527,8 @@ mod tests {
         assert_eq!(ix.local, Some(0));
         ix.add_inflight("b", 2);
         assert_eq!(ix.inflight("b"), Some(2));
+        ix.set_load("b", 5, 3);
+        assert_eq!((ix.rows[1].inflight, ix.rows[1].queued), (5, 3));
         ix.upsert(&NodeView::new("b", Tier::Cloud, 8));
         assert_eq!(ix.inflight("b"), Some(0));
     }

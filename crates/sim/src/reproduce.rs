@@ -9,10 +9,10 @@
 
 use crate::InputError;
 use crate::seed003::{Alloc, Model, Params, World, mean_ci, mean_ci_of_moments};
+use crate::summary::{Row, csv_of, parallel};
 use crate::topology::Topology;
 use crate::workload::Pool;
 use std::fmt::Write as _;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// The job counts the seed sweeps.
 pub const JOBS: [usize; 5] = [100, 200, 300, 400, 500];
@@ -67,54 +67,12 @@ pub struct Sweep {
 /// replication with that chain length (the seed's Fig. 6).
 #[derive(Debug, Clone, PartialEq)]
 pub struct LengthRow {
-    /// The point, as in [`Row`].
+    /// The point, as in `summary.csv`.
     pub row: Row,
     /// Tasks in the chains.
     pub chain_length: usize,
     /// Jobs of that length over all the replications.
     pub jobs_seen: u64,
-}
-
-/// One line of `summary.csv`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Row {
-    /// `iiot` or `urban`.
-    pub topology: &'static str,
-    /// The allocation policy.
-    pub policy: Alloc,
-    /// The state model.
-    pub model: Model,
-    /// Jobs asked for per replication.
-    pub jobs: usize,
-    /// One of [`METRICS`].
-    pub metric: &'static str,
-    /// The mean over the replications of the per-job mean.
-    pub mean: f64,
-    /// The 95% confidence interval's ends.
-    pub ci_low: f64,
-    /// See `ci_low`.
-    pub ci_high: f64,
-}
-
-impl Row {
-    /// The `metric` of a point (`topology`, `policy`, `model`, `jobs`),
-    /// from its mean and its interval's half-width.
-    fn new(
-        (topology, policy, model, jobs): (&'static str, Alloc, Model, usize),
-        metric: &'static str,
-        (mean, half): (f64, f64),
-    ) -> Row {
-        Row {
-            topology,
-            policy,
-            model,
-            jobs,
-            metric,
-            mean,
-            ci_low: mean - half,
-            ci_high: mean + half,
-        }
-    }
 }
 
 /// Runs the sweep with `replications` per point (seeds 1..), on `threads`
@@ -140,55 +98,38 @@ pub fn seed003(
     let reps = usize::try_from(replications).unwrap_or(usize::MAX).max(1);
     let total = points.len() * reps;
     // Per work item (point × replication): per model, the three metrics.
-    let results: std::sync::Mutex<Vec<Option<Figures>>> = std::sync::Mutex::new(vec![None; total]);
-    let next = AtomicUsize::new(0);
-    let done = AtomicUsize::new(0);
-    std::thread::scope(|s| {
-        for _ in 0..threads.max(1) {
-            s.spawn(|| {
-                loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    if i >= total {
-                        break;
-                    }
-                    let (t, alloc, asked) = points[i / reps];
-                    let seed = (i % reps) as u64 + 1;
-                    let runs = worlds[t].replicate(asked, seed, alloc, &Model::ALL);
-                    let mut out: Figures = Default::default();
-                    for (m, jobs) in runs.iter().enumerate() {
-                        let n = jobs.len().max(1) as f64;
-                        let (sums, lengths, latencies) = &mut out[m];
-                        for j in jobs {
-                            let v = metrics(j);
-                            if asked == CDF_JOBS {
-                                latencies.push(v[0] + v[1]);
-                            }
-                            let (count, sum, squares) = lengths.entry(j.chain).or_default();
-                            *count += 1.0;
-                            for k in 0..3 {
-                                sums[k] += v[k] / n;
-                                sum[k] += v[k];
-                                squares[k] += v[k] * v[k];
-                            }
-                        }
-                    }
-                    if let Ok(mut r) = results.lock() {
-                        r[i] = Some(out);
-                    }
-                    progress(done.fetch_add(1, Ordering::Relaxed) + 1, total);
+    let figures: Vec<Figures> = parallel(total, threads, progress, |i| {
+        let (t, alloc, asked) = points[i / reps];
+        let seed = (i % reps) as u64 + 1;
+        let runs = worlds[t].replicate(asked, seed, alloc, &Model::ALL);
+        let mut out: Figures = Default::default();
+        for (m, jobs) in runs.iter().enumerate() {
+            let n = jobs.len().max(1) as f64;
+            let (sums, lengths, latencies) = &mut out[m];
+            for j in jobs {
+                let v = metrics(j);
+                if asked == CDF_JOBS {
+                    latencies.push(v[0] + v[1]);
                 }
-            });
+                let (count, sum, squares) = lengths.entry(j.chain).or_default();
+                *count += 1.0;
+                for k in 0..3 {
+                    sums[k] += v[k] / n;
+                    sum[k] += v[k];
+                    squares[k] += v[k] * v[k];
+                }
+            }
         }
+        out
     });
-    let figures = results.into_inner().unwrap_or_else(|p| p.into_inner());
     let mut rows = Vec::new();
     for (p, &(t, alloc, jobs)) in points.iter().enumerate() {
         let reps_of = &figures[p * reps..(p + 1) * reps];
         for (m, model) in Model::ALL.into_iter().enumerate() {
             for (k, metric) in METRICS.into_iter().enumerate() {
-                let values: Vec<f64> = reps_of.iter().flatten().map(|f| f[m].0[k]).collect();
+                let values: Vec<f64> = reps_of.iter().map(|f| f[m].0[k]).collect();
                 rows.push(Row::new(
-                    (TOPOLOGIES[t], alloc, model, jobs),
+                    (TOPOLOGIES[t], alloc.as_str(), model, jobs),
                     metric,
                     mean_ci(&values),
                 ));
@@ -201,7 +142,7 @@ pub fn seed003(
     for (p, &(t, alloc, jobs)) in points.iter().enumerate() {
         for (m, model) in Model::ALL.into_iter().enumerate() {
             let mut all = ByLength::new();
-            for f in figures[p * reps..(p + 1) * reps].iter().flatten() {
+            for f in &figures[p * reps..(p + 1) * reps] {
                 for (len, (count, sum, squares)) in &f[m].1 {
                     let e = all.entry(*len).or_default();
                     e.0 += count;
@@ -215,7 +156,7 @@ pub fn seed003(
                 for (k, metric) in METRICS.into_iter().enumerate() {
                     lengths.push(LengthRow {
                         row: Row::new(
-                            (TOPOLOGIES[t], alloc, model, jobs),
+                            (TOPOLOGIES[t], alloc.as_str(), model, jobs),
                             metric,
                             mean_ci_of_moments(count, sum[k], squares[k]),
                         ),
@@ -236,7 +177,6 @@ pub fn seed003(
         for (m, model) in Model::ALL.into_iter().enumerate() {
             let mut all: Vec<f64> = figures[p * reps..(p + 1) * reps]
                 .iter()
-                .flatten()
                 .flat_map(|f| f[m].2.iter().copied())
                 .collect();
             all.sort_by(f64::total_cmp);
@@ -260,17 +200,8 @@ pub fn seed003(
 }
 
 /// The point a line of results is about: `topology,policy,model,jobs`.
-fn point(topology: &str, policy: Alloc, model: Model, jobs: usize) -> String {
-    format!("{topology},{},{},{jobs}", policy.as_str(), model.as_str())
-}
-
-/// A CSV file: `header`, then `lines`.
-fn csv_of(header: &str, lines: impl Iterator<Item = String>) -> String {
-    let mut out = format!("{header}\n");
-    for l in lines {
-        let _ = writeln!(out, "{l}");
-    }
-    out
+fn point(topology: &str, policy: &str, model: Model, jobs: usize) -> String {
+    format!("{topology},{policy},{},{jobs}", model.as_str())
 }
 
 /// `rows` as `latency_cdf.csv`: `topology,policy,model,jobs,fraction,latency_ms`.
@@ -278,7 +209,7 @@ pub fn cdf_csv(rows: &[CdfRow]) -> String {
     csv_of(
         "topology,policy,model,jobs,fraction,latency_ms",
         rows.iter().map(|r| {
-            let at = point(r.topology, r.policy, r.model, CDF_JOBS);
+            let at = point(r.topology, r.policy.as_str(), r.model, CDF_JOBS);
             format!("{at},{:.2},{:.6}", r.fraction, r.latency_ms)
         }),
     )
@@ -289,14 +220,6 @@ fn metrics(j: &crate::seed003::JobResult) -> [f64; 3] {
     [j.net_s * 1e3, j.proc_s * 1e3, j.traffic / 1e6]
 }
 
-/// `metric,mean,ci_low,ci_high` of `r`.
-fn estimate(r: &Row) -> String {
-    format!(
-        "{},{:.6},{:.6},{:.6}",
-        r.metric, r.mean, r.ci_low, r.ci_high
-    )
-}
-
 /// `rows` as `by_chain_length.csv`:
 /// `topology,policy,model,jobs,chain_length,jobs_seen,metric,mean,ci_low,ci_high`.
 pub fn length_csv(rows: &[LengthRow]) -> String {
@@ -304,19 +227,8 @@ pub fn length_csv(rows: &[LengthRow]) -> String {
         "topology,policy,model,jobs,chain_length,jobs_seen,metric,mean,ci_low,ci_high",
         rows.iter().map(|l| {
             let r = &l.row;
-            let at = point(r.topology, r.policy, r.model, r.jobs);
-            format!("{at},{},{},{}", l.chain_length, l.jobs_seen, estimate(r))
-        }),
-    )
-}
-
-/// `rows` as `summary.csv`: `topology,policy,model,jobs,metric,mean,ci_low,ci_high`.
-pub fn csv(rows: &[Row]) -> String {
-    csv_of(
-        "topology,policy,model,jobs,metric,mean,ci_low,ci_high",
-        rows.iter().map(|r| {
-            let at = point(r.topology, r.policy, r.model, r.jobs);
-            format!("{at},{}", estimate(r))
+            let at = point(&r.topology, &r.policy, r.model, r.jobs);
+            format!("{at},{},{},{}", l.chain_length, l.jobs_seen, r.estimate())
         }),
     )
 }
@@ -368,7 +280,7 @@ pub fn figures(sweep: &Sweep) -> Vec<(String, String)> {
                         .iter()
                         .filter(|r| {
                             r.topology == topology
-                                && r.policy == policy
+                                && r.policy == policy.as_str()
                                 && r.model == model
                                 && r.metric == "traffic_mb_per_chain"
                         })
@@ -396,7 +308,7 @@ pub fn figures(sweep: &Sweep) -> Vec<(String, String)> {
                     .filter(|l| {
                         let r = &l.row;
                         r.topology == topology
-                            && r.policy == Alloc::LoadNet
+                            && r.policy == Alloc::LoadNet.as_str()
                             && r.model == model
                             && r.jobs == 500
                             && r.metric == "net_latency_ms"
@@ -415,6 +327,235 @@ pub fn figures(sweep: &Sweep) -> Vec<(String, String)> {
                 &by_length,
             ),
         ));
+    }
+    out
+}
+
+/// `table.md`: the seed's figures as numbers, per topology, with each
+/// statement the paper makes of them checked against this sweep. The
+/// paper gives no numbers of its own; its statements are what a
+/// reproduction can hold to.
+pub fn table(sweep: &Sweep, replications: u64) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "# Seed 003 reproduced: the paper's figures beside this run\n\n\
+         {replications} replications per point, from seed 1. The paper (Cicconetti et al.) \
+         plots IIoT only and gives no numbers, only what it says of each figure: each of its \
+         statements is checked here against this run's means, on IIoT and on the urban \
+         topology beside it. Figures 4–6 are drawn as `fig*-{{iiot,urban}}.svg`.\n"
+    );
+    let mean = |topology: &str, policy: Alloc, model: Model, jobs: usize, metric: &str| {
+        sweep
+            .rows
+            .iter()
+            .find(|r| {
+                r.topology == topology
+                    && r.policy == policy.as_str()
+                    && r.model == model
+                    && r.jobs == jobs
+                    && r.metric == metric
+            })
+            .map_or(f64::NAN, |r| r.mean)
+    };
+    let verdict = |ok: bool| if ok { "holds" } else { "does not hold" };
+    for topology in TOPOLOGIES {
+        let traffic = |p, m, j| mean(topology, p, m, j, "traffic_mb_per_chain");
+        let _ = writeln!(
+            out,
+            "## {topology}\n\n### Fig. 4: traffic per chain, MB (mean over replications)\n"
+        );
+        let _ = write!(out, "| policy | model |");
+        for j in JOBS {
+            let _ = write!(out, " {j} jobs |");
+        }
+        let _ = writeln!(out, "\n|---|---|{}", "---:|".repeat(JOBS.len()));
+        for policy in Alloc::ALL {
+            for model in Model::ALL {
+                let _ = write!(out, "| {} | {} |", policy.as_str(), model.as_str());
+                for j in JOBS {
+                    let _ = write!(out, " {:.2} |", traffic(policy, model, j));
+                }
+                let _ = writeln!(out);
+            }
+        }
+        let most_client = JOBS.iter().all(|&j| {
+            Model::ALL
+                .iter()
+                .all(|&m| traffic(Alloc::Load, m, j) <= traffic(Alloc::Load, Model::Client, j))
+        });
+        let ratio = JOBS
+            .iter()
+            .flat_map(|&j| {
+                Model::ALL
+                    .iter()
+                    .map(move |&m| traffic(Alloc::Load, m, j) / traffic(Alloc::LoadNet, m, j))
+            })
+            .fold(f64::INFINITY, f64::min);
+        let grows: Vec<String> = Model::ALL
+            .iter()
+            .map(|&m| {
+                let (lo, hi) = (
+                    traffic(Alloc::LoadNet, m, 100),
+                    traffic(Alloc::LoadNet, m, 500),
+                );
+                format!("{} {:+.0}%", m.as_str(), (hi / lo - 1.0) * 100.0)
+            })
+            .collect();
+        let grows_ok = Model::ALL.iter().all(|&m| {
+            let (lo, hi) = (
+                traffic(Alloc::LoadNet, m, 100),
+                traffic(Alloc::LoadNet, m, 500),
+            );
+            hi >= lo
+        });
+        let edge_worst = JOBS.iter().all(|&j| {
+            Model::ALL
+                .iter()
+                .all(|&m| traffic(Alloc::LoadNet, m, j) <= traffic(Alloc::LoadNet, Model::Edge, j))
+        });
+        let _ = writeln!(
+            out,
+            "\n- \"With Load, in-client has the most traffic\": {} (at every job count).\n\
+             - \"Load is much higher than Load+net for every model\": {} (Load at least {ratio:.1}× \
+             Load+net).\n\
+             - \"With Load+net the traffic grows slightly with the load\": {} (100 → 500 jobs: {}).\n\
+             - \"With Load+net, in-edge is the worst\": {}.\n",
+            verdict(most_client),
+            verdict(ratio > 1.5),
+            verdict(grows_ok),
+            grows.join(", "),
+            verdict(edge_worst)
+        );
+        // Fig. 5: the latency's distribution.
+        let at = |model: Model, q: f64| {
+            sweep
+                .cdf
+                .iter()
+                .find(|r| {
+                    r.topology == topology
+                        && r.policy == Alloc::LoadNet
+                        && r.model == model
+                        && (r.fraction - q).abs() < 1e-9
+                })
+                .map_or(f64::NAN, |r| r.latency_ms)
+        };
+        let _ = writeln!(
+            out,
+            "### Fig. 5: latency of a chain (processing + network), Load+net, {CDF_JOBS} jobs, ms\n\n\
+             | model | p50 | p90 | p99 |\n|---|---:|---:|---:|"
+        );
+        for model in Model::ALL {
+            let _ = writeln!(
+                out,
+                "| {} | {:.0} | {:.0} | {:.0} |",
+                model.as_str(),
+                at(model, 0.5),
+                at(model, 0.9),
+                at(model, 0.99)
+            );
+        }
+        let p50 = |m| at(m, 0.5);
+        let worse = p50(Model::External).min(p50(Model::Edge))
+            / p50(Model::Function).max(p50(Model::Client));
+        let _ = writeln!(
+            out,
+            "\n- \"External and in-edge are much worse\": {} (their medians at least {worse:.1}× \
+             in-function's and in-client's).\n\
+             - \"In-function is slightly better than in-client\": {} (medians {:.0} and {:.0} ms).\n",
+            verdict(worse > 2.0),
+            verdict(p50(Model::Function) < p50(Model::Client)),
+            p50(Model::Function),
+            p50(Model::Client)
+        );
+        // Fig. 6: network latency by chain length.
+        let net = |model: Model, len: usize| {
+            sweep
+                .lengths
+                .iter()
+                .find(|l| {
+                    let r = &l.row;
+                    r.topology == topology
+                        && r.policy == Alloc::LoadNet.as_str()
+                        && r.model == model
+                        && r.jobs == CDF_JOBS
+                        && r.metric == "net_latency_ms"
+                        && l.chain_length == len
+                })
+                .map(|l| l.row.mean)
+        };
+        let mut lengths: Vec<usize> = sweep
+            .lengths
+            .iter()
+            .filter(|l| l.row.topology == topology && l.row.jobs == CDF_JOBS)
+            .map(|l| l.chain_length)
+            .collect();
+        lengths.sort_unstable();
+        lengths.dedup();
+        let _ = write!(
+            out,
+            "### Fig. 6: network latency by chain length, Load+net, {CDF_JOBS} jobs, ms\n\n| model |"
+        );
+        for len in &lengths {
+            let _ = write!(out, " {len} |");
+        }
+        let _ = writeln!(out, "\n|---|{}", "---:|".repeat(lengths.len()));
+        for model in Model::ALL {
+            let _ = write!(out, "| {} |", model.as_str());
+            for &len in &lengths {
+                match net(model, len) {
+                    Some(v) => {
+                        let _ = write!(out, " {v:.0} |");
+                    }
+                    None => {
+                        let _ = write!(out, " |");
+                    }
+                }
+            }
+            let _ = writeln!(out);
+        }
+        // The slope of a least-squares line through (length, latency).
+        let slope = |model: Model| {
+            let pts: Vec<(f64, f64)> = lengths
+                .iter()
+                .filter_map(|&len| net(model, len).map(|v| (len as f64, v)))
+                .collect();
+            let n = pts.len() as f64;
+            let (sx, sy) = pts.iter().fold((0.0, 0.0), |(a, b), (x, y)| (a + x, b + y));
+            let (mx, my) = (sx / n, sy / n);
+            let cov: f64 = pts.iter().map(|(x, y)| (x - mx) * (y - my)).sum();
+            let var: f64 = pts.iter().map(|(x, _)| (x - mx).powi(2)).sum();
+            cov / var
+        };
+        let slopes: Vec<String> = Model::ALL
+            .iter()
+            .map(|&m| format!("{} {:.0}", m.as_str(), slope(m)))
+            .collect();
+        let steeper = slope(Model::External).min(slope(Model::Edge))
+            > slope(Model::Function).max(slope(Model::Client));
+        let rising = Model::ALL.iter().all(|&m| slope(m) > 0.0);
+        // The gap between in-client and in-function, averaged over the
+        // short chains (up to 4 functions) and the long ones (10 or more).
+        let gap = |keep: &dyn Fn(usize) -> bool| {
+            let gaps: Vec<f64> = lengths
+                .iter()
+                .filter(|&&len| keep(len))
+                .filter_map(|&len| Some(net(Model::Client, len)? - net(Model::Function, len)?))
+                .collect();
+            gaps.iter().sum::<f64>() / gaps.len().max(1) as f64
+        };
+        let (short, long) = (gap(&|len| len <= 4), gap(&|len| len >= 10));
+        let _ = writeln!(
+            out,
+            "\n- \"The latency grows with the chain's length, more steeply for external and \
+             in-edge\": {} (ms per function: {}).\n\
+             - \"In-client departs from in-function only for the longest chains\": in-client \
+             exceeds in-function by {short:.0} ms on average for chains of up to 4 functions and \
+             by {long:.0} ms for chains of 10 or more; {} (taken as: at least twice the gap).\n",
+            verdict(rising && steeper),
+            slopes.join(", "),
+            verdict(long > 2.0 * short)
+        );
     }
     out
 }

@@ -1,0 +1,300 @@
+//! The policies the simulator ships: seed 003's two, with the world's true
+//! load, and Weft's own, the production `weft-sched` deciding over what a
+//! node would know.
+//!
+//! - [`Load`]: the node where the step would finish processing first,
+//!   `ops × (load + 1) / speed`, `load` counting the steps running and
+//!   waiting there (seed 003's `ProcOnly`, with the load of the moment
+//!   instead of the replication's total).
+//! - [`LoadNet`]: the same plus the time the step's argument, output and
+//!   state take to move ([`World::moves`]: what the world will charge).
+//! - [`Weft`]: [`weft_sched::place_in`], as the router calls it. Each
+//!   client decides for its chains over its own [`weft_sched::Index`],
+//!   built from the topology as a node's heartbeats would fill it: one row
+//!   per node, round trip 0 (the seed's links have no propagation delay)
+//!   and bandwidth the route's (bytes per second over the route from the
+//!   client), every function warm; the cloud store as a node without
+//!   slots that serves the `external` store at twice the cloud's latency;
+//!   the central node serving the `edge` store. Loads and learned
+//!   execution times reach the other clients' indices at each heartbeat
+//!   ([`Config::heartbeat`]); a client counts what it sent itself at once
+//!   (`add_inflight`), and knows its own load and times exactly. The
+//!   state term is the router's: `external` and `edge` a home with its
+//!   trips and bytes, `function` an actor's key (its owner by rendezvous
+//!   hashing), `client` the state in the request's bytes.
+//!
+//! Ties break by node name in all three.
+//!
+//! [`Config::heartbeat`]: crate::continuum::Config::heartbeat
+
+use crate::continuum::{Placing, Policy, World};
+use crate::des::Nanos;
+use crate::seed003::Model;
+use weft_sched::{ExecTable, Index, Local, NodeView, Request, StateUse, Tier, View, place_in};
+
+/// Seed 003's Load: processing time only.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Load;
+
+/// Seed 003's Load+net: processing plus what the step moves.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct LoadNet;
+
+/// The first node by name of least `cost`.
+fn cheapest(world: &World<'_>, cost: impl Fn(usize) -> f64) -> usize {
+    let mut best: Option<(usize, f64)> = None;
+    for &x in world.by_name() {
+        let c = cost(x);
+        if best.is_none_or(|(_, b)| c < b) {
+            best = Some((x, c));
+        }
+    }
+    best.map_or(0, |(x, _)| x)
+}
+
+/// Seconds to process `p` on `x` behind the steps already there.
+fn processing(world: &World<'_>, p: &Placing<'_>, x: usize) -> f64 {
+    let (running, waiting) = world.load(x);
+    p.step.ops as f64 * f64::from(running + waiting + 1) / world.topology().nodes()[x].speed
+}
+
+impl Policy for Load {
+    fn name(&self) -> &str {
+        "load"
+    }
+
+    fn place(&mut self, world: &World<'_>, p: &Placing<'_>) -> usize {
+        cheapest(world, |x| processing(world, p, x))
+    }
+}
+
+impl Policy for LoadNet {
+    fn name(&self) -> &str {
+        "load+net"
+    }
+
+    fn place(&mut self, world: &World<'_>, p: &Placing<'_>) -> usize {
+        cheapest(world, |x| {
+            let m = world.moves(p, x);
+            processing(world, p, x) + (m.before + m.after) as f64 * 1e-9
+        })
+    }
+}
+
+/// The name of the cloud store's node in Weft's indices: no topology node
+/// has a space in its name.
+const CLOUD: &str = "cloud store";
+/// The stores the state models use.
+const EXTERNAL: &str = "external";
+const EDGE: &str = "edge";
+
+/// Weft's placement (`weft-sched`), as each client's router would run it.
+#[derive(Debug, Default)]
+pub struct Weft {
+    /// Per deciding node, its index, built at its first decision.
+    indices: Vec<Option<Index>>,
+    /// Learned execution times, as each node learns its own.
+    exec: ExecTable,
+    /// (function, node) whose time changed since the last heartbeat.
+    changed: Vec<(u32, usize)>,
+    /// Each node's load as the last heartbeat told it.
+    told: Vec<(u32, u32)>,
+    /// Per deciding node, the nodes it has sent work since the last
+    /// heartbeat (their rows count it until the next one).
+    sent: Vec<Vec<usize>>,
+}
+
+impl Weft {
+    /// A policy with nothing learned.
+    pub fn new() -> Weft {
+        Weft::default()
+    }
+
+    /// Node `from`'s index of the world.
+    fn index(world: &World<'_>, from: usize) -> Index {
+        let t = world.topology();
+        let config = world.config();
+        let functions = &world.workload().functions;
+        let mut nodes: Vec<NodeView> = t
+            .nodes()
+            .iter()
+            .enumerate()
+            .map(|(i, node)| {
+                let tier = match node.model.as_str() {
+                    "server" => Tier::Fog,
+                    "nuci5" => Tier::Edge,
+                    _ => Tier::Device,
+                };
+                let per_byte = t.transfer_secs(from, i, 1);
+                let bandwidth = if per_byte > 0.0 {
+                    (1.0 / per_byte).round() as u64
+                } else {
+                    u64::MAX / 4
+                };
+                let mut v = NodeView::new(node.name.clone(), tier, config.slots.max(1))
+                    .link(0, bandwidth.max(1));
+                v.warm = functions.iter().cloned().collect();
+                if i == world.central() {
+                    v = v.store(EDGE);
+                }
+                v
+            })
+            .collect();
+        let mut cloud = NodeView::new(CLOUD, Tier::Cloud, 0)
+            .link(
+                (2.0 * config.cloud_latency_s * 1e6).round() as u64,
+                (config.cloud_rate_mbps * 1e6 / 8.0).round().max(1.0) as u64,
+            )
+            .store(EXTERNAL);
+        cloud.up = true;
+        nodes.push(cloud);
+        Index::new(&View {
+            local: t.nodes()[from].name.clone(),
+            nodes,
+            ..View::default()
+        })
+    }
+
+    /// Brings every index up to the world: the loads and times that
+    /// changed since the last heartbeat.
+    fn refresh(&mut self, world: &World<'_>) {
+        let t = world.topology();
+        let functions = &world.workload().functions;
+        self.told.resize(t.nodes().len(), (0, 0));
+        let moved: Vec<usize> = (0..t.nodes().len())
+            .filter(|&i| self.told[i] != world.load(i))
+            .collect();
+        for &i in &moved {
+            self.told[i] = world.load(i);
+        }
+        for (index, sent) in self.indices.iter_mut().zip(&mut self.sent) {
+            let Some(index) = index else { continue };
+            for &i in moved.iter().chain(sent.iter()) {
+                let (running, waiting) = world.load(i);
+                index.set_load(&t.nodes()[i].name, running, waiting);
+            }
+            sent.clear();
+            for &(f, x) in &self.changed {
+                let (function, node) = (&functions[f as usize], &t.nodes()[x].name);
+                index.set_estimate(function, node, self.exec.estimate(function, node));
+            }
+        }
+        self.changed.clear();
+    }
+}
+
+impl Policy for Weft {
+    fn name(&self) -> &str {
+        "weft"
+    }
+
+    fn place(&mut self, world: &World<'_>, p: &Placing<'_>) -> usize {
+        let t = world.topology();
+        let from = p.chain.client;
+        if self.indices.len() < t.nodes().len() {
+            self.indices.resize_with(t.nodes().len(), || None);
+            self.sent.resize_with(t.nodes().len(), Vec::new);
+        }
+        if self.indices[from].is_none() {
+            let mut index = Weft::index(world, from);
+            // What the last heartbeats said, for a node that decides for
+            // the first time.
+            for (i, node) in t.nodes().iter().enumerate() {
+                let (running, waiting) = world.load(i);
+                index.set_load(&node.name, running, waiting);
+            }
+            for function in &world.workload().functions {
+                for node in t.nodes() {
+                    if let Some(e) = self.exec.estimate(function, &node.name) {
+                        index.set_estimate(function, &node.name, Some(e));
+                    }
+                }
+            }
+            self.indices[from] = Some(index);
+        }
+        if world.config().heartbeat == 0 {
+            self.refresh(world);
+        }
+        let function = &world.workload().functions[p.step.function as usize];
+        let (a, o, s) = (p.step.arg_bytes, p.step.out_bytes, p.step.state_bytes);
+        let model = world.config().model;
+        let (bytes_in, bytes_out) = match model {
+            Model::Client => (a + s, o + s),
+            _ => (a, o),
+        };
+        let state = match model {
+            Model::External | Model::Edge => Some(StateUse {
+                home: Some(
+                    if model == Model::External {
+                        EXTERNAL
+                    } else {
+                        EDGE
+                    }
+                    .into(),
+                ),
+                key: None,
+                bytes: 2 * s,
+                trips: 1,
+            }),
+            Model::Function => Some(StateUse {
+                home: None,
+                key: Some(world.workload().keys[p.chain.key as usize].clone()),
+                bytes: s,
+                trips: 0,
+            }),
+            Model::Client => None,
+        };
+        let req = Request {
+            function: function.clone(),
+            origin: t.nodes()[from].name.clone(),
+            bytes_in,
+            bytes_out,
+            state,
+            ..Request::default()
+        };
+        let (running, waiting) = world.load(from);
+        let local = Local {
+            slots: world.config().slots.max(1),
+            inflight: running,
+            queued: waiting,
+            warm: true,
+            exec_us: self
+                .exec
+                .estimate(function, &t.nodes()[from].name)
+                .map(|e| e.micros()),
+        };
+        let Some(index) = self.indices[from].as_mut() else {
+            return from;
+        };
+        match place_in(index, &req, Some(&local)) {
+            Ok(d) => {
+                let x = t.node(&d.node).unwrap_or(from);
+                if x != from {
+                    index.add_inflight(&d.node, 1);
+                    self.sent[from].push(x);
+                }
+                x
+            }
+            // Every topology node is eligible: no constraint is asked.
+            Err(_) => from,
+        }
+    }
+
+    fn executed(&mut self, world: &World<'_>, node: usize, function: u32, ns: Nanos) {
+        let t = world.topology();
+        let (f, name) = (
+            &world.workload().functions[function as usize],
+            &t.nodes()[node].name,
+        );
+        self.exec.observe(f, name, ns / 1_000);
+        // The node knows its own time at once; the others at the next beat.
+        if let Some(Some(index)) = self.indices.get_mut(node) {
+            index.set_estimate(f, name, self.exec.estimate(f, name));
+        }
+        self.changed.push((function, node));
+    }
+
+    fn beat(&mut self, world: &World<'_>) {
+        self.refresh(world);
+    }
+}
