@@ -33,7 +33,7 @@ enum SimCommand {
     },
     /// Run chains through the discrete-event continuum under each policy
     /// and state model, and write `summary.csv` and `chains.csv`.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
 }
 
 /// `weft sim run`'s flags.
@@ -46,7 +46,8 @@ struct RunArgs {
     topology: String,
     /// The chains: `synthetic` (generated), `seed-003` (the seed's Spår
     /// pool) or the path of a CSV trace
-    /// (`chain,arrival_s,client,key,function,ops,arg_bytes,out_bytes,state_bytes`).
+    /// (`chain,arrival_s,client,key,function,ops,arg_bytes,out_bytes,state_bytes`,
+    /// optionally `,deadline_ms`).
     #[arg(long, default_value = "synthetic")]
     workload: String,
     /// Chains per replication (synthetic, seed-003).
@@ -80,6 +81,23 @@ struct RunArgs {
     /// Rate to the cloud store, Mb/s.
     #[arg(long, default_value_t = 50.0, allow_negative_numbers = true)]
     cloud_rate_mbps: f64,
+    /// A deadline for every step without its own (ms from its sending to
+    /// its output back at the client); adds `deadline_met_pct` and
+    /// `refused_pct` to the summary.
+    #[arg(long, allow_negative_numbers = true)]
+    deadline_ms: Option<f64>,
+    /// The order ready steps get a worker in: `edf` or `fifo` (a node's
+    /// `scheduler`).
+    #[arg(long, default_value = "edf")]
+    scheduler: String,
+    /// What a node does with a step it cannot finish by its deadline:
+    /// `refuse` or `run` (a node's `unmeetable`).
+    #[arg(long, default_value = "refuse")]
+    unmeetable: String,
+    /// The percentile of a node's recent runs admission plans with (a
+    /// function's `admission`).
+    #[arg(long, default_value = "p90")]
+    admission: String,
     /// The directory to write the results to (created if needed).
     #[arg(long)]
     out: PathBuf,
@@ -100,7 +118,7 @@ impl Sim {
                 json,
                 tokio::task::spawn_blocking(move || reproduce(&study, &out, replications, json)),
             ),
-            SimCommand::Run(args) => (args.json, tokio::task::spawn_blocking(move || run(args))),
+            SimCommand::Run(args) => (args.json, tokio::task::spawn_blocking(move || run(*args))),
         };
         match work.await {
             Ok(r) => finish(r, json),
@@ -258,6 +276,40 @@ fn run(a: RunArgs) -> crate::client::ClientResult<()> {
             a.cloud_rate_mbps
         )));
     }
+    let deadline = match a.deadline_ms {
+        None => None,
+        Some(ms) if ms.is_finite() && ms > 0.0 && ms <= 3.6e6 => {
+            Some(weft_sim::des::nanos(ms / 1e3))
+        }
+        Some(ms) => {
+            return Err(bad(format!(
+                "--deadline-ms: {ms} is not a deadline in ms above 0 (at most an hour)"
+            )));
+        }
+    };
+    use weft_sim::continuum::{Percentile, Scheduler, Unmeetable};
+    let scheduler = match a.scheduler.as_str() {
+        "edf" => Scheduler::Edf,
+        "fifo" => Scheduler::Fifo,
+        other => {
+            return Err(bad(format!(
+                "--scheduler: unknown scheduler `{other}`: expected edf or fifo"
+            )));
+        }
+    };
+    let unmeetable = match a.unmeetable.as_str() {
+        "refuse" => Unmeetable::Refuse,
+        "run" => Unmeetable::Run,
+        other => {
+            return Err(bad(format!(
+                "--unmeetable: `{other}`: expected refuse or run"
+            )));
+        }
+    };
+    let admission: Percentile = a
+        .admission
+        .parse()
+        .map_err(|e| bad(format!("--admission: {e}")))?;
     create_out(&a.out)?;
     let s = Study {
         topology_name,
@@ -272,8 +324,12 @@ fn run(a: RunArgs) -> crate::client::ClientResult<()> {
             cloud_rate_mbps: a.cloud_rate_mbps,
             slots: a.slots,
             heartbeat: a.heartbeat_ms * 1_000_000,
+            scheduler,
+            unmeetable,
+            admission,
             ..Default::default()
         },
+        deadline,
     };
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let started = std::time::Instant::now();
@@ -308,9 +364,14 @@ fn run(a: RunArgs) -> crate::client::ClientResult<()> {
         s.source.jobs(),
         a.replications
     );
+    let deadlines = results.rows.iter().any(|r| r.metric == "deadline_met_pct");
+    let width = if deadlines { 46 } else { 26 };
+    if deadlines {
+        println!("(and of the steps with a deadline, those back by it; chains refused)");
+    }
     print!("{:<10}", "model");
     for p in &s.policies {
-        print!(" {p:>26}");
+        print!(" {p:>width$}");
     }
     println!();
     for model in &s.models {
@@ -323,13 +384,20 @@ fn run(a: RunArgs) -> crate::client::ClientResult<()> {
                     .find(|r| &r.policy == p && r.model == *model && r.metric == metric)
                     .map_or(f64::NAN, |r| r.mean)
             };
-            let cell = format!(
+            let mut cell = format!(
                 "{:.1} / {:.1}, {:.2}",
                 get("latency_ms"),
                 get("latency_p99_ms"),
                 get("traffic_mb_per_chain")
             );
-            print!(" {cell:>26}");
+            if deadlines {
+                cell = format!(
+                    "{cell}, {:.1}% met, {:.1}% refused",
+                    get("deadline_met_pct"),
+                    get("refused_pct")
+                );
+            }
+            print!(" {cell:>width$}");
         }
         println!();
     }

@@ -440,6 +440,50 @@ fn a_burst_fills_one_peer_then_the_next_instead_of_herding() {
 }
 
 #[test]
+fn an_answered_call_stops_counting_in_its_peers_row_before_the_next_heartbeat() {
+    // Two idle cloud nodes of one sandbox slot each; six calls enter at the
+    // edge one after another, well within one heartbeat. Each is answered
+    // before the next is sent, so both nodes stay idle and the one that
+    // scores better takes every call. Were a call counted in its row until
+    // its next beat, it would look busy and the calls would alternate.
+    let nats = Nats::hub();
+    let url = nats.url();
+    let cloud = |name: &str| {
+        Node::start_with_config_args(
+            "max_instances = 1\n",
+            &["--fabric", &url, "--tier", "cloud", "--node-name", name],
+        )
+    };
+    let edge = fabric_node(&nats, "edge", "edge", &[]);
+    let (c1, c2) = (cloud("cloud-1"), cloud("cloud-2"));
+    edge.deploy("echo", "echo.wasm", &["--tier", "cloud"]);
+    assert!(eventually(LONG, || sees(&edge, "cloud-1", true)
+        && sees(&edge, "cloud-2", true)
+        && lists(&c1, "echo")
+        && lists(&c2, "echo")));
+    // Warm on both, as their beats tell the edge, before the calls.
+    for n in [&c1, &c2] {
+        assert_eq!(n.post("echo", "warm").text().unwrap(), "warm");
+    }
+    assert!(eventually(LONG, || {
+        nodes(&edge)
+            .iter()
+            .filter(|n| n["name"] != "edge")
+            .all(|n| n["inflight"] == 0 && n["warm"].to_string().contains("echo"))
+    }));
+    let mut on = std::collections::BTreeMap::<String, usize>::new();
+    for i in 0..6 {
+        let resp = edge.post("echo", format!("call {i}"));
+        assert_eq!(resp.status().as_u16(), 200, "{:?}", resp.headers());
+        *on.entry(header(&resp, "x-weft-node")).or_default() += 1;
+    }
+    assert!(
+        on.values().any(|&n| n >= 5),
+        "an idle node takes them all, call after call: {on:?}"
+    );
+}
+
+#[test]
 fn work_a_full_peer_turns_away_runs_on_the_next_even_if_not_idempotent() {
     // cloud-1 is near the edge and full; cloud-2 is 20 ms away each way.
     // The edge still picks cloud-1 (a slot frees there sooner, by its

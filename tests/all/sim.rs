@@ -287,7 +287,7 @@ fn sim_run_places_a_trace_on_a_topology_of_files_the_same_every_time() {
     assert_eq!(rows.len(), 3 * 4 * 40);
     for r in &rows {
         let cols: Vec<&str> = r.split(',').collect();
-        let nodes: Vec<&str> = cols[10].split(' ').collect();
+        let nodes: Vec<&str> = cols[13].split(' ').collect();
         assert_eq!(nodes.len(), 2, "{r}");
         assert!(
             nodes
@@ -302,7 +302,7 @@ fn sim_run_places_a_trace_on_a_topology_of_files_the_same_every_time() {
     for r in rows.iter().filter(|r| r.starts_with("weft,function,")) {
         let cols: Vec<&str> = r.split(',').collect();
         let i: usize = cols[2][1..].parse().unwrap();
-        for (f, n) in ["resize", "detect"].iter().zip(cols[10].split(' ')) {
+        for (f, n) in ["resize", "detect"].iter().zip(cols[13].split(' ')) {
             let at = owner.entry((*f, i % 4)).or_insert(n);
             assert_eq!(*at, n, "{r}");
         }
@@ -335,6 +335,48 @@ fn sim_run_generates_its_chains_and_shows_the_policies_side_by_side() {
     }
     // Progress on stderr.
     assert!(String::from_utf8_lossy(&r.stderr).contains("runs: 36/36"));
+    // With deadlines: how they went, per point, and per chain.
+    let r = Command::new(WEFT)
+        .args(["sim", "run", "--out"])
+        .arg(dir.path())
+        .args([
+            "--jobs",
+            "60",
+            "--replications",
+            "2",
+            "--deadline-ms",
+            "100",
+        ])
+        .args([
+            "--policy",
+            "weft",
+            "--model",
+            "client",
+            "--scheduler",
+            "fifo",
+        ])
+        .output()
+        .unwrap();
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    assert!(String::from_utf8_lossy(&r.stdout).contains("% met"));
+    let summary = std::fs::read_to_string(dir.path().join("summary.csv")).unwrap();
+    let met: f64 = summary
+        .lines()
+        .find(|l| l.starts_with("iiot,weft,client,60,deadline_met_pct,"))
+        .unwrap()
+        .split(',')
+        .nth(5)
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((0.0..=100.0).contains(&met), "{summary}");
+    assert!(summary.contains(",refused_pct,"));
+    let chains = std::fs::read_to_string(dir.path().join("chains.csv")).unwrap();
+    for line in chains.lines().skip(1) {
+        let cols: Vec<&str> = line.split(',').collect();
+        let (steps, deadlines): (u32, u32) = (cols[4].parse().unwrap(), cols[10].parse().unwrap());
+        assert!(cols[12] == "1" || steps == deadlines, "{line}");
+    }
 }
 
 #[test]
@@ -418,6 +460,22 @@ fn bad_sim_run_inputs_are_refused_naming_the_flag_file_and_line() {
         (
             vec!["--cloud-latency-ms", "-1"],
             "--cloud-latency-ms: -1 is not between 0 and 60000".into(),
+        ),
+        (
+            vec!["--deadline-ms", "0"],
+            "--deadline-ms: 0 is not a deadline".into(),
+        ),
+        (
+            vec!["--scheduler", "lifo"],
+            "--scheduler: unknown scheduler `lifo`: expected edf or fifo".into(),
+        ),
+        (
+            vec!["--unmeetable", "drop"],
+            "--unmeetable: `drop`: expected refuse or run".into(),
+        ),
+        (
+            vec!["--admission", "p101"],
+            "--admission: percentile `p101` is out of range".into(),
         ),
     ];
     for (args, says) in cases {

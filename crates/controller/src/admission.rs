@@ -343,12 +343,11 @@ impl Admission {
                 .range(..(due, seq))
                 .map(|(_, (us, ran))| us.saturating_sub(ran.get().as_micros() as u64))
                 .sum();
-            let ahead = Duration::from_micros(ahead / self.workers);
-            let expected = Duration::from_micros(expected);
-            // With nothing ahead it is admitted, however slow it has been:
-            // refusing could not make it sooner, and its runs keep its
-            // profile true.
-            if !ahead.is_zero() && now + ahead + expected > due {
+            let left = due.saturating_duration_since(now).as_micros();
+            let left = u64::try_from(left).unwrap_or(u64::MAX);
+            if weft_sched::unmeetable(ahead, self.workers, expected, left) {
+                let ahead = Duration::from_micros(ahead / self.workers);
+                let expected = Duration::from_micros(expected);
                 drop(booked);
                 let e = Error::DeadlineUnmeetable {
                     name: f.name.clone(),

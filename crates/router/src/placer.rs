@@ -40,11 +40,16 @@ pub(crate) struct Sent<'a> {
 }
 
 impl Drop for Sent<'_> {
+    /// The call was answered (or failed): it no longer runs there, so it
+    /// stops counting in the peer's row now, not at its next heartbeat (a
+    /// client sending a call a millisecond would otherwise see a peer fill
+    /// up with work that has long finished, and keep the rest local; the
+    /// simulator showed it).
     fn drop(&mut self) {
-        let mut out = self.placer.outstanding.lock();
-        if let Some(n) = out.get_mut(&self.node) {
+        if let Some(n) = self.placer.outstanding.lock().get_mut(&self.node) {
             *n = n.saturating_sub(1);
         }
+        self.placer.index.write().sub_inflight(&self.node, 1);
     }
 }
 
@@ -200,9 +205,10 @@ impl Placer {
     }
 
     /// The time to spare, µs, if `f` runs where `d` says and must end by
-    /// `due`: the time left, less the decision's queueing, transfer and cold
-    /// start (the transfer at least what calls to it have taken beyond
-    /// their runs, lately), less the execution time there at the function's admission
+    /// `due` ([`weft_sched::slack_us`]): the time left, less the decision's
+    /// queueing, transfer, cold start and state (the transfer at least what
+    /// calls to it have taken beyond their runs, lately), less the execution
+    /// time there at the function's admission
     /// percentile (the least of the node's p50, p90, p99 and max at or above
     /// it, from its heartbeats), or, before it ran there, what admission
     /// expects here, or the decision's estimate. Negative: `d.node` is not
@@ -220,17 +226,15 @@ impl Placer {
         let exec = profiled
             .or_else(|| f.expected_us())
             .unwrap_or(d.breakdown.exec_us);
-        let c = &d.breakdown;
         // The round trip as calls to it have seen it, when worse than the
         // decision's (heartbeats') estimate.
         let seen = self.overhead.lock().get(&d.node).map_or(0, |us| *us as u64);
-        let transfer = c.transfer_us.max(seen);
-        let needs = u128::from(c.queue_us)
-            + u128::from(transfer)
-            + u128::from(c.cold_us)
-            + u128::from(exec);
-        let clamp = |v: u128| i64::try_from(v).unwrap_or(i64::MAX);
-        clamp(left) - clamp(needs)
+        weft_sched::slack_us(
+            u64::try_from(left).unwrap_or(u64::MAX),
+            &d.breakdown,
+            exec,
+            seen,
+        )
     }
 
     /// The decision, and every node ruled out and why.

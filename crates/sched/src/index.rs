@@ -459,6 +459,15 @@ impl Index {
         }
     }
 
+    /// Takes from a node's running count until its next update: work this
+    /// node sent there has been answered (saturating at 0).
+    pub fn sub_inflight(&mut self, node: &str, n: u32) {
+        if let Some(&i) = self.by_name.get(node) {
+            let r = &mut self.rows[i];
+            r.inflight = r.inflight.saturating_sub(n);
+        }
+    }
+
     /// Sets a node's running and waiting counts (a heartbeat that only
     /// reports load, or a simulator's sample of it); unknown names are
     /// ignored.
@@ -527,6 +536,10 @@ mod tests {
         assert_eq!(ix.local, Some(0));
         ix.add_inflight("b", 2);
         assert_eq!(ix.inflight("b"), Some(2));
+        ix.sub_inflight("b", 1);
+        assert_eq!(ix.inflight("b"), Some(1));
+        ix.sub_inflight("b", 5);
+        assert_eq!(ix.inflight("b"), Some(0));
         ix.set_load("b", 5, 3);
         assert_eq!((ix.rows[1].inflight, ix.rows[1].queued), (5, 3));
         ix.upsert(&NodeView::new("b", Tier::Cloud, 8));

@@ -131,6 +131,7 @@
 //! to break an exact tie). `cargo run --release -p weft-bench -- placement`
 //! measures both on 1,000 nodes.
 
+mod admit;
 mod decision;
 mod exec;
 mod index;
@@ -138,6 +139,7 @@ mod model;
 mod policy;
 mod profile;
 
+pub use admit::{slack_us, unmeetable};
 pub use decision::{Constraint, Cost, Decision, Excluded, PlaceError, Reason, Rejections};
 pub use exec::{EWMA_ALPHA, Estimate, ExecTable};
 pub use index::{ALL_TOPICS, Index};

@@ -18,7 +18,8 @@
 //!   the central node serving the `edge` store. Loads and learned
 //!   execution times reach the other clients' indices at each heartbeat
 //!   ([`Config::heartbeat`]); a client counts what it sent itself at once
-//!   (`add_inflight`), and knows its own load and times exactly. The
+//!   (`add_inflight`) until it is answered (`sub_inflight`), as the
+//!   router's placer does, and knows its own load and times exactly. The
 //!   state term is the router's: `external` and `edge` a home with its
 //!   trips and bytes, `function` an actor's key (its owner by rendezvous
 //!   hashing), `client` the state in the request's bytes.
@@ -30,7 +31,9 @@
 use crate::continuum::{Placing, Policy, World};
 use crate::des::Nanos;
 use crate::seed003::Model;
-use weft_sched::{ExecTable, Index, Local, NodeView, Request, StateUse, Tier, View, place_in};
+use weft_sched::{
+    ExecTable, Index, Local, NodeView, Request, StateUse, Tier, View, place_in, slack_us,
+};
 
 /// Seed 003's Load: processing time only.
 #[derive(Debug, Default, Clone, Copy)]
@@ -40,16 +43,16 @@ pub struct Load;
 #[derive(Debug, Default, Clone, Copy)]
 pub struct LoadNet;
 
-/// The first node by name of least `cost`.
-fn cheapest(world: &World<'_>, cost: impl Fn(usize) -> f64) -> usize {
+/// The first node by name of least `cost`, but those `p` tried.
+fn cheapest(world: &World<'_>, p: &Placing<'_>, cost: impl Fn(usize) -> f64) -> Option<usize> {
     let mut best: Option<(usize, f64)> = None;
-    for &x in world.by_name() {
+    for &x in world.by_name().iter().filter(|x| !p.tried.contains(x)) {
         let c = cost(x);
         if best.is_none_or(|(_, b)| c < b) {
             best = Some((x, c));
         }
     }
-    best.map_or(0, |(x, _)| x)
+    best.map(|(x, _)| x)
 }
 
 /// Seconds to process `p` on `x` behind the steps already there.
@@ -63,8 +66,8 @@ impl Policy for Load {
         "load"
     }
 
-    fn place(&mut self, world: &World<'_>, p: &Placing<'_>) -> usize {
-        cheapest(world, |x| processing(world, p, x))
+    fn place(&mut self, world: &World<'_>, p: &Placing<'_>) -> Option<usize> {
+        cheapest(world, p, |x| processing(world, p, x))
     }
 }
 
@@ -73,10 +76,10 @@ impl Policy for LoadNet {
         "load+net"
     }
 
-    fn place(&mut self, world: &World<'_>, p: &Placing<'_>) -> usize {
-        cheapest(world, |x| {
+    fn place(&mut self, world: &World<'_>, p: &Placing<'_>) -> Option<usize> {
+        cheapest(world, p, |x| {
             let m = world.moves(p, x);
-            processing(world, p, x) + (m.before + m.after) as f64 * 1e-9
+            processing(world, p, x) + (m.before() + m.after()) as f64 * 1e-9
         })
     }
 }
@@ -188,7 +191,7 @@ impl Policy for Weft {
         "weft"
     }
 
-    fn place(&mut self, world: &World<'_>, p: &Placing<'_>) -> usize {
+    fn place(&mut self, world: &World<'_>, p: &Placing<'_>) -> Option<usize> {
         let t = world.topology();
         let from = p.chain.client;
         if self.indices.len() < t.nodes().len() {
@@ -250,6 +253,7 @@ impl Policy for Weft {
             bytes_in,
             bytes_out,
             state,
+            exclude: p.tried.iter().map(|&x| t.nodes()[x].name.clone()).collect(),
             ..Request::default()
         };
         let (running, waiting) = world.load(from);
@@ -263,25 +267,32 @@ impl Policy for Weft {
                 .estimate(function, &t.nodes()[from].name)
                 .map(|e| e.micros()),
         };
-        let Some(index) = self.indices[from].as_mut() else {
-            return from;
-        };
-        match place_in(index, &req, Some(&local)) {
-            Ok(d) => {
-                let x = t.node(&d.node).unwrap_or(from);
-                if x != from {
-                    index.add_inflight(&d.node, 1);
-                    self.sent[from].push(x);
-                }
-                x
+        let index = self.indices[from].as_mut()?;
+        // No eligible node: every one was tried.
+        let d = place_in(index, &req, Some(&local)).ok()?;
+        let x = t.node(&d.node)?;
+        if let (true, Some(due)) = (p.handing_off, p.due) {
+            // Handed off by the client's own node: only with time to spare
+            // there, as the router asks (its time at the admission
+            // percentile, as its heartbeats report it).
+            let exec = world
+                .expected_us(p.step.function, x)
+                .unwrap_or(d.breakdown.exec_us);
+            let left = due.saturating_sub(world.now()) / 1_000;
+            if slack_us(left, &d.breakdown, exec, 0) < 0 {
+                return None;
             }
-            // Every topology node is eligible: no constraint is asked.
-            Err(_) => from,
         }
+        if x != from {
+            index.add_inflight(&d.node, 1);
+            self.sent[from].push(x);
+        }
+        Some(x)
     }
 
-    fn executed(&mut self, world: &World<'_>, node: usize, function: u32, ns: Nanos) {
+    fn executed(&mut self, world: &World<'_>, p: &Placing<'_>, node: usize, ns: Nanos) {
         let t = world.topology();
+        let function = p.step.function;
         let (f, name) = (
             &world.workload().functions[function as usize],
             &t.nodes()[node].name,
@@ -290,6 +301,14 @@ impl Policy for Weft {
         // The node knows its own time at once; the others at the next beat.
         if let Some(Some(index)) = self.indices.get_mut(node) {
             index.set_estimate(f, name, self.exec.estimate(f, name));
+        }
+        // The client's call is answered: it stops counting there (the
+        // router's `Sent`).
+        let from = p.chain.client;
+        if node != from
+            && let Some(Some(index)) = self.indices.get_mut(from)
+        {
+            index.sub_inflight(name, 1);
         }
         self.changed.push((function, node));
     }

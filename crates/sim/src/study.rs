@@ -18,7 +18,7 @@
 //! struct Stay;
 //! impl Policy for Stay {
 //!     fn name(&self) -> &str { "stay" }
-//!     fn place(&mut self, _: &World<'_>, p: &Placing<'_>) -> usize { p.chain.client }
+//!     fn place(&mut self, _: &World<'_>, p: &Placing<'_>) -> Option<usize> { Some(p.chain.client) }
 //! }
 //!
 //! let s = Study {
@@ -30,6 +30,7 @@
 //!     replications: 2,
 //!     seed: 1,
 //!     config: Default::default(),
+//!     deadline: None,
 //! };
 //! let make = |name: &str| -> Option<Box<dyn Policy>> {
 //!     if name == "stay" { Some(Box::new(Stay)) } else { study::builtin(name) }
@@ -63,6 +64,11 @@ pub const METRICS: [&str; 7] = [
     "queue_ms",
     "traffic_mb_per_chain",
 ];
+
+/// The metrics added where steps have deadlines: the share of steps with
+/// one that were back by it (of the chains not refused), and the share of
+/// chains refused.
+pub const DEADLINE_METRICS: [&str; 2] = ["deadline_met_pct", "refused_pct"];
 
 /// A built-in policy by name.
 pub fn builtin(name: &str) -> Option<Box<dyn Policy>> {
@@ -138,6 +144,8 @@ pub struct Study {
     pub seed: u64,
     /// The world's settings (its `model` is each of `models` in turn).
     pub config: Config,
+    /// A deadline for every step that has none of its own.
+    pub deadline: Option<Nanos>,
 }
 
 /// A study's results.
@@ -169,13 +177,20 @@ fn quantile(v: &[f64], q: f64) -> f64 {
     v[at]
 }
 
-/// A run's metrics, in [`METRICS`]' order.
-fn metrics(o: &Outcome) -> [f64; 7] {
-    let n = o.chains.len().max(1) as f64;
+/// A run's metrics, in [`METRICS`]' then [`DEADLINE_METRICS`]' order,
+/// over the chains that were not refused.
+fn metrics(o: &Outcome) -> [f64; 9] {
+    let done: Vec<&continuum::ChainResult> = o.chains.iter().filter(|c| !c.refused).collect();
+    let n = done.len().max(1) as f64;
     let ms = |ns: Nanos| ns as f64 / 1e6;
-    let mean = |f: &dyn Fn(&continuum::ChainResult) -> f64| o.chains.iter().map(f).sum::<f64>() / n;
-    let mut latencies: Vec<f64> = o.chains.iter().map(|c| ms(c.latency)).collect();
+    let mean =
+        |f: &dyn Fn(&continuum::ChainResult) -> f64| done.iter().map(|c| f(c)).sum::<f64>() / n;
+    let mut latencies: Vec<f64> = done.iter().map(|c| ms(c.latency)).collect();
     latencies.sort_by(f64::total_cmp);
+    let (deadlines, met) = done.iter().fold((0u64, 0u64), |(d, m), c| {
+        (d + u64::from(c.deadlines), m + u64::from(c.met))
+    });
+    let refused = o.chains.iter().filter(|c| c.refused).count();
     [
         mean(&|c| ms(c.latency)),
         quantile(&latencies, 0.5),
@@ -184,6 +199,8 @@ fn metrics(o: &Outcome) -> [f64; 7] {
         mean(&|c| ms(c.proc)),
         mean(&|c| ms(c.queue)),
         mean(&|c| c.traffic / 1e6),
+        100.0 * met as f64 / deadlines.max(1) as f64,
+        100.0 * refused as f64 / o.chains.len().max(1) as f64,
     ]
 }
 
@@ -206,13 +223,27 @@ pub fn run(
         .max(1);
     let t = &study.topology;
     let workloads: Vec<Workload> = (0..reps)
-        .map(|r| study.source.draw(t, study.seed.wrapping_add(r as u64)))
+        .map(|r| {
+            let w = study.source.draw(t, study.seed.wrapping_add(r as u64));
+            match study.deadline {
+                Some(d) => w.with_deadline(d),
+                None => w,
+            }
+        })
+        .collect();
+    let with_deadlines = workloads
+        .iter()
+        .flat_map(|w| w.chains.iter().flat_map(|c| c.steps.iter()))
+        .any(|s| s.deadline.is_some());
+    let metric_names: Vec<&'static str> = METRICS
+        .into_iter()
+        .chain(DEADLINE_METRICS.into_iter().filter(|_| with_deadlines))
         .collect();
     let points: Vec<(usize, Model)> = (0..study.policies.len())
         .flat_map(|p| study.models.iter().map(move |&m| (p, m)))
         .collect();
     let total = points.len() * reps;
-    let outcomes: Vec<(Outcome, [f64; 7])> = parallel(total, threads, progress, |i| {
+    let outcomes: Vec<(Outcome, [f64; 9])> = parallel(total, threads, progress, |i| {
         let (p, model) = points[i / reps];
         let mut policy = make(&study.policies[p]).unwrap_or_else(|| Box::new(Load));
         let config = Config {
@@ -238,7 +269,7 @@ pub fn run(
     let mut chains_csv = String::new();
     for (k, &(p, model)) in points.iter().enumerate() {
         let runs = &outcomes[k * reps..(k + 1) * reps];
-        for (j, metric) in METRICS.into_iter().enumerate() {
+        for (j, &metric) in metric_names.iter().enumerate() {
             let values: Vec<f64> = runs.iter().map(|(_, m)| m[j]).collect();
             rows.push(Row::new(
                 (
@@ -257,10 +288,13 @@ pub fn run(
             .iter()
             .zip(first.chains.iter().zip(&first.placements))
         {
-            let names: Vec<&str> = nodes.iter().map(|&x| t.nodes()[x].name.as_str()).collect();
+            let names: Vec<&str> = nodes
+                .iter()
+                .map(|x| x.map_or("-", |x| t.nodes()[x].name.as_str()))
+                .collect();
             let _ = writeln!(
                 chains_csv,
-                "{},{},{},{},{},{:.6},{:.6},{:.6},{:.6},{:.6},{}",
+                "{},{},{},{},{},{:.6},{:.6},{:.6},{:.6},{:.6},{},{},{},{}",
                 study.policies[p],
                 model.as_str(),
                 c.name,
@@ -271,6 +305,9 @@ pub fn run(
                 r.proc as f64 / 1e6,
                 r.queue as f64 / 1e6,
                 r.traffic / 1e6,
+                r.deadlines,
+                r.met,
+                u8::from(r.refused),
                 names.join(" ")
             );
         }
@@ -278,7 +315,7 @@ pub fn run(
     Ok(Results {
         rows,
         chains_csv: format!(
-            "policy,model,chain,client,steps,latency_ms,net_ms,proc_ms,queue_ms,traffic_mb,nodes\n{chains_csv}"
+            "policy,model,chain,client,steps,latency_ms,net_ms,proc_ms,queue_ms,traffic_mb,deadlines,met,refused,nodes\n{chains_csv}"
         ),
         events: outcomes.iter().map(|(o, _)| o.events).sum(),
     })

@@ -18,7 +18,9 @@
 //! c2,0.25,rpi3_7,bob,resize,2000000,100000,50000,0
 //! ```
 //!
-//! The header is required as written. A chain's steps are its lines in
+//! The header is required as written, optionally with a tenth column,
+//! `deadline_ms`: the step's deadline in ms from its sending to its output
+//! back at the client (empty: none). A chain's steps are its lines in
 //! file order; its lines agree on `arrival_s`, `client` and `key` (the
 //! state's key: chains with one key share their state) and need not be
 //! adjacent. `client` is a node of the topology; `ops` is operations (a
@@ -48,6 +50,9 @@ pub struct Step {
     pub out_bytes: u64,
     /// Bytes of state it reads and writes.
     pub state_bytes: u64,
+    /// Its deadline, from when the client sends it to when its output is
+    /// back; `None`: none (ordered by the timeout).
+    pub deadline: Option<Nanos>,
 }
 
 /// A chain of steps one client runs in order.
@@ -158,6 +163,7 @@ impl Workload {
                             arg_bytes: exponential(&mut rng, s.mean_arg_bytes).round() as u64,
                             out_bytes: exponential(&mut rng, s.mean_arg_bytes).round() as u64,
                             state_bytes: exponential(&mut rng, s.mean_state_bytes).round() as u64,
+                            deadline: None,
                         })
                         .collect(),
                 }
@@ -209,6 +215,7 @@ impl Workload {
                         .get(i + 1)
                         .map_or(job.return_bytes, |next| next.arg_bytes),
                     state_bytes: task.states.iter().map(|&d| job.states[d]).sum(),
+                    deadline: None,
                 })
                 .collect();
             chains.push(Chain {
@@ -227,6 +234,14 @@ impl Workload {
         }
     }
 
+    /// Gives every step without a deadline `deadline`.
+    pub fn with_deadline(mut self, deadline: Nanos) -> Workload {
+        for step in self.chains.iter_mut().flat_map(|c| c.steps.iter_mut()) {
+            step.deadline.get_or_insert(deadline);
+        }
+        self
+    }
+
     /// Reads a CSV trace (see the module documentation) for `topology`.
     pub fn from_csv(path: &Path, topology: &Topology) -> Result<Workload, InputError> {
         Workload::parse_csv(path, &crate::topology::read(path)?, topology)
@@ -236,6 +251,8 @@ impl Workload {
     pub fn parse_csv(path: &Path, text: &str, topology: &Topology) -> Result<Workload, InputError> {
         const HEADER: &str =
             "chain,arrival_s,client,key,function,ops,arg_bytes,out_bytes,state_bytes";
+        const DEADLINES: &str =
+            "chain,arrival_s,client,key,function,ops,arg_bytes,out_bytes,state_bytes,deadline_ms";
         let bad = |line: usize, message: String| InputError::Line {
             path: path.to_path_buf(),
             line,
@@ -246,10 +263,16 @@ impl Workload {
             .enumerate()
             .map(|(i, l)| (i + 1, l.trim()))
             .filter(|(_, l)| !l.is_empty() && !l.starts_with('#'));
-        match lines.next() {
-            Some((_, h)) if h.replace(' ', "") == HEADER => {}
+        let columns = match lines.next() {
+            Some((_, h)) if h.replace(' ', "") == HEADER => 9,
+            Some((_, h)) if h.replace(' ', "") == DEADLINES => 10,
             Some((n, h)) => {
-                return Err(bad(n, format!("the header is `{h}`: expected `{HEADER}`")));
+                return Err(bad(
+                    n,
+                    format!(
+                        "the header is `{h}`: expected `{HEADER}`, optionally with `,deadline_ms`"
+                    ),
+                ));
             }
             None => {
                 return Err(bad(
@@ -257,7 +280,7 @@ impl Workload {
                     format!("empty trace: expected the header `{HEADER}`"),
                 ));
             }
-        }
+        };
         let mut w = Workload::default();
         let mut functions: HashMap<String, u32> = HashMap::new();
         let mut keys: HashMap<String, u32> = HashMap::new();
@@ -265,10 +288,10 @@ impl Workload {
         let mut by_name: HashMap<String, (usize, usize)> = HashMap::new();
         for (n, line) in lines {
             let cols: Vec<&str> = line.split(',').map(str::trim).collect();
-            if cols.len() != 9 {
+            if cols.len() != columns {
                 return Err(bad(
                     n,
-                    format!("{} columns: expected 9 ({HEADER})", cols.len()),
+                    format!("{} columns: expected {columns}, as the header", cols.len()),
                 ));
             }
             let name = |what: &str, v: &str| -> Result<String, InputError> {
@@ -314,6 +337,23 @@ impl Workload {
                 arg_bytes: count("arg_bytes", cols[6])?,
                 out_bytes: count("out_bytes", cols[7])?,
                 state_bytes: count("state_bytes", cols[8])?,
+                deadline: match cols.get(9) {
+                    None | Some(&"") => None,
+                    Some(v) => Some(
+                        v.parse::<f64>()
+                            .ok()
+                            .filter(|ms| ms.is_finite() && *ms > 0.0 && *ms <= 3.6e6)
+                            .map(|ms| nanos(ms / 1e3))
+                            .ok_or_else(|| {
+                                bad(
+                                    n,
+                                    format!(
+                                        "`deadline_ms` is `{v}`: expected ms above 0 (at most an hour), or nothing"
+                                    ),
+                                )
+                            })?,
+                    ),
+                },
             };
             let key = intern(&mut keys, &mut w.keys, &key);
             let arrival = nanos(arrival_s);

@@ -38,8 +38,8 @@ impl Policy for On {
     fn name(&self) -> &str {
         "on"
     }
-    fn place(&mut self, _: &World<'_>, _: &Placing<'_>) -> usize {
-        self.0
+    fn place(&mut self, _: &World<'_>, _: &Placing<'_>) -> Option<usize> {
+        Some(self.0)
     }
 }
 
@@ -110,15 +110,15 @@ fn a_chain_alone_waits_for_nothing_and_pays_what_its_model_moves() {
         assert_eq!((r.net, r.proc, r.queue), (net, proc, 0), "{model:?}");
         assert_eq!(r.latency, net + proc, "{model:?}");
         assert_eq!(o.end, nanos(0.5) + r.latency, "{model:?}");
-        assert_eq!(o.placements, vec![vec![b, b]]);
-        // Arrive, and per step: ready, finish, back; and a heartbeat a
-        // second while it runs.
-        assert_eq!(o.events, 7 + o.end / 1_000_000_000, "{model:?}");
+        assert_eq!(o.placements, vec![vec![Some(b), Some(b)]]);
+        // Per step: placed, its argument there, ready, finished, back; and
+        // a heartbeat a second while it runs.
+        assert_eq!(o.events, 10 + o.end / 1_000_000_000, "{model:?}");
         let quiet = Config {
             heartbeat: 0,
             ..config(model)
         };
-        assert_eq!(continuum::run(&t, &w, quiet, &mut On(b)).events, 7);
+        assert_eq!(continuum::run(&t, &w, quiet, &mut On(b)).events, 10);
     }
 }
 
@@ -163,14 +163,14 @@ fn in_function_state_moves_when_its_key_runs_elsewhere() {
         fn name(&self) -> &str {
             "alternate"
         }
-        fn place(&mut self, _: &World<'_>, _: &Placing<'_>) -> usize {
+        fn place(&mut self, _: &World<'_>, _: &Placing<'_>) -> Option<usize> {
             self.0 += 1;
-            self.0
+            Some(self.0)
         }
     }
     let o = continuum::run(&t, &w, config(Model::Function), &mut Alternate(0));
     let (b, c) = (t.node("b").unwrap(), t.node("c").unwrap());
-    assert_eq!(o.placements, vec![vec![b], vec![c]]);
+    assert_eq!(o.placements, vec![vec![Some(b)], vec![Some(c)]]);
     assert_eq!(o.chains[0].traffic, 0.0);
     assert_eq!(
         o.chains[1].traffic,
@@ -195,6 +195,7 @@ fn pool_study(policies: &[&str], models: &[Model], jobs: usize, reps: u64) -> St
         replications: reps,
         seed: 1,
         config: Config::default(),
+        deadline: None,
     }
 }
 
@@ -224,7 +225,7 @@ fn a_study_gives_the_same_bytes_whatever_the_threads() {
     let lines: Vec<&str> = one.chains_csv.lines().collect();
     assert_eq!(
         lines[0],
-        "policy,model,chain,client,steps,latency_ms,net_ms,proc_ms,queue_ms,traffic_mb,nodes"
+        "policy,model,chain,client,steps,latency_ms,net_ms,proc_ms,queue_ms,traffic_mb,deadlines,met,refused,nodes"
     );
     // A policy the factory does not know is refused before anything runs.
     let mut bad = s.clone();
@@ -266,6 +267,7 @@ fn weft_runs_every_step_of_an_actor_on_its_owner() {
     let mut owner = std::collections::HashMap::new();
     for (c, nodes) in w.chains.iter().zip(&o.placements) {
         for (s, &x) in c.steps.iter().zip(nodes) {
+            let x = x.unwrap();
             let at = *owner.entry((s.function, c.key)).or_insert(x);
             assert_eq!(at, x, "function {} key {} moved", s.function, c.key);
         }
@@ -280,7 +282,8 @@ fn weft_runs_every_step_of_an_actor_on_its_owner() {
         .iter()
         .zip(&o.placements)
         .flat_map(|(c, nodes)| {
-            c.steps.iter().zip(nodes).map(move |(s, &x)| {
+            c.steps.iter().zip(nodes).map(move |(s, x)| {
+                let x = x.unwrap();
                 f64::from(t.hops(c.client, x)) * s.arg_bytes as f64
                     + f64::from(t.hops(x, c.client)) * s.out_bytes as f64
             })
@@ -371,4 +374,242 @@ fn bad_traces_are_refused_naming_the_file_the_line_and_what_is_wrong() {
     // A file that is not there names itself.
     let e = Workload::from_csv(Path::new("/nonexistent/t.csv"), &t).unwrap_err();
     assert!(e.to_string().starts_with("/nonexistent/t.csv: "), "{e}");
+}
+
+const DEADLINES: &str =
+    "chain,arrival_s,client,key,function,ops,arg_bytes,out_bytes,state_bytes,deadline_ms\n";
+
+fn with_deadlines(t: &Topology, lines: &str) -> Workload {
+    Workload::parse_csv(Path::new("t.csv"), &format!("{DEADLINES}{lines}"), t).unwrap()
+}
+
+#[test]
+fn the_earliest_deadline_gets_the_next_worker_unless_the_node_is_fifo() {
+    let t = three();
+    let b = t.node("b").unwrap();
+    // x takes the worker; y (100 ms) and z (50 ms) wait for it.
+    let w = with_deadlines(
+        &t,
+        "x,0,b,k1,f,40000000,0,0,0,\ny,0.001,b,k2,f,4000000,0,0,0,100\nz,0.002,b,k3,f,4000000,0,0,0,50\n",
+    );
+    let queued = |scheduler| {
+        let c = Config {
+            scheduler,
+            ..config(Model::Function)
+        };
+        let o = continuum::run(&t, &w, c, &mut On(b));
+        o.chains.iter().map(|r| r.queue).collect::<Vec<_>>()
+    };
+    // x runs 10 ms; EDF: z at 10 ms, then y at 11 ms.
+    assert_eq!(
+        queued(continuum::Scheduler::Edf),
+        vec![0, nanos(0.011) - nanos(0.001), nanos(0.010) - nanos(0.002)]
+    );
+    assert_eq!(
+        queued(continuum::Scheduler::Fifo),
+        vec![0, nanos(0.010) - nanos(0.001), nanos(0.011) - nanos(0.002)]
+    );
+}
+
+/// The client's node first, then the others by name, but those tried.
+struct Near;
+
+impl Policy for Near {
+    fn name(&self) -> &str {
+        "near"
+    }
+    fn place(&mut self, w: &World<'_>, p: &Placing<'_>) -> Option<usize> {
+        std::iter::once(p.chain.client)
+            .chain(w.by_name().iter().copied())
+            .find(|x| !p.tried.contains(x))
+    }
+}
+
+#[test]
+fn a_node_refuses_what_it_cannot_meet_and_the_client_hands_it_off() {
+    let t = three();
+    let (a, b) = (t.node("a").unwrap(), t.node("b").unwrap());
+    // Two runs teach a its time (8 ms); then three at once, due in 12 ms:
+    // the first is admitted, the second would end at 16 ms behind it.
+    let w = with_deadlines(
+        &t,
+        "w1,0,a,k,f,8000000,0,0,0,\nw2,0.1,a,k,f,8000000,0,0,0,\n\
+         d1,1,a,k,f,8000000,0,0,0,12\nd2,1,a,k,f,8000000,0,0,0,12\nd3,1,a,k,f,8000000,0,0,0,12\n",
+    );
+    let o = continuum::run(&t, &w, config(Model::Function), &mut Near);
+    let on: Vec<Option<usize>> = o.placements.iter().map(|p| p[0]).collect();
+    // b knows nothing yet: it admits both (nothing ahead of the first).
+    assert_eq!(on, vec![Some(a), Some(a), Some(a), Some(b), Some(b)]);
+    let handed: Vec<u32> = o.chains.iter().map(|r| r.handed_off).collect();
+    assert_eq!(handed, vec![0, 0, 0, 1, 1]);
+    assert!(o.chains.iter().all(|r| !r.refused));
+    let met: Vec<(u32, u32)> = o.chains.iter().map(|r| (r.deadlines, r.met)).collect();
+    assert_eq!(met, vec![(0, 0), (0, 0), (1, 1), (1, 1), (1, 1)]);
+    // A node that runs what it cannot meet: all on a, two late.
+    let run = Config {
+        unmeetable: continuum::Unmeetable::Run,
+        ..config(Model::Function)
+    };
+    let o = continuum::run(&t, &w, run, &mut Near);
+    assert!(o.placements.iter().all(|p| p[0] == Some(a)));
+    let met: u32 = o.chains.iter().map(|r| r.met).sum();
+    assert_eq!(met, 1);
+}
+
+#[test]
+fn a_step_every_node_refuses_ends_its_chain_refused() {
+    let t = three();
+    let a = t.node("a").unwrap();
+    // Only a, which has learned 8 ms and has one admitted ahead.
+    struct OnlyA(usize);
+    impl Policy for OnlyA {
+        fn name(&self) -> &str {
+            "only-a"
+        }
+        fn place(&mut self, _: &World<'_>, p: &Placing<'_>) -> Option<usize> {
+            (!p.tried.contains(&self.0)).then_some(self.0)
+        }
+    }
+    let w = with_deadlines(
+        &t,
+        "w1,0,a,k,f,8000000,0,0,0,\nd1,1,a,k,f,8000000,0,0,0,12\nd2,1,a,k,f,8000000,0,0,0,12\n\
+         d2,1,a,k,g,1,0,0,0,12\n",
+    );
+    let o = continuum::run(&t, &w, config(Model::Function), &mut OnlyA(a));
+    let refused: Vec<bool> = o.chains.iter().map(|r| r.refused).collect();
+    assert_eq!(refused, vec![false, false, true]);
+    assert_eq!(o.placements[2], vec![None, None], "nothing of it ran");
+    assert_eq!(o.chains[2].latency, 0, "refused at once");
+}
+
+#[test]
+fn weft_hands_off_only_to_a_node_with_time_to_spare() {
+    // The slow client `a` sends 600 chains a second of 1–3 steps of 4 ms
+    // there (1 ms on b), each step due in 10 ms.
+    let t = three();
+    let w = Workload::synthetic(
+        &t,
+        &Synthetic {
+            chains: 400,
+            rate_per_s: 600.0,
+            steps: (1, 3),
+            mean_ops: 4e6,
+            mean_arg_bytes: 2e4,
+            mean_state_bytes: 1e4,
+            ..Synthetic::default()
+        },
+        5,
+    )
+    .with_deadline(10_000_000);
+    let c = config(Model::Client);
+    let weft = continuum::run(&t, &w, c, &mut Weft::new());
+    let sum = |o: &continuum::Outcome, f: &dyn Fn(&continuum::ChainResult) -> u32| -> u32 {
+        o.chains.iter().map(f).sum()
+    };
+    let (steps, met) = (sum(&weft, &|r| r.deadlines), sum(&weft, &|r| r.met));
+    // Refused at a, handed to another node with time to spare, or, with
+    // none, refused.
+    assert!(sum(&weft, &|r| r.handed_off) > 50);
+    let refused = sum(&weft, &|r| u32::from(r.refused));
+    assert!(refused > 0 && refused < 100, "{refused}");
+    for (r, nodes) in weft.chains.iter().zip(&weft.placements) {
+        assert_eq!(
+            r.refused,
+            nodes.iter().any(Option::is_none),
+            "{r:?} {nodes:?}"
+        );
+    }
+    // The same world where nodes run what they cannot meet: nothing is
+    // refused, and a larger share is late.
+    let run = Config {
+        unmeetable: continuum::Unmeetable::Run,
+        ..c
+    };
+    let late = continuum::run(&t, &w, run, &mut Weft::new());
+    assert_eq!(sum(&late, &|r| u32::from(r.refused)), 0);
+    let share = |met: u32, steps: u32| f64::from(met) / f64::from(steps);
+    assert!(
+        share(sum(&late, &|r| r.met), sum(&late, &|r| r.deadlines)) < share(met, steps),
+        "{met}/{steps} admitted met"
+    );
+}
+
+#[test]
+fn a_study_with_deadlines_reports_how_they_went() {
+    let mut s = pool_study(&["load+net", "weft"], &[Model::Client], 200, 2);
+    s.deadline = Some(150_000_000);
+    let r = study::run(&s, &study::builtin, 2, &|_, _| {}).unwrap();
+    for policy in ["load+net", "weft"] {
+        let met = mean(&r, policy, Model::Client, "deadline_met_pct");
+        let refused = mean(&r, policy, Model::Client, "refused_pct");
+        assert!((0.0..=100.0).contains(&met) && met > 50.0, "{policy} {met}");
+        assert!((0.0..=100.0).contains(&refused), "{policy} {refused}");
+    }
+    // Without deadlines, no such rows.
+    s.deadline = None;
+    let r = study::run(&s, &study::builtin, 2, &|_, _| {}).unwrap();
+    assert!(r.rows.iter().all(|x| !x.metric.starts_with("deadline")));
+}
+
+#[test]
+fn a_trace_gives_deadlines_in_its_tenth_column() {
+    let t = three();
+    let w = with_deadlines(&t, "x,0,a,k,f,1,1,1,1,2.5\nx,0,a,k,g,1,1,1,1,\n");
+    let d: Vec<Option<u64>> = w.chains[0].steps.iter().map(|s| s.deadline).collect();
+    assert_eq!(d, vec![Some(2_500_000), None]);
+    let w = w.with_deadline(7);
+    let d: Vec<Option<u64>> = w.chains[0].steps.iter().map(|s| s.deadline).collect();
+    assert_eq!(d, vec![Some(2_500_000), Some(7)]);
+    for (line, says) in [
+        (
+            "x,0,a,k,f,1,1,1,1,0\n",
+            "t.csv:2: `deadline_ms` is `0`: expected ms above 0",
+        ),
+        (
+            "x,0,a,k,f,1,1,1,1,soon\n",
+            "t.csv:2: `deadline_ms` is `soon`",
+        ),
+        (
+            "x,0,a,k,f,1,1,1,1\n",
+            "t.csv:2: 9 columns: expected 10, as the header",
+        ),
+    ] {
+        let e = Workload::parse_csv(Path::new("t.csv"), &format!("{DEADLINES}{line}"), &t)
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with(says), "{line}: {e}");
+    }
+}
+
+#[test]
+fn weft_stops_counting_answered_calls_before_the_next_heartbeat() {
+    // One client sending 300 chains a second: between two heartbeats it
+    // sends hundreds of calls, answered in milliseconds. Counted until the
+    // next beat, they would make its peers look full and keep the work on
+    // the slow client (mean latency 190 ms here before the router's fix,
+    // against 7 ms).
+    let t = three();
+    let w = Workload::synthetic(
+        &t,
+        &Synthetic {
+            chains: 400,
+            rate_per_s: 300.0,
+            steps: (1, 3),
+            mean_ops: 4e6,
+            mean_arg_bytes: 2e4,
+            mean_state_bytes: 1e4,
+            ..Synthetic::default()
+        },
+        5,
+    );
+    let latency = |heartbeat| {
+        let c = Config {
+            heartbeat,
+            ..config(Model::Client)
+        };
+        let o = continuum::run(&t, &w, c, &mut Weft::new());
+        o.chains.iter().map(|r| r.latency as f64).sum::<f64>() / o.chains.len() as f64
+    };
+    let (exact, beats) = (latency(0), latency(1_000_000_000));
+    assert!(beats < 1.5 * exact, "{beats} ns against {exact} ns");
 }
