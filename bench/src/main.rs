@@ -2,7 +2,7 @@
 //! side in one run, on the same modules; results as ratios.
 //!
 //! ```text
-//! cargo run --release -p weft-bench -- [all|startup|memory|cold|kv|queue|mqtt|fabric|continuum|handoff|state|chains|moves|placement|sim] [--guests DIR] [--quick]
+//! cargo run --release -p weft-bench -- [all|startup|memory|cold|kv|queue|mqtt|fabric|continuum|handoff|state|chains|moves|placement|sim|livesim] [--guests DIR] [--quick]
 //! ```
 //!
 //! * **startup** — sandbox start (instantiate, no call) and a full invocation,
@@ -38,6 +38,8 @@
 //!   full scan and the local fast path, p50/p99/max in µs.
 //! * **sim** — the discrete-event simulator, one thread: events per second
 //!   of its queue alone and of seed 003's continuum under each policy.
+//! * **livesim** — a three-node continuum (two edge nodes, a cloud 10 ms
+//!   away) run live and in the simulator: p50/p90 latency and placement.
 //!
 //! The bare side is wasmtime with the pooling allocator, `InstancePre` and
 //! WASI preview 1, and no Weft code: the floor. The node benchmarks (`kv`,
@@ -65,6 +67,7 @@ mod continuum;
 mod fabric;
 mod handoff;
 mod kv;
+mod livesim;
 mod moves;
 mod mqtt;
 mod node;
@@ -97,7 +100,7 @@ fn main() -> Result<()> {
         )),
         "cold-child" => rt.block_on(cold_child(&args[1], &guests.join(&args[2]))),
         "startup" | "memory" | "cold" | "kv" | "queue" | "mqtt" | "fabric" | "continuum"
-        | "handoff" | "state" | "chains" | "moves" | "placement" | "sim" | "all" => {
+        | "handoff" | "state" | "chains" | "moves" | "placement" | "sim" | "livesim" | "all" => {
             println!("{}", machine());
             if matches!(mode, "startup" | "all") {
                 rt.block_on(startup(&guests, quick))?;
@@ -118,6 +121,7 @@ fn main() -> Result<()> {
                     | "state"
                     | "chains"
                     | "moves"
+                    | "livesim"
                     | "all"
             ) {
                 node_benches(mode, quick).map_err(|e| format_err!("{e:#}"))?;
@@ -131,7 +135,7 @@ fn main() -> Result<()> {
             Ok(())
         }
         other => bail!(
-            "unknown mode `{other}`: use all, startup, memory, cold, kv, queue, mqtt, fabric, continuum, handoff, state, chains, moves, placement or sim"
+            "unknown mode `{other}`: use all, startup, memory, cold, kv, queue, mqtt, fabric, continuum, handoff, state, chains, moves, placement, sim or livesim"
         ),
     }
 }
@@ -165,6 +169,9 @@ fn node_benches(mode: &str, quick: bool) -> anyhow::Result<()> {
     }
     if matches!(mode, "moves" | "all") {
         rt.block_on(moves::run(quick))?;
+    }
+    if matches!(mode, "livesim" | "all") {
+        rt.block_on(livesim::run(quick))?;
     }
     if matches!(mode, "handoff" | "all") {
         // Two nodes of one worker each, the load generator and the fabric's

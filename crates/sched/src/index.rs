@@ -459,6 +459,16 @@ impl Index {
         }
     }
 
+    /// Sets the round trip (µs) and bandwidth (bytes/s) from the deciding
+    /// node to `node`, as a fresh measure of the link; unknown names are
+    /// ignored.
+    pub fn set_link(&mut self, node: &str, rtt_us: Option<u64>, bandwidth_bps: Option<u64>) {
+        if let Some(&i) = self.by_name.get(node) {
+            let r = &mut self.rows[i];
+            (r.rtt_us, r.bandwidth_bps) = (rtt_us, bandwidth_bps);
+        }
+    }
+
     /// Takes from a node's running count until its next update: work this
     /// node sent there has been answered (saturating at 0).
     pub fn sub_inflight(&mut self, node: &str, n: u32) {
@@ -540,6 +550,11 @@ mod tests {
         assert_eq!(ix.inflight("b"), Some(1));
         ix.sub_inflight("b", 5);
         assert_eq!(ix.inflight("b"), Some(0));
+        ix.set_link("b", Some(7), Some(9));
+        assert_eq!(
+            (ix.rows[1].rtt_us, ix.rows[1].bandwidth_bps),
+            (Some(7), Some(9))
+        );
         ix.set_load("b", 5, 3);
         assert_eq!((ix.rows[1].inflight, ix.rows[1].queued), (5, 3));
         ix.upsert(&NodeView::new("b", Tier::Cloud, 8));

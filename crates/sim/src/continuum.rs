@@ -364,6 +364,9 @@ pub struct Outcome {
     pub chains: Vec<ChainResult>,
     /// Per chain, per step: the node that ran it (`None`: it did not run).
     pub placements: Vec<Vec<Option<usize>>>,
+    /// Per chain, per step: from its sending to its output back at the
+    /// client (`None`: it did not run).
+    pub latencies: Vec<Vec<Option<Nanos>>>,
     /// Events processed.
     pub events: u64,
     /// When the last chain finished.
@@ -451,6 +454,7 @@ pub fn run(
             })
             .collect(),
         placements: chains.iter().map(|c| vec![None; c.steps.len()]).collect(),
+        latencies: chains.iter().map(|c| vec![None; c.steps.len()]).collect(),
         ..Outcome::default()
     };
     let mut cur: Vec<Current> = vec![Current::default(); chains.len()];
@@ -587,6 +591,7 @@ pub fn run(
             Event::Back { c, s } => {
                 let ci = c as usize;
                 let k = &mut cur[ci];
+                out.latencies[ci][s as usize] = Some(w.now - k.sent);
                 if k.deadline {
                     let r = &mut out.chains[ci];
                     r.deadlines += 1;

@@ -11,9 +11,9 @@
 //! - [`Weft`]: [`weft_sched::place_in`], as the router calls it. Each
 //!   client decides for its chains over its own [`weft_sched::Index`],
 //!   built from the topology as a node's heartbeats would fill it: one row
-//!   per node, round trip 0 (the seed's links have no propagation delay)
-//!   and bandwidth the route's (bytes per second over the route from the
-//!   client), every function warm; the cloud store as a node without
+//!   per node, its round trip the route's propagation delay there and back
+//!   (0 on the seed's topologies, which have none) and its bandwidth the
+//!   route's (bytes per second from the client), every function warm; the cloud store as a node without
 //!   slots that serves the `external` store at twice the cloud's latency;
 //!   the central node serving the `edge` store. Loads and learned
 //!   execution times reach the other clients' indices at each heartbeat
@@ -105,6 +105,8 @@ pub struct Weft {
     /// Per deciding node, the nodes it has sent work since the last
     /// heartbeat (their rows count it until the next one).
     sent: Vec<Vec<usize>>,
+    /// Every node's row but its links, built once.
+    template: Option<Index>,
 }
 
 impl Weft {
@@ -113,8 +115,30 @@ impl Weft {
         Weft::default()
     }
 
-    /// Node `from`'s index of the world.
-    fn index(world: &World<'_>, from: usize) -> Index {
+    /// Node `from`'s index of the world: a copy of the template (every
+    /// node, nothing learned) with its links as `from` sees them.
+    fn index(&mut self, world: &World<'_>, from: usize) -> Index {
+        let t = world.topology();
+        let mut index = self
+            .template
+            .get_or_insert_with(|| Weft::template(world))
+            .clone();
+        index.set_local(&t.nodes()[from].name);
+        for (i, node) in t.nodes().iter().enumerate() {
+            let bandwidth = t.bandwidth(from, i);
+            let bandwidth = if bandwidth.is_finite() {
+                bandwidth.round() as u64
+            } else {
+                u64::MAX / 4
+            };
+            let rtt = (t.latency_secs(from, i) + t.latency_secs(i, from)) * 1e6;
+            index.set_link(&node.name, Some(rtt.round() as u64), Some(bandwidth.max(1)));
+        }
+        index
+    }
+
+    /// Every node as its heartbeat would show it, the cloud store beside.
+    fn template(world: &World<'_>) -> Index {
         let t = world.topology();
         let config = world.config();
         let functions = &world.workload().functions;
@@ -128,14 +152,7 @@ impl Weft {
                     "nuci5" => Tier::Edge,
                     _ => Tier::Device,
                 };
-                let per_byte = t.transfer_secs(from, i, 1);
-                let bandwidth = if per_byte > 0.0 {
-                    (1.0 / per_byte).round() as u64
-                } else {
-                    u64::MAX / 4
-                };
-                let mut v = NodeView::new(node.name.clone(), tier, config.slots.max(1))
-                    .link(0, bandwidth.max(1));
+                let mut v = NodeView::new(node.name.clone(), tier, config.slots.max(1));
                 v.warm = functions.iter().cloned().collect();
                 if i == world.central() {
                     v = v.store(EDGE);
@@ -152,7 +169,7 @@ impl Weft {
         cloud.up = true;
         nodes.push(cloud);
         Index::new(&View {
-            local: t.nodes()[from].name.clone(),
+            local: String::new(),
             nodes,
             ..View::default()
         })
@@ -199,7 +216,7 @@ impl Policy for Weft {
             self.sent.resize_with(t.nodes().len(), Vec::new);
         }
         if self.indices[from].is_none() {
-            let mut index = Weft::index(world, from);
+            let mut index = self.index(world, from);
             // What the last heartbeats said, for a node that decides for
             // the first time.
             for (i, node) in t.nodes().iter().enumerate() {

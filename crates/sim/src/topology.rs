@@ -9,7 +9,9 @@
 //! shortest directed path from `b` to `a` (the published results depend on
 //! it where uplink and downlink differ). A payload's transfer time is the
 //! sum of its serialisation on each link of the route (store and forward,
-//! no propagation delay, no contention).
+//! no contention), plus the route's propagation delay: a link may give one
+//! in an optional fifth column, `latency_ms` (Weft's extension; seed 003's
+//! files have none, so its routes have none, as in StateSim).
 //!
 //! Unlike StateSim, which turns a misspelt name into a new switch and loops
 //! forever on an unreachable pair, every name must have its own line in
@@ -54,6 +56,8 @@ pub struct Link {
     pub capacity_bps: f64,
     /// Its kind.
     pub kind: LinkKind,
+    /// One-way propagation delay, seconds (the optional fifth column, ms).
+    pub latency_s: f64,
 }
 
 /// Why an input (a topology, a trace) cannot be used.
@@ -100,7 +104,8 @@ const MODELS: &[(&str, bool)] = &[
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Vertex {
     Node,
-    Link(f64),
+    /// Capacity, b/s, and one-way propagation delay, s.
+    Link(f64, f64),
     Switch,
 }
 
@@ -147,8 +152,10 @@ pub struct Topology {
     nodes: Vec<Node>,
     links: Vec<Link>,
     by_name: HashMap<String, usize>,
-    /// Per pair of nodes (`src * n + dst`): seconds per byte, and links.
+    /// Per pair of nodes (`src * n + dst`): seconds per byte, seconds of
+    /// propagation, and links.
     per_byte: Vec<f64>,
+    latency: Vec<f64>,
     hops: Vec<u32>,
 }
 
@@ -290,12 +297,19 @@ impl Topology {
         let mut link_list = Vec::new();
         for (line, text) in records(links_text) {
             let f: Vec<&str> = text.split(';').collect();
-            let [_, capacity, name, kind] = f[..] else {
-                return Err(bad(
-                    links,
-                    line,
-                    format!("{} fields; a link is `id;capacity_Mbps;name;type`", f.len()),
-                ));
+            let (capacity, name, kind, latency) = match f[..] {
+                [_, capacity, name, kind] => (capacity, name, kind, None),
+                [_, capacity, name, kind, latency] => (capacity, name, kind, Some(latency)),
+                _ => {
+                    return Err(bad(
+                        links,
+                        line,
+                        format!(
+                            "{} fields; a link is `id;capacity_Mbps;name;type`, optionally `;latency_ms`",
+                            f.len()
+                        ),
+                    ));
+                }
             };
             let name = named("link", name).map_err(|m| bad(links, line, m))?;
             let mbps = positive(capacity).ok_or_else(|| {
@@ -320,12 +334,31 @@ impl Topology {
                     ));
                 }
             };
+            let latency_s = match latency {
+                None => 0.0,
+                Some(ms) => ms
+                    .trim()
+                    .parse::<f64>()
+                    .ok()
+                    .filter(|ms| ms.is_finite() && (0.0..=60_000.0).contains(ms))
+                    .ok_or_else(|| {
+                        bad(
+                            links,
+                            line,
+                            format!(
+                                "latency `{ms}` of `{name}` is not a number of ms from 0 to 60000"
+                            ),
+                        )
+                    })?
+                    / 1e3,
+            };
             let capacity_bps = mbps * 1e6;
-            g.define(name, Vertex::Link(capacity_bps), links, line)?;
+            g.define(name, Vertex::Link(capacity_bps, latency_s), links, line)?;
             link_list.push(Link {
                 name: name.to_string(),
                 capacity_bps,
                 kind,
+                latency_s,
             });
         }
 
@@ -402,15 +435,17 @@ impl Topology {
         // a link, 0 otherwise); the route src→dst walks src's predecessors.
         let n = node_list.len();
         let weight = |v: usize| match vertices[v] {
-            Vertex::Link(c) => 2.0 / c,
+            Vertex::Link(c, _) => 2.0 / c,
             _ => 0.0,
         };
         let mut per_byte = vec![0.0; n * n];
+        let mut latency = vec![0.0; n * n];
         let mut hops = vec![0u32; n * n];
         for dst in 0..n {
             let pred = shortest_from(dst, &adjacency, weight);
             for src in (0..n).filter(|&s| s != dst) {
-                let (mut secs, mut links, mut at, mut steps) = (0.0, 0u32, src, 0usize);
+                let (mut secs, mut delay, mut links, mut at, mut steps) =
+                    (0.0, 0.0, 0u32, src, 0usize);
                 while at != dst {
                     let Some(next) = pred[at] else {
                         return Err(InputError::Unreachable {
@@ -424,12 +459,14 @@ impl Topology {
                     if steps > vertices.len() {
                         break;
                     }
-                    if let Vertex::Link(c) = vertices[at] {
+                    if let Vertex::Link(c, l) = vertices[at] {
                         secs += 8.0 / c;
+                        delay += l;
                         links += 1;
                     }
                 }
                 per_byte[src * n + dst] = secs;
+                latency[src * n + dst] = delay;
                 hops[src * n + dst] = links;
             }
         }
@@ -442,6 +479,7 @@ impl Topology {
             nodes: node_list,
             links: link_list,
             per_byte,
+            latency,
             hops,
         })
     }
@@ -462,9 +500,23 @@ impl Topology {
     }
 
     /// Seconds to move `bytes` from node `src` to node `dst` (indices):
-    /// 0 to itself.
+    /// the route's propagation delay plus the payload's serialisation on
+    /// each of its links; 0 to itself.
     pub fn transfer_secs(&self, src: usize, dst: usize, bytes: u64) -> f64 {
-        self.per_byte[src * self.nodes.len() + dst] * bytes as f64
+        let at = src * self.nodes.len() + dst;
+        self.per_byte[at] * bytes as f64 + self.latency[at]
+    }
+
+    /// The propagation delay from `src` to `dst` (indices), seconds: the
+    /// sum of the route's links' latencies (0 where the file gives none).
+    pub fn latency_secs(&self, src: usize, dst: usize) -> f64 {
+        self.latency[src * self.nodes.len() + dst]
+    }
+
+    /// Bytes per second over the route from `src` to `dst` (indices), as
+    /// its serialisation gives it; infinite to itself.
+    pub fn bandwidth(&self, src: usize, dst: usize) -> f64 {
+        1.0 / self.per_byte[src * self.nodes.len() + dst]
     }
 
     /// Links crossed from `src` to `dst` (indices).

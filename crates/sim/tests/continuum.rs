@@ -111,6 +111,15 @@ fn a_chain_alone_waits_for_nothing_and_pays_what_its_model_moves() {
         assert_eq!(r.latency, net + proc, "{model:?}");
         assert_eq!(o.end, nanos(0.5) + r.latency, "{model:?}");
         assert_eq!(o.placements, vec![vec![Some(b), Some(b)]]);
+        let (s0, s1) = (
+            nanos(steps[0].0) + nanos(steps[0].1),
+            nanos(steps[1].0) + nanos(steps[1].1),
+        );
+        assert_eq!(
+            o.latencies,
+            vec![vec![Some(s0 + nanos(2e-3)), Some(s1 + nanos(1e-3))]],
+            "{model:?}"
+        );
         // Per step: placed, its argument there, ready, finished, back; and
         // a heartbeat a second while it runs.
         assert_eq!(o.events, 10 + o.end / 1_000_000_000, "{model:?}");

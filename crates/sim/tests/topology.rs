@@ -198,3 +198,35 @@ fn bad_files_are_refused_naming_the_file_the_line_and_what_is_wrong() {
     let e = Topology::load(&data(), "nowhere").unwrap_err().to_string();
     assert!(e.contains("nowhere.nodes"), "{e}");
 }
+
+#[test]
+fn a_link_may_give_its_propagation_delay_in_a_fifth_column() {
+    // Weft's extension: `la` 2 ms, `lb` 10 ms; the route a→b crosses both.
+    let t = Files::new(NODES, "0;1000;la;node;2\n1;100;lb;node;10\n", EDGES)
+        .load()
+        .unwrap();
+    let (a, b) = (t.node("a").unwrap(), t.node("b").unwrap());
+    assert!((t.latency_secs(a, b) - 0.012).abs() < 1e-12);
+    let (secs, hops) = t.transfer("a", "b", 1_000_000).unwrap();
+    assert_eq!(hops, 2);
+    assert!((secs - (0.012 + 0.008 + 0.08)).abs() < 1e-9, "{secs}");
+    assert_eq!(t.transfer_secs(a, a, 1_000_000), 0.0);
+    assert!((t.bandwidth(a, b) - 1e6 / 0.088).abs() < 1e-3);
+    assert_eq!(t.links()[1].latency_s, 0.010);
+    // Without the column, no delay: the seed's files are read as before.
+    let plain = Files::new(NODES, LINKS, EDGES).load().unwrap();
+    assert_eq!(plain.latency_secs(a, b), 0.0);
+    for (links, says) in [
+        (
+            "0;1000;la;node;-1\n1;100;lb;node\n",
+            "t.links:1: latency `-1` of `la` is not a number of ms from 0 to 60000",
+        ),
+        (
+            "0;1000;la;node;2;x\n1;100;lb;node\n",
+            "t.links:1: 6 fields; a link is `id;capacity_Mbps;name;type`, optionally `;latency_ms`",
+        ),
+    ] {
+        let e = Files::new(NODES, links, EDGES).error();
+        assert_eq!(e, says);
+    }
+}
