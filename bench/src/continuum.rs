@@ -177,6 +177,24 @@ pub(crate) async fn run(quick: bool) -> Result<()> {
     Ok(())
 }
 
+/// A hub `nats-server` (JetStream, domain `hub`) and a leaf joined to it
+/// through a delay proxy adding `one_way` each way: `(hub, leaf)`.
+pub(crate) async fn hub_and_leaf(one_way: Duration) -> Result<(node::Server, node::Server)> {
+    let (hub, hub_leaf_port) = node::nats_server(|port, leaf, dir| {
+        format!(
+            "listen: 127.0.0.1:{port}\njetstream {{ store_dir: \"{}\", domain: hub }}\nleafnodes {{ listen: 127.0.0.1:{leaf} }}\n",
+            dir.join("js").display()
+        )
+    })?;
+    let link = delay_link(([127, 0, 0, 1], hub_leaf_port).into(), one_way).await?;
+    let (leaf, _) = node::nats_server(move |port, _, _| {
+        format!(
+            "listen: 127.0.0.1:{port}\ndefault_js_domain: {{ \"$G\": \"hub\" }}\nleafnodes {{ reconnect: 1, remotes = [ {{ url: \"nats-leaf://{link}\" }} ] }}\n"
+        )
+    })?;
+    Ok((hub, leaf))
+}
+
 /// The continuum on loopback: a hub `nats-server` (JetStream) with the
 /// `cloud` node; a leaf with the `edge` node, joined to the hub through a
 /// delay proxy adding `one_way` each way. Both nodes run `config`.
@@ -189,18 +207,7 @@ pub(crate) struct Linked {
 
 impl Linked {
     pub(crate) async fn start(one_way: Duration, config: NodeConfig) -> Result<Linked> {
-        let (hub, hub_leaf_port) = node::nats_server(|port, leaf, dir| {
-            format!(
-                "listen: 127.0.0.1:{port}\njetstream {{ store_dir: \"{}\", domain: hub }}\nleafnodes {{ listen: 127.0.0.1:{leaf} }}\n",
-                dir.join("js").display()
-            )
-        })?;
-        let link = delay_link(([127, 0, 0, 1], hub_leaf_port).into(), one_way).await?;
-        let (leaf, _) = node::nats_server(move |port, _, _| {
-            format!(
-                "listen: 127.0.0.1:{port}\ndefault_js_domain: {{ \"$G\": \"hub\" }}\nleafnodes {{ reconnect: 1, remotes = [ {{ url: \"nats-leaf://{link}\" }} ] }}\n"
-            )
-        })?;
+        let (hub, leaf) = hub_and_leaf(one_way).await?;
         let url = |port| format!("nats://127.0.0.1:{port}");
         let cloud =
             node::fabric_node_with(&url(hub.port), "cloud", Tier::Cloud, config.clone()).await?;

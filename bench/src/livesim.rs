@@ -22,7 +22,7 @@
 //! Reported per run: the mean, p50 and p90 of a call's latency, and the share of
 //! calls each node ran, live and simulated. Three runs.
 
-use crate::continuum::delay_link;
+use crate::continuum::hub_and_leaf;
 use crate::node::{self, Node, quantile};
 use anyhow::{Result, bail};
 use bytes::Bytes;
@@ -129,18 +129,7 @@ struct Live {
 
 impl Live {
     async fn start() -> Result<Live> {
-        let (hub, hub_leaf_port) = node::nats_server(|port, leaf, dir| {
-            format!(
-                "listen: 127.0.0.1:{port}\njetstream {{ store_dir: \"{}\", domain: hub }}\nleafnodes {{ listen: 127.0.0.1:{leaf} }}\n",
-                dir.join("js").display()
-            )
-        })?;
-        let link = delay_link(([127, 0, 0, 1], hub_leaf_port).into(), ONE_WAY).await?;
-        let (leaf, _) = node::nats_server(move |port, _, _| {
-            format!(
-                "listen: 127.0.0.1:{port}\ndefault_js_domain: {{ \"$G\": \"hub\" }}\nleafnodes {{ reconnect: 1, remotes = [ {{ url: \"nats-leaf://{link}\" }} ] }}\n"
-            )
-        })?;
+        let (hub, leaf) = hub_and_leaf(ONE_WAY).await?;
         let url = |port| format!("nats://127.0.0.1:{port}");
         let config = NodeConfig::default();
         let edge =
