@@ -196,6 +196,44 @@ pub(crate) fn finish(r: ClientResult<()>, json: bool) -> ExitCode {
     }
 }
 
+/// `GET path` and its raw body written to stdout (a result, an output).
+pub(crate) async fn copy_to_stdout(c: &Client, path: &str) -> ClientResult<()> {
+    let raw = c
+        .send(c.request(reqwest::Method::GET, path))
+        .await?
+        .bytes()
+        .await
+        .map_err(|e| ClientError::local(Code::BadResponse, e.to_string()))?;
+    write_stdout(&raw)
+}
+
+/// Writes bytes to stdout, flushed.
+pub(crate) fn write_stdout(bytes: &[u8]) -> ClientResult<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    out.write_all(bytes)
+        .and_then(|()| out.flush())
+        .map_err(|e| ClientError::local(Code::Io, format!("writing stdout: {e}")))
+}
+
+/// A request body from `--data` or `--data-file` (`-`: stdin); empty
+/// without either.
+pub(crate) fn read_data(data: Option<&str>, file: Option<&str>) -> ClientResult<Vec<u8>> {
+    match (data, file) {
+        (Some(d), _) => Ok(d.as_bytes().to_vec()),
+        (None, Some("-")) => {
+            let mut b = Vec::new();
+            std::io::Read::read_to_end(&mut std::io::stdin(), &mut b).map_err(|e| {
+                ClientError::local(Code::InvalidInput, format!("reading stdin: {e}"))
+            })?;
+            Ok(b)
+        }
+        (None, Some(p)) => std::fs::read(p)
+            .map_err(|e| ClientError::local(Code::InvalidInput, format!("reading {p}: {e}"))),
+        (None, None) => Ok(Vec::new()),
+    }
+}
+
 /// Formats a byte count for people.
 pub(crate) fn human_bytes(b: u64) -> String {
     let units = [("GiB", 1u64 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)];

@@ -51,6 +51,8 @@ enum Command {
     Explain(commands::explain::Explain),
     /// The continuum simulator: rerun a paper's evaluation.
     Sim(commands::sim::Sim),
+    /// Durable workflows: start, list, show, cancel, retry and skip runs.
+    Workflow(commands::workflow::Workflow),
 }
 
 fn main() -> ExitCode {
@@ -89,6 +91,7 @@ fn main() -> ExitCode {
             Command::Nodes(c) => c.run().await,
             Command::Explain(c) => c.run().await,
             Command::Sim(c) => c.run().await,
+            Command::Workflow(c) => c.run().await,
         }
     })
 }

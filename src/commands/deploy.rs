@@ -7,10 +7,13 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
-use weft_manifest::{ByteSize, FunctionSpec, HumanDuration, Manifest, ModuleRef, Name, Percentile};
+use weft_manifest::{
+    ByteSize, FunctionSpec, HumanDuration, Manifest, ModuleRef, Name, Percentile, WorkflowSpec,
+};
 
 /// Deploy a function: upload its module (validated and compiled once by the
-/// node), then create a new version and make it active.
+/// node), then create a new version and make it active. With a manifest,
+/// its workflows are deployed after its functions.
 ///
 ///   weft deploy hello ./hello.wasm --timeout 5s --memory 64MiB
 ///   weft deploy --manifest weft.toml
@@ -272,6 +275,7 @@ impl Deploy {
     async fn go(self) -> ClientResult<()> {
         let c = Client::new(&self.opts)?;
         let mut plan: Vec<(Name, FunctionSpec)> = Vec::new();
+        let mut workflows: Vec<(Name, WorkflowSpec)> = Vec::new();
         if let Some(path) = &self.manifest {
             let m = Manifest::load(path)
                 .map_err(|e| ClientError::local(Code::InvalidManifest, e.to_string()))?;
@@ -280,7 +284,12 @@ impl Deploy {
                     plan.push((name, spec));
                 }
             }
-            if plan.is_empty() {
+            for (name, spec) in m.workflows {
+                if self.name.as_deref().is_none_or(|n| n == name.as_str()) {
+                    workflows.push((name, spec));
+                }
+            }
+            if plan.is_empty() && workflows.is_empty() {
                 return Err(ClientError::local(
                     Code::FunctionNotFound,
                     format!(
@@ -312,6 +321,26 @@ impl Deploy {
                     status["active"],
                     status["kind"].as_str().unwrap_or("?"),
                     short(&spec.module)
+                );
+            }
+            results.push(status);
+        }
+        // After the functions: a workflow's steps must be deployed first.
+        for (name, spec) in workflows {
+            let rb = c
+                .request(reqwest::Method::PUT, &format!("/v1/workflows/{name}"))
+                .json(&spec);
+            let status = c.json(rb).await?;
+            if !self.opts.json {
+                let how = if status["changed"].as_bool() == Some(true) {
+                    "deployed"
+                } else {
+                    "unchanged:"
+                };
+                println!(
+                    "{how} workflow {name} version {} ({} steps)",
+                    status["version"],
+                    spec.steps.len()
                 );
             }
             results.push(status);

@@ -55,19 +55,7 @@ impl Invoke {
 
     async fn go(self) -> crate::client::ClientResult<()> {
         let c = Client::new(&self.opts)?;
-        let body = match (&self.data, &self.data_file) {
-            (Some(d), _) => d.clone().into_bytes(),
-            (None, Some(p)) if p == "-" => {
-                let mut b = Vec::new();
-                std::io::Read::read_to_end(&mut std::io::stdin(), &mut b).map_err(|e| {
-                    ClientError::local(Code::InvalidInput, format!("reading stdin: {e}"))
-                })?;
-                b
-            }
-            (None, Some(p)) => std::fs::read(p)
-                .map_err(|e| ClientError::local(Code::InvalidInput, format!("reading {p}: {e}")))?,
-            (None, None) => Vec::new(),
-        };
+        let body = crate::client::read_data(self.data.as_deref(), self.data_file.as_deref())?;
         let method = reqwest::Method::from_bytes(self.method.as_bytes()).map_err(|_| {
             ClientError::local(
                 Code::InvalidInput,

@@ -17,3 +17,4 @@ pub(crate) mod slo;
 pub(crate) mod state;
 pub(crate) mod up;
 pub(crate) mod usage;
+pub(crate) mod workflow;

@@ -1,6 +1,5 @@
 use crate::client::{Client, ClientError, ClientOpts, Code, finish, print_json};
 use clap::Args;
-use std::io::Write;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
@@ -56,26 +55,9 @@ impl Result {
         let state = v["state"].as_str().unwrap_or_default();
         match state {
             "succeeded" => {
-                if let Some(t) = v["result_text"].as_str() {
-                    let mut out = std::io::stdout().lock();
-                    out.write_all(t.as_bytes())
-                        .and_then(|()| out.flush())
-                        .map_err(|e| {
-                            ClientError::local(Code::Io, format!("writing stdout: {e}"))
-                        })?;
-                } else {
-                    let raw = c
-                        .send(c.request(reqwest::Method::GET, &format!("{path}/result")))
-                        .await?
-                        .bytes()
-                        .await
-                        .map_err(|e| ClientError::local(Code::BadResponse, e.to_string()))?;
-                    let mut out = std::io::stdout().lock();
-                    out.write_all(&raw)
-                        .and_then(|()| out.flush())
-                        .map_err(|e| {
-                            ClientError::local(Code::Io, format!("writing stdout: {e}"))
-                        })?;
+                match v["result_text"].as_str() {
+                    Some(t) => crate::client::write_stdout(t.as_bytes())?,
+                    None => crate::client::copy_to_stdout(&c, &format!("{path}/result")).await?,
                 }
                 Ok(())
             }

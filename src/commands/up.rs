@@ -136,11 +136,15 @@ impl Up {
         }
         controller.start_background();
         let triggers = weft_triggers::Triggers::start(&router).context("starting the triggers")?;
+        let workflows = weft_workflow::Workflows::start(router.clone())
+            .await
+            .context("resuming the workflow runs")?;
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let server = tokio::spawn(weft_gateway::serve(
             listener,
             router.clone(),
             Some(triggers),
+            workflows,
             auth,
             async move {
                 let _ = stop_rx.await;

@@ -26,3 +26,4 @@ mod sim;
 mod slo;
 mod state;
 mod triggers;
+mod workflows;

@@ -158,6 +158,28 @@ codes! {
     /// A chain of calls, async calls and events deeper than `max_call_depth`.
     ChainTooDeep = "chain_too_deep", 508, None;
 
+    // ---- workflows
+    /// A workflow that does not validate: an empty or cyclic graph, a step
+    /// named twice, an `after` or `output` naming no step, a step's
+    /// function not deployed.
+    InvalidWorkflow = "invalid_workflow", 400, None;
+    /// No workflow by that name.
+    WorkflowNotFound = "workflow_not_found", 404, None;
+    /// No workflow run with that id.
+    RunNotFound = "run_not_found", 404, None;
+    /// The run has no step by that name.
+    StepNotFound = "step_not_found", 404, None;
+    /// An action on a run that has ended (cancel it, send it an event).
+    RunEnded = "run_ended", 409, None;
+    /// An action on a run that is still going (retry or skip its steps):
+    /// cancel it first.
+    RunActive = "run_active", 409, None;
+    /// A step's output is above the largest a run records (1 MiB): it is
+    /// not recorded, the step fails.
+    StepOutputTooLarge = "step_output_too_large", 413, None;
+    /// The inputs a step joins (fan-in) are not JSON or text.
+    InvalidStepInput = "invalid_step_input", 400, None;
+
     // ---- asynchronous invocations
     /// No asynchronous invocation with that id (or its result expired).
     InvocationNotFound = "invocation_not_found", 404, None;

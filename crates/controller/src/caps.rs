@@ -155,18 +155,23 @@ pub(crate) fn resolve(
         Some(s) => crate::state::resolve(name, s, config, kv, homes, strict)?,
         None => None,
     };
-    let retry = spec.retry.unwrap_or_default();
     Ok(Resolved {
         caps: Arc::new(caps),
-        retry: RetryPolicy {
-            max_attempts: retry.attempts,
-            initial_backoff: retry.backoff.0,
-            max_backoff: retry.max_backoff.0.max(Duration::from_millis(1)),
-        },
+        retry: retry_policy(&spec.retry.unwrap_or_default()),
         subscribes,
         routes: spec.routes.clone(),
         cron,
         mqtt,
         state,
     })
+}
+
+/// The retry policy a declared `retry` means (a function's queued work, a
+/// workflow's step).
+pub fn retry_policy(retry: &weft_manifest::RetrySpec) -> RetryPolicy {
+    RetryPolicy {
+        max_attempts: retry.attempts,
+        initial_backoff: retry.backoff.0,
+        max_backoff: retry.max_backoff.0.max(Duration::from_millis(1)),
+    }
 }

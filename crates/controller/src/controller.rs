@@ -50,6 +50,9 @@ pub struct Controller {
     admission: Admission,
     exec: Executor,
     queue: Arc<AsyncQueue>,
+    /// The platform's own store: actors' checkpoints, client states' seal
+    /// and versions, workflow runs' journals.
+    platform: Arc<dyn weft_kv::Bucket>,
     /// Round trip to each store, µs, a moving average of the probes.
     store_rtts: parking_lot::Mutex<BTreeMap<String, f64>>,
 }
@@ -170,7 +173,7 @@ impl Controller {
                 config.state.client_limit(),
                 kept.clone(),
             )),
-            actors: Arc::new(Actors::new(kept, &writer)),
+            actors: Arc::new(Actors::new(kept.clone(), &writer)),
         };
         let lifecycle = Lifecycle::new(Parts {
             homes,
@@ -217,6 +220,7 @@ impl Controller {
             lifecycle,
             exec,
             queue,
+            platform: kept,
             store_rtts: parking_lot::Mutex::default(),
         }))
     }
@@ -267,6 +271,13 @@ impl Controller {
     /// The node's id: random, made at first start, kept in the store.
     pub fn node_id(&self) -> Result<String> {
         Ok(self.store.meta("node_id")?.unwrap_or_default())
+    }
+
+    /// The platform's own store (the node's, or the one `[state]
+    /// function` names, a fabric's): actors' checkpoints, client states'
+    /// seal and versions, workflow runs' journals. No function opens it.
+    pub fn platform_store(&self) -> &Arc<dyn weft_kv::Bucket> {
+        &self.platform
     }
 
     /// The node's data directory.

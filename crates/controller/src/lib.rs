@@ -46,6 +46,7 @@ mod usage;
 pub use actor::{MAX_ACTOR_STATE, Turn};
 pub use admission::{Booking, FunctionSlot, Reservation, SlotFreed};
 pub use artifacts::ModuleInfo;
+pub use caps::retry_policy;
 pub use client_state::{Pending, STATE_HEADER};
 pub use controller::{Controller, DeadlineOutcome};
 pub use error::{Error, Result};
@@ -55,7 +56,7 @@ pub use lifecycle::{EffectiveLimits, FunctionStatus, Learned, StateShown};
 pub use logs::LogLine;
 pub use state::{FunctionState, NODE_STATE, Settle};
 pub use weft_queue::{
-    Accepted, AfterFailure, Claimed, Failure, NewInvocation, Record as InvocationRecord,
-    RetryPolicy, State as InvocationState,
+    Accepted, AfterFailure, Claimed, Failure, Jitter, NewInvocation, Record as InvocationRecord,
+    RetryPolicy, State as InvocationState, backoff,
 };
 pub use weft_store::{UsageTotals, VersionRecord};

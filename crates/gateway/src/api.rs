@@ -4,6 +4,7 @@ use crate::auth::Auth;
 use crate::error::ApiError;
 use crate::invoke;
 use crate::state::AppState;
+use crate::workflows;
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
@@ -21,6 +22,7 @@ use weft_codes::Code;
 use weft_manifest::FunctionSpec;
 use weft_router::Caller;
 use weft_triggers::Triggers;
+use weft_workflow::Workflows;
 
 /// Serves the gateway on `listener` until `shutdown` resolves; then stops
 /// accepting and waits for requests in flight to be answered.
@@ -28,6 +30,7 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     router: Arc<weft_router::Router>,
     triggers: Option<Arc<Triggers>>,
+    workflows: Arc<Workflows>,
     auth: Auth,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
@@ -39,7 +42,7 @@ pub async fn serve(
         // Only fails on a socket already closed; the request then fails.
         let _ = tcp.set_nodelay(true);
     });
-    axum::serve(listener, routes(router, triggers, auth))
+    axum::serve(listener, routes(router, triggers, workflows, auth))
         .with_graceful_shutdown(shutdown)
         .await
 }
@@ -48,6 +51,7 @@ pub async fn serve(
 pub fn routes(
     router: Arc<weft_router::Router>,
     triggers: Option<Arc<Triggers>>,
+    workflows: Arc<Workflows>,
     auth: Auth,
 ) -> Router {
     let controller = router.controller().clone();
@@ -59,6 +63,7 @@ pub fn routes(
         router,
         controller,
         triggers,
+        workflows,
         auth: Arc::new(auth),
     };
     Router::new()
@@ -93,6 +98,20 @@ pub fn routes(
         .route("/v1/dlq/{id}/retry", post(dlq_retry))
         .route("/v1/dlq/{id}", axum::routing::delete(dlq_drop))
         .route("/v1/topics/{topic}", post(publish))
+        .route("/v1/workflows", get(workflows::list))
+        .route(
+            "/v1/workflows/{name}",
+            get(workflows::get)
+                .put(workflows::deploy)
+                .delete(workflows::remove),
+        )
+        .route("/v1/workflows/{name}/runs", post(workflows::start))
+        .route("/v1/runs", get(workflows::runs))
+        .route("/v1/runs/{id}", get(workflows::show))
+        .route("/v1/runs/{id}/output", get(workflows::output))
+        .route("/v1/runs/{id}/cancel", post(workflows::cancel))
+        .route("/v1/runs/{id}/retry", post(workflows::retry))
+        .route("/v1/runs/{id}/skip", post(workflows::skip))
         .route("/fn/{name}", any(invoke::invoke))
         .route("/fn/{name}/", any(invoke::invoke))
         .route("/fn/{name}/{*rest}", any(invoke::invoke))

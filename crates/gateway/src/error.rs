@@ -63,6 +63,16 @@ impl From<weft_router::Error> for ApiError {
     }
 }
 
+impl From<weft_workflow::Error> for ApiError {
+    fn from(e: weft_workflow::Error) -> Self {
+        let mut api = ApiError::new(e.code(), e.to_string());
+        if let Some(field) = e.field() {
+            api = api.with("field", field);
+        }
+        api
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut body = Map::new();

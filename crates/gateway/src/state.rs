@@ -1,5 +1,5 @@
 //! What every handler shares: the router (and the controller below it),
-//! the triggers, who may call.
+//! the triggers, the workflows, who may call.
 
 use crate::auth::Auth;
 use std::sync::Arc;
@@ -12,5 +12,6 @@ pub(crate) struct AppState {
     pub(crate) router: Arc<weft_router::Router>,
     pub(crate) controller: Arc<Controller>,
     pub(crate) triggers: Option<Arc<Triggers>>,
+    pub(crate) workflows: Arc<weft_workflow::Workflows>,
     pub(crate) auth: Arc<Auth>,
 }

@@ -25,6 +25,7 @@ mod placement;
 mod spec;
 mod state;
 mod units;
+mod workflow;
 
 pub use caps::{
     CronTrigger, HostPattern, MAX_TOPIC_LEN, MqttTrigger, RetrySpec, topic_matches, topics_provide,
@@ -46,3 +47,6 @@ pub use state::{
     StateConfig, StateModel, StateSpec, validate_state_key,
 };
 pub use units::{ByteSize, HumanDuration, Name, Percentile};
+pub use workflow::{
+    MAX_RUN_DEADLINE, MAX_STEPS, Plan, PlannedStep, StepDecl, StepSpec, WorkflowSpec,
+};

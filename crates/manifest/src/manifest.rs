@@ -3,6 +3,7 @@
 use crate::error::Error;
 use crate::spec::{FunctionSpec, ModuleRef};
 use crate::units::Name;
+use crate::workflow::WorkflowSpec;
 use schemars::JsonSchema;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -31,6 +32,10 @@ pub struct Manifest {
     /// The functions, by name. TOML: `[functions.NAME]`
     #[serde(default)]
     pub functions: BTreeMap<Name, FunctionSpec>,
+    /// The workflows, by name: durable compositions of functions (these
+    /// or others on the node). TOML: `[workflows.NAME]`
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub workflows: BTreeMap<Name, WorkflowSpec>,
 }
 
 /// A manifest that could not be read: the file, and the line, function and
@@ -50,7 +55,7 @@ impl Manifest {
                 ),
             ));
         }
-        if m.functions.is_empty() {
+        if m.functions.is_empty() && m.workflows.is_empty() {
             return Err(Error::file(
                 path,
                 "no functions: add a `[functions.NAME]` table",
@@ -59,6 +64,10 @@ impl Manifest {
         for (name, f) in &m.functions {
             f.validate()
                 .map_err(|e| Error::field(path, Some(name.as_str()), e))?;
+        }
+        for (name, w) in &m.workflows {
+            w.plan()
+                .map_err(|e| Error::field(path, None, e.at(format!("workflows.{name}"))))?;
         }
         Ok(m)
     }
@@ -154,6 +163,28 @@ mod tests {
             parse("manifest_version = 1\n[functions.a]\nmodule = \"h.wasm\"\nmemory = \"lots\"\n")
                 .unwrap_err();
         assert!(e.contains("invalid size `lots`"), "{e}");
+    }
+
+    #[test]
+    fn workflows_are_checked_and_errors_name_their_path() {
+        let m = parse("manifest_version = 1\n[workflows.thumb]\nsteps = [\"resize\", \"store\"]\n")
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(m.functions.is_empty());
+        assert_eq!(m.workflows.len(), 1);
+        let e = parse(
+            "manifest_version = 1\n[workflows.thumb]\nsteps = [\"a\", { function = \"b\", after = [\"x\"] }]\n",
+        )
+        .unwrap_err();
+        assert_eq!(
+            e,
+            "weft.toml: workflows.thumb.steps[1].after[0]: no step is named `x`"
+        );
+        let e = parse(
+            "manifest_version = 1\n[workflows.thumb]\nsteps = [{ function = \"a\", retries = 2 }]\n",
+        )
+        .unwrap_err();
+        assert!(e.starts_with("weft.toml:3: workflows.thumb.steps"), "{e}");
+        assert!(e.contains("unknown field `retries`"), "{e}");
     }
 
     #[test]

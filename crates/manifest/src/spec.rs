@@ -440,7 +440,12 @@ impl FunctionSpec {
     }
 }
 
-fn check_range(field: &str, v: Duration, min: Duration, max: Duration) -> Result<(), FieldError> {
+pub(crate) fn check_range(
+    field: &str,
+    v: Duration,
+    min: Duration,
+    max: Duration,
+) -> Result<(), FieldError> {
     if v < min || v > max {
         return bad(
             field,

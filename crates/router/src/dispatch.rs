@@ -17,7 +17,6 @@ use crate::request::Request;
 use crate::router::Router;
 use std::sync::{Arc, Weak};
 use std::time::{Duration, SystemTime};
-use weft_codes::Code;
 use weft_controller::{AfterFailure, Claimed, DeadlineOutcome, Failure, Reservation};
 
 /// The longest the dispatcher sleeps without being woken.
@@ -176,33 +175,9 @@ async fn run_queued(router: Weak<Router>, reserved: Reservation, work: Claimed) 
             late_ms: late.as_millis(),
         })
     } else {
-        match router.run_reserved(req, reserved).await {
-            Ok(resp) => resp.collect().await.map_err(|source| {
-                Error::Controller(weft_controller::Error::Invoke {
-                    name: function.clone(),
-                    invocation: id.clone(),
-                    source,
-                })
-            }),
-            Err(e) => Err(e),
-        }
+        let run = router.run_reserved(req, reserved).await;
+        crate::router::to_end(run, &function, &id).await
     };
-    let ran = ran.and_then(|out| {
-        if out.status.as_u16() >= 500 {
-            Err(Error::Remote {
-                node: out.served.node.clone(),
-                name: function.clone(),
-                code: Code::HandlerError,
-                message: format!(
-                    "the component answered {}: {}",
-                    out.status.as_u16(),
-                    String::from_utf8_lossy(&out.body[..out.body.len().min(512)])
-                ),
-            })
-        } else {
-            Ok(out)
-        }
-    });
     match ran {
         Err(e) if e.found_no_node() => {
             // It did not run: no node to run it on right now. It waits,
@@ -236,14 +211,7 @@ async fn run_queued(router: Weak<Router>, reserved: Reservation, work: Claimed) 
             }
         }
         Err(e) => {
-            // Faults of the request itself will not go away on retry.
-            let retryable = !matches!(
-                e.code(),
-                Code::FunctionNotFound
-                    | Code::RequestTooLarge
-                    | Code::InvalidSpec
-                    | Code::DeadlineExpired
-            );
+            let retryable = e.retryable();
             let failure = Failure {
                 code: e.code().as_str().to_string(),
                 message: e.to_string(),

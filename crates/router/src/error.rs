@@ -187,6 +187,20 @@ impl Error {
         }
     }
 
+    /// Whether another attempt may succeed: faults of the request itself
+    /// (no such function, a body too large, a bad spec, a deadline that
+    /// already passed) will not go away. Queued work and workflow steps
+    /// are retried by this.
+    pub fn retryable(&self) -> bool {
+        !matches!(
+            self.code(),
+            Code::FunctionNotFound
+                | Code::RequestTooLarge
+                | Code::InvalidSpec
+                | Code::DeadlineExpired
+        )
+    }
+
     /// Whether the invocation did not run for want of a node (none
     /// eligible, the chosen one gone, the fabric down): queued work then
     /// waits without spending an attempt.

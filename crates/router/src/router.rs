@@ -144,6 +144,16 @@ impl Router {
         self.run(f, req, None).await
     }
 
+    /// Runs one invocation to its end, here or elsewhere, and reads its
+    /// whole response: an error after the response began (a trap mid-body)
+    /// and a component's answer of 500 or above are errors here
+    /// (`handler_error`). What queued work and workflow steps run by.
+    pub async fn invoke_to_end(&self, req: Request) -> Result<Collected> {
+        let function = req.function.clone();
+        let id = req.id.clone().unwrap_or_default();
+        to_end(self.invoke(req).await, &function, &id).await
+    }
+
     /// Runs queued work for which `reserved` holds the slots (the
     /// dispatcher reserved them before it claimed the work, so capacity
     /// never spends an attempt).
@@ -898,6 +908,31 @@ fn deadline_of(f: &Function, req: &Request) -> Result<Deadline> {
 
 /// `deadline` (and its timeout): `request_too_large`, `request_aborted`
 /// or `request_timeout` otherwise.
+/// A response read whole, or why the invocation failed: see
+/// [`Router::invoke_to_end`].
+pub(crate) async fn to_end(run: Result<Response>, function: &str, id: &str) -> Result<Collected> {
+    let out = run?.collect().await.map_err(|source| {
+        Error::Controller(weft_controller::Error::Invoke {
+            name: function.to_string(),
+            invocation: id.to_string(),
+            source,
+        })
+    })?;
+    if out.status.as_u16() >= 500 {
+        return Err(Error::Remote {
+            node: out.served.node.clone(),
+            name: function.to_string(),
+            code: Code::HandlerError,
+            message: format!(
+                "the component answered {}: {}",
+                out.status.as_u16(),
+                String::from_utf8_lossy(&out.body[..out.body.len().min(512)])
+            ),
+        });
+    }
+    Ok(out)
+}
+
 pub(crate) async fn read_body(body: Body, f: &Function, deadline: Instant) -> Result<Bytes> {
     let limit = f.limits().max_request;
     let stream = match body {

@@ -85,11 +85,15 @@ pub enum Trigger {
     Call,
     /// Another node, with no trigger this node knows.
     Fabric,
+    /// A step of a workflow run: its id is the step's idempotency key
+    /// (`RUN.STEP`, the same on every attempt), its subject
+    /// `WORKFLOW/STEP`.
+    Workflow,
 }
 
 impl Trigger {
     /// Every trigger.
-    pub const ALL: [Trigger; 9] = [
+    pub const ALL: [Trigger; 10] = [
         Trigger::Http,
         Trigger::Route,
         Trigger::Cli,
@@ -99,6 +103,7 @@ impl Trigger {
         Trigger::Topic,
         Trigger::Call,
         Trigger::Fabric,
+        Trigger::Workflow,
     ];
 
     /// Its name, as guests, queue records and peers see it.
@@ -113,6 +118,7 @@ impl Trigger {
             Trigger::Topic => "topic",
             Trigger::Call => "call",
             Trigger::Fabric => "fabric",
+            Trigger::Workflow => "workflow",
         }
     }
 

@@ -1,0 +1,1036 @@
+//! Runs workflows: one task per run drives its graph, starting each step
+//! whose predecessors are recorded and recording each step's result before
+//! any step after it starts.
+
+use crate::error::{Error, Result};
+use crate::journal::{
+    DefRecord, Failure, Head, Journal, MAX_STEP_OUTPUT, RunRecord, RunState, StepEnd, StepRecord,
+    input_key, now_ms, output_key, step_changes, step_removal,
+};
+use crate::view::{RunView, StepView};
+use bytes::Bytes;
+use parking_lot::Mutex;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use weft_codes::Code;
+use weft_controller::{Jitter, RetryPolicy, backoff, retry_policy};
+use weft_manifest::{Name, Plan, StepDecl, WorkflowSpec};
+use weft_router::{Body, Request, Router, Trigger};
+
+/// How long a step turned away for want of capacity (or of a node) waits
+/// before it is tried again; such a try spends no attempt.
+const TURNED_AWAY_WAIT: Duration = Duration::from_millis(100);
+/// Tries of a journal write that failed (the store down) before the run is
+/// left for the next start to resume.
+const COMMIT_TRIES: u32 = 5;
+
+/// A workflow's version, checked.
+pub(crate) struct Def {
+    pub(crate) rec: DefRecord,
+    pub(crate) plan: Plan,
+}
+
+/// A run being driven here.
+struct Live {
+    abort: Option<tokio::task::AbortHandle>,
+    /// Steps running now, by index: attempt and when it started.
+    running: BTreeMap<usize, (u32, u64)>,
+    ended: watch::Sender<bool>,
+}
+
+/// The workflows of a node: deploys, runs, repairs.
+pub struct Workflows {
+    router: Arc<Router>,
+    journal: Journal,
+    live: Mutex<HashMap<String, Live>>,
+    versions: Mutex<HashMap<(String, u32), Arc<Def>>>,
+    jitter: Mutex<Jitter>,
+}
+
+/// A deploy's outcome.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Deployed {
+    /// The definition now current.
+    #[serde(flatten)]
+    pub def: DefRecord,
+    /// Whether this deploy made a new version.
+    pub changed: bool,
+}
+
+/// Which runs to list.
+#[derive(Debug, Clone, Default)]
+pub struct RunFilter {
+    /// Only this workflow's.
+    pub workflow: Option<String>,
+    /// Only runs in this state.
+    pub state: Option<RunState>,
+    /// At most this many, newest first.
+    pub limit: Option<usize>,
+}
+
+/// How a step's attempts ended.
+type StepOutcome = std::result::Result<Ran, Failed>;
+
+/// A step that failed its last attempt.
+struct Failed {
+    failure: Failure,
+    attempts: u32,
+    started_ms: u64,
+}
+
+/// A step that ran well.
+struct Ran {
+    output: Bytes,
+    node: String,
+    attempts: u32,
+    started_ms: u64,
+}
+
+fn failure(code: Code, message: impl Into<String>) -> Failure {
+    Failure {
+        code: code.as_str().to_string(),
+        message: message.into(),
+        step: None,
+    }
+}
+
+fn entropy() -> u64 {
+    getrandom::u64().unwrap_or_else(|_| now_ms())
+}
+
+/// A new run's id: the start's milliseconds and 32 random bits, in hex, so
+/// ids sort by start.
+fn new_run_id() -> String {
+    format!("{:012x}{:08x}", now_ms(), entropy() as u32)
+}
+
+/// The step at `i` of `spec` as its field path: `steps[i]` for a bare
+/// name, `steps[i].function` for a table.
+fn function_field(spec: &WorkflowSpec, i: usize) -> String {
+    match spec.steps.get(i) {
+        Some(StepDecl::Step(_)) => format!("steps[{i}].function"),
+        _ => format!("steps[{i}]"),
+    }
+}
+
+/// Every step downstream of `k` (it included), by index.
+fn downstream(plan: &Plan, k: usize) -> Vec<usize> {
+    let mut marked = vec![false; plan.steps.len()];
+    marked[k] = true;
+    // `after` points back; a step is downstream once any predecessor is.
+    // Steps may be listed in any order: sweep until nothing changes.
+    loop {
+        let mut grew = false;
+        for (i, s) in plan.steps.iter().enumerate() {
+            if !marked[i] && s.after.iter().any(|&p| marked[p]) {
+                marked[i] = true;
+                grew = true;
+            }
+        }
+        if !grew {
+            break;
+        }
+    }
+    (0..plan.steps.len()).filter(|&i| marked[i]).collect()
+}
+
+impl Workflows {
+    /// The workflows of `router`'s node, journaled in its platform store;
+    /// resumes every run this node was driving (a restart after a crash).
+    pub async fn start(router: Arc<Router>) -> Result<Arc<Workflows>> {
+        let journal = Journal::new(router.controller().platform_store().clone());
+        let wf = Arc::new(Workflows {
+            router,
+            journal,
+            live: Mutex::new(HashMap::new()),
+            versions: Mutex::new(HashMap::new()),
+            jitter: Mutex::new(Jitter::seeded(entropy())),
+        });
+        let me = wf.router.node_name().to_string();
+        let mut resumed = 0;
+        for run in wf.journal.runs().await? {
+            if run.state == RunState::Running && run.node == me {
+                let Some(head) = wf.journal.head(&run.id).await? else {
+                    continue;
+                };
+                wf.resume(head).await?;
+                resumed += 1;
+            }
+        }
+        if resumed > 0 {
+            tracing::info!(runs = resumed, "workflow runs resumed");
+        }
+        Ok(wf)
+    }
+
+    fn node(&self) -> String {
+        self.router.node_name().to_string()
+    }
+
+    // ---- definitions ---------------------------------------------------
+
+    /// Checks `spec` (its graph, and that every step's function is
+    /// deployed) and stores it as `name`'s next version (unless unchanged).
+    pub async fn deploy(&self, name: &str, spec: WorkflowSpec) -> Result<Deployed> {
+        let invalid = |field: String, message: String| Error::Invalid {
+            field: format!("workflows.{name}{field}"),
+            message,
+        };
+        Name::new(name).map_err(|e| invalid(String::new(), e.message().to_string()))?;
+        let plan = spec.plan().map_err(|e| {
+            invalid(
+                if e.field().is_empty() {
+                    String::new()
+                } else {
+                    format!(".{}", e.field())
+                },
+                e.message().to_string(),
+            )
+        })?;
+        for (i, s) in plan.steps.iter().enumerate() {
+            if let Err(e) = self.router.controller().function(s.function.as_str()) {
+                let message = match e.code() {
+                    Code::FunctionNotFound => format!(
+                        "function `{}` is not deployed on this node: deploy it first",
+                        s.function
+                    ),
+                    _ => e.to_string(),
+                };
+                return Err(invalid(format!(".{}", function_field(&spec, i)), message));
+            }
+        }
+        let (def, changed) = self.journal.put_def(name, spec).await?;
+        Ok(Deployed { def, changed })
+    }
+
+    /// The current definition of `name`.
+    pub async fn definition(&self, name: &str) -> Result<DefRecord> {
+        self.journal
+            .def(name)
+            .await?
+            .ok_or_else(|| Error::WorkflowNotFound(name.to_string()))
+    }
+
+    /// Every current definition, by name.
+    pub async fn definitions(&self) -> Result<Vec<DefRecord>> {
+        self.journal.defs().await
+    }
+
+    /// Removes `name`; runs already started keep their version.
+    pub async fn remove(&self, name: &str) -> Result<DefRecord> {
+        self.journal
+            .remove_def(name)
+            .await?
+            .ok_or_else(|| Error::WorkflowNotFound(name.to_string()))
+    }
+
+    /// Version `v` of `name`, checked (cached: versions never change).
+    async fn version(&self, name: &str, v: u32) -> Result<Arc<Def>> {
+        if let Some(d) = self.versions.lock().get(&(name.to_string(), v)) {
+            return Ok(d.clone());
+        }
+        let rec = self
+            .journal
+            .def_version(name, v)
+            .await?
+            .ok_or_else(|| Error::Corrupt {
+                key: format!("wf/ver/{name}/{v}"),
+                message: "a run names this version and it is gone".into(),
+            })?;
+        let plan = rec.spec.plan().map_err(|e| Error::Corrupt {
+            key: format!("wf/ver/{name}/{v}"),
+            message: e.to_string(),
+        })?;
+        let def = Arc::new(Def { rec, plan });
+        self.versions
+            .lock()
+            .insert((name.to_string(), v), def.clone());
+        Ok(def)
+    }
+
+    // ---- runs ----------------------------------------------------------
+
+    /// Starts a run of `name`'s current version with `input`; returns once
+    /// the run is recorded (its id is durable), its first steps started.
+    pub async fn run(self: &Arc<Self>, name: &str, input: Bytes) -> Result<RunRecord> {
+        let current = self.definition(name).await?;
+        if input.len() > MAX_STEP_OUTPUT {
+            return Err(Error::Invalid {
+                field: "input".into(),
+                message: format!(
+                    "{} bytes: a run's input is at most {MAX_STEP_OUTPUT} bytes",
+                    input.len()
+                ),
+            });
+        }
+        let def = self.version(name, current.version).await?;
+        let now = now_ms();
+        let run = RunRecord {
+            id: new_run_id(),
+            workflow: name.to_string(),
+            version: def.rec.version,
+            state: RunState::Running,
+            created_ms: now,
+            updated_ms: now,
+            ended_ms: None,
+            deadline_ms: def.plan.deadline.map(|d| now + millis(d)),
+            node: self.node(),
+            error: None,
+            recorded: 0,
+            seq: 0,
+        };
+        let head = self.journal.create(run, &input).await?;
+        let run = head.run.clone();
+        let steps = vec![None; def.plan.steps.len()];
+        self.drive(head, def, steps, Some(input));
+        Ok(run)
+    }
+
+    /// Resumes a recorded run: its recorded steps stand, the others run.
+    async fn resume(self: &Arc<Self>, head: Head) -> Result<()> {
+        let def = self.version(&head.run.workflow, head.run.version).await?;
+        let names: Vec<&str> = def.plan.steps.iter().map(|s| s.name.as_str()).collect();
+        let steps = self.journal.steps(&head.run.id, &names).await?;
+        self.drive(head, def, steps, None);
+        Ok(())
+    }
+
+    /// Spawns the task that drives a run, and registers it as live.
+    fn drive(
+        self: &Arc<Self>,
+        head: Head,
+        def: Arc<Def>,
+        steps: Vec<Option<StepRecord>>,
+        input: Option<Bytes>,
+    ) {
+        let id = head.run.id.clone();
+        let (ended, _) = watch::channel(false);
+        // Registered before the task runs, so its end always finds it.
+        self.live.lock().insert(
+            id.clone(),
+            Live {
+                abort: None,
+                running: BTreeMap::new(),
+                ended,
+            },
+        );
+        let me = self.clone();
+        let task = tokio::spawn(async move {
+            let id = head.run.id.clone();
+            Driver {
+                wf: me.clone(),
+                head,
+                def,
+                steps,
+                input,
+                outputs: HashMap::new(),
+            }
+            .drive()
+            .await;
+            me.ended(&id);
+        });
+        if let Some(l) = self.live.lock().get_mut(&id) {
+            l.abort = Some(task.abort_handle());
+        }
+    }
+
+    fn ended(&self, id: &str) {
+        if let Some(l) = self.live.lock().remove(id) {
+            let _ = l.ended.send(true);
+        }
+    }
+
+    fn set_running(&self, id: &str, step: usize, attempt: Option<(u32, u64)>) {
+        if let Some(l) = self.live.lock().get_mut(id) {
+            match attempt {
+                Some(a) => l.running.insert(step, a),
+                None => l.running.remove(&step),
+            };
+        }
+    }
+
+    /// Waits until run `id` is no longer driven here (it ended, or it
+    /// awaits a repair), at most `timeout`; returns how it stands.
+    pub async fn wait(&self, id: &str, timeout: Duration) -> Result<RunView> {
+        let rx = self.live.lock().get(id).map(|l| l.ended.subscribe());
+        if let Some(mut rx) = rx {
+            let _ = tokio::time::timeout(timeout, rx.wait_for(|ended| *ended)).await;
+        }
+        self.show(id).await
+    }
+
+    /// A run, with each step's state, timing and node, and its output once
+    /// it succeeded.
+    pub async fn show(&self, id: &str) -> Result<RunView> {
+        let head = self
+            .journal
+            .head(id)
+            .await?
+            .ok_or_else(|| Error::RunNotFound(id.to_string()))?;
+        let def = self.version(&head.run.workflow, head.run.version).await?;
+        let names: Vec<&str> = def.plan.steps.iter().map(|s| s.name.as_str()).collect();
+        let records = self.journal.steps(id, &names).await?;
+        let running = self
+            .live
+            .lock()
+            .get(id)
+            .map(|l| l.running.clone())
+            .unwrap_or_default();
+        let steps = def
+            .plan
+            .steps
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                StepView::new(s, &def.plan, records[i].as_ref(), running.get(&i).copied())
+            })
+            .collect();
+        let output = if head.run.state == RunState::Succeeded {
+            let out = &def.plan.steps[def.plan.output];
+            Some(
+                self.journal
+                    .raw(&output_key(id, out.name.as_str()))
+                    .await?
+                    .unwrap_or_default(),
+            )
+        } else {
+            None
+        };
+        Ok(RunView::new(head.run, steps, output))
+    }
+
+    /// The output of a run that succeeded (`None` before).
+    pub async fn output(&self, id: &str) -> Result<Option<Vec<u8>>> {
+        let head = self
+            .journal
+            .head(id)
+            .await?
+            .ok_or_else(|| Error::RunNotFound(id.to_string()))?;
+        if head.run.state != RunState::Succeeded {
+            return Ok(None);
+        }
+        let def = self.version(&head.run.workflow, head.run.version).await?;
+        let out = &def.plan.steps[def.plan.output];
+        Ok(Some(
+            self.journal
+                .raw(&output_key(id, out.name.as_str()))
+                .await?
+                .unwrap_or_default(),
+        ))
+    }
+
+    /// Runs, newest first.
+    pub async fn list(&self, filter: &RunFilter) -> Result<Vec<RunRecord>> {
+        let mut runs: Vec<RunRecord> = self
+            .journal
+            .runs()
+            .await?
+            .into_iter()
+            .filter(|r| filter.workflow.as_deref().is_none_or(|w| r.workflow == w))
+            .filter(|r| filter.state.is_none_or(|s| r.state == s))
+            .collect();
+        runs.sort_by(|a, b| b.id.cmp(&a.id));
+        if let Some(n) = filter.limit {
+            runs.truncate(n);
+        }
+        Ok(runs)
+    }
+
+    fn stop(&self, id: &str) {
+        let abort = self.live.lock().get(id).and_then(|l| l.abort.clone());
+        if let Some(a) = abort {
+            a.abort();
+        }
+        self.ended(id);
+    }
+
+    /// Changes a run's head with `change` (which may refuse), re-reading it
+    /// when another writer changed it meanwhile.
+    async fn change(
+        &self,
+        id: &str,
+        change: impl Fn(&Head) -> Result<(RunRecord, Vec<weft_kv::Change>)>,
+    ) -> Result<Head> {
+        for _ in 0..COMMIT_TRIES {
+            let head = self
+                .journal
+                .head(id)
+                .await?
+                .ok_or_else(|| Error::RunNotFound(id.to_string()))?;
+            let (run, also) = change(&head)?;
+            if let Some(h) = self.journal.commit(&head, run, &also).await? {
+                return Ok(h);
+            }
+        }
+        Err(Error::Conflict(id.to_string()))
+    }
+
+    /// Cancels a running run: its steps in flight are stopped, nothing
+    /// more runs; it can be retried.
+    pub async fn cancel(&self, id: &str) -> Result<RunView> {
+        self.stop(id);
+        self.change(id, |head| {
+            if head.run.state != RunState::Running {
+                return Err(Error::RunEnded {
+                    run: id.to_string(),
+                    state: head.run.state.as_str(),
+                    what: "it cannot be cancelled".into(),
+                });
+            }
+            let mut run = head.run.clone();
+            run.state = RunState::Cancelled;
+            run.ended_ms = Some(now_ms());
+            run.error = Some(failure(Code::RunEnded, "cancelled by an operator"));
+            Ok((run, Vec::new()))
+        })
+        .await?;
+        self.show(id).await
+    }
+
+    /// Runs a run that ended again from where it stopped: its failed steps
+    /// (or `step` and every step after it) are forgotten and run anew; its
+    /// deadline counts again from now.
+    pub async fn retry(self: &Arc<Self>, id: &str, step: Option<&str>) -> Result<RunView> {
+        self.repair(id, step, None).await
+    }
+
+    /// Records `output` as the output of `step` of a run that ended,
+    /// without running it (every step after it runs anew), and resumes it.
+    pub async fn skip(self: &Arc<Self>, id: &str, step: &str, output: Bytes) -> Result<RunView> {
+        if output.len() > MAX_STEP_OUTPUT {
+            return Err(Error::Invalid {
+                field: "output".into(),
+                message: format!(
+                    "{} bytes: a step's output is at most {MAX_STEP_OUTPUT} bytes",
+                    output.len()
+                ),
+            });
+        }
+        self.repair(id, Some(step), Some(output)).await
+    }
+
+    async fn repair(
+        self: &Arc<Self>,
+        id: &str,
+        step: Option<&str>,
+        skip_with: Option<Bytes>,
+    ) -> Result<RunView> {
+        let what = if skip_with.is_some() {
+            "skip a step"
+        } else {
+            "retry it"
+        };
+        let first = self
+            .journal
+            .head(id)
+            .await?
+            .ok_or_else(|| Error::RunNotFound(id.to_string()))?;
+        let def = self.version(&first.run.workflow, first.run.version).await?;
+        let names: Vec<&str> = def.plan.steps.iter().map(|s| s.name.as_str()).collect();
+        let records = self.journal.steps(id, &names).await?;
+        let reset: Vec<usize> = match step {
+            Some(s) => {
+                let k = names
+                    .iter()
+                    .position(|n| *n == s)
+                    .ok_or_else(|| Error::StepNotFound {
+                        run: id.to_string(),
+                        step: s.to_string(),
+                    })?;
+                downstream(&def.plan, k)
+            }
+            None => (0..names.len())
+                .filter(|&i| {
+                    records[i]
+                        .as_ref()
+                        .is_some_and(|r| r.state == StepEnd::Failed)
+                })
+                .collect(),
+        };
+        let now = now_ms();
+        let node = self.node();
+        let head = self
+            .change(id, |head| {
+                if head.run.state == RunState::Running {
+                    return Err(Error::RunActive {
+                        run: id.to_string(),
+                        what: what.into(),
+                    });
+                }
+                let mut run = head.run.clone();
+                let mut also = Vec::new();
+                for &i in &reset {
+                    also.extend(step_removal(id, names[i]));
+                }
+                let mut recorded = records
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, r)| r.is_some() && !reset.contains(i))
+                    .count();
+                if let (Some(out), Some(s)) = (&skip_with, step) {
+                    let rec = StepRecord {
+                        state: StepEnd::Skipped,
+                        attempts: 0,
+                        started_ms: now,
+                        ended_ms: now,
+                        node: String::new(),
+                        bytes: out.len() as u64,
+                        error: None,
+                    };
+                    also.extend(step_changes(
+                        id,
+                        s,
+                        &rec,
+                        Some(out).filter(|o| !o.is_empty()).map(|o| &o[..]),
+                    ));
+                    recorded += 1;
+                }
+                run.state = RunState::Running;
+                run.error = None;
+                run.ended_ms = None;
+                run.deadline_ms = def.plan.deadline.map(|d| now + millis(d));
+                run.node = node.clone();
+                run.recorded = u32::try_from(recorded).unwrap_or(u32::MAX);
+                Ok((run, also))
+            })
+            .await?;
+        self.resume(head).await?;
+        self.show(id).await
+    }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// One run being driven.
+struct Driver {
+    wf: Arc<Workflows>,
+    head: Head,
+    def: Arc<Def>,
+    /// Each step's record, by index, once recorded.
+    steps: Vec<Option<StepRecord>>,
+    /// The run's input, once read.
+    input: Option<Bytes>,
+    /// Outputs read or produced, by step index, while a step still needs
+    /// them.
+    outputs: HashMap<usize, Bytes>,
+}
+
+impl Driver {
+    fn id(&self) -> String {
+        self.head.run.id.clone()
+    }
+
+    async fn drive(mut self) {
+        let plan = self.def.plan.clone();
+        let n = plan.steps.len();
+        let mut started = vec![false; n];
+        let mut running: JoinSet<(usize, StepOutcome)> = JoinSet::new();
+        let deadline = self
+            .head
+            .run
+            .deadline_ms
+            .map(|at| Instant::now() + Duration::from_millis(at.saturating_sub(now_ms())));
+        loop {
+            for (k, began) in started.iter_mut().enumerate() {
+                let ready = !*began
+                    && self.steps[k].is_none()
+                    && plan.steps[k].after.iter().all(|&p| {
+                        self.steps[p]
+                            .as_ref()
+                            .is_some_and(|r| r.state.lets_through())
+                    });
+                if !ready {
+                    continue;
+                }
+                *began = true;
+                match self.input_of(k).await {
+                    Ok(input) => {
+                        let wf = self.wf.clone();
+                        let (id, workflow) = (self.id(), self.head.run.workflow.clone());
+                        let step = plan.steps[k].clone();
+                        running.spawn(async move {
+                            let out =
+                                attempts(&wf, &id, &workflow, k, &step, input, deadline).await;
+                            (k, out)
+                        });
+                    }
+                    Err(failure) => {
+                        let failed = Failed {
+                            failure,
+                            attempts: 0,
+                            started_ms: now_ms(),
+                        };
+                        self.step_failed(k, failed).await;
+                        return;
+                    }
+                }
+            }
+            if running.is_empty() {
+                self.finish().await;
+                return;
+            }
+            let next = match deadline {
+                Some(at) => match tokio::time::timeout_at(at.into(), running.join_next()).await {
+                    Ok(n) => n,
+                    Err(_) => {
+                        let left: Vec<&str> = (0..n)
+                            .filter(|&k| started[k] && self.steps[k].is_none())
+                            .map(|k| plan.steps[k].name.as_str())
+                            .collect();
+                        let f = failure(
+                            Code::DeadlineExpired,
+                            format!(
+                                "the run's deadline passed with {} still running",
+                                left.join(", ")
+                            ),
+                        );
+                        self.run_failed(f).await;
+                        return;
+                    }
+                },
+                None => running.join_next().await,
+            };
+            match next {
+                Some(Ok((k, Ok(ran)))) => {
+                    if self.step_succeeded(k, ran).await {
+                        continue;
+                    }
+                    return;
+                }
+                Some(Ok((k, Err(failed)))) => {
+                    self.step_failed(k, failed).await;
+                    return;
+                }
+                Some(Err(e)) => {
+                    self.run_failed(failure(
+                        Code::Internal,
+                        format!("a step's task failed: {e}"),
+                    ))
+                    .await;
+                    return;
+                }
+                None => {}
+            }
+        }
+    }
+
+    /// A step's input: the run's input, its one predecessor's output, or a
+    /// JSON object of its predecessors' outputs by name.
+    async fn input_of(&mut self, k: usize) -> std::result::Result<Bytes, Failure> {
+        let def = self.def.clone();
+        let plan = &def.plan;
+        let after = plan.steps[k].after.clone();
+        match after.as_slice() {
+            [] => {
+                if self.input.is_none() {
+                    let raw = self
+                        .wf
+                        .journal
+                        .raw(&input_key(&self.head.run.id))
+                        .await
+                        .map_err(|e| failure(e.code(), e.to_string()))?;
+                    self.input = Some(Bytes::from(raw.unwrap_or_default()));
+                }
+                Ok(self.input.clone().unwrap_or_default())
+            }
+            [p] => self.output_of(*p).await,
+            many => {
+                let mut joined = serde_json::Map::new();
+                for &p in many {
+                    let out = self.output_of(p).await?;
+                    let name = plan.steps[p].name.to_string();
+                    let value = match serde_json::from_slice::<serde_json::Value>(&out) {
+                        Ok(v) => v,
+                        Err(_) => match std::str::from_utf8(&out) {
+                            Ok(s) => serde_json::Value::String(s.to_string()),
+                            Err(_) => {
+                                return Err(failure(
+                                    Code::InvalidStepInput,
+                                    format!(
+                                        "step `{}` joins the outputs of {}, and `{name}`'s is neither JSON nor text",
+                                        plan.steps[k].name,
+                                        many.iter()
+                                            .map(|&i| format!("`{}`", plan.steps[i].name))
+                                            .collect::<Vec<_>>()
+                                            .join(", ")
+                                    ),
+                                ));
+                            }
+                        },
+                    };
+                    joined.insert(name, value);
+                }
+                Ok(Bytes::from(
+                    serde_json::to_vec(&serde_json::Value::Object(joined)).unwrap_or_default(),
+                ))
+            }
+        }
+    }
+
+    async fn output_of(&mut self, p: usize) -> std::result::Result<Bytes, Failure> {
+        if let Some(b) = self.outputs.get(&p) {
+            return Ok(b.clone());
+        }
+        let name = self.def.plan.steps[p].name.as_str();
+        let raw = self
+            .wf
+            .journal
+            .raw(&output_key(&self.head.run.id, name))
+            .await
+            .map_err(|e| failure(e.code(), e.to_string()))?;
+        let b = Bytes::from(raw.unwrap_or_default());
+        self.outputs.insert(p, b.clone());
+        Ok(b)
+    }
+
+    /// Writes `run` with `also` over the head; false when the run is no
+    /// longer this driver's (nothing written) or the store kept failing
+    /// (the run is left as recorded, for the next start to resume).
+    async fn commit(&mut self, run: RunRecord, also: &[weft_kv::Change]) -> bool {
+        let mut wait = Duration::from_millis(50);
+        for tried in 1..=COMMIT_TRIES {
+            match self.wf.journal.commit(&self.head, run.clone(), also).await {
+                Ok(Some(h)) => {
+                    self.head = h;
+                    return true;
+                }
+                Ok(None) => {
+                    tracing::info!(run = %self.head.run.id, "run changed by another writer: no longer driven here");
+                    return false;
+                }
+                Err(e) if tried < COMMIT_TRIES => {
+                    tracing::warn!(run = %self.head.run.id, "journal write failed ({e}); retrying");
+                    tokio::time::sleep(wait).await;
+                    wait *= 2;
+                }
+                Err(e) => {
+                    tracing::error!(run = %self.head.run.id, "journal write failed ({e}); the run resumes at the next start");
+                }
+            }
+        }
+        false
+    }
+
+    async fn step_succeeded(&mut self, k: usize, ran: Ran) -> bool {
+        let plan = self.def.plan.clone();
+        let step = &plan.steps[k];
+        let id = self.id();
+        let rec = StepRecord {
+            state: StepEnd::Succeeded,
+            attempts: ran.attempts,
+            started_ms: ran.started_ms,
+            ended_ms: now_ms(),
+            node: ran.node,
+            bytes: ran.output.len() as u64,
+            error: None,
+        };
+        let mut run = self.head.run.clone();
+        run.recorded += 1;
+        let also = step_changes(
+            &id,
+            step.name.as_str(),
+            &rec,
+            Some(&ran.output[..]).filter(|o| !o.is_empty()),
+        );
+        if !self.commit(run, &also).await {
+            return false;
+        }
+        self.steps[k] = Some(rec);
+        self.outputs.insert(k, ran.output);
+        // Forget outputs no step still waits for.
+        let waiting = |p: usize, steps: &[Option<StepRecord>]| {
+            plan.steps
+                .iter()
+                .enumerate()
+                .any(|(i, s)| steps[i].is_none() && s.after.contains(&p))
+        };
+        let steps = &self.steps;
+        self.outputs.retain(|&p, _| waiting(p, steps));
+        true
+    }
+
+    async fn step_failed(&mut self, k: usize, failed: Failed) {
+        let name = self.def.plan.steps[k].name.to_string();
+        let id = self.id();
+        let mut f = failed.failure;
+        let rec = StepRecord {
+            state: StepEnd::Failed,
+            attempts: failed.attempts,
+            started_ms: failed.started_ms,
+            ended_ms: now_ms(),
+            node: String::new(),
+            bytes: 0,
+            error: Some(f.clone()),
+        };
+        f.step = Some(name.clone());
+        let mut run = self.head.run.clone();
+        run.state = RunState::Failed;
+        run.ended_ms = Some(now_ms());
+        run.error = Some(f);
+        let also = step_changes(&id, &name, &rec, None);
+        self.commit(run, &also).await;
+    }
+
+    async fn run_failed(&mut self, f: Failure) {
+        let mut run = self.head.run.clone();
+        run.state = RunState::Failed;
+        run.ended_ms = Some(now_ms());
+        run.error = Some(f);
+        self.commit(run, &[]).await;
+    }
+
+    /// Nothing runs and nothing is ready: every step is recorded (the run
+    /// succeeded), or one failed.
+    async fn finish(&mut self) {
+        if let Some((k, r)) = self.steps.iter().enumerate().find_map(|(k, r)| {
+            r.as_ref()
+                .filter(|r| !r.state.lets_through())
+                .map(|r| (k, r))
+        }) {
+            let mut f = r
+                .error
+                .clone()
+                .unwrap_or_else(|| failure(Code::Internal, "failed"));
+            f.step = Some(self.def.plan.steps[k].name.to_string());
+            self.run_failed(f).await;
+            return;
+        }
+        let mut run = self.head.run.clone();
+        run.state = RunState::Succeeded;
+        run.ended_ms = Some(now_ms());
+        self.commit(run, &[]).await;
+    }
+}
+
+/// Runs one step's attempts: each through the router (placement,
+/// admission, deadlines, like any invocation), under the step's id
+/// `RUN.STEP` (the same on every attempt: the guest's idempotency key),
+/// within the step's timeout and the run's deadline, retried with backoff
+/// per the step's (or its function's) retry policy while the error may go
+/// away. Turned away for want of capacity or of a node, it waits without
+/// spending an attempt.
+async fn attempts(
+    wf: &Arc<Workflows>,
+    id: &str,
+    workflow: &str,
+    k: usize,
+    step: &weft_manifest::PlannedStep,
+    input: Bytes,
+    run_deadline: Option<Instant>,
+) -> StepOutcome {
+    let function = step.function.as_str();
+    let policy: RetryPolicy = match &step.retry {
+        Some(r) => retry_policy(r),
+        None => wf
+            .router
+            .controller()
+            .function(function)
+            .map(|f| f.retry())
+            .unwrap_or_else(|_| retry_policy(&weft_manifest::RetrySpec::default())),
+    };
+    let invocation = format!("{id}.{}", step.name);
+    let mut attempt = 1;
+    loop {
+        let started_ms = now_ms();
+        wf.set_running(id, k, Some((attempt, started_ms)));
+        let now = Instant::now();
+        let mut req = Request::new(function, Trigger::Workflow);
+        req.subject = format!("{workflow}/{}", step.name);
+        req.id = Some(invocation.clone());
+        req.attempt = attempt;
+        req.body = Body::Bytes(input.clone());
+        req.inherited_deadline = run_deadline;
+        req.deadline = match (step.timeout.map(|t| now + t), run_deadline) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let ran = match step.timeout {
+            Some(t) => match tokio::time::timeout(t, wf.router.invoke_to_end(req)).await {
+                Ok(r) => r.map_err(Some),
+                Err(_) => Err(None),
+            },
+            None => wf.router.invoke_to_end(req).await.map_err(Some),
+        };
+        wf.set_running(id, k, None);
+        let (f, retryable, spends) = match ran {
+            Ok(out) if out.body.len() > MAX_STEP_OUTPUT => (
+                failure(
+                    Code::StepOutputTooLarge,
+                    format!(
+                        "step `{}` answered {} bytes; a run records at most {MAX_STEP_OUTPUT} per step",
+                        step.name,
+                        out.body.len()
+                    ),
+                ),
+                false,
+                true,
+            ),
+            Ok(out) => {
+                return Ok(Ran {
+                    output: out.body,
+                    node: out.served.node,
+                    attempts: attempt,
+                    started_ms,
+                });
+            }
+            Err(None) => (
+                failure(
+                    Code::DeadlineExceeded,
+                    format!(
+                        "step `{}` took longer than its timeout of {} ms",
+                        step.name,
+                        step.timeout.map_or(0, millis)
+                    ),
+                ),
+                true,
+                true,
+            ),
+            Err(Some(e)) => {
+                let turned_away = e.code().turned_away() || e.found_no_node();
+                (
+                    failure(e.code(), e.to_string()),
+                    e.retryable(),
+                    !turned_away,
+                )
+            }
+        };
+        let spent = attempt;
+        let failed = move |failure| Failed {
+            failure,
+            attempts: spent,
+            started_ms,
+        };
+        // Stopped by the run's deadline (its own): the run's failure.
+        if run_deadline.is_some_and(|d| Instant::now() >= d) {
+            let f = failure(
+                Code::DeadlineExpired,
+                format!(
+                    "the run's deadline passed while step `{}` ran ({})",
+                    step.name, f.message
+                ),
+            );
+            return Err(failed(f));
+        }
+        if !retryable || (spends && attempt >= policy.max_attempts) {
+            return Err(failed(f));
+        }
+        let wait = if spends {
+            let random = wf.jitter.lock().next_u64();
+            let wait = backoff(&policy, attempt, random);
+            attempt += 1;
+            wait
+        } else {
+            TURNED_AWAY_WAIT
+        };
+        if run_deadline.is_some_and(|d| Instant::now() + wait >= d) {
+            return Err(failed(f));
+        }
+        tracing::debug!(run = %id, step = %step.name, code = %f.code, "step attempt failed; retrying in {wait:?}");
+        tokio::time::sleep(wait).await;
+    }
+}

@@ -1,0 +1,484 @@
+//! Durable workflows: declared in a manifest, run step by step with each
+//! result journaled, repaired by an operator, resumed after `kill -9`.
+
+use crate::harness::{Node, eventually, guest, json_error};
+use serde_json::Value;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Writes a manifest whose functions all run `workflow-step.wasm`:
+/// `functions` is TOML for their tables' bodies, by name.
+fn manifest(dir: &tempfile::TempDir, functions: &[(&str, &str)], workflows: &str) -> PathBuf {
+    let module = guest("workflow-step.wasm");
+    let mut text = String::from("manifest_version = 1\n");
+    for (name, body) in functions {
+        text.push_str(&format!(
+            "[functions.{name}]\nmodule = {:?}\n{body}\n",
+            module.display().to_string()
+        ));
+    }
+    text.push_str(workflows);
+    let path = dir.path().join("weft.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn deploy(node: &Node, path: &std::path::Path) -> Value {
+    node.json(&["deploy", "--manifest", path.to_str().unwrap()])
+}
+
+fn show(node: &Node, id: &str) -> Value {
+    node.json(&["workflow", "show", id])
+}
+
+fn step<'a>(run: &'a Value, name: &str) -> &'a Value {
+    run["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == name)
+        .unwrap_or_else(|| panic!("no step {name} in {run}"))
+}
+
+/// `workflow start NAME --wait 30s --json` for a run that fails: the run
+/// as printed (the command exits non-zero).
+fn start_failing(node: &Node, name: &str) -> Value {
+    let out = node.cli(&["workflow", "start", name, "--wait", "30s", "--json"]);
+    assert!(!out.status.success(), "run of {name} succeeded");
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)))
+}
+
+fn wait_state(node: &Node, id: &str, state: &str) -> Value {
+    let mut last = Value::Null;
+    let ok = eventually(Duration::from_secs(60), || {
+        last = show(node, id);
+        last["state"] == state
+    });
+    assert!(ok, "run {id} never became {state}: {last}\n{}", node.log());
+    last
+}
+
+#[test]
+fn a_sequence_runs_each_step_on_the_output_of_the_one_before() {
+    let node = Node::start();
+    let dir = tempfile::tempdir().unwrap();
+    let path = manifest(
+        &dir,
+        &[("resize", ""), ("detect", ""), ("store", "")],
+        "[workflows.thumbnail]\nsteps = [\"resize\", \"detect\", \"store\"]\n",
+    );
+    let deployed = deploy(&node, &path);
+    let wf = deployed.as_array().unwrap().last().unwrap().clone();
+    assert_eq!(
+        (wf["name"].as_str(), wf["version"].as_u64()),
+        (Some("thumbnail"), Some(1))
+    );
+    // Deploying the same manifest again makes no new version.
+    let again = deploy(&node, &path);
+    assert_eq!(again.as_array().unwrap().last().unwrap()["changed"], false);
+
+    // `start --wait` prints the run's output.
+    let out = node.ok(&[
+        "workflow",
+        "start",
+        "thumbnail",
+        "--data",
+        "cat",
+        "--wait",
+        "30s",
+    ]);
+    assert_eq!(out, "cat-resize-detect-store");
+
+    // `start` alone prints the id; `show --json` gives state and output.
+    let id = node.ok(&["workflow", "start", "thumbnail", "--data", "dog"]);
+    let id = id.trim();
+    let run = wait_state(&node, id, "succeeded");
+    assert_eq!(run["output"], "dog-resize-detect-store", "{run}");
+    assert_eq!(run["recorded"], 3);
+    for s in ["resize", "detect", "store"] {
+        let st = step(&run, s);
+        assert_eq!(st["state"], "succeeded", "{st}");
+        assert_eq!(st["attempts"], 1, "{st}");
+        assert!(st["node"].as_str().is_some_and(|n| !n.is_empty()), "{st}");
+        assert!(st["ended_ms"].as_u64() >= st["started_ms"].as_u64(), "{st}");
+    }
+    assert_eq!(step(&run, "detect")["after"], serde_json::json!(["resize"]));
+
+    // The text view draws every step with its state.
+    let text = node.ok(&["workflow", "show", id]);
+    for s in ["resize", "detect", "store", "succeeded", "thumbnail v1"] {
+        assert!(text.contains(s), "{s} missing from:\n{text}");
+    }
+    assert!(text.contains("output: dog-resize-detect-store"), "{text}");
+
+    // `ls` lists both, newest first, and filters.
+    let ls = node.json(&["workflow", "ls"]);
+    let ids: Vec<&str> = ls["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids.len(), 2, "{ls}");
+    assert_eq!(ids[0], id);
+    let failed = node.json(&["workflow", "ls", "--state", "failed"]);
+    assert_eq!(failed["runs"].as_array().unwrap().len(), 0);
+    let text = node.ok(&["workflow", "ls"]);
+    assert!(
+        text.contains("thumbnail v1") && text.contains("succeeded"),
+        "{text}"
+    );
+
+    // The HTTP API: start with ?wait, the raw output.
+    let resp = node
+        .http()
+        .post(format!("{}/v1/workflows/thumbnail/runs?wait=30s", node.url))
+        .body("owl")
+        .send()
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 201);
+    let run: Value = resp.json().unwrap();
+    assert_eq!(run["state"], "succeeded");
+    let raw = node
+        .admin_get(&format!("/v1/runs/{}/output", run["id"].as_str().unwrap()))
+        .text()
+        .unwrap();
+    assert_eq!(raw, "owl-resize-detect-store");
+}
+
+#[test]
+fn steps_fan_out_and_join_their_outputs_by_name() {
+    let node = Node::start();
+    let dir = tempfile::tempdir().unwrap();
+    let path = manifest(
+        &dir,
+        &[("fetch", ""), ("score", ""), ("merge", "")],
+        r#"[workflows.report]
+steps = [
+  "fetch",
+  { name = "a", function = "score", after = ["fetch"] },
+  { name = "b", function = "score", after = ["fetch"], timeout = "10s" },
+  { function = "merge", after = ["a", "b"] },
+]
+"#,
+    );
+    deploy(&node, &path);
+    let out = node.ok(&[
+        "workflow", "start", "report", "--data", "x", "--wait", "30s",
+    ]);
+    assert_eq!(out, r#"{"a":"x-fetch-score","b":"x-fetch-score"}-merge"#);
+    let id = node.json(&["workflow", "ls"])["runs"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let run = show(&node, &id);
+    assert_eq!(step(&run, "merge")["after"], serde_json::json!(["a", "b"]));
+    let text = node.ok(&["workflow", "show", &id]);
+    assert!(text.contains("after a, b"), "{text}");
+}
+
+#[test]
+fn a_failed_step_fails_the_run_and_the_operator_repairs_it() {
+    let node = Node::start();
+    let dir = tempfile::tempdir().unwrap();
+    let path = manifest(
+        &dir,
+        &[
+            ("prepare", ""),
+            ("flaky", "config = { fail_attempts = \"3\" }"),
+            ("store", ""),
+        ],
+        r#"[workflows.pipe]
+steps = ["prepare", { function = "flaky", retry = { attempts = 2, backoff = "10ms" } }, "store"]
+"#,
+    );
+    deploy(&node, &path);
+    let out = node.cli(&["workflow", "start", "pipe", "--data", "in", "--wait", "30s"]);
+    assert!(!out.status.success());
+    let id = node.json(&["workflow", "ls"])["runs"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let run = show(&node, &id);
+    assert_eq!(run["state"], "failed", "{run}");
+    assert_eq!(run["error"]["step"], "flaky", "{run}");
+    let flaky = step(&run, "flaky");
+    assert_eq!(
+        (flaky["state"].as_str(), flaky["attempts"].as_u64()),
+        (Some("failed"), Some(2)),
+        "{flaky}"
+    );
+    assert_eq!(step(&run, "prepare")["state"], "succeeded");
+    assert_eq!(step(&run, "store")["state"], "pending");
+
+    // Actions that do not fit the run's state are refused, naming why.
+    let e = json_error(&node.cli(&["workflow", "cancel", &id, "--json"]));
+    assert_eq!(e["error"]["code"], "run_ended", "{e}");
+    let e = json_error(&node.cli(&["workflow", "retry", &id, "--step", "nope", "--json"]));
+    assert_eq!(e["error"]["code"], "step_not_found", "{e}");
+    let e = json_error(&node.cli(&["workflow", "show", "0000", "--json"]));
+    assert_eq!(e["error"]["code"], "run_not_found", "{e}");
+
+    // Retry: the failed step runs again, its attempts counted from 1 (so
+    // it fails both again); the recorded step before it does not run.
+    let retried = node.json(&["workflow", "retry", &id]);
+    assert_eq!(retried["state"], "running", "{retried}");
+    let run = wait_state(&node, &id, "failed");
+    assert_eq!(
+        step(&run, "prepare")["attempts"],
+        1,
+        "prepare ran again: {run}"
+    );
+
+    // Skip: the operator gives the step's output; the run goes on.
+    node.json(&[
+        "workflow", "skip", &id, "--step", "flaky", "--output", "fixed",
+    ]);
+    let run = wait_state(&node, &id, "succeeded");
+    assert_eq!(run["output"], "fixed-store", "{run}");
+    assert_eq!(step(&run, "flaky")["state"], "skipped");
+
+    // Retry of a step of a run that succeeded runs it and what follows.
+    node.json(&["workflow", "retry", &id, "--step", "store"]);
+    let run = wait_state(&node, &id, "succeeded");
+    assert_eq!(run["output"], "fixed-store");
+}
+
+#[test]
+fn bad_workflows_are_refused_naming_the_field_and_keep_what_was_deployed() {
+    let node = Node::start();
+    let dir = tempfile::tempdir().unwrap();
+    let good = manifest(
+        &dir,
+        &[("a", ""), ("b", "")],
+        "[workflows.w]\nsteps = [\"a\", \"b\"]\n",
+    );
+    deploy(&node, &good);
+
+    // Refused by the CLI before anything is sent: a cycle, an unknown step.
+    let dir2 = tempfile::tempdir().unwrap();
+    let cyclic = manifest(
+        &dir2,
+        &[("a", ""), ("b", "")],
+        "[workflows.w]\nsteps = [{ function = \"a\", after = [\"b\"] }, \"b\"]\n",
+    );
+    let e = json_error(&node.cli(&["deploy", "--manifest", cyclic.to_str().unwrap(), "--json"]));
+    assert_eq!(e["error"]["code"], "invalid_manifest", "{e}");
+    let msg = e["error"]["message"].as_str().unwrap();
+    assert!(
+        msg.contains("workflows.w.steps") && msg.contains("cycle: a -> b -> a"),
+        "{msg}"
+    );
+
+    // Refused by the node: a step whose function is not deployed.
+    let resp = node
+        .http()
+        .put(format!("{}/v1/workflows/w", node.url))
+        .json(&serde_json::json!({ "steps": ["a", { "function": "ghost" }] }))
+        .send()
+        .unwrap();
+    let (status, err) = crate::harness::error_of(resp);
+    assert_eq!(status, 400);
+    assert_eq!(err["code"], "invalid_workflow", "{err}");
+    assert_eq!(err["field"], "workflows.w.steps[1].function", "{err}");
+    assert!(
+        err["message"]
+            .as_str()
+            .unwrap()
+            .contains("`ghost` is not deployed"),
+        "{err}"
+    );
+    // Malformed JSON names the workflow.
+    let resp = node
+        .http()
+        .put(format!("{}/v1/workflows/w", node.url))
+        .json(&serde_json::json!({ "steps": "a" }))
+        .send()
+        .unwrap();
+    let (status, err) = crate::harness::error_of(resp);
+    assert_eq!(
+        (status, err["code"].as_str()),
+        (400, Some("invalid_workflow")),
+        "{err}"
+    );
+
+    // What was deployed still runs, unchanged.
+    let wf = node.admin_get("/v1/workflows/w").json::<Value>().unwrap();
+    assert_eq!(wf["version"], 1, "{wf}");
+    let out = node.ok(&["workflow", "start", "w", "--data", "z", "--wait", "30s"]);
+    assert_eq!(out, "z-a-b");
+
+    // An unknown workflow, a bad state filter, a bad wait.
+    let e = json_error(&node.cli(&["workflow", "start", "nope", "--json"]));
+    assert_eq!(e["error"]["code"], "workflow_not_found");
+    let e = json_error(&node.cli(&["workflow", "ls", "--state", "sleeping", "--json"]));
+    assert_eq!(e["error"]["code"], "invalid_query");
+    let resp = node
+        .http()
+        .post(format!("{}/v1/workflows/w/runs?wait=1h", node.url))
+        .send()
+        .unwrap();
+    assert_eq!(crate::harness::error_of(resp).1["code"], "invalid_query");
+}
+
+#[test]
+fn an_oversized_step_output_fails_the_step_and_one_mib_passes() {
+    let node = Node::start();
+    let dir = tempfile::tempdir().unwrap();
+    let path = manifest(
+        &dir,
+        &[
+            ("mib", "config = { output_bytes = \"1048576\" }"),
+            ("over", "config = { output_bytes = \"1048577\" }"),
+            ("tail", ""),
+        ],
+        "[workflows.fits]\nsteps = [\"mib\"]\n[workflows.big]\nsteps = [\"over\", \"tail\"]\n",
+    );
+    deploy(&node, &path);
+    let out = node.ok(&["workflow", "start", "fits", "--wait", "30s"]);
+    assert_eq!(out.len(), 1 << 20);
+    let r = start_failing(&node, "big");
+    assert_eq!(r["state"], "failed", "{r}");
+    assert_eq!(r["error"]["code"], "step_output_too_large", "{r}");
+    assert_eq!(step(&r, "over")["attempts"], 1, "not retried: {r}");
+    assert_eq!(step(&r, "tail")["state"], "pending");
+}
+
+#[test]
+fn a_step_that_never_returns_is_stopped_and_a_run_keeps_its_deadline() {
+    let node = Node::start();
+    let dir = tempfile::tempdir().unwrap();
+    let path = manifest(
+        &dir,
+        &[
+            ("first", ""),
+            ("stuck", "clock = true\nconfig = { sleep_ms = \"60000\" }"),
+        ],
+        r#"[workflows.hangs]
+steps = ["first", { function = "stuck", timeout = "300ms", retry = { attempts = 2, backoff = "10ms" } }]
+[workflows.late]
+deadline = "500ms"
+steps = ["first", "stuck"]
+"#,
+    );
+    deploy(&node, &path);
+    let r = start_failing(&node, "hangs");
+    assert_eq!(r["state"], "failed", "{r}");
+    let stuck = step(&r, "stuck");
+    assert_eq!(stuck["error"]["code"], "deadline_exceeded", "{r}");
+    assert_eq!(stuck["attempts"], 2, "{r}");
+    let r = start_failing(&node, "late");
+    assert_eq!(r["state"], "failed", "{r}");
+    assert_eq!(r["error"]["code"], "deadline_expired", "{r}");
+    assert!(
+        r["ended_ms"].as_u64().unwrap() - r["created_ms"].as_u64().unwrap() < 5_000,
+        "the run ended long after its deadline: {r}"
+    );
+}
+
+#[test]
+fn a_cancelled_run_stops_and_can_be_resumed() {
+    let node = Node::start();
+    let dir = tempfile::tempdir().unwrap();
+    let path = manifest(
+        &dir,
+        &[
+            ("slow", "clock = true\nconfig = { sleep_ms = \"1500\" }"),
+            ("after", ""),
+        ],
+        "[workflows.w]\nsteps = [\"slow\", \"after\"]\n",
+    );
+    deploy(&node, &path);
+    let id = node.ok(&["workflow", "start", "w", "--data", "q"]);
+    let id = id.trim();
+    let mut run = Value::Null;
+    let running = eventually(Duration::from_secs(10), || {
+        run = show(&node, id);
+        step(&run, "slow")["state"] == "running"
+    });
+    assert!(running, "{run}");
+    let e = json_error(&node.cli(&["workflow", "retry", id, "--json"]));
+    assert_eq!(e["error"]["code"], "run_active", "{e}");
+    let c = node.json(&["workflow", "cancel", id]);
+    assert_eq!(c["state"], "cancelled", "{c}");
+    std::thread::sleep(Duration::from_millis(2000));
+    let run = show(&node, id);
+    assert_eq!(run["state"], "cancelled", "{run}");
+    assert_eq!(
+        step(&run, "after")["state"],
+        "pending",
+        "a step ran after the cancel: {run}"
+    );
+    node.json(&["workflow", "retry", id]);
+    let run = wait_state(&node, id, "succeeded");
+    assert_eq!(run["output"], "q-slow-after");
+}
+
+/// Reads how many times step `RUN.STEP` ran, through the `counter` function.
+fn ran(node: &Node, step_id: &str) -> u64 {
+    let resp = node.post("counter", step_id.to_string());
+    assert!(resp.status().is_success(), "counter: {}", resp.status());
+    resp.text().unwrap().trim().parse().unwrap()
+}
+
+#[test]
+fn kill_9_mid_workflow_loses_no_run_and_runs_no_recorded_step_again() {
+    let mut node = Node::start();
+    let dir = tempfile::tempdir().unwrap();
+    let slow = "clock = true\nkey_value_stores = [\"default\"]\nconfig = { sleep_ms = \"120\" }";
+    let steps = ["s1", "s2", "s3", "s4", "s5"];
+    let mut fns: Vec<(&str, &str)> = steps.iter().map(|s| (*s, slow)).collect();
+    fns.push((
+        "counter",
+        "key_value_stores = [\"default\"]\nconfig = { report = \"yes\" }",
+    ));
+    let path = manifest(
+        &dir,
+        &fns,
+        "[workflows.five]\nsteps = [\"s1\", \"s2\", \"s3\", \"s4\", \"s5\"]\n",
+    );
+    deploy(&node, &path);
+    let runs: Vec<String> = (0..12)
+        .map(|i| {
+            node.ok(&["workflow", "start", "five", "--data", &format!("r{i}")])
+                .trim()
+                .to_string()
+        })
+        .collect();
+    // Steps recorded at some point, with how often they had run then.
+    let mut seen: std::collections::BTreeMap<String, u64> = Default::default();
+    for round in 0..5 {
+        std::thread::sleep(Duration::from_millis(150 + 97 * round));
+        node.kill9();
+        node.restart();
+        for id in &runs {
+            let run = show(&node, id);
+            for s in run["steps"].as_array().unwrap() {
+                if s["state"] == "succeeded" {
+                    let key = format!("{id}.{}", s["name"].as_str().unwrap());
+                    if let std::collections::btree_map::Entry::Vacant(e) = seen.entry(key) {
+                        let n = ran(&node, e.key());
+                        assert!(n >= 1, "{} recorded but never ran", e.key());
+                        e.insert(n);
+                    }
+                }
+            }
+        }
+    }
+    for (i, id) in runs.iter().enumerate() {
+        let run = wait_state(&node, id, "succeeded");
+        assert_eq!(run["output"], format!("r{i}-s1-s2-s3-s4-s5"), "{run}");
+    }
+    for (key, before) in &seen {
+        assert_eq!(
+            ran(&node, key),
+            *before,
+            "{key} ran again after it was recorded"
+        );
+    }
+    assert!(
+        seen.len() >= runs.len(),
+        "the kills landed after the runs ended: {seen:?}"
+    );
+}
