@@ -138,7 +138,7 @@ impl Up {
         let triggers = weft_triggers::Triggers::start(&router).context("starting the triggers")?;
         let workflows = weft_workflow::Workflows::start(router.clone())
             .await
-            .context("resuming the workflow runs")?;
+            .context("starting the workflows")?;
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let server = tokio::spawn(weft_gateway::serve(
             listener,

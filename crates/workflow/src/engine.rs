@@ -138,8 +138,10 @@ fn downstream(plan: &Plan, k: usize) -> Vec<usize> {
 }
 
 impl Workflows {
-    /// The workflows of `router`'s node, journaled in its platform store;
-    /// resumes every run this node was driving (a restart after a crash).
+    /// The workflows of `router`'s node, journaled in its platform store.
+    /// Every run this node was driving (a restart after a crash) is resumed
+    /// in the background: the store may be a fabric's, not reachable yet,
+    /// and the node serves meanwhile (it tries again every few seconds).
     pub async fn start(router: Arc<Router>) -> Result<Arc<Workflows>> {
         let journal = Journal::new(router.controller().platform_store().clone());
         let wf = Arc::new(Workflows {
@@ -149,21 +151,48 @@ impl Workflows {
             versions: Mutex::new(HashMap::new()),
             jitter: Mutex::new(Jitter::seeded(entropy())),
         });
-        let me = wf.router.node_name().to_string();
-        let mut resumed = 0;
-        for run in wf.journal.runs().await? {
-            if run.state == RunState::Running && run.node == me {
-                let Some(head) = wf.journal.head(&run.id).await? else {
-                    continue;
-                };
-                wf.resume(head).await?;
-                resumed += 1;
+        let weak = Arc::downgrade(&wf);
+        tokio::spawn(async move {
+            let mut wait = Duration::from_millis(200);
+            loop {
+                let Some(wf) = weak.upgrade() else { return };
+                match wf.resume_all().await {
+                    Ok(0) => return,
+                    Ok(n) => {
+                        tracing::info!(runs = n, "workflow runs resumed");
+                        return;
+                    }
+                    Err(e) => {
+                        tracing::warn!("resuming workflow runs: {e}; trying again in {wait:?}");
+                    }
+                }
+                drop(wf);
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_secs(5));
             }
-        }
-        if resumed > 0 {
-            tracing::info!(runs = resumed, "workflow runs resumed");
-        }
+        });
         Ok(wf)
+    }
+
+    /// Resumes every run whose head says this node drives it and that is
+    /// not driven yet; returns how many.
+    async fn resume_all(self: &Arc<Self>) -> Result<usize> {
+        let me = self.node();
+        let mut resumed = 0;
+        for run in self.journal.runs().await? {
+            if run.state != RunState::Running
+                || run.node != me
+                || self.live.lock().contains_key(&run.id)
+            {
+                continue;
+            }
+            let Some(head) = self.journal.head(&run.id).await? else {
+                continue;
+            };
+            self.resume(head).await?;
+            resumed += 1;
+        }
+        Ok(resumed)
     }
 
     fn node(&self) -> String {
