@@ -27,7 +27,7 @@ use serde_json::json;
 use std::time::Duration;
 use weft_codes::Code;
 use weft_manifest::{HumanDuration, WorkflowSpec};
-use weft_workflow::{RunFilter, RunState};
+use weft_workflow::{RunFilter, RunState, RunView};
 
 /// The longest a request may wait for a run to end.
 const MAX_WAIT: Duration = Duration::from_secs(300);
@@ -37,6 +37,7 @@ fn query<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
         .map_err(|e| ApiError::new(Code::InvalidQuery, e.body_text()))
 }
 
+/// `wait`, checked: at most [`MAX_WAIT`].
 fn wait_for(w: Option<HumanDuration>) -> Result<Option<Duration>, ApiError> {
     match w {
         Some(HumanDuration(d)) if d > MAX_WAIT => Err(ApiError::new(
@@ -47,6 +48,14 @@ fn wait_for(w: Option<HumanDuration>) -> Result<Option<Duration>, ApiError> {
         Some(HumanDuration(d)) => Ok(Some(d)),
         None => Ok(None),
     }
+}
+
+/// A run as shown, once it ended or `wait` passed, or at once.
+async fn view(s: &AppState, id: &str, wait: Option<Duration>) -> Result<RunView, ApiError> {
+    Ok(match wait {
+        Some(d) => s.workflows.wait(id, d).await?,
+        None => s.workflows.show(id).await?,
+    })
 }
 
 pub(crate) async fn deploy(
@@ -102,12 +111,10 @@ pub(crate) async fn start(
     q: Result<Query<WaitQuery>, QueryRejection>,
     input: Bytes,
 ) -> Result<Response, ApiError> {
+    // Checked before the run starts: a bad request starts nothing.
     let wait = wait_for(query(q)?.wait)?;
     let run = s.workflows.run(&name, input).await?;
-    let view = match wait {
-        Some(d) => s.workflows.wait(&run.id, d).await?,
-        None => s.workflows.show(&run.id).await?,
-    };
+    let view = view(&s, &run.id, wait).await?;
     Ok((StatusCode::CREATED, Json(view)).into_response())
 }
 
@@ -147,11 +154,8 @@ pub(crate) async fn show(
     Path(id): Path<String>,
     q: Result<Query<WaitQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let view = match wait_for(query(q)?.wait)? {
-        Some(d) => s.workflows.wait(&id, d).await?,
-        None => s.workflows.show(&id).await?,
-    };
-    Ok(Json(view).into_response())
+    let wait = wait_for(query(q)?.wait)?;
+    Ok(Json(view(&s, &id, wait).await?).into_response())
 }
 
 pub(crate) async fn output(

@@ -394,11 +394,7 @@ impl Workflows {
     /// A run, with each step's state, timing and node, and its output once
     /// it succeeded.
     pub async fn show(&self, id: &str) -> Result<RunView> {
-        let head = self
-            .journal
-            .head(id)
-            .await?
-            .ok_or_else(|| Error::RunNotFound(id.to_string()))?;
+        let head = self.head(id).await?;
         let def = self.version(&head.run.workflow, head.run.version).await?;
         let names: Vec<&str> = def.plan.steps.iter().map(|s| s.name.as_str()).collect();
         let records = self.journal.steps(id, &names).await?;
@@ -417,38 +413,33 @@ impl Workflows {
                 StepView::new(s, &def.plan, records[i].as_ref(), running.get(&i).copied())
             })
             .collect();
-        let output = if head.run.state == RunState::Succeeded {
-            let out = &def.plan.steps[def.plan.output];
-            Some(
-                self.journal
-                    .raw(&output_key(id, out.name.as_str()))
-                    .await?
-                    .unwrap_or_default(),
-            )
-        } else {
-            None
-        };
+        let output = self.output_of(&head, &def).await?;
         Ok(RunView::new(head.run, steps, output))
+    }
+
+    /// A run's recorded head.
+    async fn head(&self, id: &str) -> Result<Head> {
+        self.journal
+            .head(id)
+            .await?
+            .ok_or_else(|| Error::RunNotFound(id.to_string()))
+    }
+
+    /// The output of a run that succeeded (`None` before).
+    async fn output_of(&self, head: &Head, def: &Def) -> Result<Option<Vec<u8>>> {
+        if head.run.state != RunState::Succeeded {
+            return Ok(None);
+        }
+        let out = &def.plan.steps[def.plan.output];
+        let key = output_key(&head.run.id, out.name.as_str());
+        Ok(Some(self.journal.raw(&key).await?.unwrap_or_default()))
     }
 
     /// The output of a run that succeeded (`None` before).
     pub async fn output(&self, id: &str) -> Result<Option<Vec<u8>>> {
-        let head = self
-            .journal
-            .head(id)
-            .await?
-            .ok_or_else(|| Error::RunNotFound(id.to_string()))?;
-        if head.run.state != RunState::Succeeded {
-            return Ok(None);
-        }
+        let head = self.head(id).await?;
         let def = self.version(&head.run.workflow, head.run.version).await?;
-        let out = &def.plan.steps[def.plan.output];
-        Ok(Some(
-            self.journal
-                .raw(&output_key(id, out.name.as_str()))
-                .await?
-                .unwrap_or_default(),
-        ))
+        self.output_of(&head, &def).await
     }
 
     /// Runs, newest first.
@@ -484,11 +475,7 @@ impl Workflows {
         change: impl Fn(&Head) -> Result<(RunRecord, Vec<weft_kv::Change>)>,
     ) -> Result<Head> {
         for _ in 0..COMMIT_TRIES {
-            let head = self
-                .journal
-                .head(id)
-                .await?
-                .ok_or_else(|| Error::RunNotFound(id.to_string()))?;
+            let head = self.head(id).await?;
             let (run, also) = change(&head)?;
             if let Some(h) = self.journal.commit(&head, run, &also).await? {
                 return Ok(h);
@@ -552,11 +539,7 @@ impl Workflows {
         } else {
             "retry it"
         };
-        let first = self
-            .journal
-            .head(id)
-            .await?
-            .ok_or_else(|| Error::RunNotFound(id.to_string()))?;
+        let first = self.head(id).await?;
         let def = self.version(&first.run.workflow, first.run.version).await?;
         let names: Vec<&str> = def.plan.steps.iter().map(|s| s.name.as_str()).collect();
         let records = self.journal.steps(id, &names).await?;
@@ -655,7 +638,8 @@ impl Driver {
     }
 
     async fn drive(mut self) {
-        let plan = self.def.plan.clone();
+        let def = self.def.clone();
+        let plan = &def.plan;
         let n = plan.steps.len();
         let mut started = vec![false; n];
         let mut running: JoinSet<(usize, StepOutcome)> = JoinSet::new();
@@ -846,7 +830,8 @@ impl Driver {
     }
 
     async fn step_succeeded(&mut self, k: usize, ran: Ran) -> bool {
-        let plan = self.def.plan.clone();
+        let def = self.def.clone();
+        let plan = &def.plan;
         let step = &plan.steps[k];
         let id = self.id();
         let rec = StepRecord {
