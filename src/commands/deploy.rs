@@ -136,8 +136,29 @@ pub(crate) struct Deploy {
     /// The bucket label the function opens for its state (default `state`).
     #[arg(long, value_name = "LABEL", requires = "state")]
     state_bucket: Option<Name>,
+    /// What it takes, as a JSON schema (`@FILE` reads a file): workflows
+    /// whose steps would pass it something else are refused at deploy.
+    #[arg(long, value_name = "SCHEMA")]
+    input_schema: Option<String>,
+    /// What it answers, as a JSON schema (`@FILE` reads a file).
+    #[arg(long, value_name = "SCHEMA")]
+    output_schema: Option<String>,
     #[command(flatten)]
     opts: ClientOpts,
+}
+
+/// A schema flag's value: JSON, or `@FILE` holding it.
+fn schema(flag: &str, v: Option<&str>) -> ClientResult<Option<serde_json::Value>> {
+    let Some(v) = v else { return Ok(None) };
+    let text = match v.strip_prefix('@') {
+        Some(path) => std::fs::read_to_string(path).map_err(|e| {
+            ClientError::local(Code::InvalidInput, format!("{flag}: reading {path}: {e}"))
+        })?,
+        None => v.to_string(),
+    };
+    serde_json::from_str(&text)
+        .map(Some)
+        .map_err(|e| ClientError::local(Code::InvalidInput, format!("{flag}: not JSON: {e}")))
 }
 
 impl Deploy {
@@ -266,6 +287,8 @@ impl Deploy {
                 bucket: self.state_bucket.clone(),
             }),
             idempotent: self.idempotent,
+            input: schema("--input-schema", self.input_schema.as_deref())?,
+            output: schema("--output-schema", self.output_schema.as_deref())?,
         };
         spec.validate()
             .map_err(|e| ClientError::local(e.code(), &e).at_field(e.field()))?;

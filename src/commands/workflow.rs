@@ -338,6 +338,7 @@ fn draw(v: &Value) {
             "failed" => "✗",
             "running" => "▶",
             "skipped" => "↷",
+            "not_taken" => "–",
             _ => "·",
         };
         let preds = after(s);

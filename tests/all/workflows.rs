@@ -49,6 +49,31 @@ fn start_failing(node: &Node, name: &str) -> Value {
         .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)))
 }
 
+/// The id of the run started last.
+fn newest_run(node: &Node) -> String {
+    node.json(&["workflow", "ls"])["runs"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+/// A function answering how often step `RUN.STEP` ran (see [`ran`]).
+const COUNTER: (&str, &str) = (
+    "counter",
+    "key_value_stores = [\"default\"]\nconfig = { report = \"yes\" }",
+);
+
+/// A workflow definition put over HTTP: the refusal's status and error.
+fn put_refused(node: &Node, name: &str, spec: Value) -> (u16, Value) {
+    let resp = node
+        .http()
+        .put(format!("{}/v1/workflows/{name}", node.url))
+        .json(&spec)
+        .send()
+        .unwrap();
+    crate::harness::error_of(resp)
+}
+
 fn wait_state(node: &Node, id: &str, state: &str) -> Value {
     let mut last = Value::Null;
     let ok = eventually(Duration::from_secs(60), || {
@@ -168,10 +193,7 @@ steps = [
         "workflow", "start", "report", "--data", "x", "--wait", "30s",
     ]);
     assert_eq!(out, r#"{"a":"x-fetch-score","b":"x-fetch-score"}-merge"#);
-    let id = node.json(&["workflow", "ls"])["runs"][0]["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = newest_run(&node);
     let run = show(&node, &id);
     assert_eq!(step(&run, "merge")["after"], serde_json::json!(["a", "b"]));
     let text = node.ok(&["workflow", "show", &id]);
@@ -196,10 +218,7 @@ steps = ["prepare", { function = "flaky", retry = { attempts = 2, backoff = "10m
     deploy(&node, &path);
     let out = node.cli(&["workflow", "start", "pipe", "--data", "in", "--wait", "30s"]);
     assert!(!out.status.success());
-    let id = node.json(&["workflow", "ls"])["runs"][0]["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = newest_run(&node);
     let run = show(&node, &id);
     assert_eq!(run["state"], "failed", "{run}");
     assert_eq!(run["error"]["step"], "flaky", "{run}");
@@ -272,13 +291,11 @@ fn bad_workflows_are_refused_naming_the_field_and_keep_what_was_deployed() {
     );
 
     // Refused by the node: a step whose function is not deployed.
-    let resp = node
-        .http()
-        .put(format!("{}/v1/workflows/w", node.url))
-        .json(&serde_json::json!({ "steps": ["a", { "function": "ghost" }] }))
-        .send()
-        .unwrap();
-    let (status, err) = crate::harness::error_of(resp);
+    let (status, err) = put_refused(
+        &node,
+        "w",
+        serde_json::json!({ "steps": ["a", { "function": "ghost" }] }),
+    );
     assert_eq!(status, 400);
     assert_eq!(err["code"], "invalid_workflow", "{err}");
     assert_eq!(err["field"], "workflows.w.steps[1].function", "{err}");
@@ -290,13 +307,7 @@ fn bad_workflows_are_refused_naming_the_field_and_keep_what_was_deployed() {
         "{err}"
     );
     // Malformed JSON names the workflow.
-    let resp = node
-        .http()
-        .put(format!("{}/v1/workflows/w", node.url))
-        .json(&serde_json::json!({ "steps": "a" }))
-        .send()
-        .unwrap();
-    let (status, err) = crate::harness::error_of(resp);
+    let (status, err) = put_refused(&node, "w", serde_json::json!({ "steps": "a" }));
     assert_eq!(
         (status, err["code"].as_str()),
         (400, Some("invalid_workflow")),
@@ -429,10 +440,7 @@ fn kill_9_mid_workflow_loses_no_run_and_runs_no_recorded_step_again() {
     let slow = "clock = true\nkey_value_stores = [\"default\"]\nconfig = { sleep_ms = \"120\" }";
     let steps = ["s1", "s2", "s3", "s4", "s5"];
     let mut fns: Vec<(&str, &str)> = steps.iter().map(|s| (*s, slow)).collect();
-    fns.push((
-        "counter",
-        "key_value_stores = [\"default\"]\nconfig = { report = \"yes\" }",
-    ));
+    fns.push(COUNTER);
     let path = manifest(
         &dir,
         &fns,
@@ -480,5 +488,324 @@ fn kill_9_mid_workflow_loses_no_run_and_runs_no_recorded_step_again() {
     assert!(
         seen.len() >= runs.len(),
         "the kills landed after the runs ended: {seen:?}"
+    );
+}
+
+#[test]
+fn a_choice_runs_one_branch_and_prunes_the_steps_after_the_other() {
+    let node = Node::start();
+    let dir = tempfile::tempdir().unwrap();
+    let path = manifest(
+        &dir,
+        &[
+            ("classify", ""),
+            ("transcode", ""),
+            ("resize", ""),
+            ("thumb", ""),
+            ("store", ""),
+        ],
+        r#"[workflows.media]
+steps = [
+  "classify",
+  { name = "video", function = "transcode", after = ["classify"], when = { equals = "video-classify" } },
+  { name = "photo", function = "resize", after = ["classify"], when = { not_equals = "video-classify" } },
+  { function = "thumb", after = ["photo"] },
+  { function = "store", after = ["video", "thumb"] },
+]
+"#,
+    );
+    deploy(&node, &path);
+    let out = node.ok(&[
+        "workflow", "start", "media", "--data", "video", "--wait", "30s",
+    ]);
+    assert_eq!(out, r#"{"video":"video-classify-transcode"}-store"#);
+    let id = newest_run(&node);
+    let run = show(&node, &id);
+    let states: Vec<&str> = ["classify", "video", "photo", "thumb", "store"]
+        .iter()
+        .map(|s| step(&run, s)["state"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        states,
+        [
+            "succeeded",
+            "succeeded",
+            "not_taken",
+            "not_taken",
+            "succeeded"
+        ]
+    );
+    let text = node.ok(&["workflow", "show", &id]);
+    assert!(text.contains("not_taken"), "{text}");
+
+    let out = node.ok(&[
+        "workflow", "start", "media", "--data", "cat", "--wait", "30s",
+    ]);
+    assert_eq!(out, r#"{"thumb":"cat-classify-resize-thumb"}-store"#);
+    let id = newest_run(&node);
+    let run = show(&node, &id);
+    assert_eq!(step(&run, "video")["state"], "not_taken");
+    assert_eq!(step(&run, "thumb")["state"], "succeeded");
+}
+
+#[test]
+fn a_map_step_runs_once_per_item_and_answers_their_outputs_in_order() {
+    let node = Node::start();
+    let dir = tempfile::tempdir().unwrap();
+    let path = manifest(
+        &dir,
+        &[("resize", "key_value_stores = [\"default\"]"), COUNTER],
+        r#"[workflows.album]
+steps = [{ name = "each", function = "resize", map = true, items = "/photos", concurrency = 2 }]
+
+[workflows.flat]
+steps = [{ function = "resize", map = true }]
+"#,
+    );
+    deploy(&node, &path);
+    let data = r#"{"photos": ["a", "b", {"n": 1}, "d", "e"]}"#;
+    let out = node.ok(&[
+        "workflow", "start", "album", "--data", data, "--wait", "30s",
+    ]);
+    assert_eq!(
+        serde_json::from_str::<Value>(&out).unwrap(),
+        serde_json::json!([
+            "a-resize",
+            "b-resize",
+            "{\"n\":1}-resize",
+            "d-resize",
+            "e-resize"
+        ])
+    );
+    let id = newest_run(&node);
+    for i in 0..5 {
+        assert_eq!(ran(&node, &format!("{id}.each.{i}")), 1, "item {i}");
+    }
+    // An empty list maps to an empty list; a list at the top level is
+    // taken whole.
+    let out = node.ok(&["workflow", "start", "flat", "--data", "[]", "--wait", "30s"]);
+    assert_eq!(out, "[]");
+    let out = node.ok(&[
+        "workflow", "start", "flat", "--data", "[\"x\"]", "--wait", "30s",
+    ]);
+    assert_eq!(out, r#"["x-resize"]"#);
+    // Input that holds no list fails the step, naming it and the path.
+    for (wf, data, want) in [
+        (
+            "album",
+            "not json",
+            "step `each` maps over a list, and its input is not JSON",
+        ),
+        (
+            "album",
+            r#"{"photos": 3}"#,
+            "the list at `/photos` of its input, and finds a number",
+        ),
+        (
+            "album",
+            r#"{"other": []}"#,
+            "the list at `/photos` of its input, and nothing is there",
+        ),
+    ] {
+        let run = {
+            let out = node.cli(&[
+                "workflow", "start", wf, "--data", data, "--wait", "30s", "--json",
+            ]);
+            assert!(!out.status.success(), "{data} passed");
+            serde_json::from_slice::<Value>(&out.stdout).unwrap()
+        };
+        assert_eq!(run["state"], "failed", "{run}");
+        assert_eq!(run["error"]["code"], "invalid_step_input", "{run}");
+        let message = run["error"]["message"].as_str().unwrap();
+        assert!(message.contains(want), "{message}");
+    }
+}
+
+#[test]
+fn kill_9_mid_map_reruns_only_the_items_not_recorded() {
+    let mut node = Node::start();
+    let dir = tempfile::tempdir().unwrap();
+    let path = manifest(
+        &dir,
+        &[
+            (
+                "resize",
+                "clock = true\nkey_value_stores = [\"default\"]\nconfig = { sleep_ms = \"300\" }",
+            ),
+            COUNTER,
+        ],
+        "[workflows.album]\nsteps = [{ name = \"each\", function = \"resize\", map = true, concurrency = 1 }]\n",
+    );
+    deploy(&node, &path);
+    let id = node
+        .ok(&[
+            "workflow",
+            "start",
+            "album",
+            "--data",
+            r#"["a", "b", "c", "d"]"#,
+        ])
+        .trim()
+        .to_string();
+    // Item 1 started: item 0 is recorded.
+    assert!(
+        eventually(Duration::from_secs(30), || ran(
+            &node,
+            &format!("{id}.each.1")
+        ) >= 1),
+        "item 1 never started\n{}",
+        node.log()
+    );
+    node.kill9();
+    node.restart();
+    let run = wait_state(&node, &id, "succeeded");
+    assert_eq!(
+        run["output"],
+        serde_json::json!(["a-resize", "b-resize", "c-resize", "d-resize"])
+    );
+    assert_eq!(ran(&node, &format!("{id}.each.0")), 1, "item 0 ran again");
+    for i in 1..4 {
+        assert!(ran(&node, &format!("{id}.each.{i}")) >= 1, "item {i}");
+    }
+}
+
+#[test]
+fn steps_whose_declared_types_do_not_fit_are_refused_naming_both() {
+    let node = Node::start();
+    let dir = tempfile::tempdir().unwrap();
+    let image = r#"{ type = "object", required = ["image"], properties = { image = { type = "string" } } }"#;
+    let labels = r#"{ type = "object", required = ["labels"], properties = { labels = { type = "array", items = { type = "string" } } } }"#;
+    let fns = [
+        ("resize", format!("input = {image}\noutput = {image}")),
+        ("detect", format!("input = {image}\noutput = {labels}")),
+        ("store", format!("input = {labels}")),
+        ("tag", "input = { type = \"string\" }".to_string()),
+    ];
+    let fns: Vec<(&str, &str)> = fns.iter().map(|(n, b)| (*n, b.as_str())).collect();
+    let path = manifest(
+        &dir,
+        &fns,
+        r#"[workflows.fits]
+steps = ["resize", "detect", "store"]
+
+[workflows.album]
+steps = [{ function = "detect", after = [] }, { name = "each", function = "tag", map = true, items = "/labels" }]
+"#,
+    );
+    deploy(&node, &path);
+
+    // resize answers an image where store takes labels.
+    let (status, err) = put_refused(
+        &node,
+        "bad",
+        serde_json::json!({ "steps": ["resize", "store"] }),
+    );
+    assert_eq!(
+        (status, err["code"].as_str()),
+        (400, Some("invalid_workflow")),
+        "{err}"
+    );
+    assert_eq!(err["field"], "workflows.bad.steps[1]", "{err}");
+    let msg = err["message"].as_str().unwrap();
+    assert!(
+        msg.contains("step `store` (function `store`) may not take what step `resize` answers")
+            && msg.contains("/labels: it is required, and not always answered"),
+        "{msg}"
+    );
+    // A map over items of the wrong type names the item.
+    let (_, err) = put_refused(
+        &node,
+        "bad",
+        serde_json::json!({ "steps": ["resize", { "function": "tag", "map": true, "items": "/image" }] }),
+    );
+    let msg = err["message"].as_str().unwrap();
+    assert!(
+        msg.contains("may not take an item of what step `resize` answers: the value: string may be answered, and array is taken"),
+        "{msg}"
+    );
+    // Nothing was deployed under that name.
+    let resp = node.admin_get("/v1/workflows/bad");
+    assert_eq!(resp.status(), 404);
+
+    // A run whose input does not fit the first step is refused at start.
+    let e = json_error(&node.cli(&[
+        "workflow",
+        "start",
+        "fits",
+        "--data",
+        "{\"img\": 1}",
+        "--json",
+    ]));
+    assert_eq!(e["error"]["code"], "invalid_step_input", "{e}");
+    let msg = e["error"]["message"].as_str().unwrap();
+    assert!(
+        msg.contains(
+            "step `resize` cannot take the run's input: /image: it is required, and missing"
+        ),
+        "{msg}"
+    );
+    assert_eq!(
+        node.json(&["workflow", "ls"])["runs"],
+        serde_json::json!([])
+    );
+    // The same from deploy flags: a schema inline or from a file.
+    let module = guest("workflow-step.wasm");
+    let schema = dir.path().join("labels.json");
+    std::fs::write(&schema, r#"{"type": "object", "required": ["labels"]}"#).unwrap();
+    let at_file = format!("@{}", schema.display());
+    node.ok(&[
+        "deploy",
+        "count",
+        module.to_str().unwrap(),
+        "--input-schema",
+        &at_file,
+        "--output-schema",
+        r#"{"type": "integer"}"#,
+    ]);
+    let (_, err) = put_refused(
+        &node,
+        "bad",
+        serde_json::json!({ "steps": ["count", "tag"] }),
+    );
+    let msg = err["message"].as_str().unwrap();
+    assert!(
+        msg.contains("step `tag` (function `tag`) may not take what step `count` answers: the value: integer may be answered, and string is taken"),
+        "{msg}"
+    );
+    let (_, err) = put_refused(
+        &node,
+        "bad",
+        serde_json::json!({ "steps": ["resize", "count"] }),
+    );
+    assert!(
+        err["message"]
+            .as_str()
+            .unwrap()
+            .contains("/labels: it is required"),
+        "{err}"
+    );
+    let e = json_error(&node.cli(&[
+        "deploy",
+        "count",
+        module.to_str().unwrap(),
+        "--input-schema",
+        "{not json",
+        "--json",
+    ]));
+    assert!(
+        e["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("--input-schema: not JSON"),
+        "{e}"
+    );
+    // A bad schema is refused when the function is deployed.
+    let dir2 = tempfile::tempdir().unwrap();
+    let bad = manifest(&dir2, &[("odd", "input = { type = \"text\" }")], "");
+    let e = json_error(&node.cli(&["deploy", "--manifest", bad.to_str().unwrap(), "--json"]));
+    let msg = e["error"]["message"].as_str().unwrap();
+    assert!(
+        msg.contains("functions.odd.input.type") && msg.contains("`\"text\"` is not one of"),
+        "{msg}"
     );
 }

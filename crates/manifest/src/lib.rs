@@ -24,6 +24,7 @@ mod node;
 mod placement;
 mod spec;
 mod state;
+pub mod types;
 mod units;
 mod workflow;
 
@@ -46,7 +47,9 @@ pub use state::{
     DEFAULT_KEY_HEADER, DEFAULT_STATE_BUCKET, KeySource, MAX_CLIENT_STATE, MAX_STATE_KEY,
     StateConfig, StateModel, StateSpec, validate_state_key,
 };
+pub use types::{at_pointer, conforms, fits};
 pub use units::{ByteSize, HumanDuration, Name, Percentile};
 pub use workflow::{
-    MAX_RUN_DEADLINE, MAX_STEPS, Plan, PlannedStep, StepDecl, StepSpec, WorkflowSpec,
+    Condition, DEFAULT_MAP_CONCURRENCY, MAX_MAP_CONCURRENCY, MAX_MAP_ITEMS, MAX_RUN_DEADLINE,
+    MAX_STEPS, MapPlan, Plan, PlannedStep, StepDecl, StepSpec, WorkflowSpec,
 };

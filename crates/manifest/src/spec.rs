@@ -181,6 +181,17 @@ pub struct FunctionSpec {
     /// Default: false.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub idempotent: bool,
+
+    /// What it takes, as a JSON schema: a workflow that passes it a step's
+    /// output that may not fit is refused at deploy, and a run whose input
+    /// does not fit its first step is refused at start. TOML: `input = {
+    /// type = "object", required = ["image"] }`
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input: Option<serde_json::Value>,
+
+    /// What it answers, as a JSON schema (see `input`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output: Option<serde_json::Value>,
 }
 
 /// Bounds every function limit must respect, whatever the node allows.
@@ -296,6 +307,11 @@ impl FunctionSpec {
         }
         if let Some(HumanDuration(t)) = self.timeout {
             check_range("timeout", t, bounds::MIN_TIMEOUT, bounds::MAX_TIMEOUT)?;
+        }
+        for (field, schema) in [("input", &self.input), ("output", &self.output)] {
+            if let Some(s) = schema {
+                crate::types::check_schema(field, s)?;
+            }
         }
         self.validate_slo()?;
         if let Some(HumanDuration(t)) = self.idle_ttl {

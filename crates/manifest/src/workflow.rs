@@ -13,7 +13,21 @@
 //!   { name = "enrich", function = "geo", after = ["fetch"], retry = { attempts = 5 } },
 //!   { name = "merge", function = "merge", after = ["score", "enrich"] },
 //! ]
+//!
+//! [workflows.album]
+//! steps = [
+//!   "classify",
+//!   { name = "photos", function = "resize", map = true, items = "/photos", concurrency = 8 },
+//!   { name = "video", function = "transcode", after = ["classify"], when = { path = "/kind", equals = "video" } },
+//! ]
 //! ```
+//!
+//! A step with `map = true` runs its function once per item of the list
+//! in its input (or at `items`, a JSON pointer into it), at most
+//! `concurrency` at once; its output is the JSON list of the items'
+//! outputs, in order. A step with `when` runs only if its input passes the
+//! test; otherwise it is *not taken*, and so is every step that waits only
+//! for steps not taken (a choice between branches).
 //!
 //! A step is a function's name, or a table. A step's `after` defaults to
 //! the step listed before it, so a list is a sequence; `after = []` starts
@@ -34,6 +48,15 @@ use std::time::Duration;
 
 /// Most steps of one workflow.
 pub const MAX_STEPS: usize = 1000;
+
+/// Most items one map step runs.
+pub const MAX_MAP_ITEMS: usize = 10_000;
+
+/// Most items of one map step running at once.
+pub const MAX_MAP_CONCURRENCY: u32 = 1000;
+
+/// Items of a map step running at once unless it says `concurrency`.
+pub const DEFAULT_MAP_CONCURRENCY: u32 = 16;
 
 /// Longest overall deadline of a run: a year, as AWS Step Functions'
 /// Standard workflows allow.
@@ -73,7 +96,7 @@ pub enum StepDecl {
     /// `"resize"`: the function of that name, a step of that name.
     Function(Name),
     /// `{ function = "resize", name = "small", after = [...] }`.
-    Step(StepSpec),
+    Step(Box<StepSpec>),
 }
 
 /// A step written as a table.
@@ -97,6 +120,123 @@ pub struct StepSpec {
     /// them. Default: the function's `retry`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry: Option<RetrySpec>,
+    /// Runs the function once per item of a JSON list in the step's input;
+    /// the output is the list of the items' outputs, in order.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub map: bool,
+    /// Where the list is in the input, as a JSON pointer (RFC 6901).
+    /// Default: the whole input. Only with `map`. TOML: `items = "/photos"`
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub items: Option<String>,
+    /// Items running at once, 1 to 1000 (default 16). Only with `map`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concurrency: Option<u32>,
+    /// The step runs only if its input passes this test; otherwise it is
+    /// not taken. TOML: `when = { path = "/kind", equals = "video" }`
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub when: Option<Condition>,
+}
+
+/// A test of a step's input, read as JSON (text that is not JSON is a
+/// string). Every test given must hold, and at least one is given.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Condition {
+    /// The value tested, as a JSON pointer (RFC 6901) into the input.
+    /// Default: the whole input.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub path: String,
+    /// The value equals this (numbers by value: 1 equals 1.0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub equals: Option<serde_json::Value>,
+    /// The value is missing or does not equal this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_equals: Option<serde_json::Value>,
+    /// The value equals one of these.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub one_of: Option<Vec<serde_json::Value>>,
+    /// The value is a number greater than this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub above: Option<serde_json::Number>,
+    /// The value is a number less than this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub below: Option<serde_json::Number>,
+    /// The value is there (`true`) or missing (`false`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exists: Option<bool>,
+}
+
+fn same(a: &serde_json::Value, b: &serde_json::Value) -> bool {
+    match (a.as_f64(), b.as_f64()) {
+        (Some(x), Some(y)) if a.is_number() && b.is_number() => x == y,
+        _ => a == b,
+    }
+}
+
+impl Condition {
+    /// Whether `input` passes every test.
+    pub fn holds(&self, input: &serde_json::Value) -> bool {
+        let v = input.pointer(&self.path);
+        let number = v.and_then(serde_json::Value::as_f64);
+        self.exists.is_none_or(|e| v.is_some() == e)
+            && self
+                .equals
+                .as_ref()
+                .is_none_or(|x| v.is_some_and(|v| same(v, x)))
+            && self
+                .not_equals
+                .as_ref()
+                .is_none_or(|x| !v.is_some_and(|v| same(v, x)))
+            && self
+                .one_of
+                .as_ref()
+                .is_none_or(|xs| v.is_some_and(|v| xs.iter().any(|x| same(v, x))))
+            && self
+                .above
+                .as_ref()
+                .is_none_or(|x| number.zip(x.as_f64()).is_some_and(|(n, x)| n > x))
+            && self
+                .below
+                .as_ref()
+                .is_none_or(|x| number.zip(x.as_f64()).is_some_and(|(n, x)| n < x))
+    }
+
+    fn check(&self, at: &str) -> Result<(), FieldError> {
+        check_pointer(&format!("{at}.path"), &self.path)?;
+        if self.equals.is_none()
+            && self.not_equals.is_none()
+            && self.one_of.is_none()
+            && self.above.is_none()
+            && self.below.is_none()
+            && self.exists.is_none()
+        {
+            return bad(
+                at,
+                "a test needs one of `equals`, `not_equals`, `one_of`, `above`, `below` or `exists`",
+            );
+        }
+        Ok(())
+    }
+}
+
+/// A JSON pointer: empty, or `/` and the tokens.
+fn check_pointer(at: &str, p: &str) -> Result<(), FieldError> {
+    if !p.is_empty() && !p.starts_with('/') {
+        return bad(
+            at,
+            format!("`{p}` is not a JSON pointer: write it as `/{p}` (or `` for the whole input)"),
+        );
+    }
+    Ok(())
+}
+
+/// How a map step runs over its items.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MapPlan {
+    /// Where the list is in the input (a JSON pointer; empty: the whole).
+    pub items: String,
+    /// Items running at once.
+    pub concurrency: usize,
 }
 
 /// A string is a function's name; a table is a [`StepSpec`]. Written by
@@ -115,7 +255,7 @@ impl<'de> Deserialize<'de> for StepDecl {
             }
             fn visit_map<A: serde::de::MapAccess<'de>>(self, m: A) -> Result<StepDecl, A::Error> {
                 StepSpec::deserialize(serde::de::value::MapAccessDeserializer::new(m))
-                    .map(StepDecl::Step)
+                    .map(|s| StepDecl::Step(Box::new(s)))
             }
         }
         d.deserialize_any(V)
@@ -147,6 +287,10 @@ pub struct PlannedStep {
     pub timeout: Option<Duration>,
     /// Its own retry policy, if it has one.
     pub retry: Option<RetrySpec>,
+    /// Run once per item, if it is a map step.
+    pub map: Option<MapPlan>,
+    /// The test its input must pass for it to run.
+    pub when: Option<Condition>,
 }
 
 impl StepDecl {
@@ -162,6 +306,54 @@ impl StepDecl {
             StepDecl::Function(f) => f,
             StepDecl::Step(s) => s.name.as_ref().unwrap_or(&s.function),
         }
+    }
+}
+
+impl StepSpec {
+    /// A table naming only its function.
+    pub fn new(function: Name) -> StepSpec {
+        StepSpec {
+            function,
+            name: None,
+            after: None,
+            timeout: None,
+            retry: None,
+            map: false,
+            items: None,
+            concurrency: None,
+            when: None,
+        }
+    }
+
+    /// Its map plan, checked (`steps[i]` is where it stands).
+    fn map_plan(&self, i: usize) -> Result<Option<MapPlan>, FieldError> {
+        if !self.map {
+            for (set, field) in [
+                (self.items.is_some(), "items"),
+                (self.concurrency.is_some(), "concurrency"),
+            ] {
+                if set {
+                    return bad(
+                        &format!("steps[{i}].{field}"),
+                        "only a map step (`map = true`) takes it",
+                    );
+                }
+            }
+            return Ok(None);
+        }
+        let items = self.items.clone().unwrap_or_default();
+        check_pointer(&format!("steps[{i}].items"), &items)?;
+        let concurrency = self.concurrency.unwrap_or(DEFAULT_MAP_CONCURRENCY);
+        if !(1..=MAX_MAP_CONCURRENCY).contains(&concurrency) {
+            return bad(
+                &format!("steps[{i}].concurrency"),
+                format!("{concurrency} is not between 1 and {MAX_MAP_CONCURRENCY}"),
+            );
+        }
+        Ok(Some(MapPlan {
+            items,
+            concurrency: concurrency as usize,
+        }))
     }
 }
 
@@ -227,6 +419,13 @@ impl WorkflowSpec {
                 StepDecl::Function(_) => (None, None, None),
                 StepDecl::Step(t) => (t.after.as_ref(), t.timeout, t.retry),
             };
+            let (map, when) = match s {
+                StepDecl::Function(_) => (None, None),
+                StepDecl::Step(t) => (t.map_plan(i)?, t.when.clone()),
+            };
+            if let Some(c) = &when {
+                c.check(&format!("steps[{i}].when"))?;
+            }
             let after = match after {
                 None => i.checked_sub(1).into_iter().collect(),
                 Some(names) => {
@@ -265,6 +464,8 @@ impl WorkflowSpec {
                 after,
                 timeout: timeout.map(|t| t.0),
                 retry,
+                map,
+                when,
             });
         }
         if let Some(cycle) = find_cycle(&steps) {
@@ -396,12 +597,93 @@ mod tests {
                 "unknown field `colour`",
             ),
             (r#"[3]"#, "a function's name or a table"),
+            (
+                r#"[{ function = "a", items = "/x" }]"#,
+                "steps[0].items: only a map step (`map = true`) takes it",
+            ),
+            (
+                r#"[{ function = "a", map = true, items = "x" }]"#,
+                "steps[0].items: `x` is not a JSON pointer: write it as `/x`",
+            ),
+            (
+                r#"[{ function = "a", map = true, concurrency = 0 }]"#,
+                "steps[0].concurrency: 0 is not between 1 and 1000",
+            ),
+            (
+                r#"["a", { function = "b", when = { path = "/k" } }]"#,
+                "steps[1].when: a test needs one of",
+            ),
+            (
+                r#"["a", { function = "b", when = { path = "k", exists = true } }]"#,
+                "steps[1].when.path: `k` is not a JSON pointer",
+            ),
+            (
+                r#"["a", { function = "b", when = { path = "/k", like = 3 } }]"#,
+                "unknown field `like`",
+            ),
         ];
         for (steps, want) in cases {
             let e = plan(steps)
                 .err()
                 .unwrap_or_else(|| panic!("{steps} passed"));
             assert!(e.contains(want), "{steps}: {e}");
+        }
+    }
+
+    #[test]
+    fn map_and_when_are_planned() {
+        let p = plan(
+            r#"["classify",
+               { name = "photos", function = "resize", map = true, items = "/photos", concurrency = 4 },
+               { function = "transcode", after = ["classify"], when = { path = "/kind", equals = "video" } }]"#,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            p.steps[1].map,
+            Some(MapPlan {
+                items: "/photos".into(),
+                concurrency: 4
+            })
+        );
+        assert!(p.steps[0].map.is_none() && p.steps[0].when.is_none());
+        let when = p.steps[2].when.clone().unwrap_or_default();
+        assert!(when.holds(&serde_json::json!({"kind": "video"})));
+        assert!(!when.holds(&serde_json::json!({"kind": "photo"})));
+        let p = plan(r#"[{ function = "a", map = true }]"#).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            p.steps[0]
+                .map
+                .as_ref()
+                .map(|m| (m.items.as_str(), m.concurrency)),
+            Some(("", DEFAULT_MAP_CONCURRENCY as usize))
+        );
+    }
+
+    #[test]
+    fn conditions_test_the_value_at_their_path() {
+        use serde_json::json;
+        let input = json!({"n": 3, "kind": "video", "tags": ["a"], "nested": {"ok": true}});
+        let c = |toml_text: &str| -> Condition {
+            toml::from_str(toml_text).unwrap_or_else(|e| panic!("{toml_text}: {e}"))
+        };
+        let cases = [
+            ("path = \"/n\"\nequals = 3", true),
+            ("path = \"/n\"\nequals = 3.0", true),
+            ("path = \"/n\"\nequals = \"3\"", false),
+            ("path = \"/n\"\nabove = 2\nbelow = 4", true),
+            ("path = \"/n\"\nabove = 3", false),
+            ("path = \"/kind\"\nbelow = 4", false),
+            ("path = \"/kind\"\none_of = [\"photo\", \"video\"]", true),
+            ("path = \"/kind\"\nnot_equals = \"video\"", false),
+            ("path = \"/missing\"\nnot_equals = \"video\"", true),
+            ("path = \"/missing\"\nexists = false", true),
+            ("path = \"/missing\"\nequals = 1", false),
+            ("path = \"/nested/ok\"\nequals = true", true),
+            ("path = \"/tags/0\"\nequals = \"a\"", true),
+            ("exists = true", true),
+        ];
+        for (text, want) in cases {
+            assert_eq!(c(text).holds(&input), want, "{text}");
         }
     }
 

@@ -5,11 +5,12 @@
 use crate::error::{Error, Result};
 use crate::journal::{
     DefRecord, Failure, Head, Journal, MAX_STEP_OUTPUT, RunRecord, RunState, StepEnd, StepRecord,
-    input_key, now_ms, output_key, step_changes, step_removal,
+    input_key, item_key, now_ms, output_key, step_changes, step_removal,
 };
 use crate::view::{RunView, StepView};
 use bytes::Bytes;
 use parking_lot::Mutex;
+use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -17,7 +18,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use weft_codes::Code;
 use weft_controller::{Jitter, RetryPolicy, backoff, retry_policy};
-use weft_manifest::{Name, Plan, StepDecl, WorkflowSpec};
+use weft_manifest::{MAX_MAP_ITEMS, MapPlan, Name, Plan, PlannedStep, StepDecl, WorkflowSpec};
 use weft_router::{Body, Request, Router, Trigger};
 
 /// How long a step turned away for want of capacity (or of a node) waits
@@ -87,6 +88,27 @@ struct Ran {
     node: String,
     attempts: u32,
     started_ms: u64,
+    /// Items recorded one by one (a map step's), removed with its record.
+    items: usize,
+}
+
+/// Bytes a step passes on, as a JSON value: JSON as it is, other text as a
+/// string; `None` for other bytes.
+pub(crate) fn as_json(bytes: &[u8]) -> Option<Value> {
+    serde_json::from_slice(bytes).ok().or_else(|| {
+        std::str::from_utf8(bytes)
+            .ok()
+            .map(|s| Value::String(s.to_string()))
+    })
+}
+
+/// A JSON value as the bytes a function takes: a string as its text,
+/// anything else as JSON.
+fn json_bytes(v: &Value) -> Bytes {
+    match v {
+        Value::String(s) => Bytes::from(s.clone()),
+        other => Bytes::from(serde_json::to_vec(other).unwrap_or_default()),
+    }
 }
 
 fn failure(code: Code, message: impl Into<String>) -> Failure {
@@ -219,17 +241,24 @@ impl Workflows {
                 e.message().to_string(),
             )
         })?;
+        let mut functions = Vec::with_capacity(plan.steps.len());
         for (i, s) in plan.steps.iter().enumerate() {
-            if let Err(e) = self.router.controller().function(s.function.as_str()) {
-                let message = match e.code() {
-                    Code::FunctionNotFound => format!(
-                        "function `{}` is not deployed on this node: deploy it first",
-                        s.function
-                    ),
-                    _ => e.to_string(),
-                };
-                return Err(invalid(format!(".{}", function_field(&spec, i)), message));
+            match self.router.controller().function(s.function.as_str()) {
+                Ok(f) => functions.push(f.spec().clone()),
+                Err(e) => {
+                    let message = match e.code() {
+                        Code::FunctionNotFound => format!(
+                            "function `{}` is not deployed on this node: deploy it first",
+                            s.function
+                        ),
+                        _ => e.to_string(),
+                    };
+                    return Err(invalid(format!(".{}", function_field(&spec, i)), message));
+                }
             }
+        }
+        if let Some((k, message)) = crate::types::mismatch(&plan, &functions) {
+            return Err(invalid(format!(".steps[{k}]"), message));
         }
         let (def, changed) = self.journal.put_def(name, spec).await?;
         Ok(Deployed { def, changed })
@@ -296,6 +325,17 @@ impl Workflows {
             });
         }
         let def = self.version(name, current.version).await?;
+        for (k, s) in def.plan.steps.iter().enumerate() {
+            let Ok(f) = self.router.controller().function(s.function.as_str()) else {
+                continue;
+            };
+            if let Some(message) = crate::types::unfit_input(&def.plan, k, f.spec(), &input) {
+                return Err(Error::Input {
+                    step: s.name.to_string(),
+                    message,
+                });
+            }
+        }
         let now = now_ms();
         let run = RunRecord {
             id: new_run_id(),
@@ -562,15 +602,25 @@ impl Workflows {
                 })
                 .collect(),
         };
+        let active = || Error::RunActive {
+            run: id.to_string(),
+            what: what.into(),
+        };
+        if first.run.state == RunState::Running {
+            return Err(active());
+        }
+        // Items a reset map step recorded would be taken as done.
+        for &i in &reset {
+            if def.plan.steps[i].map.is_some() {
+                self.journal.remove_items(id, names[i]).await?;
+            }
+        }
         let now = now_ms();
         let node = self.node();
         let head = self
             .change(id, |head| {
                 if head.run.state == RunState::Running {
-                    return Err(Error::RunActive {
-                        run: id.to_string(),
-                        what: what.into(),
-                    });
+                    return Err(active());
                 }
                 let mut run = head.run.clone();
                 let mut also = Vec::new();
@@ -649,6 +699,8 @@ impl Driver {
             .deadline_ms
             .map(|at| Instant::now() + Duration::from_millis(at.saturating_sub(now_ms())));
         loop {
+            // Steps recorded as not taken here make others ready: look again.
+            let mut bypassed = false;
             for (k, began) in started.iter_mut().enumerate() {
                 let ready = !*began
                     && self.steps[k].is_none()
@@ -661,27 +713,56 @@ impl Driver {
                     continue;
                 }
                 *began = true;
-                match self.input_of(k).await {
-                    Ok(input) => {
+                let after = &plan.steps[k].after;
+                let taken = after.is_empty()
+                    || after.iter().any(|&p| {
+                        self.steps[p]
+                            .as_ref()
+                            .is_some_and(|r| r.state != StepEnd::NotTaken)
+                    });
+                let input = if taken {
+                    match self.input_of(k).await {
+                        Ok(input) => Some(input),
+                        Err(failure) => {
+                            let failed = Failed {
+                                failure,
+                                attempts: 0,
+                                started_ms: now_ms(),
+                            };
+                            self.step_failed(k, failed).await;
+                            return;
+                        }
+                    }
+                } else {
+                    None
+                };
+                let passes = |input: &Bytes| {
+                    plan.steps[k]
+                        .when
+                        .as_ref()
+                        .is_none_or(|c| c.holds(&as_json(input).unwrap_or(Value::Null)))
+                };
+                match input {
+                    Some(input) if passes(&input) => {
                         let wf = self.wf.clone();
                         let (id, workflow) = (self.id(), self.head.run.workflow.clone());
-                        let step = plan.steps[k].clone();
+                        let def = def.clone();
                         running.spawn(async move {
-                            let out =
-                                attempts(&wf, &id, &workflow, k, &step, input, deadline).await;
+                            let step = &def.plan.steps[k];
+                            let out = run_step(&wf, &id, &workflow, k, step, input, deadline).await;
                             (k, out)
                         });
                     }
-                    Err(failure) => {
-                        let failed = Failed {
-                            failure,
-                            attempts: 0,
-                            started_ms: now_ms(),
-                        };
-                        self.step_failed(k, failed).await;
-                        return;
+                    _ => {
+                        if !self.not_taken(k).await {
+                            return;
+                        }
+                        bypassed = true;
                     }
                 }
+            }
+            if bypassed {
+                continue;
             }
             if running.is_empty() {
                 self.finish().await;
@@ -755,31 +836,34 @@ impl Driver {
             many => {
                 let mut joined = serde_json::Map::new();
                 for &p in many {
+                    if self.steps[p]
+                        .as_ref()
+                        .is_some_and(|r| r.state == StepEnd::NotTaken)
+                    {
+                        continue;
+                    }
                     let out = self.output_of(p).await?;
                     let name = plan.steps[p].name.to_string();
-                    let value = match serde_json::from_slice::<serde_json::Value>(&out) {
-                        Ok(v) => v,
-                        Err(_) => match std::str::from_utf8(&out) {
-                            Ok(s) => serde_json::Value::String(s.to_string()),
-                            Err(_) => {
-                                return Err(failure(
-                                    Code::InvalidStepInput,
-                                    format!(
-                                        "step `{}` joins the outputs of {}, and `{name}`'s is neither JSON nor text",
-                                        plan.steps[k].name,
-                                        many.iter()
-                                            .map(|&i| format!("`{}`", plan.steps[i].name))
-                                            .collect::<Vec<_>>()
-                                            .join(", ")
-                                    ),
-                                ));
-                            }
-                        },
+                    let value = match as_json(&out) {
+                        Some(v) => v,
+                        None => {
+                            return Err(failure(
+                                Code::InvalidStepInput,
+                                format!(
+                                    "step `{}` joins the outputs of {}, and `{name}`'s is neither JSON nor text",
+                                    plan.steps[k].name,
+                                    many.iter()
+                                        .map(|&i| format!("`{}`", plan.steps[i].name))
+                                        .collect::<Vec<_>>()
+                                        .join(", ")
+                                ),
+                            ));
+                        }
                     };
                     joined.insert(name, value);
                 }
                 Ok(Bytes::from(
-                    serde_json::to_vec(&serde_json::Value::Object(joined)).unwrap_or_default(),
+                    serde_json::to_vec(&Value::Object(joined)).unwrap_or_default(),
                 ))
             }
         }
@@ -845,12 +929,13 @@ impl Driver {
         };
         let mut run = self.head.run.clone();
         run.recorded += 1;
-        let also = step_changes(
+        let mut also = step_changes(
             &id,
             step.name.as_str(),
             &rec,
             Some(&ran.output[..]).filter(|o| !o.is_empty()),
         );
+        also.extend((0..ran.items).map(|i| (item_key(&id, step.name.as_str(), i), None)));
         if !self.commit(run, &also).await {
             return false;
         }
@@ -865,6 +950,29 @@ impl Driver {
         };
         let steps = &self.steps;
         self.outputs.retain(|&p, _| waiting(p, steps));
+        true
+    }
+
+    /// Records step `k` as not taken; false when the run is no longer
+    /// this driver's.
+    async fn not_taken(&mut self, k: usize) -> bool {
+        let now = now_ms();
+        let rec = StepRecord {
+            state: StepEnd::NotTaken,
+            attempts: 0,
+            started_ms: now,
+            ended_ms: now,
+            node: String::new(),
+            bytes: 0,
+            error: None,
+        };
+        let mut run = self.head.run.clone();
+        run.recorded += 1;
+        let also = step_changes(&self.id(), self.def.plan.steps[k].name.as_str(), &rec, None);
+        if !self.commit(run, &also).await {
+            return false;
+        }
+        self.steps[k] = Some(rec);
         true
     }
 
@@ -928,12 +1036,13 @@ impl Driver {
 /// per the step's (or its function's) retry policy while the error may go
 /// away. Turned away for want of capacity or of a node, it waits without
 /// spending an attempt.
+/// A map step's item is invoked as `RUN.STEP.I`, and shown as its step.
 async fn attempts(
     wf: &Arc<Workflows>,
     id: &str,
     workflow: &str,
-    k: usize,
-    step: &weft_manifest::PlannedStep,
+    (k, item): (usize, Option<usize>),
+    step: &PlannedStep,
     input: Bytes,
     run_deadline: Option<Instant>,
 ) -> StepOutcome {
@@ -947,11 +1056,20 @@ async fn attempts(
             .map(|f| f.retry())
             .unwrap_or_else(|_| retry_policy(&weft_manifest::RetrySpec::default())),
     };
-    let invocation = format!("{id}.{}", step.name);
+    let invocation = match item {
+        None => format!("{id}.{}", step.name),
+        Some(i) => format!("{id}.{}.{i}", step.name),
+    };
+    let what = match item {
+        None => format!("step `{}`", step.name),
+        Some(i) => format!("item {i} of step `{}`", step.name),
+    };
     let mut attempt = 1;
     loop {
         let started_ms = now_ms();
-        wf.set_running(id, k, Some((attempt, started_ms)));
+        if item.is_none() {
+            wf.set_running(id, k, Some((attempt, started_ms)));
+        }
         let now = Instant::now();
         let mut req = Request::new(function, Trigger::Workflow);
         req.subject = format!("{workflow}/{}", step.name);
@@ -970,14 +1088,15 @@ async fn attempts(
             },
             None => wf.router.invoke_to_end(req).await.map_err(Some),
         };
-        wf.set_running(id, k, None);
+        if item.is_none() {
+            wf.set_running(id, k, None);
+        }
         let (f, retryable, spends) = match ran {
             Ok(out) if out.body.len() > MAX_STEP_OUTPUT => (
                 failure(
                     Code::StepOutputTooLarge,
                     format!(
-                        "step `{}` answered {} bytes; a run records at most {MAX_STEP_OUTPUT} per step",
-                        step.name,
+                        "{what} answered {} bytes; a run records at most {MAX_STEP_OUTPUT} per step",
                         out.body.len()
                     ),
                 ),
@@ -990,14 +1109,14 @@ async fn attempts(
                     node: out.served.node,
                     attempts: attempt,
                     started_ms,
+                    items: 0,
                 });
             }
             Err(None) => (
                 failure(
                     Code::DeadlineExceeded,
                     format!(
-                        "step `{}` took longer than its timeout of {} ms",
-                        step.name,
+                        "{what} took longer than its timeout of {} ms",
                         step.timeout.map_or(0, millis)
                     ),
                 ),
@@ -1023,10 +1142,7 @@ async fn attempts(
         if run_deadline.is_some_and(|d| Instant::now() >= d) {
             let f = failure(
                 Code::DeadlineExpired,
-                format!(
-                    "the run's deadline passed while step `{}` ran ({})",
-                    step.name, f.message
-                ),
+                format!("the run's deadline passed while {what} ran ({})", f.message),
             );
             return Err(failed(f));
         }
@@ -1044,7 +1160,179 @@ async fn attempts(
         if run_deadline.is_some_and(|d| Instant::now() + wait >= d) {
             return Err(failed(f));
         }
-        tracing::debug!(run = %id, step = %step.name, code = %f.code, "step attempt failed; retrying in {wait:?}");
+        tracing::debug!(run = %id, code = %f.code, "{what}: attempt failed; retrying in {wait:?}");
         tokio::time::sleep(wait).await;
     }
+}
+
+/// Runs step `k`: its function once, or once per item for a map step.
+async fn run_step(
+    wf: &Arc<Workflows>,
+    id: &str,
+    workflow: &str,
+    k: usize,
+    step: &PlannedStep,
+    input: Bytes,
+    run_deadline: Option<Instant>,
+) -> StepOutcome {
+    match &step.map {
+        None => attempts(wf, id, workflow, (k, None), step, input, run_deadline).await,
+        Some(m) => {
+            let started_ms = now_ms();
+            wf.set_running(id, k, Some((1, started_ms)));
+            let out = map_items(wf, id, workflow, k, step, m, input, run_deadline).await;
+            wf.set_running(id, k, None);
+            out.map_err(|(failure, attempts)| Failed {
+                failure,
+                attempts,
+                started_ms,
+            })
+        }
+    }
+}
+
+/// Runs a map step: its function once per item of the list in `input`,
+/// at most `m.concurrency` at once, each item's output recorded as it
+/// ends (a resumed map runs only the items not recorded); the output is
+/// the list of the items' outputs, in order. On failure, the failure and
+/// the attempts of the item that failed.
+#[allow(clippy::too_many_arguments)]
+async fn map_items(
+    wf: &Arc<Workflows>,
+    id: &str,
+    workflow: &str,
+    k: usize,
+    step: &PlannedStep,
+    m: &MapPlan,
+    input: Bytes,
+    run_deadline: Option<Instant>,
+) -> std::result::Result<Ran, (Failure, u32)> {
+    let started_ms = now_ms();
+    let name = step.name.as_str();
+    let invalid = |message: String| (failure(Code::InvalidStepInput, message), 0);
+    let Some(value) = serde_json::from_slice::<Value>(&input).ok() else {
+        return Err(invalid(format!(
+            "step `{name}` maps over a list, and its input is not JSON"
+        )));
+    };
+    let list = match value.pointer(&m.items) {
+        Some(Value::Array(list)) => list,
+        Some(other) => {
+            let kind = match other {
+                Value::Null => "null",
+                Value::Bool(_) => "a boolean",
+                Value::Number(_) => "a number",
+                Value::String(_) => "a string",
+                Value::Object(_) => "an object",
+                Value::Array(_) => "a list",
+            };
+            return Err(invalid(format!(
+                "step `{name}` maps over the list at `{}` of its input, and finds {kind}",
+                m.items
+            )));
+        }
+        None => {
+            return Err(invalid(format!(
+                "step `{name}` maps over the list at `{}` of its input, and nothing is there",
+                m.items
+            )));
+        }
+    };
+    if list.len() > MAX_MAP_ITEMS {
+        return Err(invalid(format!(
+            "step `{name}` maps over {} items; a map step takes at most {MAX_MAP_ITEMS}",
+            list.len()
+        )));
+    }
+    let journal_error = |e: Error| (failure(e.code(), e.to_string()), 0);
+    let mut outputs = wf
+        .journal
+        .items(id, name, list.len())
+        .await
+        .map_err(journal_error)?;
+    let sem = Arc::new(tokio::sync::Semaphore::new(m.concurrency));
+    let mut running = JoinSet::new();
+    for (i, item) in list.iter().enumerate() {
+        if outputs[i].is_some() {
+            continue;
+        }
+        let (wf, id, workflow, step, sem) = (
+            wf.clone(),
+            id.to_string(),
+            workflow.to_string(),
+            step.clone(),
+            sem.clone(),
+        );
+        let item = json_bytes(item);
+        running.spawn(async move {
+            let _permit = sem.acquire_owned().await;
+            let out = attempts(&wf, &id, &workflow, (k, Some(i)), &step, item, run_deadline).await;
+            if let Ok(ran) = &out
+                && let Err(e) = wf.journal.put_item(&id, step.name.as_str(), i, &ran.output).await
+            {
+                // Only a resumed map pays for it: it runs the item again.
+                tracing::warn!(run = %id, step = %step.name, item = i, "recording a map item failed: {e}");
+            }
+            (i, out)
+        });
+    }
+    let mut attempts_max = 1;
+    let mut nodes: Vec<String> = Vec::new();
+    while let Some(joined) = running.join_next().await {
+        match joined {
+            Ok((i, Ok(ran))) => {
+                attempts_max = attempts_max.max(ran.attempts);
+                if !nodes.contains(&ran.node) {
+                    nodes.push(ran.node);
+                }
+                outputs[i] = Some(ran.output.to_vec());
+            }
+            Ok((_, Err(failed))) => return Err((failed.failure, failed.attempts)),
+            Err(e) => {
+                return Err((
+                    failure(Code::Internal, format!("a map item's task failed: {e}")),
+                    0,
+                ));
+            }
+        }
+    }
+    let mut values = Vec::with_capacity(outputs.len());
+    for (i, out) in outputs.iter().enumerate() {
+        let out = out.as_deref().unwrap_or_default();
+        match as_json(out) {
+            Some(v) => values.push(v),
+            None => {
+                return Err((
+                    failure(
+                        Code::InvalidStepInput,
+                        format!(
+                            "item {i} of step `{name}` answered bytes that are neither JSON nor text; a map's output is a JSON list"
+                        ),
+                    ),
+                    attempts_max,
+                ));
+            }
+        }
+    }
+    let output = serde_json::to_vec(&Value::Array(values)).unwrap_or_default();
+    if output.len() > MAX_STEP_OUTPUT {
+        return Err((
+            failure(
+                Code::StepOutputTooLarge,
+                format!(
+                    "step `{name}`'s {} items answered {} bytes together; a run records at most {MAX_STEP_OUTPUT} per step",
+                    outputs.len(),
+                    output.len()
+                ),
+            ),
+            attempts_max,
+        ));
+    }
+    Ok(Ran {
+        output: Bytes::from(output),
+        node: nodes.join(","),
+        attempts: attempts_max,
+        started_ms,
+        items: list.len(),
+    })
 }

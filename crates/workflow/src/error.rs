@@ -14,6 +14,15 @@ pub enum Error {
         /// What is wrong.
         message: String,
     },
+    /// A run's input that does not fit what its first step declares it
+    /// takes.
+    #[error("step `{step}` cannot take the run's input: {message}")]
+    Input {
+        /// The step.
+        step: String,
+        /// Where and how the input does not fit.
+        message: String,
+    },
     /// No workflow by that name.
     #[error("workflow `{0}` not found")]
     WorkflowNotFound(String),
@@ -71,6 +80,7 @@ impl Error {
     pub fn code(&self) -> Code {
         match self {
             Error::Invalid { .. } => Code::InvalidWorkflow,
+            Error::Input { .. } => Code::InvalidStepInput,
             Error::WorkflowNotFound(_) => Code::WorkflowNotFound,
             Error::RunNotFound(_) => Code::RunNotFound,
             Error::StepNotFound { .. } => Code::StepNotFound,

@@ -10,13 +10,17 @@
 //! | `wf/in/ID` | the run's input, raw |
 //! | `wf/step/ID/STEP` | a recorded step (JSON): how it ended, attempts, node, times |
 //! | `wf/out/ID/STEP` | a recorded step's output, raw |
+//! | `wf/item/ID/STEP/I` | item I's output of a map step under way, raw |
 //!
 //! Every change to a run is one `compare_and_set` of its head against the
 //! head its writer last read, with the step's records as companions: the
 //! step's result, its record and the head land together or not at all
 //! (one durable commit on the embedded store), and a writer that lost the
 //! run (an operator cancelled it, another node took it over) writes
-//! nothing. A step is recorded once: nothing a run does re-reads more
+//! nothing. A map step's items are recorded one by one as they end, by a
+//! plain write (an item's output is the same whoever writes it): a map
+//! resumed runs only the items not recorded, and the step's own record
+//! removes them. A step is recorded once: nothing a run does re-reads more
 //! than its own steps' records, so step 1,000 costs what step 10 does.
 
 use crate::error::{Error, Result};
@@ -142,12 +146,18 @@ pub enum StepEnd {
     Failed,
     /// An operator gave its output instead.
     Skipped,
+    /// It did not run: its test (`when`) did not hold, or every step it
+    /// waits for was not taken.
+    NotTaken,
 }
 
 impl StepEnd {
     /// Whether the steps after it may start.
     pub fn lets_through(self) -> bool {
-        matches!(self, StepEnd::Succeeded | StepEnd::Skipped)
+        matches!(
+            self,
+            StepEnd::Succeeded | StepEnd::Skipped | StepEnd::NotTaken
+        )
     }
 
     /// Its name in the API.
@@ -156,6 +166,7 @@ impl StepEnd {
             StepEnd::Succeeded => "succeeded",
             StepEnd::Failed => "failed",
             StepEnd::Skipped => "skipped",
+            StepEnd::NotTaken => "not_taken",
         }
     }
 }
@@ -198,6 +209,10 @@ pub(crate) fn step_key(id: &str, step: &str) -> String {
 }
 pub(crate) fn output_key(id: &str, step: &str) -> String {
     format!("wf/out/{id}/{step}")
+}
+
+pub(crate) fn item_key(id: &str, step: &str, i: usize) -> String {
+    format!("wf/item/{id}/{step}/{i}")
 }
 
 /// A run's head as its writer last read it: what its next change is
@@ -372,6 +387,47 @@ impl Journal {
     pub(crate) async fn steps(&self, id: &str, names: &[&str]) -> Result<Vec<Option<StepRecord>>> {
         let keys: Vec<String> = names.iter().map(|s| step_key(id, s)).collect();
         self.many(&keys).await
+    }
+
+    /// The recorded outputs of a map step's first `n` items.
+    pub(crate) async fn items(
+        &self,
+        id: &str,
+        step: &str,
+        n: usize,
+    ) -> Result<Vec<Option<Vec<u8>>>> {
+        let keys: Vec<String> = (0..n).map(|i| item_key(id, step, i)).collect();
+        let mut out = Vec::with_capacity(n);
+        for chunk in keys.chunks(500) {
+            out.extend(
+                self.bucket
+                    .get_many(chunk)
+                    .await?
+                    .into_iter()
+                    .map(|v| v.map(|(_, b)| b)),
+            );
+        }
+        Ok(out)
+    }
+
+    /// Records item `i`'s output of a map step.
+    pub(crate) async fn put_item(
+        &self,
+        id: &str,
+        step: &str,
+        i: usize,
+        output: &[u8],
+    ) -> Result<()> {
+        Ok(self.bucket.set(&item_key(id, step, i), output).await?)
+    }
+
+    /// Forgets the items recorded of a map step (a scan of the store: for
+    /// a repair only).
+    pub(crate) async fn remove_items(&self, id: &str, step: &str) -> Result<()> {
+        for k in self.keys(&format!("wf/item/{id}/{step}/")).await? {
+            self.bucket.delete(&k).await?;
+        }
+        Ok(())
     }
 
     /// A raw value: a run's input or a step's output.

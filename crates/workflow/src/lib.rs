@@ -29,6 +29,7 @@
 mod engine;
 mod error;
 pub mod journal;
+mod types;
 mod view;
 
 pub use engine::{Deployed, RunFilter, Workflows};

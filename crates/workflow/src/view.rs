@@ -32,7 +32,8 @@ pub struct StepView {
     pub function: String,
     /// The steps it waits for.
     pub after: Vec<String>,
-    /// `pending`, `running`, `succeeded`, `failed` or `skipped`.
+    /// `pending`, `running`, `succeeded`, `failed`, `skipped` or
+    /// `not_taken`.
     pub state: &'static str,
     /// Attempts so far (recorded, or of the attempt running).
     pub attempts: u32,
