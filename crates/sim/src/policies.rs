@@ -187,8 +187,14 @@ impl Weft {
         for &i in &moved {
             self.told[i] = world.load(i);
         }
+        // A beat carries each node's latest figures once, however often
+        // they changed since the last.
+        self.changed.sort_unstable();
+        self.changed.dedup();
         for (index, sent) in self.indices.iter_mut().zip(&mut self.sent) {
             let Some(index) = index else { continue };
+            sent.sort_unstable();
+            sent.dedup();
             for &i in moved.iter().chain(sent.iter()) {
                 let (running, waiting) = world.load(i);
                 index.set_load(&t.nodes()[i].name, running, waiting);
