@@ -426,6 +426,24 @@ fn a_cancelled_run_stops_and_can_be_resumed() {
     assert_eq!(run["output"], "q-slow-after");
 }
 
+/// Deploys `five`, a sequence of steps `s1`..`s5` that each sleep
+/// `sleep_ms` and count their executions, and `counter`, which reads them.
+fn deploy_five(node: &Node, sleep_ms: u64) {
+    let dir = tempfile::tempdir().unwrap();
+    let slow = format!(
+        "clock = true\nkey_value_stores = [\"default\"]\nconfig = {{ sleep_ms = \"{sleep_ms}\" }}"
+    );
+    let steps = ["s1", "s2", "s3", "s4", "s5"];
+    let mut fns: Vec<(&str, &str)> = steps.iter().map(|s| (*s, slow.as_str())).collect();
+    fns.push(COUNTER);
+    let path = manifest(
+        &dir,
+        &fns,
+        "[workflows.five]\nsteps = [\"s1\", \"s2\", \"s3\", \"s4\", \"s5\"]\n",
+    );
+    deploy(node, &path);
+}
+
 /// Reads how many times step `RUN.STEP` ran, through the `counter` function.
 fn ran(node: &Node, step_id: &str) -> u64 {
     let resp = node.post("counter", step_id.to_string());
@@ -436,17 +454,7 @@ fn ran(node: &Node, step_id: &str) -> u64 {
 #[test]
 fn kill_9_mid_workflow_loses_no_run_and_runs_no_recorded_step_again() {
     let mut node = Node::start();
-    let dir = tempfile::tempdir().unwrap();
-    let slow = "clock = true\nkey_value_stores = [\"default\"]\nconfig = { sleep_ms = \"120\" }";
-    let steps = ["s1", "s2", "s3", "s4", "s5"];
-    let mut fns: Vec<(&str, &str)> = steps.iter().map(|s| (*s, slow)).collect();
-    fns.push(COUNTER);
-    let path = manifest(
-        &dir,
-        &fns,
-        "[workflows.five]\nsteps = [\"s1\", \"s2\", \"s3\", \"s4\", \"s5\"]\n",
-    );
-    deploy(&node, &path);
+    deploy_five(&node, 120);
     let runs: Vec<String> = (0..12)
         .map(|i| {
             node.ok(&["workflow", "start", "five", "--data", &format!("r{i}")])
@@ -808,4 +816,110 @@ steps = [{ function = "detect", after = [] }, { name = "each", function = "tag",
         msg.contains("functions.odd.input.type") && msg.contains("`\"text\"` is not one of"),
         "{msg}"
     );
+}
+
+/// A node of a fabric whose platform store (the workflows' journal) and
+/// `default` store (the steps' execution counts) are the fabric's
+/// JetStream; beats every 300 ms, so a node that dies is seen gone within
+/// about a second.
+fn fabric_node(url: &str, name: &str) -> Node {
+    Node::start_with_config(&format!(
+        "[fabric]\nurl = \"{url}\"\nname = \"{name}\"\ntier = \"edge\"\nheartbeat = \"300ms\"\n\n\
+         [kv.default]\nbackend = \"fabric\"\n\n[kv.shared]\nbackend = \"fabric\"\n\n\
+         [state]\nfunction = \"shared\"\n"
+    ))
+}
+
+/// Every step of `runs` recorded as seen from `node`, with how often it
+/// had run then (counted by the guest, in the shared store).
+fn recorded_steps(node: &Node, runs: &[String]) -> std::collections::BTreeMap<String, u64> {
+    let mut seen = std::collections::BTreeMap::new();
+    for id in runs {
+        for s in show(node, id)["steps"].as_array().unwrap() {
+            if s["state"] == "succeeded" {
+                let key = format!("{id}.{}", s["name"].as_str().unwrap());
+                let n = ran(node, &key);
+                assert!(n >= 1, "{key} recorded but never ran");
+                seen.insert(key, n);
+            }
+        }
+    }
+    seen
+}
+
+#[test]
+fn in_a_fabric_the_runs_of_a_node_killed_mid_workflow_go_on_elsewhere() {
+    let nats = crate::servers::Nats::hub();
+    let mut nodes = [
+        fabric_node(&nats.url(), "edge-1"),
+        fabric_node(&nats.url(), "edge-2"),
+    ];
+    let long = Duration::from_secs(30);
+    assert!(eventually(long, || crate::fabric::sees(
+        &nodes[0], "edge-2", true
+    ) && crate::fabric::sees(
+        &nodes[1], "edge-1", true
+    )));
+    deploy_five(&nodes[0], 150);
+    assert!(eventually(long, || crate::fabric::lists(
+        &nodes[1], "counter"
+    )));
+    // Twice: runs started at one node, which is killed mid-run; the other
+    // takes them over and ends them, running no recorded step again. The
+    // killed node comes back and drives nothing it lost.
+    for (round, (dies, lives)) in [(1usize, 0usize), (0, 1)].into_iter().enumerate() {
+        let (died, took) = (format!("edge-{}", dies + 1), format!("edge-{}", lives + 1));
+        let runs: Vec<String> = (0..6)
+            .map(|i| {
+                nodes[dies]
+                    .ok(&[
+                        "workflow",
+                        "start",
+                        "five",
+                        "--data",
+                        &format!("r{round}{i}"),
+                    ])
+                    .trim()
+                    .to_string()
+            })
+            .collect();
+        // Some steps recorded, none of the runs ended.
+        assert!(eventually(long, || runs.iter().all(|id| {
+            step(&show(&nodes[dies], id), "s1")["state"] == "succeeded"
+        })));
+        nodes[dies].kill9();
+        let seen = recorded_steps(&nodes[lives], &runs);
+        for (i, id) in runs.iter().enumerate() {
+            let run = wait_state(&nodes[lives], id, "succeeded");
+            assert_eq!(
+                run["output"],
+                format!("r{round}{i}-s1-s2-s3-s4-s5"),
+                "{run}"
+            );
+            assert_eq!(run["node"], took, "{run}");
+        }
+        for (key, before) in &seen {
+            assert_eq!(
+                ran(&nodes[lives], key),
+                *before,
+                "{key} ran again after it was recorded"
+            );
+        }
+        let log = nodes[lives].log();
+        assert!(
+            log.contains("workflow run taken over") && log.contains(&died),
+            "{log}"
+        );
+        nodes[dies].restart();
+        assert!(eventually(long, || crate::fabric::sees(
+            &nodes[lives],
+            &died,
+            true
+        )));
+    }
+    // Nothing ran twice once recorded, after both came back either.
+    let all = nodes[0].json(&["workflow", "ls"]);
+    for r in all["runs"].as_array().unwrap() {
+        assert_eq!(r["state"], "succeeded", "{r}");
+    }
 }

@@ -134,6 +134,32 @@ impl Router {
         self.fabric.get().map(|f| &f.mesh)
     }
 
+    /// The nodes of the fabric up now as placement sees them, this one
+    /// first; `None` standalone, or while this node is cut off from the
+    /// fabric's server (when every peer would look down).
+    pub fn nodes_up(&self) -> Option<Vec<String>> {
+        let f = self.fabric.get()?;
+        if !f.mesh.connected() || f.mesh.name_taken() {
+            return None;
+        }
+        let mut up = vec![f.mesh.name().to_string()];
+        up.extend(
+            f.mesh
+                .peers()
+                .into_iter()
+                .map(|p| p.heartbeat.name)
+                .filter(|n| f.placer.is_up(n)),
+        );
+        Some(up)
+    }
+
+    /// How long a silent peer takes to be marked down (its beat times the
+    /// beats it may miss); `None` standalone.
+    pub fn down_after(&self) -> Option<std::time::Duration> {
+        let c = self.fabric.get()?.mesh.config();
+        Some(c.heartbeat * c.down_after)
+    }
+
     // ---- the entry points --------------------------------------------
 
     /// Runs one invocation, here or on another node, and answers with its

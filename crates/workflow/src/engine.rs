@@ -173,6 +173,9 @@ impl Workflows {
             versions: Mutex::new(HashMap::new()),
             jitter: Mutex::new(Jitter::seeded(entropy())),
         });
+        if let Some(down_after) = wf.router.down_after() {
+            tokio::spawn(watch_fabric(Arc::downgrade(&wf), down_after));
+        }
         let weak = Arc::downgrade(&wf);
         tokio::spawn(async move {
             let mut wait = Duration::from_millis(200);
@@ -208,13 +211,72 @@ impl Workflows {
             {
                 continue;
             }
-            let Some(head) = self.journal.head(&run.id).await? else {
-                continue;
+            // In a fabric another node may be taking the run over: claim
+            // it first. Standalone, nobody else drives this node's runs.
+            let head = if self.router.down_after().is_some() {
+                self.claim(&run.id, &me).await?
+            } else {
+                self.journal.head(&run.id).await?
             };
-            self.resume(head).await?;
-            resumed += 1;
+            if let Some(head) = head {
+                self.resume(head).await?;
+                resumed += 1;
+            }
         }
         Ok(resumed)
+    }
+
+    /// Takes over the runs driven by nodes gone from the fabric: each such
+    /// run goes to one of the nodes `up` (this one among them), the first
+    /// by rendezvous rank of the run's id, so the survivors share them out
+    /// without talking; returns how many this node took.
+    async fn take_over(self: &Arc<Self>, up: &[String]) -> Result<usize> {
+        let me = self.node();
+        let mut taken = 0;
+        for run in self.journal.runs().await? {
+            if run.state != RunState::Running
+                || up.contains(&run.node)
+                || self.live.lock().contains_key(&run.id)
+            {
+                continue;
+            }
+            let taker = up
+                .iter()
+                .max_by_key(|n| weft_sched::owner_rank("workflow", &run.id, n));
+            if taker != Some(&me) {
+                continue;
+            }
+            if let Some(head) = self.claim(&run.id, &run.node).await? {
+                tracing::info!(run = %run.id, from = %run.node, "workflow run taken over from a node gone from the fabric");
+                self.resume(head).await?;
+                taken += 1;
+            }
+        }
+        Ok(taken)
+    }
+
+    /// Claims run `id` for this node while it is running and its head says
+    /// `from` drives it (this node, restarted; or a node gone): one write
+    /// of the head, after which whoever drove it before writes nothing
+    /// more (its next commit finds the head changed). `None` when the run
+    /// ended or another node claimed it first.
+    async fn claim(&self, id: &str, from: &str) -> Result<Option<Head>> {
+        let me = self.node();
+        let claimed = self
+            .change(id, |head| {
+                if head.run.state != RunState::Running || head.run.node != from {
+                    return Err(Error::Conflict(id.to_string()));
+                }
+                let mut run = head.run.clone();
+                run.node = me.clone();
+                Ok((run, Vec::new()))
+            })
+            .await;
+        match claimed {
+            Ok(head) => Ok(Some(head)),
+            Err(Error::Conflict(_)) => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 
     fn node(&self) -> String {
@@ -661,6 +723,50 @@ impl Workflows {
             .await?;
         self.resume(head).await?;
         self.show(id).await
+    }
+}
+
+/// How often, at most, every run's head is read to find runs of nodes gone
+/// (besides whenever a node goes).
+const RESCAN: Duration = Duration::from_secs(30);
+
+/// Watches the fabric for nodes that go, and takes over their runs. A node
+/// looks gone when it has not beaten for `down_after`; this node waits that
+/// long after it joins (or after it was cut off from the fabric's server)
+/// before it judges, so that it has heard every peer still up.
+async fn watch_fabric(wf: std::sync::Weak<Workflows>, down_after: Duration) {
+    let mut tick = tokio::time::interval((down_after / 6).max(Duration::from_millis(20)));
+    let mut heard_since = Instant::now();
+    let mut last: Option<(Vec<String>, Instant)> = None;
+    loop {
+        tick.tick().await;
+        let Some(wf) = wf.upgrade() else { return };
+        let Some(mut up) = wf.router.nodes_up() else {
+            heard_since = Instant::now();
+            continue;
+        };
+        if heard_since.elapsed() < down_after {
+            continue;
+        }
+        up.sort();
+        let due = last
+            .as_ref()
+            .is_none_or(|(was, at)| was.iter().any(|n| !up.contains(n)) || at.elapsed() >= RESCAN);
+        if !due {
+            last = last.map(|(_, at)| (up, at));
+            continue;
+        }
+        match wf.take_over(&up).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(runs = n, "workflow runs taken over"),
+            Err(e) => {
+                // Tried again at the next beat: `last` still holds the
+                // node that went.
+                tracing::warn!("taking over workflow runs: {e}");
+                continue;
+            }
+        }
+        last = Some((up, Instant::now()));
     }
 }
 
