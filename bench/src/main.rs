@@ -2,7 +2,7 @@
 //! side in one run, on the same modules; results as ratios.
 //!
 //! ```text
-//! cargo run --release -p weft-bench -- [all|startup|memory|cold|kv|queue|mqtt|fabric|continuum|handoff|state|chains|moves|placement|sim|livesim] [--guests DIR] [--quick]
+//! cargo run --release -p weft-bench -- [all|startup|memory|cold|kv|queue|mqtt|fabric|continuum|handoff|state|chains|moves|workflow|placement|sim|livesim] [--guests DIR] [--quick]
 //! ```
 //!
 //! * **startup** — sandbox start (instantiate, no call) and a full invocation,
@@ -34,6 +34,9 @@
 //! * **moves** — moving an actor holding 1 MiB to its next owner when its
 //!   owner leaves, on loopback and over a 20 ms link, against the bare reads
 //!   of its checkpoint.
+//! * **workflow** — a durable workflow step (embedded store) against a
+//!   direct invocation: a 3- and a 10-step run end to end, steps per
+//!   second at 1 and 64 concurrent runs, and step 1,000 against step 10.
 //! * **placement** — one `weft_sched::place` decision over 1,000 nodes: the
 //!   full scan and the local fast path, p50/p99/max in µs.
 //! * **sim** — the discrete-event simulator, one thread: events per second
@@ -75,6 +78,7 @@ mod placement;
 mod queue;
 mod sim;
 mod state;
+mod workflow;
 
 /// The modules measured: a null C program and MiBench-style C programs.
 const MODULES: &[&str] = &["null", "basicmath", "crc32", "sha", "qsort"];
@@ -100,7 +104,8 @@ fn main() -> Result<()> {
         )),
         "cold-child" => rt.block_on(cold_child(&args[1], &guests.join(&args[2]))),
         "startup" | "memory" | "cold" | "kv" | "queue" | "mqtt" | "fabric" | "continuum"
-        | "handoff" | "state" | "chains" | "moves" | "placement" | "sim" | "livesim" | "all" => {
+        | "handoff" | "state" | "chains" | "moves" | "workflow" | "placement" | "sim"
+        | "livesim" | "all" => {
             println!("{}", machine());
             if matches!(mode, "startup" | "all") {
                 rt.block_on(startup(&guests, quick))?;
@@ -121,6 +126,7 @@ fn main() -> Result<()> {
                     | "state"
                     | "chains"
                     | "moves"
+                    | "workflow"
                     | "livesim"
                     | "all"
             ) {
@@ -135,7 +141,7 @@ fn main() -> Result<()> {
             Ok(())
         }
         other => bail!(
-            "unknown mode `{other}`: use all, startup, memory, cold, kv, queue, mqtt, fabric, continuum, handoff, state, chains, moves, placement, sim or livesim"
+            "unknown mode `{other}`: use all, startup, memory, cold, kv, queue, mqtt, fabric, continuum, handoff, state, chains, moves, workflow, placement, sim or livesim"
         ),
     }
 }
@@ -169,6 +175,9 @@ fn node_benches(mode: &str, quick: bool) -> anyhow::Result<()> {
     }
     if matches!(mode, "moves" | "all") {
         rt.block_on(moves::run(quick))?;
+    }
+    if matches!(mode, "workflow" | "all") {
+        rt.block_on(workflow::run(quick))?;
     }
     if matches!(mode, "livesim" | "all") {
         rt.block_on(livesim::run(quick))?;
