@@ -9,16 +9,25 @@
 //! or deleted meanwhile (for example, deleting each page as it arrives).
 //!
 //! redb is synchronous: writes and scans run on `spawn_blocking`, point reads
-//! (`get`, `exists`) in place; every write is one transaction committed with
-//! [`Durability::Immediate`].
+//! (`get`, `exists`) in place. Writes are group-committed: every write waiting
+//! when a commit starts (of any store of the file) is applied, in arrival
+//! order, in one transaction committed with [`Durability::Immediate`] (one
+//! fsync), and each is answered once that commit is on disk. Each write
+//! sees the ones before it in the batch, so a compare-and-set or an
+//! increment behaves as if alone. A write refused for what it found (an
+//! increment of a value that is not a number) writes nothing and leaves the
+//! others be; a failure of the database fails the whole batch, and nothing
+//! of it is written.
 
 use crate::{Bucket, KeyPage, KvError};
+use parking_lot::Mutex;
 use redb::{
     Database, Durability, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction,
 };
 use sha2::{Digest, Sha256};
 use std::path::Path;
 use std::sync::Arc;
+use tokio::sync::oneshot;
 
 /// Most keys in one `list_keys` page (more only if the 64-bit hashes of
 /// two keys collide at a page boundary).
@@ -26,10 +35,15 @@ const PAGE: usize = 1000;
 
 type Table<'a> = TableDefinition<'a, (u64, &'static str), &'static [u8]>;
 
+/// Most writes in one group commit.
+const MAX_BATCH: usize = 1024;
+
 /// Why a blocking operation failed.
 enum Failure {
     Db(redb::Error),
     Kv(KvError),
+    /// The group commit it was part of failed.
+    Batch(String),
 }
 
 macro_rules! from_redb {
@@ -55,6 +69,128 @@ pub(crate) struct EmbeddedBucket {
     /// The redb table name: `kv/{label}`.
     table: Arc<str>,
     db: Arc<Database>,
+    writes: Arc<Group>,
+}
+
+/// A write waiting for the next group commit.
+trait Job: Send {
+    /// Applies the write to the batch's transaction; false when the
+    /// database failed (the batch is given up).
+    fn apply(&mut self, txn: &WriteTransaction) -> bool;
+    /// Answers the writer: with its outcome once the batch committed, or
+    /// with why the batch failed.
+    fn answer(self: Box<Self>, batch: Result<(), String>);
+}
+
+/// A write and its writer's answer.
+struct Write<T, F> {
+    table: Arc<str>,
+    apply: Option<F>,
+    outcome: Option<Result<T, Failure>>,
+    tx: oneshot::Sender<Result<T, Failure>>,
+}
+
+impl<T, F> Job for Write<T, F>
+where
+    T: Send,
+    F: FnOnce(&WriteTransaction, Table<'_>) -> Result<T, Failure> + Send,
+{
+    fn apply(&mut self, txn: &WriteTransaction) -> bool {
+        let Some(apply) = self.apply.take() else {
+            return true;
+        };
+        let outcome = apply(txn, Table::new(&self.table));
+        let ok = !matches!(outcome, Err(Failure::Db(_)));
+        self.outcome = Some(outcome);
+        ok
+    }
+
+    fn answer(self: Box<Self>, batch: Result<(), String>) {
+        let answer = match (self.outcome, batch) {
+            // Refused for what it found: it wrote nothing, whatever the
+            // batch did.
+            (Some(Err(Failure::Kv(e))), _) => Err(Failure::Kv(e)),
+            (_, Err(message)) => Err(Failure::Batch(message)),
+            (Some(outcome), Ok(())) => outcome,
+            (None, Ok(())) => Err(Failure::Batch("the write was not applied".into())),
+        };
+        let _ = self.tx.send(answer);
+    }
+}
+
+/// The writes of one redb file waiting for their group commit, and whether
+/// a commit is under way (which takes them when it ends).
+struct Group {
+    db: Arc<Database>,
+    queue: Mutex<(Vec<Box<dyn Job>>, bool)>,
+}
+
+impl Group {
+    /// Queues `job`; starts a committer on the blocking pool unless one is
+    /// under way.
+    fn submit(self: &Arc<Self>, job: Box<dyn Job>) {
+        let start = {
+            let mut q = self.queue.lock();
+            q.0.push(job);
+            !std::mem::replace(&mut q.1, true)
+        };
+        if start {
+            let group = self.clone();
+            tokio::task::spawn_blocking(move || drain(group));
+        }
+    }
+
+    /// Applies `batch` in one transaction and commits it: the outcome for
+    /// all of it.
+    fn commit(&self, batch: &mut [Box<dyn Job>]) -> Result<(), String> {
+        let txn = begin(&self.db).map_err(|e| describe(&e))?;
+        for job in batch.iter_mut() {
+            if !job.apply(&txn) {
+                return Err("a write of the batch failed; nothing of it was written".into());
+            }
+        }
+        txn.commit().map_err(|e| e.to_string())
+    }
+}
+
+/// Commits batches until no write waits. The last batch is answered only
+/// after this committer let go of the file, so a writer answered may close
+/// and reopen it at once.
+fn drain(group: Arc<Group>) {
+    loop {
+        let mut batch = {
+            let mut q = group.queue.lock();
+            let take = q.0.len().min(MAX_BATCH);
+            let rest = q.0.split_off(take);
+            std::mem::replace(&mut q.0, rest)
+        };
+        let outcome = group.commit(&mut batch);
+        let last = {
+            let mut q = group.queue.lock();
+            if q.0.is_empty() {
+                q.1 = false;
+            }
+            !q.1
+        };
+        if last {
+            drop(group);
+            for job in batch {
+                job.answer(outcome.clone());
+            }
+            return;
+        }
+        for job in batch {
+            job.answer(outcome.clone());
+        }
+    }
+}
+
+fn describe(f: &Failure) -> String {
+    match f {
+        Failure::Db(e) => e.to_string(),
+        Failure::Kv(e) => e.to_string(),
+        Failure::Batch(m) => m.clone(),
+    }
 }
 
 /// Opens (creating if needed) the file at `path` and one table per label.
@@ -78,11 +214,18 @@ pub(crate) async fn open(path: &Path, labels: Vec<String>) -> Result<Vec<Embedde
             txn.commit()?;
             Ok(())
         };
-        create().map_err(|e| match e {
-            Failure::Db(e) => format!("cannot create tables in {}: {e}", path.display()),
-            Failure::Kv(e) => e.to_string(),
+        create().map_err(|e| {
+            format!(
+                "cannot create tables in {}: {}",
+                path.display(),
+                describe(&e)
+            )
         })?;
         let db = Arc::new(db);
+        let writes = Arc::new(Group {
+            db: db.clone(),
+            queue: Mutex::new((Vec::new(), false)),
+        });
         Ok(labels
             .into_iter()
             .zip(tables)
@@ -90,6 +233,7 @@ pub(crate) async fn open(path: &Path, labels: Vec<String>) -> Result<Vec<Embedde
                 label,
                 table,
                 db: db.clone(),
+                writes: writes.clone(),
             })
             .collect::<Vec<_>>())
     })
@@ -158,6 +302,29 @@ impl EmbeddedBucket {
         }
     }
 
+    /// Applies `f` to the next group commit's transaction; answers once
+    /// that commit is on disk.
+    async fn write<T, F>(&self, f: F) -> Result<T, KvError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&WriteTransaction, Table<'_>) -> Result<T, Failure> + Send + 'static,
+    {
+        let (tx, rx) = oneshot::channel();
+        self.writes.submit(Box::new(Write {
+            table: self.table.clone(),
+            apply: Some(f),
+            outcome: None,
+            tx,
+        }));
+        match rx.await {
+            Ok(r) => self.result(r),
+            Err(_) => Err(KvError::Backend {
+                store: self.label.clone(),
+                message: "embedded store: its writer stopped (the node is shutting down)".into(),
+            }),
+        }
+    }
+
     /// Runs a point read right here: a redb read transaction takes well
     /// under a microsecond from cached pages, far less than the two thread
     /// hand-offs of the blocking pool (see bench/RESULTS.md).
@@ -175,6 +342,10 @@ impl EmbeddedBucket {
             Err(Failure::Db(e)) => Err(KvError::Backend {
                 store: self.label.clone(),
                 message: format!("embedded store: {e}"),
+            }),
+            Err(Failure::Batch(m)) => Err(KvError::Backend {
+                store: self.label.clone(),
+                message: format!("embedded store: {m}"),
             }),
         }
     }
@@ -197,11 +368,9 @@ impl Bucket for EmbeddedBucket {
     async fn set(&self, key: &str, value: &[u8]) -> Result<(), KvError> {
         let key = key.to_owned();
         let value = value.to_vec();
-        self.run(move |db, def| {
-            let txn = begin(db)?;
+        self.write(move |txn, def| {
             txn.open_table(def)?
                 .insert((key_hash(&key), key.as_str()), value.as_slice())?;
-            txn.commit()?;
             Ok(())
         })
         .await
@@ -209,11 +378,9 @@ impl Bucket for EmbeddedBucket {
 
     async fn delete(&self, key: &str) -> Result<(), KvError> {
         let key = key.to_owned();
-        self.run(move |db, def| {
-            let txn = begin(db)?;
+        self.write(move |txn, def| {
             txn.open_table(def)?
                 .remove((key_hash(&key), key.as_str()))?;
-            txn.commit()?;
             Ok(())
         })
         .await
@@ -256,26 +423,23 @@ impl Bucket for EmbeddedBucket {
 
     async fn increment(&self, key: &str, delta: u64) -> Result<u64, KvError> {
         let key = key.to_owned();
-        self.run(move |db, def| {
+        self.write(move |txn, def| {
             let overflow = || Failure::Kv(KvError::Overflow { key: key.clone() });
             let delta = i64::try_from(delta).map_err(|_| overflow())?;
-            let txn = begin(db)?;
-            let sum = {
-                let mut table = txn.open_table(def)?;
-                let row = (key_hash(&key), key.as_str());
-                let current = match table.get(row)? {
-                    None => 0,
-                    Some(v) => parse_counter(v.value())
-                        .ok_or_else(|| Failure::Kv(KvError::NotANumber { key: key.clone() }))?,
-                };
-                let sum = current.checked_add(delta).ok_or_else(overflow)?;
-                table.insert(row, sum.to_string().as_bytes())?;
-                sum
+            let mut table = txn.open_table(def)?;
+            let row = (key_hash(&key), key.as_str());
+            let current = match table.get(row)? {
+                None => 0,
+                Some(v) => parse_counter(v.value())
+                    .ok_or_else(|| Failure::Kv(KvError::NotANumber { key: key.clone() }))?,
             };
-            txn.commit()?;
-            u64::try_from(sum).map_err(|_| overflow())
+            let sum = current.checked_add(delta).ok_or_else(overflow)?;
+            table.insert(row, sum.to_string().as_bytes())?;
+            // Written, as Redis does, even when the sum is below zero (which
+            // the answer cannot hold): not a refusal of the batch's kind.
+            Ok(u64::try_from(sum).map_err(|_| KvError::Overflow { key: key.clone() }))
         })
-        .await
+        .await?
     }
 
     async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<(String, Vec<u8>)>>, KvError> {
@@ -297,15 +461,11 @@ impl Bucket for EmbeddedBucket {
 
     async fn set_many(&self, entries: &[(String, Vec<u8>)]) -> Result<(), KvError> {
         let entries = entries.to_vec();
-        self.run(move |db, def| {
-            let txn = begin(db)?;
-            {
-                let mut table = txn.open_table(def)?;
-                for (key, value) in &entries {
-                    table.insert((key_hash(key), key.as_str()), value.as_slice())?;
-                }
+        self.write(move |txn, def| {
+            let mut table = txn.open_table(def)?;
+            for (key, value) in &entries {
+                table.insert((key_hash(key), key.as_str()), value.as_slice())?;
             }
-            txn.commit()?;
             Ok(())
         })
         .await
@@ -313,15 +473,11 @@ impl Bucket for EmbeddedBucket {
 
     async fn delete_many(&self, keys: &[String]) -> Result<(), KvError> {
         let keys = keys.to_vec();
-        self.run(move |db, def| {
-            let txn = begin(db)?;
-            {
-                let mut table = txn.open_table(def)?;
-                for key in &keys {
-                    table.remove((key_hash(key), key.as_str()))?;
-                }
+        self.write(move |txn, def| {
+            let mut table = txn.open_table(def)?;
+            for key in &keys {
+                table.remove((key_hash(key), key.as_str()))?;
             }
-            txn.commit()?;
             Ok(())
         })
         .await
@@ -338,25 +494,21 @@ impl Bucket for EmbeddedBucket {
         let expected = expected.map(<[u8]>::to_vec);
         let value = value.to_vec();
         let also = also.to_vec();
-        self.run(move |db, def| {
-            let txn = begin(db)?;
-            {
-                let mut table = txn.open_table(def)?;
-                let row = (key_hash(&key), key.as_str());
-                let current = table.get(row)?.map(|v| v.value().to_vec());
-                if current != expected {
-                    // Dropped unwritten: nothing changes.
-                    return Ok(false);
-                }
-                for (k, v) in &also {
-                    match v {
-                        Some(v) => table.insert((key_hash(k), k.as_str()), v.as_slice())?,
-                        None => table.remove((key_hash(k), k.as_str()))?,
-                    };
-                }
-                table.insert(row, value.as_slice())?;
+        self.write(move |txn, def| {
+            let mut table = txn.open_table(def)?;
+            let row = (key_hash(&key), key.as_str());
+            let current = table.get(row)?.map(|v| v.value().to_vec());
+            if current != expected {
+                // Nothing written.
+                return Ok(false);
             }
-            txn.commit()?;
+            for (k, v) in &also {
+                match v {
+                    Some(v) => table.insert((key_hash(k), k.as_str()), v.as_slice())?,
+                    None => table.remove((key_hash(k), k.as_str()))?,
+                };
+            }
+            table.insert(row, value.as_slice())?;
             Ok(true)
         })
         .await

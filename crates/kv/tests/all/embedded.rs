@@ -91,3 +91,70 @@ async fn embedded_open_failure_names_the_store() {
         other => panic!("unexpected {other:?}"),
     }
 }
+
+/// Concurrent writes share commits (group commit) and each behaves as if
+/// alone: every increment counts, exactly one of many compare-and-sets from
+/// the same value wins, and a write refused for what it found (an increment
+/// of text) neither writes nor fails the writes beside it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_concurrent_writes_commit_together_and_each_as_if_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("kv.redb");
+    let specs = [("a", BackendSpec::Embedded), ("b", BackendSpec::Embedded)];
+    let stores = open(&path, &specs).await;
+    let (a, b) = (bucket(&stores, "a"), bucket(&stores, "b"));
+    a.set("text", b"not a number").await.unwrap();
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..200u64 {
+        let (a, b) = (a.clone(), b.clone());
+        tasks.spawn(async move {
+            let n = a.increment("n", 1).await.unwrap();
+            let won = b
+                .compare_and_set(
+                    "head",
+                    None,
+                    &i.to_be_bytes(),
+                    &[(format!("by/{i}"), Some(vec![1]))],
+                )
+                .await
+                .unwrap();
+            let refused = a.increment("text", 1).await;
+            assert_eq!(refused.unwrap_err().code(), Code::NotANumber);
+            b.set(&format!("k/{i}"), &n.to_be_bytes()).await.unwrap();
+            (n, won)
+        });
+    }
+    let mut counts = Vec::new();
+    let mut winners = 0;
+    while let Some(r) = tasks.join_next().await {
+        let (n, won) = r.unwrap();
+        counts.push(n);
+        winners += usize::from(won);
+    }
+    counts.sort_unstable();
+    assert_eq!(counts, (1..=200).collect::<Vec<u64>>());
+    assert_eq!(winners, 1);
+    let head = b.get("head").await.unwrap().unwrap();
+    let i = u64::from_be_bytes(head.try_into().unwrap());
+    assert_eq!(b.get(&format!("by/{i}")).await, Ok(Some(vec![1])));
+    for j in (0..200u64).filter(|&j| j != i) {
+        assert_eq!(b.exists(&format!("by/{j}")).await, Ok(false), "by/{j}");
+    }
+    assert_eq!(a.get("text").await, Ok(Some(b"not a number".to_vec())));
+    drop((a, b, stores));
+    // All of it on disk.
+    let stores = open(&path, &specs).await;
+    assert_eq!(
+        bucket(&stores, "a").get("n").await,
+        Ok(Some(b"200".to_vec()))
+    );
+    assert_eq!(
+        bucket(&stores, "b")
+            .list_keys(None)
+            .await
+            .unwrap()
+            .keys
+            .len(),
+        202
+    );
+}
