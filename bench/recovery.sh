@@ -72,7 +72,7 @@ for beat in 1s 300ms; do
     start_node a "$beat"
     start_node b "$beat"
     for _ in $(seq 100); do sees a b && sees b a && break; sleep 0.2; done
-    on a deploy --manifest "$work/weft.toml" >/dev/null
+    on a deploy --manifest "$work/weft.toml" >/dev/null 2>&1
     gaps=()
     for round in $(seq "$ROUNDS"); do
         for _ in $(seq 100); do on b workflow ls --json >/dev/null 2>&1 && on b ls --json | grep -q '"s6"' && break; sleep 0.2; done
@@ -83,7 +83,7 @@ for beat in 1s 300ms; do
         done
         kill -9 "${PID[b]}"
         killed="$(now_ms)"
-        wait "${PID[b]}" 2>/dev/null || true
+        { wait "${PID[b]}"; } 2>/dev/null || true
         for _ in $(seq 300); do
             [[ "$(on a workflow show "$id" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["state"])')" == succeeded ]] && break
             sleep 0.1
@@ -102,5 +102,5 @@ print(min(s['started_ms'] for s in r['steps'] if s['started_ms'] >= $killed) - $
     # The same nats-server serves the next beat: its JetStream keeps the
     # journal, which the next pair of nodes (new data dirs) shares.
     kill -9 "${PID[a]}" "${PID[b]}" 2>/dev/null || true
-    wait "${PID[a]}" "${PID[b]}" 2>/dev/null || true
+    { wait "${PID[a]}" "${PID[b]}"; } 2>/dev/null || true
 done
