@@ -816,6 +816,41 @@ steps = [{ function = "detect", after = [] }, { name = "each", function = "tag",
         msg.contains("functions.odd.input.type") && msg.contains("`\"text\"` is not one of"),
         "{msg}"
     );
+    // A step whose answer breaks its function's declared `output` fails,
+    // unrecorded and not retried; one that keeps it passes it on.
+    for (name, schema) in [
+        ("honest", r#"{"type": "string"}"#),
+        ("liar", r#"{"type": "object"}"#),
+    ] {
+        node.ok(&[
+            "deploy",
+            name,
+            module.to_str().unwrap(),
+            "--output-schema",
+            schema,
+        ]);
+    }
+    let put = node
+        .http()
+        .put(format!("{}/v1/workflows/promises", node.url))
+        .json(&serde_json::json!({ "steps": ["honest", "liar"] }))
+        .send()
+        .unwrap();
+    assert!(put.status().is_success(), "{}", put.text().unwrap());
+    let run = start_failing(&node, "promises");
+    assert_eq!(run["state"], "failed", "{run}");
+    assert_eq!(step(&run, "honest")["state"], "succeeded", "{run}");
+    let liar = step(&run, "liar");
+    assert_eq!(liar["state"], "failed", "{run}");
+    assert_eq!(liar["attempts"], 1, "{run}");
+    assert_eq!(liar["error"]["code"], "invalid_step_output", "{run}");
+    let msg = liar["error"]["message"].as_str().unwrap();
+    assert!(
+        msg.contains("step `liar` answered what function `liar` declares it does not")
+            && msg.contains("string"),
+        "{msg}"
+    );
+    assert_eq!(run["error"]["code"], "invalid_step_output", "{run}");
 }
 
 /// A node of a fabric whose platform store (the workflows' journal) and

@@ -179,6 +179,9 @@ codes! {
     StepOutputTooLarge = "step_output_too_large", 413, None;
     /// The inputs a step joins (fan-in) are not JSON or text.
     InvalidStepInput = "invalid_step_input", 400, None;
+    /// A step answered what its function's declared `output` schema does
+    /// not allow: not recorded, the step fails (not retried).
+    InvalidStepOutput = "invalid_step_output", 502, None;
 
     // ---- asynchronous invocations
     /// No asynchronous invocation with that id (or its result expired).
