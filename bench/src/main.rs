@@ -2,7 +2,7 @@
 //! side in one run, on the same modules; results as ratios.
 //!
 //! ```text
-//! cargo run --release -p weft-bench -- [all|startup|memory|cold|kv|queue|mqtt|fabric|continuum|handoff|state|chains|moves|workflow|placement|sim|livesim] [--guests DIR] [--quick]
+//! cargo run --release -p weft-bench -- [all|startup|memory|cold|kv|queue|mqtt|fabric|continuum|handoff|state|chains|moves|workflow|colocation|placement|sim|livesim] [--guests DIR] [--quick]
 //! ```
 //!
 //! * **startup** — sandbox start (instantiate, no call) and a full invocation,
@@ -37,6 +37,9 @@
 //! * **workflow** — a durable workflow step (embedded store) against a
 //!   direct invocation: a 3- and a 10-step run end to end, steps per
 //!   second at 1 and 64 concurrent runs, and step 1,000 against step 10.
+//! * **colocation** — a 5-step workflow of 1 MiB intermediates across a
+//!   20 ms edge–cloud link: each step placed by Weft, against all at the
+//!   edge and all in the cloud, one run at a time and 8 at once.
 //! * **placement** — one `weft_sched::place` decision over 1,000 nodes: the
 //!   full scan and the local fast path, p50/p99/max in µs.
 //! * **sim** — the discrete-event simulator, one thread: events per second
@@ -66,6 +69,7 @@ use wasmtime_wasi::p2::pipe::{MemoryInputPipe, MemoryOutputPipe};
 use weft_runtime::{Invocation, Loaded, Runtime, RuntimeConfig};
 
 mod chains;
+mod colocation;
 mod continuum;
 mod fabric;
 mod handoff;
@@ -104,8 +108,8 @@ fn main() -> Result<()> {
         )),
         "cold-child" => rt.block_on(cold_child(&args[1], &guests.join(&args[2]))),
         "startup" | "memory" | "cold" | "kv" | "queue" | "mqtt" | "fabric" | "continuum"
-        | "handoff" | "state" | "chains" | "moves" | "workflow" | "placement" | "sim"
-        | "livesim" | "all" => {
+        | "handoff" | "state" | "chains" | "moves" | "workflow" | "colocation" | "placement"
+        | "sim" | "livesim" | "all" => {
             println!("{}", machine());
             if matches!(mode, "startup" | "all") {
                 rt.block_on(startup(&guests, quick))?;
@@ -127,6 +131,7 @@ fn main() -> Result<()> {
                     | "chains"
                     | "moves"
                     | "workflow"
+                    | "colocation"
                     | "livesim"
                     | "all"
             ) {
@@ -141,7 +146,7 @@ fn main() -> Result<()> {
             Ok(())
         }
         other => bail!(
-            "unknown mode `{other}`: use all, startup, memory, cold, kv, queue, mqtt, fabric, continuum, handoff, state, chains, moves, workflow, placement, sim or livesim"
+            "unknown mode `{other}`: use all, startup, memory, cold, kv, queue, mqtt, fabric, continuum, handoff, state, chains, moves, workflow, colocation, placement, sim or livesim"
         ),
     }
 }
@@ -178,6 +183,9 @@ fn node_benches(mode: &str, quick: bool) -> anyhow::Result<()> {
     }
     if matches!(mode, "workflow" | "all") {
         rt.block_on(workflow::run(quick))?;
+    }
+    if matches!(mode, "colocation" | "all") {
+        rt.block_on(colocation::run(quick))?;
     }
     if matches!(mode, "livesim" | "all") {
         rt.block_on(livesim::run(quick))?;
