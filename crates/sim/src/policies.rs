@@ -102,12 +102,33 @@ pub struct Weft {
     changed: Vec<(u32, usize)>,
     /// Each node's load as the last heartbeat told it.
     told: Vec<(u32, u32)>,
-    /// Per deciding node, the nodes it has sent work since the last
-    /// heartbeat (their rows count it until the next one).
-    sent: Vec<Vec<usize>>,
-    /// Every node's row but its links, built once.
-    template: Option<Index>,
+    /// Per deciding node, the nodes it has sent work, with the count of
+    /// beats when it did (their rows count it until the next beat).
+    sent: Vec<Vec<(u64, usize)>>,
+    /// Every node's row but its links, with every time learned so far
+    /// (kept up as they are learned): what a node deciding for the first
+    /// time starts from.
+    current: Option<Index>,
+    /// What the beats told, in order, from `told_base` on: an index applies
+    /// it when it is next used (`catch_up`), so a beat costs what changed,
+    /// not that times the deciding nodes.
+    told_log: Vec<Told>,
+    told_base: usize,
+    /// Per deciding node, the position in the log it has applied up to.
+    cursor: Vec<usize>,
+    /// Beats so far.
+    beats: u64,
 }
+
+/// One figure a beat told every node.
+#[derive(Debug, Clone, Copy)]
+enum Told {
+    Load(usize, u32, u32),
+    Estimate(u32, usize, Option<weft_sched::Estimate>),
+}
+
+/// The log is cut back to what the laggards still need beyond this.
+const TOLD_LOG_MAX: usize = 1 << 16;
 
 impl Weft {
     /// A policy with nothing learned.
@@ -115,13 +136,24 @@ impl Weft {
         Weft::default()
     }
 
-    /// Node `from`'s index of the world: a copy of the template (every
-    /// node, nothing learned) with its links as `from` sees them.
+    /// Node `from`'s index of the world: a copy of every node's row with
+    /// the times learned so far, with its links as `from` sees them.
     fn index(&mut self, world: &World<'_>, from: usize) -> Index {
         let t = world.topology();
+        let exec = &self.exec;
         let mut index = self
-            .template
-            .get_or_insert_with(|| Weft::template(world))
+            .current
+            .get_or_insert_with(|| {
+                let mut current = Weft::template(world);
+                for function in &world.workload().functions {
+                    for node in t.nodes() {
+                        if let Some(e) = exec.estimate(function, &node.name) {
+                            current.set_estimate(function, &node.name, Some(e));
+                        }
+                    }
+                }
+                current
+            })
             .clone();
         index.set_local(&t.nodes()[from].name);
         for (i, node) in t.nodes().iter().enumerate() {
@@ -175,37 +207,76 @@ impl Weft {
         })
     }
 
-    /// Brings every index up to the world: the loads and times that
-    /// changed since the last heartbeat.
+    /// A beat: logs the loads and times that changed since the last one,
+    /// as they are now; each index applies them when it is next used.
     fn refresh(&mut self, world: &World<'_>) {
         let t = world.topology();
         let functions = &world.workload().functions;
         self.told.resize(t.nodes().len(), (0, 0));
-        let moved: Vec<usize> = (0..t.nodes().len())
-            .filter(|&i| self.told[i] != world.load(i))
-            .collect();
-        for &i in &moved {
-            self.told[i] = world.load(i);
+        for i in 0..t.nodes().len() {
+            let now = world.load(i);
+            if self.told[i] != now {
+                self.told[i] = now;
+                self.told_log.push(Told::Load(i, now.0, now.1));
+            }
         }
         // A beat carries each node's latest figures once, however often
         // they changed since the last.
         self.changed.sort_unstable();
         self.changed.dedup();
-        for (index, sent) in self.indices.iter_mut().zip(&mut self.sent) {
-            let Some(index) = index else { continue };
-            sent.sort_unstable();
-            sent.dedup();
-            for &i in moved.iter().chain(sent.iter()) {
-                let (running, waiting) = world.load(i);
-                index.set_load(&t.nodes()[i].name, running, waiting);
-            }
-            sent.clear();
-            for &(f, x) in &self.changed {
-                let (function, node) = (&functions[f as usize], &t.nodes()[x].name);
-                index.set_estimate(function, node, self.exec.estimate(function, node));
-            }
+        for &(f, x) in &self.changed {
+            let e = self
+                .exec
+                .estimate(&functions[f as usize], &t.nodes()[x].name);
+            self.told_log.push(Told::Estimate(f, x, e));
         }
         self.changed.clear();
+        self.beats += 1;
+        if self.told_log.len() > TOLD_LOG_MAX {
+            for from in 0..self.indices.len() {
+                self.catch_up(world, from);
+            }
+            let least = (0..self.indices.len())
+                .filter(|&i| self.indices[i].is_some())
+                .map(|i| self.cursor[i])
+                .min()
+                .unwrap_or(self.told_base + self.told_log.len());
+            self.told_log.drain(..least - self.told_base);
+            self.told_base = least;
+        }
+    }
+
+    /// Brings `from`'s index up to the last beat: what the beats since it
+    /// was last used told, in order, then the nodes it sent work before
+    /// that beat back to what they told.
+    fn catch_up(&mut self, world: &World<'_>, from: usize) {
+        let Some(Some(index)) = self.indices.get_mut(from) else {
+            return;
+        };
+        let t = world.topology();
+        let functions = &world.workload().functions;
+        let end = self.told_base + self.told_log.len();
+        for told in &self.told_log[self.cursor[from] - self.told_base..] {
+            match *told {
+                Told::Load(i, running, waiting) => {
+                    index.set_load(&t.nodes()[i].name, running, waiting);
+                }
+                Told::Estimate(f, x, e) => {
+                    index.set_estimate(&functions[f as usize], &t.nodes()[x].name, e);
+                }
+            }
+        }
+        self.cursor[from] = end;
+        let beats = self.beats;
+        let told = &self.told;
+        self.sent[from].retain(|&(beat, i)| {
+            if beat >= beats {
+                return true;
+            }
+            let (running, waiting) = told[i];
+            index.set_load(&t.nodes()[i].name, running, waiting);
+            false
+        });
     }
 }
 
@@ -220,6 +291,7 @@ impl Policy for Weft {
         if self.indices.len() < t.nodes().len() {
             self.indices.resize_with(t.nodes().len(), || None);
             self.sent.resize_with(t.nodes().len(), Vec::new);
+            self.cursor.resize(t.nodes().len(), 0);
         }
         if self.indices[from].is_none() {
             let mut index = self.index(world, from);
@@ -229,18 +301,13 @@ impl Policy for Weft {
                 let (running, waiting) = world.load(i);
                 index.set_load(&node.name, running, waiting);
             }
-            for function in &world.workload().functions {
-                for node in t.nodes() {
-                    if let Some(e) = self.exec.estimate(function, &node.name) {
-                        index.set_estimate(function, &node.name, Some(e));
-                    }
-                }
-            }
             self.indices[from] = Some(index);
+            self.cursor[from] = self.told_base + self.told_log.len();
         }
         if world.config().heartbeat == 0 {
             self.refresh(world);
         }
+        self.catch_up(world, from);
         let function = &world.workload().functions[p.step.function as usize];
         let (a, o, s) = (p.step.arg_bytes, p.step.out_bytes, p.step.state_bytes);
         let model = world.config().model;
@@ -308,7 +375,7 @@ impl Policy for Weft {
         }
         if x != from {
             index.add_inflight(&d.node, 1);
-            self.sent[from].push(x);
+            self.sent[from].push((self.beats, x));
         }
         Some(x)
     }
@@ -321,6 +388,12 @@ impl Policy for Weft {
             &t.nodes()[node].name,
         );
         self.exec.observe(f, name, ns / 1_000);
+        if let Some(current) = self.current.as_mut() {
+            current.set_estimate(f, name, self.exec.estimate(f, name));
+        }
+        // What the beats told comes first, in both indices changed here.
+        self.catch_up(world, node);
+        self.catch_up(world, p.chain.client);
         // The node knows its own time at once; the others at the next beat.
         if let Some(Some(index)) = self.indices.get_mut(node) {
             index.set_estimate(f, name, self.exec.estimate(f, name));
