@@ -412,6 +412,27 @@ impl Index {
             return;
         }
         let f = self.function_id(function);
+        self.set_estimate_at(i, f, e);
+    }
+
+    /// `node`'s row, for the updates by position; `None` when the index
+    /// does not hold it.
+    pub fn row_of(&self, node: &str) -> Option<usize> {
+        self.by_name.get(node).copied()
+    }
+
+    /// `function`'s id, for the updates by position; `None` when the index
+    /// has never heard of it.
+    pub fn function_of(&self, function: &str) -> Option<usize> {
+        self.functions.get(function).map(|id| id as usize)
+    }
+
+    /// [`Index::set_estimate`] by row and function id (from
+    /// [`Index::row_of`] and [`Index::function_of`] of this index or of one
+    /// it was cloned from): no lookup by name, for a caller that updates
+    /// many indices of the same nodes (the simulator's clients). Panics on
+    /// a row or id the index does not have.
+    pub fn set_estimate_at(&mut self, i: usize, f: usize, e: Option<Estimate>) {
         self.exec[f].set(i, e.map(|e| e.micros()));
         let row = &mut self.rows[i];
         let id = f as u32;
@@ -483,9 +504,15 @@ impl Index {
     /// ignored.
     pub fn set_load(&mut self, node: &str, inflight: u32, queued: u32) {
         if let Some(&i) = self.by_name.get(node) {
-            let r = &mut self.rows[i];
-            (r.inflight, r.queued) = (inflight, queued);
+            self.set_load_at(i, inflight, queued);
         }
+    }
+
+    /// [`Index::set_load`] by row (from [`Index::row_of`]). Panics on a row
+    /// the index does not have.
+    pub fn set_load_at(&mut self, i: usize, inflight: u32, queued: u32) {
+        let r = &mut self.rows[i];
+        (r.inflight, r.queued) = (inflight, queued);
     }
 
     /// Whether the index holds the node as up.
@@ -559,6 +586,50 @@ mod tests {
         assert_eq!((ix.rows[1].inflight, ix.rows[1].queued), (5, 3));
         ix.upsert(&NodeView::new("b", Tier::Cloud, 8));
         assert_eq!(ix.inflight("b"), Some(0));
+    }
+
+    #[test]
+    fn updates_by_position_are_the_updates_by_name() {
+        let view = View {
+            local: "a".into(),
+            nodes: vec![
+                NodeView::new("a", Tier::Edge, 4).warm("f"),
+                NodeView::new("b", Tier::Cloud, 8).warm("g"),
+            ],
+            ..View::default()
+        };
+        let e = |us: f64| {
+            Some(Estimate {
+                mean_us: us,
+                samples: 1,
+            })
+        };
+        let (mut by_name, mut by_position) = (Index::new(&view), Index::new(&view));
+        by_name.set_load("b", 3, 2);
+        by_name.set_estimate("g", "b", e(250.0));
+        by_name.set_estimate("f", "b", e(90.0));
+        by_name.set_estimate("f", "b", None);
+        let (b, f, g) = (
+            by_position.row_of("b").unwrap(),
+            by_position.function_of("f").unwrap(),
+            by_position.function_of("g").unwrap(),
+        );
+        assert_eq!(
+            (by_position.row_of("nobody"), by_position.function_of("h")),
+            (None, None)
+        );
+        by_position.set_load_at(b, 3, 2);
+        by_position.set_estimate_at(b, g, e(250.0));
+        by_position.set_estimate_at(b, f, e(90.0));
+        by_position.set_estimate_at(b, f, None);
+        assert_eq!(
+            (by_position.rows[b].inflight, by_position.rows[b].queued),
+            (3, 2)
+        );
+        assert_eq!(by_position.rows[b].estimated, by_name.rows[b].estimated);
+        for id in [f, g] {
+            assert_eq!(by_position.exec[id].get(b), by_name.exec[id].get(b), "{id}");
+        }
     }
 
     #[test]

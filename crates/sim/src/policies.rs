@@ -118,6 +118,10 @@ pub struct Weft {
     cursor: Vec<usize>,
     /// Beats so far.
     beats: u64,
+    /// Each topology node's row and each function's id in every index
+    /// (all are copies of `current`): updates without lookups by name.
+    rows: Vec<Option<usize>>,
+    fids: Vec<Option<usize>>,
 }
 
 /// One figure a beat told every node.
@@ -155,6 +159,15 @@ impl Weft {
                 current
             })
             .clone();
+        if self.rows.is_empty() {
+            self.rows = t.nodes().iter().map(|n| index.row_of(&n.name)).collect();
+            self.fids = world
+                .workload()
+                .functions
+                .iter()
+                .map(|f| index.function_of(f))
+                .collect();
+        }
         index.set_local(&t.nodes()[from].name);
         for (i, node) in t.nodes().iter().enumerate() {
             let bandwidth = t.bandwidth(from, i);
@@ -256,14 +269,18 @@ impl Weft {
         let t = world.topology();
         let functions = &world.workload().functions;
         let end = self.told_base + self.told_log.len();
+        let rows = &self.rows;
+        let set_load = |index: &mut Index, i: usize, (running, waiting): (u32, u32)| match rows[i] {
+            Some(r) => index.set_load_at(r, running, waiting),
+            None => index.set_load(&t.nodes()[i].name, running, waiting),
+        };
         for told in &self.told_log[self.cursor[from] - self.told_base..] {
             match *told {
-                Told::Load(i, running, waiting) => {
-                    index.set_load(&t.nodes()[i].name, running, waiting);
-                }
-                Told::Estimate(f, x, e) => {
-                    index.set_estimate(&functions[f as usize], &t.nodes()[x].name, e);
-                }
+                Told::Load(i, running, waiting) => set_load(index, i, (running, waiting)),
+                Told::Estimate(f, x, e) => match (rows[x], self.fids[f as usize]) {
+                    (Some(r), Some(id)) => index.set_estimate_at(r, id, e),
+                    _ => index.set_estimate(&functions[f as usize], &t.nodes()[x].name, e),
+                },
             }
         }
         self.cursor[from] = end;
@@ -273,8 +290,7 @@ impl Weft {
             if beat >= beats {
                 return true;
             }
-            let (running, waiting) = told[i];
-            index.set_load(&t.nodes()[i].name, running, waiting);
+            set_load(index, i, told[i]);
             false
         });
     }
