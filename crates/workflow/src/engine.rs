@@ -1135,20 +1135,6 @@ impl Driver {
     }
 }
 
-/// Why `output` does not conform to the `output` schema `function`
-/// declares; `None` when it does, or when it declares none.
-fn broken_promise(wf: &Workflows, function: &str, output: &[u8]) -> Option<String> {
-    let f = wf.router.controller().function(function).ok()?;
-    let schema = f.spec().output.as_ref()?;
-    match as_json(output) {
-        None => Some(format!(
-            "{} bytes that are neither JSON nor text",
-            output.len()
-        )),
-        Some(v) => weft_manifest::conforms(&v, schema).err(),
-    }
-}
-
 /// Runs one step's attempts: each through the router (placement,
 /// admission, deadlines, like any invocation), under the step's id
 /// `RUN.STEP` (the same on every attempt: the guest's idempotency key),
@@ -1223,7 +1209,13 @@ async fn attempts(
                 false,
                 true,
             ),
-            Ok(out) => match broken_promise(wf, function, &out.body) {
+            Ok(out) => match wf
+                .router
+                .controller()
+                .function(function)
+                .ok()
+                .and_then(|f| crate::types::unkept_output(f.spec(), &out.body))
+            {
                 Some(message) => (
                     failure(
                         Code::InvalidStepOutput,

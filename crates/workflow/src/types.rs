@@ -119,3 +119,16 @@ pub(crate) fn unfit_input(plan: &Plan, k: usize, f: &FunctionSpec, input: &[u8])
     };
     verdict.err()
 }
+
+/// Why a step's `output` breaks what its function `f` declares it answers;
+/// `None` when it conforms or nothing is declared.
+pub(crate) fn unkept_output(f: &FunctionSpec, output: &[u8]) -> Option<String> {
+    let answers = f.output.as_ref()?;
+    match as_json(output) {
+        None => Some(format!(
+            "{} bytes that are neither JSON nor text",
+            output.len()
+        )),
+        Some(v) => conforms(&v, answers).err(),
+    }
+}
