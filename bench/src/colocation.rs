@@ -14,14 +14,14 @@
 
 use crate::continuum::Linked;
 use crate::node::{self, median, quantile, spread};
-use anyhow::{Result, ensure};
+use anyhow::Result;
 use bytes::Bytes;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use weft_manifest::{
     FunctionSpec, Name, NodeConfig, PlacementSpec, StepDecl, StepSpec, WorkflowSpec,
 };
-use weft_workflow::{RunState, Workflows};
+use weft_workflow::Workflows;
 
 const ONE_WAY: Duration = Duration::from_millis(10);
 const MIB: usize = 1 << 20;
@@ -51,17 +51,9 @@ fn pipeline(function: &str) -> Result<WorkflowSpec> {
 /// A run from start to end: its wall time in ms and how many of its steps
 /// ran in the cloud.
 async fn run_once(wf: &Arc<Workflows>, workflow: &str, input: Bytes) -> Result<(f64, usize)> {
-    let t = Instant::now();
-    let run = wf.run(workflow, input).await?;
-    let v = wf.wait(&run.id, Duration::from_secs(120)).await?;
-    ensure!(
-        v.run.state == RunState::Succeeded,
-        "run {} of {workflow} ended {:?}",
-        run.id,
-        v.run.error
-    );
+    let (v, took) = crate::workflow::run_to_end(wf, workflow, input).await?;
     let far = v.steps.iter().filter(|s| s.node == "cloud").count();
-    Ok((t.elapsed().as_secs_f64() * 1e3, far))
+    Ok((took.as_secs_f64() * 1e3, far))
 }
 
 pub(crate) async fn run(quick: bool) -> Result<()> {

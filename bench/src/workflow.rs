@@ -26,10 +26,15 @@ use weft_workflow::Workflows;
 
 const INPUT: &[u8] = b"{\"image\":\"cat.png\",\"size\":1024}";
 
-/// A run of `workflow` from start to end; its wall time in µs.
-async fn run_once(wf: &Arc<Workflows>, workflow: &str) -> Result<f64> {
+/// A run of `workflow` on `input` from start to end, which must succeed:
+/// how it ended and its wall time.
+pub(crate) async fn run_to_end(
+    wf: &Arc<Workflows>,
+    workflow: &str,
+    input: Bytes,
+) -> Result<(weft_workflow::RunView, Duration)> {
     let t = Instant::now();
-    let run = wf.run(workflow, Bytes::from_static(INPUT)).await?;
+    let run = wf.run(workflow, input).await?;
     let v = wf.wait(&run.id, Duration::from_secs(600)).await?;
     ensure!(
         v.run.state == weft_workflow::RunState::Succeeded,
@@ -37,7 +42,13 @@ async fn run_once(wf: &Arc<Workflows>, workflow: &str) -> Result<f64> {
         run.id,
         v.run.error
     );
-    Ok(t.elapsed().as_secs_f64() * 1e6)
+    Ok((v, t.elapsed()))
+}
+
+/// A run of `workflow` from start to end; its wall time in µs.
+async fn run_once(wf: &Arc<Workflows>, workflow: &str) -> Result<f64> {
+    let (_, took) = run_to_end(wf, workflow, Bytes::from_static(INPUT)).await?;
+    Ok(took.as_secs_f64() * 1e6)
 }
 
 /// `n` direct invocations of `echo`, each taking the last one's output;
@@ -151,13 +162,7 @@ pub(crate) async fn run(quick: bool) -> Result<()> {
     println!("| --- | --- | --- | --- |");
     let mut flat = Vec::new();
     for round in 1..=rounds {
-        let run = wf.run("long", Bytes::from_static(INPUT)).await?;
-        let v = wf.wait(&run.id, Duration::from_secs(600)).await?;
-        ensure!(
-            v.run.state == weft_workflow::RunState::Succeeded,
-            "long run ended {:?}",
-            v.run.error
-        );
+        let (v, _) = run_to_end(&wf, "long", Bytes::from_static(INPUT)).await?;
         let ended: Vec<u64> = v.steps.iter().map(|s| s.ended_ms.unwrap_or(0)).collect();
         let early = (ended[100] - ended[0]) as f64 / 100.0;
         let late = (ended[999] - ended[899]) as f64 / 100.0;
