@@ -90,7 +90,7 @@ cargo_build "$REPO/examples/Cargo.toml" wasm32-wasip2 -p http-hello -p http-coun
 cp -f "$GUEST_TARGET/wasm32-wasip2/release/http_hello.wasm" "$OUTDIR/http-hello.wasm"
 cp -f "$GUEST_TARGET/wasm32-wasip2/release/http_counter.wasm" "$OUTDIR/http-counter.wasm"
 
-SDK_EXAMPLES=(kv-counter fetch chain events sensor tick flaky state-counter workflow-step)
+SDK_EXAMPLES=(kv-counter fetch chain events sensor tick flaky state-counter workflow-step orchestrator)
 step "examples: ${SDK_EXAMPLES[*]} (weft-sdk, wasm32-wasip2 components)"
 args=()
 for name in "${SDK_EXAMPLES[@]}"; do args+=(-p "$name"); done

@@ -44,7 +44,7 @@ pub struct Error {
     /// Stable, snake_case: `denied`, `not_found`, `cycle`, `too_deep`,
     /// `deadline_exceeded`, `busy`, `failed`, `too_large`, `unavailable`,
     /// `internal`, `no_such_store`, `store_error`, `config_error`,
-    /// `http_error`, `invalid_request`.
+    /// `http_error`, `invalid_request`; `suspended` from [`durable`].
     pub code: &'static str,
     /// What went wrong.
     pub message: String,
@@ -57,6 +57,15 @@ impl Error {
             code,
             message: message.into(),
         }
+    }
+}
+
+impl Error {
+    /// Whether a durable operation suspended the run: return it from the
+    /// handler (with `?`), and [`run`] ends the invocation quietly; Weft
+    /// invokes the orchestrator again when the run can go on.
+    pub fn is_suspended(&self) -> bool {
+        self.code == "suspended"
     }
 }
 
@@ -107,7 +116,12 @@ where
             }
         }
         Err(e) => {
-            eprintln!("{e}");
+            let text = e.to_string();
+            // A suspended workflow's answer is dropped: nothing to say.
+            if text.starts_with("suspended: ") {
+                std::process::exit(0);
+            }
+            eprintln!("{text}");
             std::process::exit(1);
         }
     }
@@ -290,6 +304,85 @@ pub mod invocation {
     /// Attempt of an asynchronous invocation, from 1.
     pub fn attempt() -> u32 {
         inv::attempt()
+    }
+}
+
+/// Workflows in code: durable steps for a workflow's orchestrator (the
+/// function of `[workflows.NAME] function = "F"`). Each step has a name,
+/// and its result is journaled before it answers; when the orchestrator
+/// runs again (after a crash, a suspension, a retry), the steps already
+/// recorded answer their recorded results without running again, so the
+/// orchestrator must take the same steps in the same order each time
+/// (decide on step results, not on clocks or randomness outside a step).
+///
+/// ```no_run
+/// use weft_sdk::durable;
+/// use std::time::Duration;
+///
+/// fn main() {
+///     weft_sdk::run(|order| {
+///         let paid = durable::call("pay", "payments", &order)?;
+///         let ok = durable::await_event("approve", Some(Duration::from_secs(3600)))?;
+///         if ok.is_none() {
+///             durable::call("refund", "payments", &paid)?;
+///             return Ok(b"not approved".to_vec());
+///         }
+///         durable::sleep("cool-off", Duration::from_secs(60))?;
+///         durable::call("ship", "shipping", &paid)
+///     });
+/// }
+/// ```
+///
+/// An operation that makes the run wait answers an error whose
+/// [`Error::is_suspended`] holds: pass it up with `?` (do nothing else),
+/// and the run goes on later from the journal.
+pub mod durable {
+    use super::Error;
+    use crate::bindings::weft::fabric::durable as d;
+    use std::time::Duration;
+
+    fn err(e: d::DurableError) -> Error {
+        match e {
+            d::DurableError::Failed(e) => e.into(),
+            d::DurableError::Suspended => Error::new("suspended", "the run waits"),
+        }
+    }
+
+    /// Step `name`: runs `function` with `payload` (declared in the
+    /// manifest's `calls`), or answers its recorded result. Its invocation
+    /// id, `RUN.F.NAME`, is the same on every attempt.
+    pub fn call(name: &str, function: &str, payload: &[u8]) -> Result<Vec<u8>, Error> {
+        d::call(name, function, payload).map_err(err)
+    }
+
+    /// Step `name`: runs `f` once and records its value; on every later
+    /// run of the orchestrator, answers the recorded value without
+    /// running `f`. For work with effects outside Weft (an HTTP call),
+    /// or anything not deterministic (the time, a random number).
+    pub fn step<F>(name: &str, f: F) -> Result<Vec<u8>, Error>
+    where
+        F: FnOnce() -> Result<Vec<u8>, Error>,
+    {
+        if let Some(v) = d::recorded(name).map_err(err)? {
+            return Ok(v);
+        }
+        let v = f()?;
+        d::save(name, &v).map_err(err)
+    }
+
+    /// Step `name`: sleeps `duration`, counted from the first time the
+    /// run gets here; the run is suspended meanwhile (no instance lives).
+    pub fn sleep(name: &str, duration: Duration) -> Result<(), Error> {
+        let ms = u64::try_from(duration.as_millis()).unwrap_or(u64::MAX);
+        d::sleep(name, ms).map_err(err)
+    }
+
+    /// Step `name`: the payload of event `name` sent to the run, waiting
+    /// for it at most `timeout` (`None`: without end); `Ok(None)` when it
+    /// did not come in time.
+    pub fn await_event(name: &str, timeout: Option<Duration>) -> Result<Option<Vec<u8>>, Error> {
+        let ms = timeout.map(|t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX));
+        d::await_event(name, ms).map_err(err)
     }
 }
 

@@ -11,6 +11,7 @@ use std::process::ExitCode;
 ///   weft workflow ls --state failed
 ///   weft workflow show 0193f2a1b2c3d4e5f6a7
 ///   weft workflow retry 0193f2a1b2c3d4e5f6a7 --step detect
+///   weft workflow signal 0193f2a1b2c3d4e5f6a7 approve --data yes
 #[derive(Args)]
 pub(crate) struct Workflow {
     #[command(subcommand)]
@@ -76,6 +77,22 @@ enum WorkflowCommand {
         #[command(flatten)]
         opts: ClientOpts,
     },
+    /// Send an event to a run of a workflow in code, which waits for it
+    /// (`durable::await_event`) or will; each name is sent once.
+    Signal {
+        /// The run's id.
+        id: String,
+        /// The event's name.
+        name: String,
+        /// Its payload.
+        #[arg(long, short = 'd', conflicts_with = "data_file")]
+        data: Option<String>,
+        /// Read its payload from a file (`-` for stdin).
+        #[arg(long)]
+        data_file: Option<String>,
+        #[command(flatten)]
+        opts: ClientOpts,
+    },
     /// Record an output for a step of a run that ended, without running
     /// it, and resume the run from there.
     Skip {
@@ -119,6 +136,16 @@ impl Workflow {
                 let body = step.map(|s| json!({ "step": s }));
                 finish(act(&id, "retry", body, &opts).await, opts.json)
             }
+            WorkflowCommand::Signal {
+                id,
+                name,
+                data,
+                data_file,
+                opts,
+            } => finish(
+                signal(&id, &name, data.as_deref(), data_file.as_deref(), &opts).await,
+                opts.json,
+            ),
             WorkflowCommand::Skip {
                 id,
                 step,
@@ -185,6 +212,30 @@ async fn start(
             ))
         }
     }
+}
+
+async fn signal(
+    id: &str,
+    name: &str,
+    data: Option<&str>,
+    file: Option<&str>,
+    opts: &ClientOpts,
+) -> ClientResult<()> {
+    let c = Client::new(opts)?;
+    let payload = crate::client::read_data(data, file)?;
+    let rb = c
+        .request(
+            reqwest::Method::POST,
+            &format!("/v1/runs/{id}/events/{name}"),
+        )
+        .body(payload);
+    let v = c.json(rb).await?;
+    if opts.json {
+        print_json(&v);
+    } else {
+        println!("event {name} sent to run {id} ({} bytes)", v["bytes"]);
+    }
+    Ok(())
 }
 
 /// Writes a run's raw output to stdout.
@@ -312,7 +363,9 @@ fn draw(v: &Value) {
             .unwrap_or_default()
     };
     // Depth by relaxation: the graph is acyclic and at most 1,000 steps.
-    let mut depth = vec![0usize; steps.len()];
+    // An orchestrator's durable steps (they have a `kind`) sit below it.
+    let durable = |s: &Value| s["kind"].is_string();
+    let mut depth: Vec<usize> = steps.iter().map(|s| usize::from(durable(s))).collect();
     for _ in 0..steps.len() {
         let mut changed = false;
         for (i, s) in steps.iter().enumerate() {
@@ -328,7 +381,17 @@ fn draw(v: &Value) {
     }
     let mut order: Vec<usize> = (0..steps.len()).collect();
     order.sort_by_key(|&i| (depth[i], i));
-    let width = names.iter().map(|n| n.len()).max().unwrap_or(4)
+    let suffix = |s: &Value| match s["kind"].as_str() {
+        Some("call") => format!(" (call {})", s["function"].as_str().unwrap_or_default()),
+        Some(kind) => format!(" ({kind})"),
+        None => String::new(),
+    };
+    let width = steps
+        .iter()
+        .zip(&names)
+        .map(|(s, n)| n.chars().count() + suffix(s).chars().count())
+        .max()
+        .unwrap_or(4)
         + 2 * depth.iter().max().copied().unwrap_or(0)
         + 2;
     for (row, &i) in order.iter().enumerate() {
@@ -337,8 +400,10 @@ fn draw(v: &Value) {
             "succeeded" => "✓",
             "failed" => "✗",
             "running" => "▶",
+            "suspended" => "⏸",
             "skipped" => "↷",
             "not_taken" => "–",
+            "waiting" => "…",
             _ => "·",
         };
         let preds = after(s);
@@ -355,7 +420,7 @@ fn draw(v: &Value) {
         } else {
             format!("{}└ ", "  ".repeat(depth[i] - 1))
         };
-        let label = format!("{indent}{mark} {}", names[i]);
+        let label = format!("{indent}{mark} {}{}", names[i], suffix(s));
         let attempts = s["attempts"].as_u64().unwrap_or(0);
         println!(
             "  {label:<width$} {:<10} {:>10}  {:<12} {}{}",

@@ -10,6 +10,7 @@ mod bad_input;
 mod capabilities;
 mod cli;
 mod durability;
+mod durable;
 mod fabric;
 mod golden;
 mod harness;

@@ -23,15 +23,15 @@ fn manifest(dir: &tempfile::TempDir, functions: &[(&str, &str)], workflows: &str
     path
 }
 
-fn deploy(node: &Node, path: &std::path::Path) -> Value {
+pub(crate) fn deploy(node: &Node, path: &std::path::Path) -> Value {
     node.json(&["deploy", "--manifest", path.to_str().unwrap()])
 }
 
-fn show(node: &Node, id: &str) -> Value {
+pub(crate) fn show(node: &Node, id: &str) -> Value {
     node.json(&["workflow", "show", id])
 }
 
-fn step<'a>(run: &'a Value, name: &str) -> &'a Value {
+pub(crate) fn step<'a>(run: &'a Value, name: &str) -> &'a Value {
     run["steps"]
         .as_array()
         .unwrap()
@@ -50,7 +50,7 @@ fn start_failing(node: &Node, name: &str) -> Value {
 }
 
 /// The id of the run started last.
-fn newest_run(node: &Node) -> String {
+pub(crate) fn newest_run(node: &Node) -> String {
     node.json(&["workflow", "ls"])["runs"][0]["id"]
         .as_str()
         .unwrap()
@@ -58,7 +58,7 @@ fn newest_run(node: &Node) -> String {
 }
 
 /// A function answering how often step `RUN.STEP` ran (see [`ran`]).
-const COUNTER: (&str, &str) = (
+pub(crate) const COUNTER: (&str, &str) = (
     "counter",
     "key_value_stores = [\"default\"]\nconfig = { report = \"yes\" }",
 );
@@ -74,7 +74,7 @@ fn put_refused(node: &Node, name: &str, spec: Value) -> (u16, Value) {
     crate::harness::error_of(resp)
 }
 
-fn wait_state(node: &Node, id: &str, state: &str) -> Value {
+pub(crate) fn wait_state(node: &Node, id: &str, state: &str) -> Value {
     let mut last = Value::Null;
     let ok = eventually(Duration::from_secs(60), || {
         last = show(node, id);
@@ -444,8 +444,37 @@ fn deploy_five(node: &Node, sleep_ms: u64) {
     deploy(node, &path);
 }
 
+/// Notes each step of run `id` (as shown: `run`) recorded as succeeded
+/// and not noted yet, with how often it had run then: a graph's steps
+/// (`RUN.STEP`), or with `orchestrator` its durable calls
+/// (`RUN.ORCHESTRATOR.STEP`).
+pub(crate) fn note_recorded(
+    node: &Node,
+    id: &str,
+    run: &Value,
+    orchestrator: Option<&str>,
+    seen: &mut std::collections::BTreeMap<String, u64>,
+) {
+    for s in run["steps"].as_array().unwrap() {
+        if s["state"] != "succeeded" {
+            continue;
+        }
+        let name = s["name"].as_str().unwrap();
+        let key = match orchestrator {
+            None if s["kind"].is_null() => format!("{id}.{name}"),
+            Some(o) if s["kind"] == "call" => format!("{id}.{o}.{name}"),
+            _ => continue,
+        };
+        if let std::collections::btree_map::Entry::Vacant(e) = seen.entry(key) {
+            let n = ran(node, e.key());
+            assert!(n >= 1, "{} recorded but never ran", e.key());
+            e.insert(n);
+        }
+    }
+}
+
 /// Reads how many times step `RUN.STEP` ran, through the `counter` function.
-fn ran(node: &Node, step_id: &str) -> u64 {
+pub(crate) fn ran(node: &Node, step_id: &str) -> u64 {
     let resp = node.post("counter", step_id.to_string());
     assert!(resp.status().is_success(), "counter: {}", resp.status());
     resp.text().unwrap().trim().parse().unwrap()
@@ -469,17 +498,7 @@ fn kill_9_mid_workflow_loses_no_run_and_runs_no_recorded_step_again() {
         node.kill9();
         node.restart();
         for id in &runs {
-            let run = show(&node, id);
-            for s in run["steps"].as_array().unwrap() {
-                if s["state"] == "succeeded" {
-                    let key = format!("{id}.{}", s["name"].as_str().unwrap());
-                    if let std::collections::btree_map::Entry::Vacant(e) = seen.entry(key) {
-                        let n = ran(&node, e.key());
-                        assert!(n >= 1, "{} recorded but never ran", e.key());
-                        e.insert(n);
-                    }
-                }
-            }
+            note_recorded(&node, id, &show(&node, id), None, &mut seen);
         }
     }
     for (i, id) in runs.iter().enumerate() {
@@ -857,7 +876,7 @@ steps = [{ function = "detect", after = [] }, { name = "each", function = "tag",
 /// `default` store (the steps' execution counts) are the fabric's
 /// JetStream; beats every 300 ms, so a node that dies is seen gone within
 /// about a second.
-fn fabric_node(url: &str, name: &str) -> Node {
+pub(crate) fn fabric_node(url: &str, name: &str) -> Node {
     Node::start_with_config(&format!(
         "[fabric]\nurl = \"{url}\"\nname = \"{name}\"\ntier = \"edge\"\nheartbeat = \"300ms\"\n\n\
          [kv.default]\nbackend = \"fabric\"\n\n[kv.shared]\nbackend = \"fabric\"\n\n\
@@ -870,14 +889,7 @@ fn fabric_node(url: &str, name: &str) -> Node {
 fn recorded_steps(node: &Node, runs: &[String]) -> std::collections::BTreeMap<String, u64> {
     let mut seen = std::collections::BTreeMap::new();
     for id in runs {
-        for s in show(node, id)["steps"].as_array().unwrap() {
-            if s["state"] == "succeeded" {
-                let key = format!("{id}.{}", s["name"].as_str().unwrap());
-                let n = ran(node, &key);
-                assert!(n >= 1, "{key} recorded but never ran");
-                seen.insert(key, n);
-            }
-        }
+        note_recorded(node, id, &show(node, id), None, &mut seen);
     }
     seen
 }

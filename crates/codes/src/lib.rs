@@ -182,6 +182,13 @@ codes! {
     /// A step answered what its function's declared `output` schema does
     /// not allow: not recorded, the step fails (not retried).
     InvalidStepOutput = "invalid_step_output", 502, None;
+    /// An event that cannot go to the run: a bad name, a payload above
+    /// 1 MiB, or a run whose workflow waits for no events (it has steps,
+    /// not an orchestrator).
+    InvalidEvent = "invalid_event", 400, None;
+    /// An event by that name was already sent to the run: each is
+    /// delivered once.
+    EventSent = "event_sent", 409, None;
 
     // ---- asynchronous invocations
     /// No asynchronous invocation with that id (or its result expired).

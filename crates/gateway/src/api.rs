@@ -112,6 +112,7 @@ pub fn routes(
         .route("/v1/runs/{id}/cancel", post(workflows::cancel))
         .route("/v1/runs/{id}/retry", post(workflows::retry))
         .route("/v1/runs/{id}/skip", post(workflows::skip))
+        .route("/v1/runs/{id}/events/{name}", post(workflows::event))
         .route("/fn/{name}", any(invoke::invoke))
         .route("/fn/{name}/", any(invoke::invoke))
         .route("/fn/{name}/{*rest}", any(invoke::invoke))

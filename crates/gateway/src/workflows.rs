@@ -13,6 +13,7 @@
 //! | `POST /v1/runs/{id}/cancel` | cancels it |
 //! | `POST /v1/runs/{id}/retry` `{"step"?}` | runs its failed steps (or `step` and after) again |
 //! | `POST /v1/runs/{id}/skip` `{"step", "output"}` | records `output` for `step`, resumes |
+//! | `POST /v1/runs/{id}/events/{name}` | sends event `name` (the body its payload) to a workflow in code |
 
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -173,6 +174,20 @@ pub(crate) async fn output(
             format!("run `{id}` has no output: it has not succeeded"),
         )),
     }
+}
+
+pub(crate) async fn event(
+    State(s): State<AppState>,
+    Path((id, name)): Path<(String, String)>,
+    payload: Bytes,
+) -> Result<Response, ApiError> {
+    let bytes = payload.len();
+    s.workflows.signal(&id, &name, payload).await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({ "run": id, "event": name, "bytes": bytes })),
+    )
+        .into_response())
 }
 
 pub(crate) async fn cancel(

@@ -1,5 +1,6 @@
 //! `[workflows.NAME]`: a durable composition of functions, as a graph of
-//! steps.
+//! steps, or as code (`function = "F"`: an orchestrator that takes durable
+//! steps through `weft:fabric/durable`).
 //!
 //! ```toml
 //! [workflows.thumbnail]
@@ -20,6 +21,10 @@
 //!   { name = "photos", function = "resize", map = true, items = "/photos", concurrency = 8 },
 //!   { name = "video", function = "transcode", after = ["classify"], when = { path = "/kind", equals = "video" } },
 //! ]
+//!
+//! [workflows.order]
+//! function = "checkout"                        # a workflow in code
+//! deadline = "7d"
 //! ```
 //!
 //! A step with `map = true` runs its function once per item of the list
@@ -75,7 +80,15 @@ pub struct WorkflowSpec {
     /// optionally `name`, `after`, `timeout` and `retry`. A step runs after
     /// the one listed before it unless it says `after`.
     /// TOML: `steps = ["resize", "detect", "store"]`
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub steps: Vec<StepDecl>,
+
+    /// A workflow in code instead of `steps`: the function that
+    /// orchestrates each run, taking durable steps through
+    /// `weft:fabric/durable` (the SDK's `durable` module). Its answer is
+    /// the run's result. TOML: `function = "checkout"`
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub function: Option<Name>,
 
     /// The time from a run's start within which it should finish; each
     /// step runs with what is left as its deadline, and a run still going
@@ -272,6 +285,9 @@ pub struct Plan {
     pub output: usize,
     /// The overall deadline.
     pub deadline: Option<Duration>,
+    /// A workflow in code: its one step is the orchestrator, which takes
+    /// its own durable steps.
+    pub code: bool,
 }
 
 /// One resolved step.
@@ -363,6 +379,18 @@ impl WorkflowSpec {
         WorkflowSpec {
             description: None,
             steps: functions.iter().cloned().map(StepDecl::Function).collect(),
+            function: None,
+            deadline: None,
+            output: None,
+        }
+    }
+
+    /// A workflow in code, orchestrated by `function`.
+    pub fn code(function: Name) -> WorkflowSpec {
+        WorkflowSpec {
+            description: None,
+            steps: Vec::new(),
+            function: Some(function),
             deadline: None,
             output: None,
         }
@@ -378,8 +406,40 @@ impl WorkflowSpec {
         {
             return bad("description", "longer than 1024 bytes");
         }
+        if let Some(f) = &self.function {
+            if !self.steps.is_empty() {
+                return bad(
+                    "function",
+                    "a workflow has `steps` or a `function` that orchestrates it, not both",
+                );
+            }
+            if self.output.is_some() {
+                return bad(
+                    "output",
+                    "a workflow in code answers its orchestrator's result: it has no `output` step",
+                );
+            }
+            let deadline = self.checked_deadline()?;
+            return Ok(Plan {
+                steps: vec![PlannedStep {
+                    name: f.clone(),
+                    function: f.clone(),
+                    after: Vec::new(),
+                    timeout: None,
+                    retry: None,
+                    map: None,
+                    when: None,
+                }],
+                output: 0,
+                deadline,
+                code: true,
+            });
+        }
         if self.steps.is_empty() {
-            return bad("steps", "a workflow needs at least one step");
+            return bad(
+                "steps",
+                "a workflow needs at least one step (or a `function` that orchestrates it)",
+            );
         }
         if self.steps.len() > MAX_STEPS {
             return bad(
@@ -390,13 +450,7 @@ impl WorkflowSpec {
                 ),
             );
         }
-        let deadline = match self.deadline {
-            Some(HumanDuration(d)) => {
-                check_range("deadline", d, bounds::MIN_TIMEOUT, MAX_RUN_DEADLINE)?;
-                Some(d)
-            }
-            None => None,
-        };
+        let deadline = self.checked_deadline()?;
         let mut index: BTreeMap<&Name, usize> = BTreeMap::new();
         for (i, s) in self.steps.iter().enumerate() {
             if let Some(first) = index.insert(s.name(), i) {
@@ -489,7 +543,18 @@ impl WorkflowSpec {
             steps,
             output,
             deadline,
+            code: false,
         })
+    }
+
+    fn checked_deadline(&self) -> Result<Option<Duration>, FieldError> {
+        match self.deadline {
+            Some(HumanDuration(d)) => {
+                check_range("deadline", d, bounds::MIN_TIMEOUT, MAX_RUN_DEADLINE)?;
+                Ok(Some(d))
+            }
+            None => Ok(None),
+        }
     }
 }
 
@@ -550,6 +615,28 @@ mod tests {
         let after: Vec<Vec<usize>> = p.steps.iter().map(|s| s.after.clone()).collect();
         assert_eq!(after, vec![vec![], vec![0], vec![1]]);
         assert_eq!(p.output, 2);
+    }
+
+    #[test]
+    fn a_workflow_in_code_is_one_step_its_orchestrator() {
+        let spec: WorkflowSpec =
+            toml::from_str("function = \"checkout\"\ndeadline = \"1h\"\n").unwrap();
+        let p = spec.plan().unwrap_or_else(|e| panic!("{e}"));
+        assert!(p.code);
+        assert_eq!(p.steps.len(), 1);
+        assert_eq!(p.steps[0].function.as_str(), "checkout");
+        assert_eq!(p.deadline, Some(Duration::from_secs(3600)));
+        for (text, field) in [
+            ("function = \"f\"\nsteps = [\"a\"]\n", "function"),
+            ("function = \"f\"\noutput = \"a\"\n", "output"),
+            ("function = \"f\"\ndeadline = \"0s\"\n", "deadline"),
+            ("description = \"nothing\"\n", "steps"),
+        ] {
+            let spec: WorkflowSpec = toml::from_str(text).unwrap();
+            let e = spec.plan().unwrap_err();
+            assert_eq!(e.field(), field, "{text}: {e}");
+        }
+        assert!(toml::from_str::<WorkflowSpec>("function = \"Not A Name\"\n").is_err());
     }
 
     #[test]

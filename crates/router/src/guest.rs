@@ -10,7 +10,7 @@ use futures::future::BoxFuture;
 use std::sync::{Arc, Weak};
 use std::time::Instant;
 use weft_codes::Code;
-use weft_runtime::{CallContext, Fabric, FabricCode, FabricError, Trigger};
+use weft_runtime::{CallContext, Durable, Fabric, FabricCode, FabricError, Trigger};
 
 /// The router, as the guests' host.
 pub(crate) struct Guests {
@@ -124,6 +124,10 @@ impl Fabric for Guests {
                 .map(|a| a.id)
                 .map_err(|e| guest_error(&e, None))
         })
+    }
+
+    fn durable(&self) -> Option<Arc<dyn Durable>> {
+        self.router.upgrade()?.durable()
     }
 
     fn publish(

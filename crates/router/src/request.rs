@@ -233,6 +233,9 @@ pub struct Request {
     /// keeps its state with the client (this node only: not queued, not
     /// sent to peers).
     pub chain_state: Option<weft_runtime::ChainState>,
+    /// Runs on this node whatever placement would choose: a workflow's
+    /// orchestrator, whose journal the node driving its run answers.
+    pub pinned: bool,
 }
 
 impl Request {
@@ -258,6 +261,7 @@ impl Request {
             version: 0,
             state_key: None,
             chain_state: None,
+            pinned: false,
         }
     }
 
@@ -411,6 +415,7 @@ impl Request {
             version: 0,
             state_key: get("state_key"),
             chain_state: None,
+            pinned: false,
         }
     }
 
@@ -472,6 +477,7 @@ impl Request {
             version: call.version,
             state_key: call.state_key,
             chain_state: None,
+            pinned: false,
         }
     }
 }

@@ -45,6 +45,8 @@ pub enum Placement {
     Standalone,
     /// It arrived from another node, which placed it here.
     Arrived,
+    /// Its request asked to run here (a workflow's orchestrator).
+    Pinned,
     /// The scheduler's decision.
     Decided(Decision),
 }
@@ -63,6 +65,7 @@ impl Placement {
         match self {
             Placement::Standalone => "standalone",
             Placement::Arrived => "arrived",
+            Placement::Pinned => "pinned",
             Placement::Decided(d) => d.reason.kind(),
         }
     }
@@ -90,6 +93,7 @@ pub struct Router {
     max_depth: usize,
     node_id: String,
     responder: OnceLock<Arc<dyn Responder>>,
+    durable: OnceLock<Arc<dyn weft_runtime::Durable>>,
 }
 
 impl Router {
@@ -103,6 +107,7 @@ impl Router {
             controller,
             fabric: OnceLock::new(),
             responder: OnceLock::new(),
+            durable: OnceLock::new(),
         }
     }
 
@@ -115,6 +120,16 @@ impl Router {
     /// for (once).
     pub fn set_responder(&self, r: Arc<dyn Responder>) {
         let _ = self.responder.set(r);
+    }
+
+    /// Sets who answers orchestrators' `weft:fabric/durable` (once): the
+    /// workflow engine, which sits above the router.
+    pub fn set_durable(&self, d: Arc<dyn weft_runtime::Durable>) {
+        let _ = self.durable.set(d);
+    }
+
+    pub(crate) fn durable(&self) -> Option<Arc<dyn weft_runtime::Durable>> {
+        self.durable.get().cloned()
     }
 
     pub(crate) fn responder(&self) -> Option<&Arc<dyn Responder>> {
@@ -553,6 +568,9 @@ impl Router {
     ) -> Result<(Placement, Option<Sent<'_>>)> {
         if req.from_node.is_some() {
             return Ok((Placement::Arrived, None));
+        }
+        if req.pinned {
+            return Ok((Placement::Pinned, None));
         }
         let Some(fabric) = self.fabric.get() else {
             return Ok((Placement::Standalone, None));

@@ -32,7 +32,7 @@ use bindings::wasi::config0_2_0_draft::store as config;
 use bindings::wasi::config0_2_0_rc_1::store as config_rc1;
 use bindings::wasi::keyvalue::{atomics, batch, store};
 use bindings::wasi::logging::logging;
-use bindings::weft::fabric::{call, invocation, topics, types};
+use bindings::weft::fabric::{call, durable, invocation, topics, types};
 
 /// What a function may use beyond its sandbox, resolved when it is
 /// deployed from its manifest and the node's configuration.
@@ -237,6 +237,70 @@ pub trait Fabric: Send + Sync {
         topic: &str,
         payload: Bytes,
     ) -> BoxFuture<'static, Result<(), FabricError>>;
+    /// The workflow engine, if the node runs one.
+    fn durable(&self) -> Option<Arc<dyn Durable>>;
+}
+
+/// One operation of `weft:fabric/durable`, asked by a workflow's
+/// orchestrator; each names its step.
+#[derive(Debug, Clone)]
+pub enum DurableOp {
+    /// Run `function` with `payload` as step `name` (or answer its record).
+    Call {
+        /// The step.
+        name: String,
+        /// The function it runs.
+        function: String,
+        /// Its request.
+        payload: Bytes,
+    },
+    /// The value recorded as step `name`, if any.
+    Recorded {
+        /// The step.
+        name: String,
+    },
+    /// Record `value` as step `name`.
+    Record {
+        /// The step.
+        name: String,
+        /// The value.
+        value: Bytes,
+    },
+    /// Sleep `ms` from the first time the run reaches step `name`.
+    Sleep {
+        /// The step.
+        name: String,
+        /// How long.
+        ms: u64,
+    },
+    /// Wait for event `name`, at most `timeout_ms` from the first time.
+    AwaitEvent {
+        /// The step, and the event.
+        name: String,
+        /// How long at most; `None`: without end.
+        timeout_ms: Option<u64>,
+    },
+}
+
+/// Why a durable operation did not answer a value.
+#[derive(Debug, Clone)]
+pub enum DurableError {
+    /// The step failed, or the operation was refused.
+    Failed(FabricError),
+    /// The run waits: the orchestrator should return at once.
+    Suspended,
+}
+
+/// The node's side of `weft:fabric/durable`: the workflow engine's.
+pub trait Durable: Send + Sync {
+    /// Answers `op` for the orchestrator running under `from`: the step's
+    /// value (`None` where the operation has none: a sleep, a step not
+    /// recorded, an event that did not come).
+    fn durable(
+        &self,
+        from: &CallContext,
+        op: DurableOp,
+    ) -> BoxFuture<'static, Result<Option<Bytes>, DurableError>>;
 }
 
 /// An open bucket, held in the sandbox's resource table.
@@ -590,6 +654,84 @@ impl topics::Host for HostView<'_> {
             .publish(&self.ctx.context, &topic, payload.into())
             .await
             .map_err(wit_error)
+    }
+}
+
+impl durable::Host for HostView<'_> {
+    async fn call(
+        &mut self,
+        name: String,
+        function: String,
+        payload: Vec<u8>,
+    ) -> Result<Vec<u8>, durable::DurableError> {
+        self.may_call(&function)
+            .map_err(durable::DurableError::Failed)?;
+        let op = DurableOp::Call {
+            name,
+            function,
+            payload: payload.into(),
+        };
+        Ok(self.durable(op).await?.unwrap_or_default().to_vec())
+    }
+
+    async fn recorded(&mut self, name: String) -> Result<Option<Vec<u8>>, durable::DurableError> {
+        let out = self.durable(DurableOp::Recorded { name }).await?;
+        Ok(out.map(|b| b.to_vec()))
+    }
+
+    async fn save(
+        &mut self,
+        name: String,
+        value: Vec<u8>,
+    ) -> Result<Vec<u8>, durable::DurableError> {
+        let op = DurableOp::Record {
+            name,
+            value: value.into(),
+        };
+        Ok(self.durable(op).await?.unwrap_or_default().to_vec())
+    }
+
+    async fn sleep(&mut self, name: String, ms: u64) -> Result<(), durable::DurableError> {
+        self.durable(DurableOp::Sleep { name, ms }).await?;
+        Ok(())
+    }
+
+    async fn await_event(
+        &mut self,
+        name: String,
+        timeout_ms: Option<u64>,
+    ) -> Result<Option<Vec<u8>>, durable::DurableError> {
+        let out = self
+            .durable(DurableOp::AwaitEvent { name, timeout_ms })
+            .await?;
+        Ok(out.map(|b| b.to_vec()))
+    }
+}
+
+impl HostView<'_> {
+    /// Hands `op` to the node's workflow engine.
+    fn durable(
+        &self,
+        op: DurableOp,
+    ) -> impl Future<Output = Result<Option<Bytes>, durable::DurableError>> + Send + 'static {
+        let engine = self
+            .fabric()
+            .map_err(durable::DurableError::Failed)
+            .and_then(|f| {
+                f.durable().ok_or_else(|| {
+                    durable::DurableError::Failed(wit_error(FabricError::new(
+                        FabricCode::Unavailable,
+                        "this node runs no workflows",
+                    )))
+                })
+            });
+        let answer = engine.map(|e| e.durable(&self.ctx.context, op));
+        async move {
+            answer?.await.map_err(|e| match e {
+                DurableError::Failed(e) => durable::DurableError::Failed(wit_error(e)),
+                DurableError::Suspended => durable::DurableError::Suspended,
+            })
+        }
     }
 }
 

@@ -29,7 +29,10 @@ mod workers;
 pub use artifact::{sha256_hex, write_atomic};
 pub use config::{RuntimeConfig, default_workers};
 pub use error::{InvokeError, PrepareError};
-pub use host::{CallContext, Capabilities, ChainState, Fabric, FabricCode, FabricError, Trigger};
+pub use host::{
+    CallContext, Capabilities, ChainState, Durable, DurableError, DurableOp, Fabric, FabricCode,
+    FabricError, Trigger,
+};
 pub use io::LogFn;
 pub use limits::{Grants, Limits};
 pub use meter::{CpuCounter, Usage};

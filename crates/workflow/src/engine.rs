@@ -2,13 +2,17 @@
 //! whose predecessors are recorded and recording each step's result before
 //! any step after it starts.
 
+use crate::code::{CodeRun, EVENT_POLL, Wake};
 use crate::error::{Error, Result};
 use crate::journal::{
-    DefRecord, Failure, Head, Journal, MAX_STEP_OUTPUT, RunRecord, RunState, StepEnd, StepRecord,
-    input_key, item_key, now_ms, output_key, step_changes, step_removal,
+    CodeState, DefRecord, Failure, Head, Journal, MAX_STEP_OUTPUT, RunRecord, RunState, StepEnd,
+    StepRecord, input_key, item_key, now_ms, output_key, step_changes, step_removal,
 };
-use crate::view::{RunView, StepView};
+use crate::outcome::{Failed, Ran, StepOutcome};
+use crate::types::as_json;
+use crate::view::{RunView, Running, StepView};
 use bytes::Bytes;
+use futures::future::BoxFuture;
 use parking_lot::Mutex;
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
@@ -20,6 +24,7 @@ use weft_codes::Code;
 use weft_controller::{Jitter, RetryPolicy, backoff, retry_policy};
 use weft_manifest::{MAX_MAP_ITEMS, MapPlan, Name, Plan, PlannedStep, StepDecl, WorkflowSpec};
 use weft_router::{Body, Request, Router, Trigger};
+use weft_runtime::{CallContext, Durable, DurableError, DurableOp, FabricCode, FabricError};
 
 /// How long a step turned away for want of capacity (or of a node) waits
 /// before it is tried again; such a try spends no attempt.
@@ -38,7 +43,7 @@ pub(crate) struct Def {
 struct Live {
     abort: Option<tokio::task::AbortHandle>,
     /// Steps running now, by index: attempt and when it started.
-    running: BTreeMap<usize, (u32, u64)>,
+    running: BTreeMap<usize, Running>,
     ended: watch::Sender<bool>,
 }
 
@@ -49,6 +54,10 @@ pub struct Workflows {
     live: Mutex<HashMap<String, Live>>,
     versions: Mutex<HashMap<(String, u32), Arc<Def>>>,
     jitter: Mutex<Jitter>,
+    /// Orchestrators' invocations under way, by invocation id (`RUN.F`).
+    code: Mutex<HashMap<String, Arc<tokio::sync::Mutex<CodeRun>>>>,
+    /// What wakes a run waiting for an event sent here, by run id.
+    wakers: Mutex<HashMap<String, Arc<tokio::sync::Notify>>>,
 }
 
 /// A deploy's outcome.
@@ -70,36 +79,6 @@ pub struct RunFilter {
     pub state: Option<RunState>,
     /// At most this many, newest first.
     pub limit: Option<usize>,
-}
-
-/// How a step's attempts ended.
-type StepOutcome = std::result::Result<Ran, Failed>;
-
-/// A step that failed its last attempt.
-struct Failed {
-    failure: Failure,
-    attempts: u32,
-    started_ms: u64,
-}
-
-/// A step that ran well.
-struct Ran {
-    output: Bytes,
-    node: String,
-    attempts: u32,
-    started_ms: u64,
-    /// Items recorded one by one (a map step's), removed with its record.
-    items: usize,
-}
-
-/// Bytes a step passes on, as a JSON value: JSON as it is, other text as a
-/// string; `None` for other bytes.
-pub(crate) fn as_json(bytes: &[u8]) -> Option<Value> {
-    serde_json::from_slice(bytes).ok().or_else(|| {
-        std::str::from_utf8(bytes)
-            .ok()
-            .map(|s| Value::String(s.to_string()))
-    })
 }
 
 /// A JSON value as the bytes a function takes: a string as its text,
@@ -172,7 +151,11 @@ impl Workflows {
             live: Mutex::new(HashMap::new()),
             versions: Mutex::new(HashMap::new()),
             jitter: Mutex::new(Jitter::seeded(entropy())),
+            code: Mutex::new(HashMap::new()),
+            wakers: Mutex::new(HashMap::new()),
         });
+        wf.router
+            .set_durable(Arc::new(Orchestrators(Arc::downgrade(&wf))));
         if let Some(down_after) = wf.router.down_after() {
             tokio::spawn(watch_fabric(Arc::downgrade(&wf), down_after));
         }
@@ -283,6 +266,134 @@ impl Workflows {
         self.router.node_name().to_string()
     }
 
+    /// The orchestrator's invocation `invocation`, if it is under way here.
+    fn code_run(&self, invocation: &str) -> Option<Arc<tokio::sync::Mutex<CodeRun>>> {
+        self.code.lock().get(invocation).cloned()
+    }
+
+    /// Reads run `id`'s durable steps for its orchestrator's invocation
+    /// `invocation`, about to start; answers when it ends.
+    async fn code_begin(
+        self: &Arc<Self>,
+        invocation: &str,
+        id: &str,
+        workflow: &str,
+        function: &str,
+        deadline: Option<Instant>,
+    ) -> Result<CodeGuard> {
+        let steps = self.journal.code_steps(id, 0).await?;
+        let run = CodeRun {
+            run: id.to_string(),
+            workflow: workflow.to_string(),
+            function: function.to_string(),
+            deadline,
+            steps,
+            cursor: 0,
+            suspended: None,
+            refused: None,
+        };
+        self.code.lock().insert(
+            invocation.to_string(),
+            Arc::new(tokio::sync::Mutex::new(run)),
+        );
+        Ok(CodeGuard {
+            wf: self.clone(),
+            invocation: invocation.to_string(),
+        })
+    }
+
+    /// How the orchestrator's invocation `invocation` that just returned
+    /// left its run: what it waits for, if one of its operations suspended
+    /// it, and why an operation was refused, if one was.
+    async fn code_outcome(&self, invocation: &str) -> (Option<Wake>, Option<String>) {
+        let Some(run) = self.code_run(invocation) else {
+            return (None, None);
+        };
+        let run = run.lock().await;
+        (run.suspended.clone(), run.refused.clone())
+    }
+
+    fn waker(&self, id: &str) -> Arc<tokio::sync::Notify> {
+        self.wakers
+            .lock()
+            .entry(id.to_string())
+            .or_default()
+            .clone()
+    }
+
+    /// Waits until a suspended run can go on: its time came, or its event
+    /// was sent (here: at once; through another node: within
+    /// [`EVENT_POLL`]).
+    async fn wait_wake(&self, id: &str, wake: &Wake) {
+        let sleep_for = wake
+            .until_ms
+            .map(|u| Duration::from_millis(u.saturating_sub(now_ms())));
+        let Some(event) = &wake.event else {
+            tokio::time::sleep(sleep_for.unwrap_or(Duration::ZERO)).await;
+            return;
+        };
+        let notify = self.waker(id);
+        let until = sleep_for.map(|d| Instant::now() + d);
+        loop {
+            if matches!(self.journal.event(id, event).await, Ok(Some(_))) {
+                return;
+            }
+            let mut wait = EVENT_POLL;
+            if let Some(u) = until {
+                let left = u.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return;
+                }
+                wait = wait.min(left);
+            }
+            let _ = tokio::time::timeout(wait, notify.notified()).await;
+        }
+    }
+
+    /// Sends event `name` with `payload` to run `id`, which may be waiting
+    /// for it (or will: an event sent before the run waits is kept). Each
+    /// name is sent once.
+    pub async fn signal(&self, id: &str, name: &str, payload: Bytes) -> Result<()> {
+        let invalid = |message: String| Error::Event {
+            run: id.to_string(),
+            event: name.to_string(),
+            message,
+        };
+        Name::new(name).map_err(|e| invalid(e.message().to_string()))?;
+        if payload.len() > MAX_STEP_OUTPUT {
+            return Err(invalid(format!(
+                "{} bytes: an event carries at most {MAX_STEP_OUTPUT}",
+                payload.len()
+            )));
+        }
+        let head = self.head(id).await?;
+        if head.run.state != RunState::Running {
+            return Err(Error::RunEnded {
+                run: id.to_string(),
+                state: head.run.state.as_str(),
+                what: format!("event `{name}` goes to a run still going"),
+            });
+        }
+        let def = self.version(&head.run.workflow, head.run.version).await?;
+        if !def.plan.code {
+            return Err(invalid(format!(
+                "workflow `{}` has steps, which wait for no events (a workflow in code waits for them)",
+                head.run.workflow
+            )));
+        }
+        if !self.journal.put_event(id, name, &payload).await? {
+            return Err(Error::EventSent {
+                run: id.to_string(),
+                event: name.to_string(),
+            });
+        }
+        // Driven here: woken now (driven elsewhere, its driver polls).
+        if self.live.lock().contains_key(id) {
+            self.waker(id).notify_one();
+        }
+        Ok(())
+    }
+
     // ---- definitions ---------------------------------------------------
 
     /// Checks `spec` (its graph, and that every step's function is
@@ -315,7 +426,12 @@ impl Workflows {
                         ),
                         _ => e.to_string(),
                     };
-                    return Err(invalid(format!(".{}", function_field(&spec, i)), message));
+                    let field = if plan.code {
+                        "function".to_string()
+                    } else {
+                        function_field(&spec, i)
+                    };
+                    return Err(invalid(format!(".{field}"), message));
                 }
             }
         }
@@ -469,12 +585,13 @@ impl Workflows {
     }
 
     fn ended(&self, id: &str) {
+        self.wakers.lock().remove(id);
         if let Some(l) = self.live.lock().remove(id) {
             let _ = l.ended.send(true);
         }
     }
 
-    fn set_running(&self, id: &str, step: usize, attempt: Option<(u32, u64)>) {
+    fn set_running(&self, id: &str, step: usize, attempt: Option<Running>) {
         if let Some(l) = self.live.lock().get_mut(id) {
             match attempt {
                 Some(a) => l.running.insert(step, a),
@@ -513,6 +630,16 @@ impl Workflows {
             .enumerate()
             .map(|(i, s)| {
                 StepView::new(s, &def.plan, records[i].as_ref(), running.get(&i).copied())
+            })
+            .chain(if def.plan.code {
+                self.journal
+                    .code_steps(id, 0)
+                    .await?
+                    .iter()
+                    .map(|s| StepView::durable(&s.rec))
+                    .collect()
+            } else {
+                Vec::new()
             })
             .collect();
         let output = self.output_of(&head, &def).await?;
@@ -631,6 +758,73 @@ impl Workflows {
     }
 
     async fn repair(
+        self: &Arc<Self>,
+        id: &str,
+        step: Option<&str>,
+        skip_with: Option<Bytes>,
+    ) -> Result<RunView> {
+        let first = self.head(id).await?;
+        let def = self.version(&first.run.workflow, first.run.version).await?;
+        if def.plan.code {
+            let orchestrator = def.plan.steps[0].name.as_str();
+            if step == Some(orchestrator) {
+                return self.repair_steps(id, step, skip_with).await;
+            }
+            self.repair_code(&first, step, skip_with).await?;
+            // The orchestrator runs again, and replays what stands.
+            return self.repair_steps(id, Some(orchestrator), None).await;
+        }
+        self.repair_steps(id, step, skip_with).await
+    }
+
+    /// Forgets an orchestrator's durable step `step` (or its first failed
+    /// one) and every one after it, recording `skip_with` as the step's
+    /// value instead when given.
+    async fn repair_code(
+        &self,
+        head: &Head,
+        step: Option<&str>,
+        skip_with: Option<Bytes>,
+    ) -> Result<()> {
+        let id = head.run.id.as_str();
+        if head.run.state == RunState::Running {
+            return Err(Error::RunActive {
+                run: id.to_string(),
+                what: if skip_with.is_some() {
+                    "skip a step".into()
+                } else {
+                    "retry it".into()
+                },
+            });
+        }
+        let steps = self.journal.code_steps(id, 0).await?;
+        let from = match step {
+            Some(name) => steps
+                .iter()
+                .position(|s| s.rec.name == name)
+                .ok_or_else(|| Error::StepNotFound {
+                    run: id.to_string(),
+                    step: name.to_string(),
+                })?,
+            None => match steps.iter().position(|s| s.rec.state == CodeState::Failed) {
+                Some(n) => n,
+                None => return Ok(()),
+            },
+        };
+        self.journal.remove_code(id, &steps, from).await?;
+        if let Some(out) = skip_with {
+            let mut rec = steps[from].rec.clone();
+            rec.state = CodeState::Skipped;
+            rec.error = None;
+            rec.attempts = 0;
+            rec.node = String::new();
+            rec.ended_ms = now_ms();
+            self.journal.put_code(id, from, rec, &out, None).await?;
+        }
+        Ok(())
+    }
+
+    async fn repair_steps(
         self: &Arc<Self>,
         id: &str,
         step: Option<&str>,
@@ -855,7 +1049,9 @@ impl Driver {
                         let def = def.clone();
                         running.spawn(async move {
                             let step = &def.plan.steps[k];
-                            let out = run_step(&wf, &id, &workflow, k, step, input, deadline).await;
+                            let code = def.plan.code;
+                            let out =
+                                run_step(&wf, &id, &workflow, k, step, input, deadline, code).await;
                             (k, out)
                         });
                     }
@@ -1142,12 +1338,18 @@ impl Driver {
 /// per the step's (or its function's) retry policy while the error may go
 /// away. Turned away for want of capacity or of a node, it waits without
 /// spending an attempt.
-/// A map step's item is invoked as `RUN.STEP.I`, and shown as its step.
-async fn attempts(
+/// A map step's item is invoked as `RUN.STEP.I`, and shown as its step;
+/// an orchestrator's durable call as `RUN.F.NAME`.
+///
+/// An orchestrator (a workflow in code) runs on this node, with its
+/// journal read for it; when one of its durable operations suspended the
+/// run, its answer is dropped, and it is invoked again (no attempt spent)
+/// once the run can go on.
+pub(crate) async fn attempts(
     wf: &Arc<Workflows>,
     id: &str,
     workflow: &str,
-    (k, item): (usize, Option<usize>),
+    target: Attempt,
     step: &PlannedStep,
     input: Bytes,
     run_deadline: Option<Instant>,
@@ -1162,26 +1364,42 @@ async fn attempts(
             .map(|f| f.retry())
             .unwrap_or_else(|_| retry_policy(&weft_manifest::RetrySpec::default())),
     };
-    let invocation = match item {
-        None => format!("{id}.{}", step.name),
-        Some(i) => format!("{id}.{}.{i}", step.name),
-    };
-    let what = match item {
-        None => format!("step `{}`", step.name),
-        Some(i) => format!("item {i} of step `{}`", step.name),
-    };
+    let Attempt {
+        invocation,
+        what,
+        shown,
+        orchestrator,
+    } = target;
     let mut attempt = 1;
     loop {
         let started_ms = now_ms();
-        if item.is_none() {
-            wf.set_running(id, k, Some((attempt, started_ms)));
+        if let Some(k) = shown {
+            wf.set_running(id, k, Some(Running::new(attempt, started_ms)));
         }
+        let _code = if orchestrator {
+            match wf
+                .code_begin(&invocation, id, workflow, function, run_deadline)
+                .await
+            {
+                Ok(g) => Some(g),
+                Err(e) => {
+                    // The journal unreadable: tried again, as a step
+                    // turned away is.
+                    tracing::warn!(run = %id, "reading the run's durable steps: {e}");
+                    tokio::time::sleep(TURNED_AWAY_WAIT).await;
+                    continue;
+                }
+            }
+        } else {
+            None
+        };
         let now = Instant::now();
         let mut req = Request::new(function, Trigger::Workflow);
         req.subject = format!("{workflow}/{}", step.name);
         req.id = Some(invocation.clone());
         req.attempt = attempt;
         req.body = Body::Bytes(input.clone());
+        req.pinned = orchestrator;
         req.inherited_deadline = run_deadline;
         req.deadline = match (step.timeout.map(|t| now + t), run_deadline) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -1194,10 +1412,25 @@ async fn attempts(
             },
             None => wf.router.invoke_to_end(req).await.map_err(Some),
         };
-        if item.is_none() {
+        if let Some(k) = shown {
             wf.set_running(id, k, None);
         }
-        let (f, retryable, spends) = match ran {
+        let refused = if orchestrator {
+            let (wake, refused) = wf.code_outcome(&invocation).await;
+            if let Some(wake) = wake {
+                if let Some(k) = shown {
+                    let mut waits = Running::new(attempt, started_ms);
+                    waits.suspended = true;
+                    wf.set_running(id, k, Some(waits));
+                }
+                wf.wait_wake(id, &wake).await;
+                continue;
+            }
+            refused
+        } else {
+            None
+        };
+        let (mut f, retryable, spends) = match ran {
             Ok(out) if out.body.len() > MAX_STEP_OUTPUT => (
                 failure(
                     Code::StepOutputTooLarge,
@@ -1256,6 +1489,9 @@ async fn attempts(
                 )
             }
         };
+        if let Some(why) = refused {
+            f.message = format!("{} ({why})", f.message);
+        }
         let spent = attempt;
         let failed = move |failure| Failed {
             failure,
@@ -1289,7 +1525,95 @@ async fn attempts(
     }
 }
 
+/// Which invocation an attempt loop runs.
+pub(crate) struct Attempt {
+    /// Its id: the guest's idempotency key.
+    pub(crate) invocation: String,
+    /// How errors name it.
+    pub(crate) what: String,
+    /// The step shown running while it runs (a step's own attempts; not a
+    /// map item's, nor a durable step's).
+    pub(crate) shown: Option<usize>,
+    /// Whether it is a workflow's orchestrator.
+    pub(crate) orchestrator: bool,
+}
+
+/// An orchestrator's invocation registered as under way; unregistered
+/// when dropped.
+pub(crate) struct CodeGuard {
+    wf: Arc<Workflows>,
+    invocation: String,
+}
+
+impl Drop for CodeGuard {
+    fn drop(&mut self) {
+        self.wf.code.lock().remove(&self.invocation);
+    }
+}
+
+/// The engine as the orchestrators' host (`weft:fabric/durable`), set on
+/// the router, which hands it every durable operation.
+struct Orchestrators(std::sync::Weak<Workflows>);
+
+fn durable_failed(code: FabricCode, message: impl Into<String>) -> DurableError {
+    DurableError::Failed(FabricError::new(code, message))
+}
+
+impl Durable for Orchestrators {
+    fn durable(
+        &self,
+        from: &CallContext,
+        op: DurableOp,
+    ) -> BoxFuture<'static, std::result::Result<Option<Bytes>, DurableError>> {
+        let wf = self.0.upgrade();
+        let from = from.clone();
+        Box::pin(async move {
+            let wf = wf.ok_or_else(|| {
+                durable_failed(FabricCode::Unavailable, "the node is shutting down")
+            })?;
+            let run = (from.trigger == weft_runtime::Trigger::Workflow)
+                .then(|| wf.code_run(&from.id))
+                .flatten()
+                .ok_or_else(|| {
+                    durable_failed(
+                        FabricCode::Denied,
+                        "durable steps are for a workflow's orchestrator: this invocation is not one (declare `[workflows.NAME] function = \"...\"` and start a run)",
+                    )
+                })?;
+            let mut run = run.lock().await;
+            crate::code::step(&wf.journal, &wf, &mut run, op).await
+        })
+    }
+}
+
+impl crate::code::Caller for Arc<Workflows> {
+    fn call(
+        &self,
+        run: &CodeRun,
+        invocation: String,
+        step: PlannedStep,
+        payload: Bytes,
+    ) -> BoxFuture<'static, StepOutcome> {
+        let (wf, id, workflow, deadline) = (
+            self.clone(),
+            run.run.clone(),
+            run.workflow.clone(),
+            run.deadline,
+        );
+        Box::pin(async move {
+            let target = Attempt {
+                invocation,
+                what: format!("durable step `{}`", step.name),
+                shown: None,
+                orchestrator: false,
+            };
+            attempts(&wf, &id, &workflow, target, &step, payload, deadline).await
+        })
+    }
+}
+
 /// Runs step `k`: its function once, or once per item for a map step.
+#[allow(clippy::too_many_arguments)]
 async fn run_step(
     wf: &Arc<Workflows>,
     id: &str,
@@ -1298,13 +1622,22 @@ async fn run_step(
     step: &PlannedStep,
     input: Bytes,
     run_deadline: Option<Instant>,
+    orchestrator: bool,
 ) -> StepOutcome {
     match &step.map {
-        None => attempts(wf, id, workflow, (k, None), step, input, run_deadline).await,
+        None => {
+            let target = Attempt {
+                invocation: format!("{id}.{}", step.name),
+                what: format!("step `{}`", step.name),
+                shown: Some(k),
+                orchestrator,
+            };
+            attempts(wf, id, workflow, target, step, input, run_deadline).await
+        }
         Some(m) => {
             let started_ms = now_ms();
-            wf.set_running(id, k, Some((1, started_ms)));
-            let out = map_items(wf, id, workflow, k, step, m, input, run_deadline).await;
+            wf.set_running(id, k, Some(Running::new(1, started_ms)));
+            let out = map_items(wf, id, workflow, step, m, input, run_deadline).await;
             wf.set_running(id, k, None);
             out.map_err(|(failure, attempts)| Failed {
                 failure,
@@ -1325,7 +1658,6 @@ async fn map_items(
     wf: &Arc<Workflows>,
     id: &str,
     workflow: &str,
-    k: usize,
     step: &PlannedStep,
     m: &MapPlan,
     input: Bytes,
@@ -1390,7 +1722,13 @@ async fn map_items(
         let item = json_bytes(item);
         running.spawn(async move {
             let _permit = sem.acquire_owned().await;
-            let out = attempts(&wf, &id, &workflow, (k, Some(i)), &step, item, run_deadline).await;
+            let target = Attempt {
+                invocation: format!("{id}.{}.{i}", step.name),
+                what: format!("item {i} of step `{}`", step.name),
+                shown: None,
+                orchestrator: false,
+            };
+            let out = attempts(&wf, &id, &workflow, target, &step, item, run_deadline).await;
             if let Ok(ran) = &out
                 && let Err(e) = wf.journal.put_item(&id, step.name.as_str(), i, &ran.output).await
             {

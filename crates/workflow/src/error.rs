@@ -55,6 +55,24 @@ pub enum Error {
         /// What was refused.
         what: String,
     },
+    /// An event that cannot go to the run.
+    #[error("event `{event}` for run `{run}`: {message}")]
+    Event {
+        /// The run.
+        run: String,
+        /// The event.
+        event: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// An event by that name was sent to the run before.
+    #[error("event `{event}` was already sent to run `{run}`: each is delivered once")]
+    EventSent {
+        /// The run.
+        run: String,
+        /// The event.
+        event: String,
+    },
     /// Another writer changed the run meanwhile (an operator, or another
     /// node that took it over): nothing was written.
     #[error("run `{0}` changed while this action was being taken; try again")]
@@ -86,6 +104,8 @@ impl Error {
             Error::StepNotFound { .. } => Code::StepNotFound,
             Error::RunEnded { .. } => Code::RunEnded,
             Error::RunActive { .. } => Code::RunActive,
+            Error::Event { .. } => Code::InvalidEvent,
+            Error::EventSent { .. } => Code::EventSent,
             Error::Conflict(_) => Code::StateConflict,
             Error::Store(e) => e.code(),
             Error::Corrupt { .. } => Code::Internal,

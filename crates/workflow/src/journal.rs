@@ -11,6 +11,9 @@
 //! | `wf/step/ID/STEP` | a recorded step (JSON): how it ended, attempts, node, times |
 //! | `wf/out/ID/STEP` | a recorded step's output, raw |
 //! | `wf/item/ID/STEP/I` | item I's output of a map step under way, raw |
+//! | `wf/code/ID/N` | the Nth durable step an orchestrator took (JSON: name, kind, how it ended) |
+//! | `wf/cout/ID/N/NONCE` | that step's output, raw |
+//! | `wf/evt/ID/NAME` | an event sent to the run, raw |
 //!
 //! Every change to a run is one `compare_and_set` of its head against the
 //! head its writer last read, with the step's records as companions: the
@@ -22,6 +25,15 @@
 //! resumed runs only the items not recorded, and the step's own record
 //! removes them. A step is recorded once: nothing a run does re-reads more
 //! than its own steps' records, so step 1,000 costs what step 10 does.
+//!
+//! An orchestrator's durable steps (a workflow in code) are recorded by
+//! position, each by a compare-and-set that creates its key: the first
+//! writer wins, and a writer that lost (a driver fenced off, racing the
+//! one that took the run over) reads and answers the winner's record, so
+//! every replay sees one history. The output goes first under a key of
+//! its own (a fresh nonce, named by the record), so the record is one
+//! value and its write one atomic step on every store. A replay reads the
+//! records and outputs in batches of [`CODE_BATCH`], not one read a step.
 
 use crate::error::{Error, Result};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
@@ -213,6 +225,120 @@ pub(crate) fn output_key(id: &str, step: &str) -> String {
 
 pub(crate) fn item_key(id: &str, step: &str, i: usize) -> String {
     format!("wf/item/{id}/{step}/{i}")
+}
+
+/// Records and outputs of an orchestrator's durable steps read per batch.
+pub const CODE_BATCH: usize = 256;
+
+/// What a durable step of an orchestrator is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CodeKind {
+    /// A function it called.
+    Call,
+    /// A value it computed and recorded.
+    Value,
+    /// A sleep.
+    Sleep,
+    /// An event it waited for.
+    Event,
+}
+
+impl CodeKind {
+    /// Its name in the API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CodeKind::Call => "call",
+            CodeKind::Value => "value",
+            CodeKind::Sleep => "sleep",
+            CodeKind::Event => "event",
+        }
+    }
+}
+
+/// How a durable step stands: ended as a step does, or waiting (an event
+/// not yet sent; its record changes once, when it comes or times out).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CodeState {
+    /// Its value is recorded (a sleep: its end is).
+    Succeeded,
+    /// Its call failed every attempt; its failure answers every replay.
+    Failed,
+    /// An operator gave its value.
+    Skipped,
+    /// The event did not come in time.
+    NotTaken,
+    /// The event has not come yet.
+    Waiting,
+}
+
+impl CodeState {
+    /// Its name in the API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CodeState::Succeeded => "succeeded",
+            CodeState::Failed => "failed",
+            CodeState::Skipped => "skipped",
+            CodeState::NotTaken => "not_taken",
+            CodeState::Waiting => "waiting",
+        }
+    }
+}
+
+/// A durable step of an orchestrator, at its position.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CodeRecord {
+    /// The step's name.
+    pub name: String,
+    /// What it is.
+    pub kind: CodeKind,
+    /// The function a call ran.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub function: String,
+    /// How it stands.
+    pub state: CodeState,
+    /// Attempts a call took.
+    #[serde(default)]
+    pub attempts: u32,
+    /// When it started, ms since the epoch.
+    pub started_ms: u64,
+    /// When it ended (a waiting event: when it started waiting).
+    pub ended_ms: u64,
+    /// When a sleep ends, or a wait gives up.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until_ms: Option<u64>,
+    /// The node a call's last attempt ran on.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub node: String,
+    /// Its output's size.
+    #[serde(default)]
+    pub bytes: u64,
+    /// The nonce of its output's key, when it has an output.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub out: Option<String>,
+    /// Why a call failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<Failure>,
+}
+
+fn code_key(id: &str, n: usize) -> String {
+    format!("wf/code/{id}/{n}")
+}
+fn code_output_key(id: &str, n: usize, nonce: &str) -> String {
+    format!("wf/cout/{id}/{n}/{nonce}")
+}
+fn event_key(id: &str, name: &str) -> String {
+    format!("wf/evt/{id}/{name}")
+}
+
+/// A durable step as read: its record, the record's bytes (what a change
+/// of a waiting step compares against) and its output.
+#[derive(Debug, Clone)]
+pub(crate) struct CodeStep {
+    pub(crate) rec: CodeRecord,
+    pub(crate) raw: Vec<u8>,
+    pub(crate) output: Vec<u8>,
 }
 
 /// A run's head as its writer last read it: what its next change is
@@ -428,6 +554,139 @@ impl Journal {
             self.bucket.delete(&k).await?;
         }
         Ok(())
+    }
+
+    // ---- workflows in code
+
+    /// An orchestrator's durable steps from position `from` on, with their
+    /// outputs, in order (up to the first position not recorded).
+    pub(crate) async fn code_steps(&self, id: &str, from: usize) -> Result<Vec<CodeStep>> {
+        let mut out = Vec::new();
+        loop {
+            let start = from + out.len();
+            let keys: Vec<String> = (start..start + CODE_BATCH)
+                .map(|n| code_key(id, n))
+                .collect();
+            let mut batch = Vec::new();
+            for (k, v) in keys.iter().zip(self.bucket.get_many(&keys).await?) {
+                let Some((_, raw)) = v else { break };
+                let rec: CodeRecord = decode(k, &raw)?;
+                batch.push((rec, raw));
+            }
+            let full = batch.len() == CODE_BATCH;
+            let outs: Vec<String> = batch
+                .iter()
+                .enumerate()
+                .filter_map(|(i, (r, _))| {
+                    r.out
+                        .as_ref()
+                        .map(|nonce| code_output_key(id, start + i, nonce))
+                })
+                .collect();
+            let mut values = self.bucket.get_many(&outs).await?.into_iter();
+            for (rec, raw) in batch {
+                let output = match rec.out {
+                    Some(_) => values.next().flatten().map(|(_, b)| b).unwrap_or_default(),
+                    None => Vec::new(),
+                };
+                out.push(CodeStep { rec, raw, output });
+            }
+            if !full {
+                return Ok(out);
+            }
+        }
+    }
+
+    /// Records durable step `n` as `rec` with `output`, if position `n`
+    /// still holds `expected` (`None`: nothing; a waiting step's bytes:
+    /// it). Answers the step as it stands after: this one, or the one
+    /// another writer recorded first.
+    pub(crate) async fn put_code(
+        &self,
+        id: &str,
+        n: usize,
+        mut rec: CodeRecord,
+        output: &[u8],
+        expected: Option<&[u8]>,
+    ) -> Result<CodeStep> {
+        let out_key = if output.is_empty() {
+            rec.out = None;
+            None
+        } else {
+            let nonce = format!("{:016x}", getrandom::u64().unwrap_or_else(|_| now_ms()));
+            let key = code_output_key(id, n, &nonce);
+            self.bucket.set(&key, output).await?;
+            rec.out = Some(nonce);
+            Some(key)
+        };
+        rec.bytes = output.len() as u64;
+        let raw = encode(&rec);
+        let key = code_key(id, n);
+        if self
+            .bucket
+            .compare_and_set(&key, expected, &raw, &[])
+            .await?
+        {
+            return Ok(CodeStep {
+                rec,
+                raw,
+                output: output.to_vec(),
+            });
+        }
+        if let Some(k) = out_key {
+            self.bucket.delete(&k).await?;
+        }
+        let mut now = self.code_steps_at(id, n).await?;
+        now.take().ok_or_else(|| Error::Conflict(id.to_string()))
+    }
+
+    /// Durable step `n`, if recorded.
+    async fn code_steps_at(&self, id: &str, n: usize) -> Result<Option<CodeStep>> {
+        let key = code_key(id, n);
+        let Some(raw) = self.bucket.get(&key).await? else {
+            return Ok(None);
+        };
+        let rec: CodeRecord = decode(&key, &raw)?;
+        let output = match &rec.out {
+            Some(nonce) => self
+                .bucket
+                .get(&code_output_key(id, n, nonce))
+                .await?
+                .unwrap_or_default(),
+            None => Vec::new(),
+        };
+        Ok(Some(CodeStep { rec, raw, output }))
+    }
+
+    /// Forgets durable steps `from..` (for a repair of a run that ended).
+    pub(crate) async fn remove_code(
+        &self,
+        id: &str,
+        steps: &[CodeStep],
+        from: usize,
+    ) -> Result<()> {
+        // Last first: a repair cut short leaves a prefix, still a history.
+        for (n, s) in steps.iter().enumerate().skip(from).rev() {
+            self.bucket.delete(&code_key(id, n)).await?;
+            if let Some(nonce) = &s.rec.out {
+                self.bucket.delete(&code_output_key(id, n, nonce)).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends event `name` to run `id`; false when one by that name was
+    /// sent before (nothing written).
+    pub(crate) async fn put_event(&self, id: &str, name: &str, payload: &[u8]) -> Result<bool> {
+        Ok(self
+            .bucket
+            .compare_and_set(&event_key(id, name), None, payload, &[])
+            .await?)
+    }
+
+    /// Event `name` sent to run `id`, if sent.
+    pub(crate) async fn event(&self, id: &str, name: &str) -> Result<Option<Vec<u8>>> {
+        Ok(self.bucket.get(&event_key(id, name)).await?)
     }
 
     /// A raw value: a run's input or a step's output.

@@ -26,13 +26,18 @@
 //! # Ok(()) }
 //! ```
 
+mod code;
 mod engine;
 mod error;
 pub mod journal;
+mod outcome;
 mod types;
 mod view;
 
 pub use engine::{Deployed, RunFilter, Workflows};
 pub use error::{Error, Result};
-pub use journal::{DefRecord, Failure, MAX_STEP_OUTPUT, RunRecord, RunState, StepEnd};
+pub use journal::{
+    CodeKind, CodeRecord, CodeState, DefRecord, Failure, MAX_STEP_OUTPUT, RunRecord, RunState,
+    StepEnd,
+};
 pub use view::{RunView, StepView, shown};

@@ -3,7 +3,6 @@
 //! declare) is refused at deploy, naming both steps; a run's input that
 //! does not fit a first step is refused at start.
 
-use crate::engine::as_json;
 use serde_json::{Value, json};
 use weft_manifest::{FunctionSpec, Plan, at_pointer, conforms, fits};
 
@@ -131,4 +130,14 @@ pub(crate) fn unkept_output(f: &FunctionSpec, output: &[u8]) -> Option<String> {
         )),
         Some(v) => conforms(&v, answers).err(),
     }
+}
+
+/// Bytes a step passes on, as a JSON value: JSON as it is, other text as a
+/// string; `None` for other bytes.
+pub(crate) fn as_json(bytes: &[u8]) -> Option<Value> {
+    serde_json::from_slice(bytes).ok().or_else(|| {
+        std::str::from_utf8(bytes)
+            .ok()
+            .map(|s| Value::String(s.to_string()))
+    })
 }

@@ -1,7 +1,7 @@
 //! What the API and the CLI show of a run: its head, each step's state,
 //! timing and node, and its output.
 
-use crate::journal::{Failure, RunRecord, StepRecord};
+use crate::journal::{CodeRecord, Failure, RunRecord, StepRecord};
 use serde::Serialize;
 use serde_json::Value;
 use weft_manifest::{Plan, PlannedStep};
@@ -23,17 +23,43 @@ pub struct RunView {
     pub output_encoding: Option<&'static str>,
 }
 
+/// A step under way, as the node driving its run knows it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Running {
+    /// Its attempt.
+    pub(crate) attempt: u32,
+    /// When the attempt started, ms since the epoch.
+    pub(crate) started_ms: u64,
+    /// An orchestrator whose run waits (a sleep, an event).
+    pub(crate) suspended: bool,
+}
+
+impl Running {
+    pub(crate) fn new(attempt: u32, started_ms: u64) -> Running {
+        Running {
+            attempt,
+            started_ms,
+            suspended: false,
+        }
+    }
+}
+
 /// A step as shown.
 #[derive(Debug, Clone, Serialize)]
 pub struct StepView {
     /// Its name.
     pub name: String,
-    /// Its function.
+    /// A durable step of the orchestrator (a workflow in code): `call`,
+    /// `value`, `sleep` or `event`; absent for a step of the graph.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kind: Option<&'static str>,
+    /// Its function (none for a durable step other than a call).
     pub function: String,
     /// The steps it waits for.
     pub after: Vec<String>,
     /// `pending`, `running`, `succeeded`, `failed`, `skipped` or
-    /// `not_taken`.
+    /// `not_taken`; an orchestrator whose run waits `suspended`, a
+    /// durable event step `waiting`.
     pub state: &'static str,
     /// Attempts so far (recorded, or of the attempt running).
     pub attempts: u32,
@@ -51,14 +77,35 @@ pub struct StepView {
     /// Why it failed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<Failure>,
+    /// When a durable sleep ends, or a wait for an event gives up.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub until_ms: Option<u64>,
 }
 
 impl StepView {
+    /// A durable step of an orchestrator, as recorded.
+    pub(crate) fn durable(rec: &CodeRecord) -> StepView {
+        StepView {
+            name: rec.name.clone(),
+            kind: Some(rec.kind.as_str()),
+            function: rec.function.clone(),
+            after: Vec::new(),
+            state: rec.state.as_str(),
+            attempts: rec.attempts,
+            started_ms: Some(rec.started_ms),
+            ended_ms: Some(rec.ended_ms),
+            node: rec.node.clone(),
+            bytes: rec.bytes,
+            error: rec.error.clone(),
+            until_ms: rec.until_ms,
+        }
+    }
+
     pub(crate) fn new(
         step: &PlannedStep,
         plan: &Plan,
         rec: Option<&StepRecord>,
-        running: Option<(u32, u64)>,
+        running: Option<Running>,
     ) -> StepView {
         let after = step
             .after
@@ -67,6 +114,7 @@ impl StepView {
             .collect();
         let mut v = StepView {
             name: step.name.to_string(),
+            kind: None,
             function: step.function.to_string(),
             after,
             state: "pending",
@@ -76,6 +124,7 @@ impl StepView {
             node: String::new(),
             bytes: 0,
             error: None,
+            until_ms: None,
         };
         if let Some(r) = rec {
             v.state = r.state.as_str();
@@ -85,10 +134,10 @@ impl StepView {
             v.node = r.node.clone();
             v.bytes = r.bytes;
             v.error = r.error.clone();
-        } else if let Some((attempt, started)) = running {
-            v.state = "running";
-            v.attempts = attempt;
-            v.started_ms = Some(started);
+        } else if let Some(r) = running {
+            v.state = if r.suspended { "suspended" } else { "running" };
+            v.attempts = r.attempt;
+            v.started_ms = Some(r.started_ms);
         }
         v
     }
