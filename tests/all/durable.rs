@@ -487,3 +487,18 @@ fn in_a_fabric_events_reach_a_run_through_any_node_and_its_runs_outlive_its_node
         );
     }
 }
+
+#[test]
+fn a_long_run_replays_its_journal_in_batches() {
+    let node = Node::start();
+    let dir = tempfile::tempdir().unwrap();
+    // 300 values (more than one batch of records), then a sleep: the
+    // orchestrator runs again and replays all 300 from the journal, none
+    // of whose code runs again (each counts its runs in its value).
+    let plan = format!("{}sleep:10,call:a", "value,".repeat(300));
+    deploy(&node, &manifest(&dir, &plan, ""));
+    let out = node.ok(&["workflow", "start", "flow", "--data", "x", "--wait", "60s"]);
+    assert_eq!(out, format!("x{}-a", "-v1".repeat(300)));
+    let run = show(&node, &newest_run(&node));
+    assert_eq!(run["steps"].as_array().unwrap().len(), 1 + 300 + 2, "{run}");
+}

@@ -212,7 +212,16 @@ pub(crate) async fn step(
     if s.rec.state == CodeState::Waiting {
         s = settle(journal, run, n, s).await?;
     }
-    let out = Bytes::from(s.output.clone());
+    if s.rec.out.is_some() && s.output.is_none() {
+        journal
+            .code_outputs(&run.run, &mut run.steps, n)
+            .await
+            .map_err(journal_failure)?;
+        s.output = run.steps[n].output.clone();
+    }
+    // Answered once per invocation: not kept.
+    run.steps[n].output = None;
+    let out = s.output.unwrap_or_default();
     match (s.rec.kind, s.rec.state) {
         (_, CodeState::Waiting) => {
             run.suspended = Some(Wake {
@@ -361,7 +370,7 @@ async fn settle(
         .await
         .map_err(journal_failure)?;
     let mut rec = s.rec.clone();
-    let output = match payload {
+    let output: Vec<u8> = match payload {
         Some(p) => {
             rec.state = CodeState::Succeeded;
             p

@@ -33,9 +33,12 @@
 //! every replay sees one history. The output goes first under a key of
 //! its own (a fresh nonce, named by the record), so the record is one
 //! value and its write one atomic step on every store. A replay reads the
-//! records and outputs in batches of [`CODE_BATCH`], not one read a step.
+//! records in batches of [`CODE_BATCH`], and the outputs as it reaches
+//! them, in windows of [`CODE_OUTPUT_WINDOW`] bytes: not one read a step,
+//! nor a long run's whole history in memory.
 
 use crate::error::{Error, Result};
+use bytes::Bytes;
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -227,8 +230,13 @@ pub(crate) fn item_key(id: &str, step: &str, i: usize) -> String {
     format!("wf/item/{id}/{step}/{i}")
 }
 
-/// Records and outputs of an orchestrator's durable steps read per batch.
+/// Records of an orchestrator's durable steps read per batch.
 pub const CODE_BATCH: usize = 256;
+
+/// Bytes of durable steps' outputs read ahead at once, at most (or one
+/// output, if larger): a replay reads outputs in batches without holding
+/// a long run's whole history in memory.
+pub const CODE_OUTPUT_WINDOW: u64 = 4 << 20;
 
 /// What a durable step of an orchestrator is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -333,12 +341,14 @@ fn event_key(id: &str, name: &str) -> String {
 }
 
 /// A durable step as read: its record, the record's bytes (what a change
-/// of a waiting step compares against) and its output.
+/// of a waiting step compares against) and its output, once read.
 #[derive(Debug, Clone)]
 pub(crate) struct CodeStep {
     pub(crate) rec: CodeRecord,
     pub(crate) raw: Vec<u8>,
-    pub(crate) output: Vec<u8>,
+    /// `None` until read ([`Journal::code_outputs`]), and for a step
+    /// without one.
+    pub(crate) output: Option<Bytes>,
 }
 
 /// A run's head as its writer last read it: what its next change is
@@ -558,8 +568,9 @@ impl Journal {
 
     // ---- workflows in code
 
-    /// An orchestrator's durable steps from position `from` on, with their
-    /// outputs, in order (up to the first position not recorded).
+    /// An orchestrator's durable steps' records from position `from` on,
+    /// in order (up to the first position not recorded); their outputs
+    /// are read later, a window at a time.
     pub(crate) async fn code_steps(&self, id: &str, from: usize) -> Result<Vec<CodeStep>> {
         let mut out = Vec::new();
         loop {
@@ -567,34 +578,49 @@ impl Journal {
             let keys: Vec<String> = (start..start + CODE_BATCH)
                 .map(|n| code_key(id, n))
                 .collect();
-            let mut batch = Vec::new();
+            let mut read = 0;
             for (k, v) in keys.iter().zip(self.bucket.get_many(&keys).await?) {
                 let Some((_, raw)) = v else { break };
                 let rec: CodeRecord = decode(k, &raw)?;
-                batch.push((rec, raw));
+                out.push(CodeStep {
+                    rec,
+                    raw,
+                    output: None,
+                });
+                read += 1;
             }
-            let full = batch.len() == CODE_BATCH;
-            let outs: Vec<String> = batch
-                .iter()
-                .enumerate()
-                .filter_map(|(i, (r, _))| {
-                    r.out
-                        .as_ref()
-                        .map(|nonce| code_output_key(id, start + i, nonce))
-                })
-                .collect();
-            let mut values = self.bucket.get_many(&outs).await?.into_iter();
-            for (rec, raw) in batch {
-                let output = match rec.out {
-                    Some(_) => values.next().flatten().map(|(_, b)| b).unwrap_or_default(),
-                    None => Vec::new(),
-                };
-                out.push(CodeStep { rec, raw, output });
-            }
-            if !full {
+            if read < CODE_BATCH {
                 return Ok(out);
             }
         }
+    }
+
+    /// Reads the outputs of `steps` (of run `id`, from position `from`)
+    /// not read yet, from the first on, up to [`CODE_OUTPUT_WINDOW`] bytes.
+    pub(crate) async fn code_outputs(
+        &self,
+        id: &str,
+        steps: &mut [CodeStep],
+        from: usize,
+    ) -> Result<()> {
+        let mut bytes = 0;
+        let mut wanted = Vec::new();
+        for (n, s) in steps.iter().enumerate().skip(from).take(CODE_BATCH) {
+            let Some(nonce) = &s.rec.out else { continue };
+            if s.output.is_some() {
+                continue;
+            }
+            if !wanted.is_empty() && bytes + s.rec.bytes > CODE_OUTPUT_WINDOW {
+                break;
+            }
+            bytes += s.rec.bytes;
+            wanted.push((n, code_output_key(id, n, nonce)));
+        }
+        let keys: Vec<String> = wanted.iter().map(|(_, k)| k.clone()).collect();
+        for ((n, _), v) in wanted.iter().zip(self.bucket.get_many(&keys).await?) {
+            steps[*n].output = Some(v.map(|(_, b)| Bytes::from(b)).unwrap_or_default());
+        }
+        Ok(())
     }
 
     /// Records durable step `n` as `rec` with `output`, if position `n`
@@ -630,7 +656,7 @@ impl Journal {
             return Ok(CodeStep {
                 rec,
                 raw,
-                output: output.to_vec(),
+                output: Some(Bytes::copy_from_slice(output)),
             });
         }
         if let Some(k) = out_key {
@@ -652,8 +678,8 @@ impl Journal {
                 .bucket
                 .get(&code_output_key(id, n, nonce))
                 .await?
-                .unwrap_or_default(),
-            None => Vec::new(),
+                .map(Bytes::from),
+            None => None,
         };
         Ok(Some(CodeStep { rec, raw, output }))
     }
@@ -731,4 +757,115 @@ pub(crate) fn step_changes(
 /// Removes a step's records (for a retry).
 pub(crate) fn step_removal(id: &str, step: &str) -> [Change; 2] {
     [(step_key(id, step), None), (output_key(id, step), None)]
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+    use super::*;
+    use std::collections::BTreeMap;
+    use weft_kv::{BackendSpec, KvLimits, Stores};
+
+    async fn journal(dir: &tempfile::TempDir) -> Journal {
+        let stores = Stores::open(
+            &dir.path().join("kv.redb"),
+            BTreeMap::from([("p".to_string(), BackendSpec::Embedded)]),
+            KvLimits::default(),
+        )
+        .await
+        .unwrap();
+        Journal::new(stores.bucket("p").unwrap())
+    }
+
+    fn value(name: &str) -> CodeRecord {
+        CodeRecord {
+            name: name.into(),
+            kind: CodeKind::Value,
+            function: String::new(),
+            state: CodeState::Succeeded,
+            attempts: 0,
+            started_ms: 1,
+            ended_ms: 1,
+            until_ms: None,
+            node: String::new(),
+            bytes: 0,
+            out: None,
+            error: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_durable_step_is_recorded_once_and_its_outputs_read_a_window_at_a_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = journal(&dir).await;
+        // Nine steps of 1 MiB less a little, one without output, one small.
+        let big = vec![7u8; (1 << 20) - 10];
+        for n in 0..9 {
+            j.put_code("r", n, value(&format!("v{n}")), &big, None)
+                .await
+                .unwrap();
+        }
+        j.put_code("r", 9, value("none"), b"", None).await.unwrap();
+        j.put_code("r", 10, value("small"), b"hi", None)
+            .await
+            .unwrap();
+
+        // A second writer at a recorded position records nothing: it gets
+        // the first one's step, output and all.
+        let lost = j
+            .put_code("r", 10, value("other"), b"other", None)
+            .await
+            .unwrap();
+        assert_eq!(lost.rec.name, "small");
+        assert_eq!(lost.output.as_deref(), Some(&b"hi"[..]));
+
+        let mut steps = j.code_steps("r", 0).await.unwrap();
+        assert_eq!(steps.len(), 11);
+        assert!(steps.iter().all(|s| s.output.is_none()));
+        // From 0: four outputs fit the 4 MiB window.
+        j.code_outputs("r", &mut steps, 0).await.unwrap();
+        let read: Vec<usize> = (0..11).filter(|&n| steps[n].output.is_some()).collect();
+        assert_eq!(read, vec![0, 1, 2, 3]);
+        assert_eq!(steps[3].output.as_deref(), Some(&big[..]));
+        // From 8: the last big one and the small one (the one without an
+        // output has none to read).
+        j.code_outputs("r", &mut steps, 8).await.unwrap();
+        assert!(steps[8].output.is_some() && steps[10].output.is_some());
+        assert!(steps[9].output.is_none());
+        assert_eq!(steps[10].output.as_deref(), Some(&b"hi"[..]));
+
+        // Records are read in batches past the first.
+        for n in 11..(CODE_BATCH + 5) {
+            j.put_code("r", n, value("v"), b"", None).await.unwrap();
+        }
+        assert_eq!(j.code_steps("r", 0).await.unwrap().len(), CODE_BATCH + 5);
+        assert_eq!(j.code_steps("r", 11).await.unwrap().len(), CODE_BATCH - 6);
+
+        // A waiting step changes once: against its bytes as read.
+        let mut wait = value("ev");
+        wait.kind = CodeKind::Event;
+        wait.state = CodeState::Waiting;
+        let n = CODE_BATCH + 5;
+        let waiting = j.put_code("r", n, wait.clone(), b"", None).await.unwrap();
+        let mut came = wait.clone();
+        came.state = CodeState::Succeeded;
+        let settled = j
+            .put_code("r", n, came.clone(), b"yes", Some(&waiting.raw))
+            .await
+            .unwrap();
+        assert_eq!(settled.rec.state, CodeState::Succeeded);
+        let mut timed_out = wait;
+        timed_out.state = CodeState::NotTaken;
+        let again = j
+            .put_code("r", n, timed_out, b"", Some(&waiting.raw))
+            .await
+            .unwrap();
+        assert_eq!(
+            again.rec.state,
+            CodeState::Succeeded,
+            "the first settler wins"
+        );
+        assert_eq!(again.output.as_deref(), Some(&b"yes"[..]));
+    }
 }
