@@ -441,6 +441,13 @@ fn draw(v: &Value) {
                 s["error"]["code"].as_str().unwrap_or_default()
             );
         }
+        if let Some(e) = s["last_error"]["message"].as_str() {
+            println!(
+                "  {:width$}   to be tried again after {}: {e}",
+                "",
+                s["last_error"]["code"].as_str().unwrap_or_default()
+            );
+        }
     }
     if let Some(e) = v["error"]["message"].as_str() {
         println!(

@@ -970,3 +970,78 @@ fn in_a_fabric_the_runs_of_a_node_killed_mid_workflow_go_on_elsewhere() {
         assert_eq!(r["state"], "succeeded", "{r}");
     }
 }
+
+#[test]
+fn a_workflows_privacy_keeps_its_steps_and_its_journal_within_it() {
+    let nats = crate::servers::Nats::hub();
+    // An edge node of site a and a cloud node of site b, each keeping its
+    // journal in its own store.
+    let node = |name: &str, tier: &str, site: &str| {
+        Node::start_with_config(&format!(
+            "[fabric]\nurl = \"{}\"\nname = \"{name}\"\ntier = \"{tier}\"\nheartbeat = \"300ms\"\n\
+             labels = {{ site = \"{site}\" }}\n",
+            nats.url()
+        ))
+    };
+    let edge = node("edge-a", "edge", "a");
+    let cloud = node("cloud-b", "cloud", "b");
+    let long = Duration::from_secs(30);
+    assert!(eventually(long, || crate::fabric::sees(
+        &edge, "cloud-b", true
+    )));
+    // `up` runs in the cloud only; `open` may follow it there, `closed`
+    // keeps its data within the site it starts at.
+    let dir = tempfile::tempdir().unwrap();
+    let path = manifest(
+        &dir,
+        &[("up", "[functions.up.placement]\ntier = [\"cloud\"]")],
+        "[workflows.open]\nsteps = [\"up\"]\n\n[workflows.closed]\nsteps = [\"up\"]\nprivacy = \"site\"\n",
+    );
+    deploy(&edge, &path);
+    assert!(eventually(long, || crate::fabric::lists(&cloud, "up")));
+    let out = edge.ok(&["workflow", "start", "open", "--data", "x", "--wait", "30s"]);
+    assert_eq!(out, "x-up");
+    assert_eq!(
+        step(&show(&edge, &newest_run(&edge)), "up")["node"],
+        "cloud-b"
+    );
+    // Its step has no node within the site: it waits for one (as a step
+    // turned away does), saying why.
+    let id = edge
+        .ok(&["workflow", "start", "closed", "--data", "y"])
+        .trim()
+        .to_string();
+    let mut run = Value::Null;
+    assert!(
+        eventually(long, || {
+            run = show(&edge, &id);
+            step(&run, "up")["last_error"]["code"] == "no_eligible_node"
+        }),
+        "{run}"
+    );
+    let why = step(&run, "up")["last_error"]["message"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(why.contains("privacy"), "{run}");
+    assert_eq!(run["confined"]["privacy"], "site", "{run}");
+    assert_eq!(run["confined"]["site"], "a", "{run}");
+    let text = edge.ok(&["workflow", "show", &id]);
+    assert!(
+        text.contains("to be tried again after no_eligible_node"),
+        "{text}"
+    );
+    edge.ok(&["workflow", "cancel", &id]);
+
+    // A journal in the fabric's JetStream may be anywhere: a workflow
+    // with a privacy is refused there, naming the field and the store.
+    let shared = crate::workflows::fabric_node(&nats.url(), "edge-s");
+    let out = shared.cli(&["deploy", "--manifest", path.to_str().unwrap(), "--json"]);
+    let e = json_error(&out)["error"].clone();
+    let msg = e["message"].as_str().unwrap();
+    assert_eq!(e["code"], "invalid_workflow", "{e}");
+    assert!(
+        msg.contains("workflows.closed.privacy") && msg.contains("JetStream"),
+        "{e}"
+    );
+}

@@ -174,11 +174,7 @@ fn requirements(spec: &FunctionSpec, home: Option<&str>) -> Requirements {
     Requirements {
         tiers: p.tier.iter().filter_map(|t| t.parse().ok()).collect(),
         labels: p.labels.clone(),
-        privacy: match p.privacy.as_deref() {
-            Some("site") => Privacy::Site,
-            Some("tier") => Privacy::Tier,
-            _ => Privacy::None,
-        },
+        privacy: Privacy::named(p.privacy.as_deref()),
         latency_ms: p
             .latency
             .map(|l| l.0.as_millis().min(u128::from(u32::MAX)) as u32),

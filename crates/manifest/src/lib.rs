@@ -40,7 +40,8 @@ pub use node::{
     Unmeetable,
 };
 pub use placement::{
-    FabricConfig, PlacementSpec, TIERS, valid_node_name, validate_label, validate_tier,
+    FabricConfig, PRIVACIES, PlacementSpec, TIERS, valid_node_name, validate_label,
+    validate_privacy, validate_tier,
 };
 pub use spec::{FunctionSpec, ModuleRef, bounds};
 pub use state::{

@@ -87,6 +87,21 @@ pub fn validate_tier(t: &str) -> Result<(), FieldError> {
     }
 }
 
+/// The values of a `privacy` constraint.
+pub const PRIVACIES: &[&str] = &["none", "site", "tier"];
+
+/// Checks a `privacy` value.
+pub fn validate_privacy(p: &str) -> Result<(), FieldError> {
+    if PRIVACIES.contains(&p) {
+        Ok(())
+    } else {
+        Err(FieldError::new(format!(
+            "`{p}` is not one of {}",
+            PRIVACIES.join(", ")
+        )))
+    }
+}
+
 impl PlacementSpec {
     /// Checks every field; the error names the field.
     pub fn validate(&self) -> Result<(), FieldError> {
@@ -96,10 +111,8 @@ impl PlacementSpec {
         for (k, v) in &self.labels {
             validate_label(k, v).map_err(|e| e.at("labels"))?;
         }
-        if let Some(p) = &self.privacy
-            && !["none", "site", "tier"].contains(&p.as_str())
-        {
-            return bad("privacy", format!("`{p}` is not one of none, site, tier"));
+        if let Some(p) = &self.privacy {
+            validate_privacy(p).map_err(|e| e.at("privacy"))?;
         }
         for (field, w) in [
             ("cost_weight", self.cost_weight),

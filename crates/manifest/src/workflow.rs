@@ -100,6 +100,15 @@ pub struct WorkflowSpec {
     /// listed. TOML: `output = "store"`
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub output: Option<Name>,
+
+    /// Where a run's data may go, relative to the node it started at:
+    /// `none` (default), `site` (only nodes of its site) or `tier` (only
+    /// its tier). Every step (and an orchestrator's every call) is placed
+    /// within it, beside its function's own `privacy`; a run is taken over
+    /// only by a node within it; and a run starts only where the journal
+    /// is kept within it. TOML: `privacy = "site"`
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub privacy: Option<String>,
 }
 
 /// A step as written: a function's name, or a table.
@@ -382,6 +391,7 @@ impl WorkflowSpec {
             function: None,
             deadline: None,
             output: None,
+            privacy: None,
         }
     }
 
@@ -393,6 +403,7 @@ impl WorkflowSpec {
             function: Some(function),
             deadline: None,
             output: None,
+            privacy: None,
         }
     }
 
@@ -405,6 +416,9 @@ impl WorkflowSpec {
             && d.len() > 1024
         {
             return bad("description", "longer than 1024 bytes");
+        }
+        if let Some(p) = &self.privacy {
+            crate::placement::validate_privacy(p).map_err(|e| e.at("privacy"))?;
         }
         if let Some(f) = &self.function {
             if !self.steps.is_empty() {

@@ -8,7 +8,7 @@ use weft_controller::Function;
 use weft_manifest::StateModel;
 use weft_mesh::{MeshConfig, Peer};
 use weft_sched::{
-    Decision, Estimate, Excluded, Index, Local, NodeView, PlaceError, Request, StateUse,
+    Decision, Estimate, Excluded, Index, Local, NodeView, PlaceError, Privacy, Request, StateUse,
 };
 
 /// The weight of the newest call in a peer's observed overhead.
@@ -170,6 +170,7 @@ impl Placer {
     /// once see each other's), and for as long as the returned guard lives
     /// whatever that node's heartbeats say: a burst does not herd onto the
     /// peer that looked idle.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn place(
         &self,
         f: &Function,
@@ -177,8 +178,10 @@ impl Placer {
         key: Option<&str>,
         exclude: &BTreeSet<String>,
         local: &Local,
+        context: Privacy,
     ) -> Result<(Decision, Option<Sent<'_>>), PlaceError> {
-        let req = self.request(f, bytes, key, exclude);
+        let mut req = self.request(f, bytes, key, exclude);
+        req.context_privacy = context;
         let mut ix = self.index.write();
         let decision = weft_sched::place_in(&ix, &req, Some(local))?;
         if decision.local {
@@ -268,6 +271,7 @@ impl Placer {
             bytes_out: bytes,
             requirements: f.requirements().clone(),
             exclude: exclude.clone(),
+            context_privacy: Privacy::None,
             state: f.state().map(|s| {
                 let (bytes, trips) = f.state_moved();
                 StateUse {

@@ -236,6 +236,10 @@ pub struct Request {
     /// Runs on this node whatever placement would choose: a workflow's
     /// orchestrator, whose journal the node driving its run answers.
     pub pinned: bool,
+    /// Where its data may go by what it belongs to (a workflow run's
+    /// `privacy`), relative to this node: placed within it, beside the
+    /// function's own.
+    pub privacy: weft_sched::Privacy,
 }
 
 impl Request {
@@ -262,6 +266,7 @@ impl Request {
             state_key: None,
             chain_state: None,
             pinned: false,
+            privacy: weft_sched::Privacy::None,
         }
     }
 
@@ -416,6 +421,7 @@ impl Request {
             state_key: get("state_key"),
             chain_state: None,
             pinned: false,
+            privacy: weft_sched::Privacy::None,
         }
     }
 
@@ -478,6 +484,7 @@ impl Request {
             state_key: call.state_key,
             chain_state: None,
             pinned: false,
+            privacy: weft_sched::Privacy::None,
         }
     }
 }

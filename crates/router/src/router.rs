@@ -168,6 +168,22 @@ impl Router {
         Some(up)
     }
 
+    /// Where node `name` of the fabric stands: its tier and its `site`
+    /// label (this node's from its config, a peer's from its beats);
+    /// `None` standalone or for a node not heard.
+    pub fn node_place(&self, name: &str) -> Option<(weft_sched::Tier, Option<String>)> {
+        let f = self.fabric.get()?;
+        if name == f.mesh.name() {
+            let c = f.mesh.config();
+            return Some((c.tier, c.labels.get("site").cloned()));
+        }
+        f.mesh
+            .peers()
+            .into_iter()
+            .find(|p| p.heartbeat.name == name)
+            .map(|p| (p.heartbeat.tier, p.heartbeat.labels.get("site").cloned()))
+    }
+
     /// How long a silent peer takes to be marked down (its beat times the
     /// beats it may miss); `None` standalone.
     pub fn down_after(&self) -> Option<std::time::Duration> {
@@ -585,6 +601,7 @@ impl Router {
                 req.state_key.as_deref(),
                 &exclude,
                 &self.local_load(f),
+                req.privacy,
             )
             .map(|(d, sent)| (Placement::Decided(d), sent))
             .map_err(|e| Error::NoEligibleNode {

@@ -75,6 +75,27 @@ pub enum Privacy {
     Tier,
 }
 
+impl Privacy {
+    /// Its name in a manifest.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Privacy::None => "none",
+            Privacy::Site => "site",
+            Privacy::Tier => "tier",
+        }
+    }
+
+    /// The constraint a manifest's `privacy` names (`none` or absent:
+    /// none).
+    pub fn named(p: Option<&str>) -> Privacy {
+        match p {
+            Some("site") => Privacy::Site,
+            Some("tier") => Privacy::Tier,
+            _ => Privacy::None,
+        }
+    }
+}
+
 /// One node as the deciding node sees it: identity, load, distance, and what
 /// it already holds.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -290,6 +311,11 @@ pub struct Request {
     /// The state the invocation moves, for a stateful function.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub state: Option<StateUse>,
+    /// Hard: where the data may go by what the invocation belongs to (a
+    /// workflow's `privacy`), relative to the same origin; it holds beside
+    /// the function's own.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub context_privacy: Privacy,
 }
 
 /// What an invocation's state costs to reach, by where it lives (seed

@@ -393,7 +393,7 @@ impl<'a> Ctx<'a> {
         {
             return Err(Constraint::Labels);
         }
-        let private = match r.privacy {
+        let private = |p: Privacy| match p {
             Privacy::None => true,
             Privacy::Site => match self.origin_site {
                 Some(site) => row.site == Some(site),
@@ -401,7 +401,7 @@ impl<'a> Ctx<'a> {
             },
             Privacy::Tier => row.tier == self.row(self.origin).tier,
         };
-        if !private {
+        if !private(r.privacy) || !private(self.req.context_privacy) {
             return Err(Constraint::Privacy);
         }
         if !self
@@ -1118,6 +1118,29 @@ mod tests {
         assert_eq!(d.node, "a1");
         assert_eq!(d.rejected.privacy, 5);
         assert_eq!(d.considered, 2);
+    }
+
+    #[test]
+    fn a_context_privacy_holds_beside_the_functions_own() {
+        let mut v = continuum();
+        busy(&mut v, "a1");
+        busy(&mut v, "a2");
+        // A workflow's `site` on a function that says nothing.
+        let mut r = req(Requirements::default());
+        r.context_privacy = Privacy::Site;
+        let d = place(&v, &r).unwrap();
+        assert_eq!((d.node.as_str(), d.rejected.privacy), ("a1", 5));
+        // The function's `tier` and the workflow's `site`: both hold.
+        let mut r = req(Requirements {
+            privacy: Privacy::Tier,
+            ..Requirements::default()
+        });
+        r.context_privacy = Privacy::Site;
+        let d = place(&v, &r).unwrap();
+        assert_eq!((d.node.as_str(), d.considered), ("a1", 2));
+        // Without it, nothing is ruled out for privacy.
+        let d = place(&v, &req(Requirements::default())).unwrap();
+        assert_eq!((d.rejected.privacy, d.considered), (0, 7));
     }
 
     #[test]

@@ -47,6 +47,8 @@ pub(crate) struct CodeRun {
     pub(crate) function: String,
     /// The run's deadline.
     pub(crate) deadline: Option<Instant>,
+    /// Where its calls' data may go: the workflow's `privacy`.
+    pub(crate) privacy: weft_sched::Privacy,
     /// Its durable steps recorded, by position.
     pub(crate) steps: Vec<CodeStep>,
     /// The position of its next operation.

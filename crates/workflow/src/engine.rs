@@ -22,9 +22,11 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use weft_codes::Code;
 use weft_controller::{Jitter, RetryPolicy, backoff, retry_policy};
+use weft_manifest::KvStoreConfig;
 use weft_manifest::{MAX_MAP_ITEMS, MapPlan, Name, Plan, PlannedStep, StepDecl, WorkflowSpec};
 use weft_router::{Body, Request, Router, Trigger};
 use weft_runtime::{CallContext, Durable, DurableError, DurableOp, FabricCode, FabricError};
+use weft_sched::Privacy;
 
 /// How long a step turned away for want of capacity (or of a node) waits
 /// before it is tried again; such a try spends no attempt.
@@ -223,8 +225,11 @@ impl Workflows {
             {
                 continue;
             }
+            // Confined runs go only to a node within their privacy; with
+            // none up, they wait for one.
             let taker = up
                 .iter()
+                .filter(|n| self.may_drive(&run, n))
                 .max_by_key(|n| weft_sched::owner_rank("workflow", &run.id, n));
             if taker != Some(&me) {
                 continue;
@@ -266,6 +271,98 @@ impl Workflows {
         self.router.node_name().to_string()
     }
 
+    /// Whether this node keeps the journal within `spec`'s privacy: its
+    /// platform store is this node's own, or kept by a node of this site
+    /// (tier); not a store that may be anywhere (the fabric's JetStream,
+    /// Redis). The error says where it is.
+    fn journal_within(&self, spec: &WorkflowSpec) -> std::result::Result<(), String> {
+        let privacy = Privacy::named(spec.privacy.as_deref());
+        if privacy == Privacy::None {
+            return Ok(());
+        }
+        let config = self.router.controller().config();
+        let Some(label) = &config.state.function else {
+            return Ok(()); // the node's own embedded store
+        };
+        let me = self.node();
+        let place = |n: &str| self.router.node_place(n);
+        let keeper = match config.kv.get(label) {
+            Some(KvStoreConfig::Embedded {}) => return Ok(()),
+            Some(KvStoreConfig::Node { node }) => node,
+            Some(KvStoreConfig::Fabric {}) => {
+                return Err(format!(
+                    "a run keeps its data within its {}, and this node's journal store `{label}` is the fabric's JetStream bucket, which may be anywhere: name in `[state] function` a store of this node's (`backend = \"embedded\"`) or of a node of its {} (`backend = \"node\"`)",
+                    privacy.as_str(),
+                    privacy.as_str()
+                ));
+            }
+            Some(KvStoreConfig::Redis { .. }) | None => {
+                return Err(format!(
+                    "a run keeps its data within its {}, and this node's journal store `{label}` is a Redis server, which may be anywhere: name in `[state] function` a store of this node's or of a node of its {}",
+                    privacy.as_str(),
+                    privacy.as_str()
+                ));
+            }
+        };
+        if *keeper == me {
+            return Ok(());
+        }
+        let within = match (place(&me), place(keeper)) {
+            (Some((t1, s1)), Some((t2, s2))) => match privacy {
+                Privacy::Site => s1.is_some() && s1 == s2,
+                _ => t1 == t2,
+            },
+            _ => false,
+        };
+        if within {
+            Ok(())
+        } else {
+            Err(format!(
+                "a run keeps its data within its {}, and this node's journal store `{label}` is kept by node `{keeper}`, which is not of this node's {} (or not heard from)",
+                privacy.as_str(),
+                privacy.as_str()
+            ))
+        }
+    }
+
+    /// A new run's confinement: `spec`'s privacy, relative to this node.
+    fn confined(&self, spec: &WorkflowSpec) -> Option<crate::journal::Confined> {
+        let privacy = Privacy::named(spec.privacy.as_deref());
+        if privacy == Privacy::None {
+            return None;
+        }
+        let me = self.node();
+        let (tier, site) = self
+            .router
+            .node_place(&me)
+            .map(|(t, s)| (t.as_str().to_string(), s))
+            .unwrap_or_default();
+        Some(crate::journal::Confined {
+            privacy: privacy.as_str().to_string(),
+            tier,
+            site,
+            origin: me,
+        })
+    }
+
+    /// Whether node `n` may drive run `run`: any node, unless the run is
+    /// confined; then one of its origin's site (or tier).
+    fn may_drive(&self, run: &RunRecord, n: &str) -> bool {
+        let Some(c) = &run.confined else {
+            return true;
+        };
+        if n == c.origin {
+            return true;
+        }
+        let Some((tier, site)) = self.router.node_place(n) else {
+            return false;
+        };
+        match c.privacy.as_str() {
+            "site" => c.site.is_some() && site == c.site,
+            _ => tier.as_str() == c.tier,
+        }
+    }
+
     /// The orchestrator's invocation `invocation`, if it is under way here.
     fn code_run(&self, invocation: &str) -> Option<Arc<tokio::sync::Mutex<CodeRun>>> {
         self.code.lock().get(invocation).cloned()
@@ -273,25 +370,8 @@ impl Workflows {
 
     /// Reads run `id`'s durable steps for its orchestrator's invocation
     /// `invocation`, about to start; answers when it ends.
-    async fn code_begin(
-        self: &Arc<Self>,
-        invocation: &str,
-        id: &str,
-        workflow: &str,
-        function: &str,
-        deadline: Option<Instant>,
-    ) -> Result<CodeGuard> {
-        let steps = self.journal.code_steps(id, 0).await?;
-        let run = CodeRun {
-            run: id.to_string(),
-            workflow: workflow.to_string(),
-            function: function.to_string(),
-            deadline,
-            steps,
-            cursor: 0,
-            suspended: None,
-            refused: None,
-        };
+    async fn code_begin(self: &Arc<Self>, invocation: &str, mut run: CodeRun) -> Result<CodeGuard> {
+        run.steps = self.journal.code_steps(&run.run, 0).await?;
         self.code.lock().insert(
             invocation.to_string(),
             Arc::new(tokio::sync::Mutex::new(run)),
@@ -438,6 +518,8 @@ impl Workflows {
         if let Some((k, message)) = crate::types::mismatch(&plan, &functions) {
             return Err(invalid(format!(".steps[{k}]"), message));
         }
+        self.journal_within(&spec)
+            .map_err(|message| invalid(".privacy".into(), message))?;
         let (def, changed) = self.journal.put_def(name, spec).await?;
         Ok(Deployed { def, changed })
     }
@@ -503,6 +585,11 @@ impl Workflows {
             });
         }
         let def = self.version(name, current.version).await?;
+        self.journal_within(&def.rec.spec)
+            .map_err(|message| Error::Invalid {
+                field: format!("workflows.{name}.privacy"),
+                message,
+            })?;
         for (k, s) in def.plan.steps.iter().enumerate() {
             let Ok(f) = self.router.controller().function(s.function.as_str()) else {
                 continue;
@@ -528,6 +615,7 @@ impl Workflows {
             error: None,
             recorded: 0,
             seq: 0,
+            confined: self.confined(&def.rec.spec),
         };
         let head = self.journal.create(run, &input).await?;
         let run = head.run.clone();
@@ -629,7 +717,7 @@ impl Workflows {
             .iter()
             .enumerate()
             .map(|(i, s)| {
-                StepView::new(s, &def.plan, records[i].as_ref(), running.get(&i).copied())
+                StepView::new(s, &def.plan, records[i].as_ref(), running.get(&i).cloned())
             })
             .chain(if def.plan.code {
                 self.journal
@@ -1049,9 +1137,12 @@ impl Driver {
                         let def = def.clone();
                         running.spawn(async move {
                             let step = &def.plan.steps[k];
-                            let code = def.plan.code;
+                            let kind = (
+                                def.plan.code,
+                                Privacy::named(def.rec.spec.privacy.as_deref()),
+                            );
                             let out =
-                                run_step(&wf, &id, &workflow, k, step, input, deadline, code).await;
+                                run_step(&wf, &id, &workflow, k, step, input, deadline, kind).await;
                             (k, out)
                         });
                     }
@@ -1369,6 +1460,7 @@ pub(crate) async fn attempts(
         what,
         shown,
         orchestrator,
+        privacy,
     } = target;
     let mut attempt = 1;
     loop {
@@ -1377,10 +1469,18 @@ pub(crate) async fn attempts(
             wf.set_running(id, k, Some(Running::new(attempt, started_ms)));
         }
         let _code = if orchestrator {
-            match wf
-                .code_begin(&invocation, id, workflow, function, run_deadline)
-                .await
-            {
+            let run = CodeRun {
+                run: id.to_string(),
+                workflow: workflow.to_string(),
+                function: function.to_string(),
+                deadline: run_deadline,
+                privacy,
+                steps: Vec::new(),
+                cursor: 0,
+                suspended: None,
+                refused: None,
+            };
+            match wf.code_begin(&invocation, run).await {
                 Ok(g) => Some(g),
                 Err(e) => {
                     // The journal unreadable: tried again, as a step
@@ -1400,6 +1500,7 @@ pub(crate) async fn attempts(
         req.attempt = attempt;
         req.body = Body::Bytes(input.clone());
         req.pinned = orchestrator;
+        req.privacy = privacy;
         req.inherited_deadline = run_deadline;
         req.deadline = match (step.timeout.map(|t| now + t), run_deadline) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -1521,6 +1622,11 @@ pub(crate) async fn attempts(
             return Err(failed(f));
         }
         tracing::debug!(run = %id, code = %f.code, "{what}: attempt failed; retrying in {wait:?}");
+        if let Some(k) = shown {
+            let mut waits = Running::new(attempt, started_ms);
+            waits.last_error = Some(f);
+            wf.set_running(id, k, Some(waits));
+        }
         tokio::time::sleep(wait).await;
     }
 }
@@ -1536,6 +1642,8 @@ pub(crate) struct Attempt {
     pub(crate) shown: Option<usize>,
     /// Whether it is a workflow's orchestrator.
     pub(crate) orchestrator: bool,
+    /// Where its data may go: the workflow's `privacy`.
+    pub(crate) privacy: Privacy,
 }
 
 /// An orchestrator's invocation registered as under way; unregistered
@@ -1594,11 +1702,12 @@ impl crate::code::Caller for Arc<Workflows> {
         step: PlannedStep,
         payload: Bytes,
     ) -> BoxFuture<'static, StepOutcome> {
-        let (wf, id, workflow, deadline) = (
+        let (wf, id, workflow, deadline, privacy) = (
             self.clone(),
             run.run.clone(),
             run.workflow.clone(),
             run.deadline,
+            run.privacy,
         );
         Box::pin(async move {
             let target = Attempt {
@@ -1606,6 +1715,7 @@ impl crate::code::Caller for Arc<Workflows> {
                 what: format!("durable step `{}`", step.name),
                 shown: None,
                 orchestrator: false,
+                privacy,
             };
             attempts(&wf, &id, &workflow, target, &step, payload, deadline).await
         })
@@ -1622,7 +1732,7 @@ async fn run_step(
     step: &PlannedStep,
     input: Bytes,
     run_deadline: Option<Instant>,
-    orchestrator: bool,
+    (orchestrator, privacy): (bool, Privacy),
 ) -> StepOutcome {
     match &step.map {
         None => {
@@ -1631,13 +1741,14 @@ async fn run_step(
                 what: format!("step `{}`", step.name),
                 shown: Some(k),
                 orchestrator,
+                privacy,
             };
             attempts(wf, id, workflow, target, step, input, run_deadline).await
         }
         Some(m) => {
             let started_ms = now_ms();
             wf.set_running(id, k, Some(Running::new(1, started_ms)));
-            let out = map_items(wf, id, workflow, step, m, input, run_deadline).await;
+            let out = map_items(wf, id, workflow, step, m, input, run_deadline, privacy).await;
             wf.set_running(id, k, None);
             out.map_err(|(failure, attempts)| Failed {
                 failure,
@@ -1662,6 +1773,7 @@ async fn map_items(
     m: &MapPlan,
     input: Bytes,
     run_deadline: Option<Instant>,
+    privacy: Privacy,
 ) -> std::result::Result<Ran, (Failure, u32)> {
     let started_ms = now_ms();
     let name = step.name.as_str();
@@ -1727,6 +1839,7 @@ async fn map_items(
                 what: format!("item {i} of step `{}`", step.name),
                 shown: None,
                 orchestrator: false,
+                privacy,
             };
             let out = attempts(&wf, &id, &workflow, target, &step, item, run_deadline).await;
             if let Ok(ran) = &out

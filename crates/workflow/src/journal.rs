@@ -30,9 +30,10 @@
 //! position, each by a compare-and-set that creates its key: the first
 //! writer wins, and a writer that lost (a driver fenced off, racing the
 //! one that took the run over) reads and answers the winner's record, so
-//! every replay sees one history. The output goes first under a key of
-//! its own (a fresh nonce, named by the record), so the record is one
-//! value and its write one atomic step on every store. A replay reads the
+//! every replay sees one history. The output goes under a key of its own
+//! (a fresh nonce, named by the record), written with the record (one
+//! commit on the embedded store; before it on JetStream), so the record is
+//! one value and its write one atomic step on every store. A replay reads the
 //! records in batches of [`CODE_BATCH`], and the outputs as it reaches
 //! them, in windows of [`CODE_OUTPUT_WINDOW`] bytes: not one read a step,
 //! nor a long run's whole history in memory.
@@ -149,6 +150,24 @@ pub struct RunRecord {
     pub recorded: u32,
     /// Bumped on every change: what a writer's compare-and-set compares.
     pub seq: u64,
+    /// The workflow's `privacy`, and where the run started: the nodes that
+    /// may take it over.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confined: Option<Confined>,
+}
+
+/// A run's privacy constraint and the place it is relative to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Confined {
+    /// `site` or `tier`.
+    pub privacy: String,
+    /// The tier of the node the run started at.
+    pub tier: String,
+    /// That node's `site` label.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub site: Option<String>,
+    /// That node, which alone may drive the run if it has no `site`.
+    pub origin: String,
 }
 
 /// How a recorded step ended.
@@ -640,17 +659,22 @@ impl Journal {
             None
         } else {
             let nonce = format!("{:016x}", getrandom::u64().unwrap_or_else(|_| now_ms()));
-            let key = code_output_key(id, n, &nonce);
-            self.bucket.set(&key, output).await?;
-            rec.out = Some(nonce);
-            Some(key)
+            rec.out = Some(nonce.clone());
+            Some(code_output_key(id, n, &nonce))
         };
         rec.bytes = output.len() as u64;
         let raw = encode(&rec);
         let key = code_key(id, n);
+        // The output rides along: one commit on the embedded store; where
+        // companions land first (JetStream) it is under a key no one else
+        // writes, removed below if the record lost.
+        let also: Vec<Change> = out_key
+            .iter()
+            .map(|k| (k.clone(), Some(output.to_vec())))
+            .collect();
         if self
             .bucket
-            .compare_and_set(&key, expected, &raw, &[])
+            .compare_and_set(&key, expected, &raw, &also)
             .await?
         {
             return Ok(CodeStep {

@@ -37,7 +37,7 @@ mod view;
 pub use engine::{Deployed, RunFilter, Workflows};
 pub use error::{Error, Result};
 pub use journal::{
-    CodeKind, CodeRecord, CodeState, DefRecord, Failure, MAX_STEP_OUTPUT, RunRecord, RunState,
-    StepEnd,
+    CodeKind, CodeRecord, CodeState, Confined, DefRecord, Failure, MAX_STEP_OUTPUT, RunRecord,
+    RunState, StepEnd,
 };
 pub use view::{RunView, StepView, shown};

@@ -24,7 +24,7 @@ pub struct RunView {
 }
 
 /// A step under way, as the node driving its run knows it.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(crate) struct Running {
     /// Its attempt.
     pub(crate) attempt: u32,
@@ -32,6 +32,9 @@ pub(crate) struct Running {
     pub(crate) started_ms: u64,
     /// An orchestrator whose run waits (a sleep, an event).
     pub(crate) suspended: bool,
+    /// Why its last attempt failed or was turned away, while it waits to
+    /// be tried again.
+    pub(crate) last_error: Option<Failure>,
 }
 
 impl Running {
@@ -40,6 +43,7 @@ impl Running {
             attempt,
             started_ms,
             suspended: false,
+            last_error: None,
         }
     }
 }
@@ -80,6 +84,11 @@ pub struct StepView {
     /// When a durable sleep ends, or a wait for an event gives up.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub until_ms: Option<u64>,
+    /// While a running step waits to be tried again: why its last attempt
+    /// failed, or was turned away (no node within its constraints, every
+    /// node busy).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<Failure>,
 }
 
 impl StepView {
@@ -98,6 +107,7 @@ impl StepView {
             bytes: rec.bytes,
             error: rec.error.clone(),
             until_ms: rec.until_ms,
+            last_error: None,
         }
     }
 
@@ -125,6 +135,7 @@ impl StepView {
             bytes: 0,
             error: None,
             until_ms: None,
+            last_error: None,
         };
         if let Some(r) = rec {
             v.state = r.state.as_str();
@@ -138,6 +149,7 @@ impl StepView {
             v.state = if r.suspended { "suspended" } else { "running" };
             v.attempts = r.attempt;
             v.started_ms = Some(r.started_ms);
+            v.last_error = r.last_error;
         }
         v
     }
