@@ -13,7 +13,14 @@
 //! * **steps per second** with 1 and 64 runs of 10 steps at once, against
 //!   direct invocations at the same concurrency;
 //! * **flat replay**: the mean time per step over steps 1–100 and over
-//!   steps 901–1,000 of a 1,000-step sequence.
+//!   steps 901–1,000 of a 1,000-step sequence;
+//! * **workflows in code** (`bench/guests/rust/src/bin/steps.rs`): runs of
+//!   an orchestrator making 3 and 10 durable calls of the same function,
+//!   the marginal durable call against a direct invocation as above; and
+//!   the replay after a suspension, after 10 and 1,000 recorded steps (a
+//!   20 ms sleep at the run's end: the orchestrator's last invocation,
+//!   start to end, as its step records it; and the wake-up, from the
+//!   sleep's end to that start).
 
 use crate::node::{self, Node, median, quantile, spread};
 use anyhow::{Result, ensure};
@@ -83,8 +90,31 @@ pub(crate) async fn run(quick: bool) -> Result<()> {
     for (name, steps) in [("three", 3), ("ten", 10), ("long", 1000)] {
         wf.deploy(name, sequence(steps)?).await?;
     }
+    let steps = node::guest("steps")?;
+    for (name, calls, values, suspend) in [
+        ("code-three", 3, false, false),
+        ("code-ten", 10, false, false),
+        ("values-ten-suspended", 10, true, true),
+        ("values-long-suspended", 1000, true, true),
+    ] {
+        let yes = |b: bool| if b { "yes" } else { "no" }.to_string();
+        let spec = FunctionSpec {
+            calls: vec![Name::new("echo")?],
+            config: [
+                ("calls".to_string(), calls.to_string()),
+                ("values".to_string(), yes(values)),
+                ("suspend".to_string(), yes(suspend)),
+            ]
+            .into(),
+            ..FunctionSpec::default()
+        };
+        node.deploy(name, steps.clone(), spec).await?;
+        wf.deploy(name, WorkflowSpec::code(Name::new(name)?))
+            .await?;
+    }
     for _ in 0..10 {
         run_once(&wf, "ten").await?;
+        run_once(&wf, "code-ten").await?;
         direct(&node, 10).await?;
     }
 
@@ -97,17 +127,23 @@ pub(crate) async fn run(quick: bool) -> Result<()> {
         "10-step run, start to end",
         "3 direct invocations",
         "10 direct invocations",
+        "in code: 3 durable calls, start to end",
+        "in code: 10 durable calls, start to end",
     ];
-    let mut p50s: Vec<Vec<f64>> = vec![Vec::new(); 4];
+    let mut p50s: Vec<Vec<f64>> = vec![Vec::new(); labels.len()];
     let mut overheads = Vec::new();
     let mut ratios = Vec::new();
+    let mut code_overheads = Vec::new();
+    let mut code_ratios = Vec::new();
     for _ in 0..rounds {
-        let mut t: Vec<Vec<f64>> = (0..4).map(|_| Vec::with_capacity(n)).collect();
+        let mut t: Vec<Vec<f64>> = (0..labels.len()).map(|_| Vec::with_capacity(n)).collect();
         for _ in 0..n {
             t[0].push(run_once(&wf, "three").await?);
             t[1].push(run_once(&wf, "ten").await?);
             t[2].push(direct(&node, 3).await?);
             t[3].push(direct(&node, 10).await?);
+            t[4].push(run_once(&wf, "code-three").await?);
+            t[5].push(run_once(&wf, "code-ten").await?);
         }
         let p: Vec<f64> = t.iter_mut().map(|v| quantile(v, 0.5)).collect();
         for (i, x) in p.iter().enumerate() {
@@ -115,6 +151,8 @@ pub(crate) async fn run(quick: bool) -> Result<()> {
         }
         overheads.push(((p[1] - p[0]) - (p[3] - p[2])) / 7.0);
         ratios.push((p[1] - p[0]) / (p[3] - p[2]));
+        code_overheads.push(((p[5] - p[4]) - (p[3] - p[2])) / 7.0);
+        code_ratios.push((p[5] - p[4]) / (p[3] - p[2]));
     }
     println!("| variant | p50 µs: median of rounds (min–max) |");
     println!("| --- | --- |");
@@ -131,6 +169,16 @@ pub(crate) async fn run(quick: bool) -> Result<()> {
     println!(
         "a durable step against a direct invocation (marginal): {:.2}× ({lo:.2}–{hi:.2})",
         median(ratios.clone())
+    );
+    let (lo, hi) = spread(&code_overheads);
+    println!(
+        "overhead of a durable call in code (marginal, the same way): {:.0} µs ({lo:.0}–{hi:.0})",
+        median(code_overheads.clone())
+    );
+    let (lo, hi) = spread(&code_ratios);
+    println!(
+        "a durable call in code against a direct invocation (marginal): {:.2}× ({lo:.2}–{hi:.2})",
+        median(code_ratios.clone())
     );
     let floor = node::redb_commit_us(node.dir.path(), 200)?;
     println!("floor: one durable redb commit of a small row on this disk: {floor:.0} µs");
@@ -177,8 +225,63 @@ pub(crate) async fn run(quick: bool) -> Result<()> {
         "\nstep 1,000 against step 10: {:.2}× ({lo:.2}–{hi:.2})",
         median(flat)
     );
+
+    println!(
+        "\n### workflows in code: replay after a suspension (ms, p50 per round: the orchestrator invoked again answering every recorded step from the journal; wake-up: from the sleep's end to that invocation)\n"
+    );
+    println!("| round | replay of 10 steps | of 1,000 | per replayed step (µs) | wake-up |");
+    println!("| --- | --- | --- | --- | --- |");
+    let mut per_step = Vec::new();
+    let mut longs = Vec::new();
+    for round in 1..=rounds {
+        let (mut short, mut long, mut wake) = (Vec::new(), Vec::new(), Vec::new());
+        for i in 0..n {
+            let (r, w) = replay_ms(&wf, "values-ten-suspended").await?;
+            short.push(r);
+            wake.push(w);
+            // The long runs take 100× longer: a tenth as many.
+            if i % 10 == 0 {
+                long.push(replay_ms(&wf, "values-long-suspended").await?.0);
+            }
+        }
+        let (s, l) = (quantile(&mut short, 0.5), quantile(&mut long, 0.5));
+        let step = (l - s) * 1e3 / 990.0;
+        per_step.push(step);
+        longs.push(l);
+        println!(
+            "| {round} | {s:.0} | {l:.0} | {step:.1} | {:.0} |",
+            quantile(&mut wake, 0.5)
+        );
+    }
+    let (lo, hi) = spread(&per_step);
+    println!(
+        "\nreplay of a recorded step: {:.1} µs ({lo:.1}–{hi:.1}); of 1,000: {:.0} ms",
+        median(per_step),
+        median(longs)
+    );
     node.close().await;
     Ok(())
+}
+
+/// A run of `workflow` (an orchestrator that sleeps at its end) from
+/// start to end: the ms its replay took (its last invocation, as its step
+/// records it) and the ms from the sleep's end to that invocation.
+async fn replay_ms(wf: &Arc<Workflows>, workflow: &str) -> Result<(f64, f64)> {
+    let (v, _) = run_to_end(wf, workflow, Bytes::from_static(INPUT)).await?;
+    let until = v
+        .steps
+        .iter()
+        .find(|s| s.name == "end")
+        .and_then(|s| s.until_ms);
+    let o = v.steps.first();
+    match (
+        until,
+        o.and_then(|s| s.started_ms),
+        o.and_then(|s| s.ended_ms),
+    ) {
+        (Some(u), Some(s), Some(e)) if s >= u => Ok(((e - s) as f64, (s - u) as f64)),
+        _ => anyhow::bail!("run of {workflow} did not replay after its sleep: {o:?}"),
+    }
 }
 
 /// Steps (or direct invocations) per second with `c` callers for `secs`.
