@@ -870,6 +870,33 @@ steps = [{ function = "detect", after = [] }, { name = "each", function = "tag",
         "{msg}"
     );
     assert_eq!(run["error"]["code"], "invalid_step_output", "{run}");
+
+    // A function redeployed with a schema its neighbour no longer fits:
+    // a run of the workflow is refused at start, naming both steps.
+    node.ok(&[
+        "deploy",
+        "store",
+        module.to_str().unwrap(),
+        "--input-schema",
+        r#"{"type": "object", "required": ["boxes"]}"#,
+    ]);
+    let e = json_error(&node.cli(&[
+        "workflow",
+        "start",
+        "fits",
+        "--data",
+        r#"{"image": "a.png"}"#,
+        "--json",
+    ]))["error"]
+        .clone();
+    assert_eq!(e["code"], "invalid_workflow", "{e}");
+    let msg = e["message"].as_str().unwrap();
+    assert!(
+        msg.contains("workflows.fits.steps[2]")
+            && msg.contains("may not take what step `detect` answers")
+            && msg.contains("redeployed"),
+        "{msg}"
+    );
 }
 
 /// A node of a fabric whose platform store (the workflows' journal) and

@@ -590,6 +590,32 @@ impl Workflows {
                 field: format!("workflows.{name}.privacy"),
                 message,
             })?;
+        // A function redeployed since with another schema may no longer
+        // fit its neighbours: checked again, as at the workflow's deploy
+        // (a step whose function is gone fails when it runs, as before).
+        let functions: Option<Vec<_>> = def
+            .plan
+            .steps
+            .iter()
+            .map(|s| {
+                self.router
+                    .controller()
+                    .function(s.function.as_str())
+                    .ok()
+                    .map(|f| f.spec().clone())
+            })
+            .collect();
+        if let Some(functions) = functions
+            && let Some((k, message)) = crate::types::mismatch(&def.plan, &functions)
+        {
+            return Err(Error::Invalid {
+                field: format!("workflows.{name}.steps[{k}]"),
+                message: format!(
+                    "{message} (a function was redeployed since version {} of the workflow: deploy the workflow or the function again to fit)",
+                    def.rec.version
+                ),
+            });
+        }
         for (k, s) in def.plan.steps.iter().enumerate() {
             let Ok(f) = self.router.controller().function(s.function.as_str()) else {
                 continue;
