@@ -47,31 +47,45 @@ fn request(from: &CallContext, callee: &str, payload: Bytes) -> Request {
     }
 }
 
+/// The class a guest sees of an error whose code is `code`
+/// (`weft:fabric/types.error-code`), where the code alone decides it;
+/// `deadline_passed`: the caller's deadline had passed.
+pub fn guest_class(code: Code, deadline_passed: bool) -> Option<FabricCode> {
+    Some(match code {
+        Code::FunctionNotFound => FabricCode::NotFound,
+        Code::CallCycle => FabricCode::Cycle,
+        Code::ChainTooDeep => FabricCode::TooDeep,
+        Code::QueueTimeout if deadline_passed => FabricCode::DeadlineExceeded,
+        Code::QueueFull | Code::QueueTimeout | Code::NodeAtCapacity | Code::DeadlineUnmeetable => {
+            FabricCode::Busy
+        }
+        Code::ShuttingDown => FabricCode::Unavailable,
+        Code::RequestTooLarge
+        | Code::RequestTimeout
+        | Code::RequestAborted
+        | Code::StepOutputTooLarge => FabricCode::TooLarge,
+        Code::DeadlineExceeded | Code::DeadlineExpired => FabricCode::DeadlineExceeded,
+        Code::FabricUnavailable | Code::NoEligibleNode | Code::NodeUnreachable => {
+            FabricCode::Unavailable
+        }
+        _ => return None,
+    })
+}
+
 /// How an error looks to the calling guest: the class of its code.
 fn guest_error(e: &Error, deadline: Option<Instant>) -> FabricError {
     let passed = deadline.is_some_and(|d| Instant::now() >= d);
-    let code = match (e, e.code()) {
-        (Error::Controller(weft_controller::Error::Queue(_)), _) => FabricCode::Unavailable,
-        (_, Code::FunctionNotFound) => FabricCode::NotFound,
-        (_, Code::CallCycle) => FabricCode::Cycle,
-        (_, Code::ChainTooDeep) => FabricCode::TooDeep,
-        (_, Code::QueueTimeout) if passed => FabricCode::DeadlineExceeded,
-        (
-            _,
-            Code::QueueFull | Code::QueueTimeout | Code::NodeAtCapacity | Code::DeadlineUnmeetable,
-        ) => FabricCode::Busy,
-        (_, Code::ShuttingDown) => FabricCode::Unavailable,
-        (_, Code::RequestTooLarge | Code::RequestTimeout | Code::RequestAborted) => {
-            FabricCode::TooLarge
-        }
-        (_, Code::DeadlineExceeded) => FabricCode::DeadlineExceeded,
-        (_, Code::FabricUnavailable | Code::NoEligibleNode | Code::NodeUnreachable) => {
-            FabricCode::Unavailable
-        }
-        (Error::Controller(weft_controller::Error::Invoke { .. }) | Error::Remote { .. }, _) => {
-            FabricCode::Failed
-        }
-        _ => FabricCode::Internal,
+    let code = match e {
+        Error::Controller(weft_controller::Error::Queue(_)) => FabricCode::Unavailable,
+        _ => match guest_class(e.code(), passed) {
+            Some(c) => c,
+            None => match e {
+                Error::Controller(weft_controller::Error::Invoke { .. }) | Error::Remote { .. } => {
+                    FabricCode::Failed
+                }
+                _ => FabricCode::Internal,
+            },
+        },
     };
     FabricError::new(code, e.to_string())
 }

@@ -33,6 +33,7 @@ mod request;
 mod router;
 
 pub use error::{Error, Result};
+pub use guest::guest_class;
 pub use host::{FabricStatus, NodeInfo, join_fabric, mesh_config};
 pub use request::{
     Body, Caller, Chain, Collected, DeadlineKept, HttpFacts, Request, Response, Served, full,

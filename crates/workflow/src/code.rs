@@ -60,22 +60,23 @@ pub(crate) struct CodeRun {
     pub(crate) refused: Option<String>,
 }
 
-fn failed(code: FabricCode, message: impl Into<String>) -> DurableError {
+pub(crate) fn failed(code: FabricCode, message: impl Into<String>) -> DurableError {
     DurableError::Failed(FabricError::new(code, message))
 }
 
-/// How a recorded failure looks to the orchestrator.
+/// How a recorded failure looks to the orchestrator: the class a guest's
+/// call would have seen of its code (a step that ran and failed:
+/// `failed`).
 fn recorded_failure(rec: &CodeRecord) -> DurableError {
     let (code, message) = match &rec.error {
         Some(f) => (f.code.as_str(), f.message.clone()),
         None => ("internal", "failed".to_string()),
     };
-    let class = match code {
-        "function_not_found" => FabricCode::NotFound,
-        "deadline_exceeded" | "deadline_expired" => FabricCode::DeadlineExceeded,
-        "step_output_too_large" | "request_too_large" => FabricCode::TooLarge,
-        _ => FabricCode::Failed,
-    };
+    let class = code
+        .parse::<Code>()
+        .ok()
+        .and_then(|c| weft_router::guest_class(c, false))
+        .unwrap_or(FabricCode::Failed);
     failed(class, format!("step `{}`: {code}: {message}", rec.name))
 }
 

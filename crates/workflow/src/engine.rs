@@ -21,11 +21,12 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use weft_codes::Code;
+use weft_controller::Function;
 use weft_controller::{Jitter, RetryPolicy, backoff, retry_policy};
-use weft_manifest::KvStoreConfig;
+use weft_manifest::{FunctionSpec, KvStoreConfig};
 use weft_manifest::{MAX_MAP_ITEMS, MapPlan, Name, Plan, PlannedStep, StepDecl, WorkflowSpec};
 use weft_router::{Body, Request, Router, Trigger};
-use weft_runtime::{CallContext, Durable, DurableError, DurableOp, FabricCode, FabricError};
+use weft_runtime::{CallContext, Durable, DurableError, DurableOp, FabricCode};
 use weft_sched::Privacy;
 
 /// How long a step turned away for want of capacity (or of a node) waits
@@ -497,7 +498,7 @@ impl Workflows {
         let mut functions = Vec::with_capacity(plan.steps.len());
         for (i, s) in plan.steps.iter().enumerate() {
             match self.router.controller().function(s.function.as_str()) {
-                Ok(f) => functions.push(f.spec().clone()),
+                Ok(f) => functions.push(f),
                 Err(e) => {
                     let message = match e.code() {
                         Code::FunctionNotFound => format!(
@@ -515,7 +516,8 @@ impl Workflows {
                 }
             }
         }
-        if let Some((k, message)) = crate::types::mismatch(&plan, &functions) {
+        let specs: Vec<&FunctionSpec> = functions.iter().map(|f| f.spec()).collect();
+        if let Some((k, message)) = crate::types::mismatch(&plan, &specs) {
             return Err(invalid(format!(".steps[{k}]"), message));
         }
         self.journal_within(&spec)
@@ -593,20 +595,18 @@ impl Workflows {
         // A function redeployed since with another schema may no longer
         // fit its neighbours: checked again, as at the workflow's deploy
         // (a step whose function is gone fails when it runs, as before).
-        let functions: Option<Vec<_>> = def
+        let functions: Vec<Option<Arc<Function>>> = def
             .plan
             .steps
             .iter()
-            .map(|s| {
-                self.router
-                    .controller()
-                    .function(s.function.as_str())
-                    .ok()
-                    .map(|f| f.spec().clone())
-            })
+            .map(|s| self.router.controller().function(s.function.as_str()).ok())
             .collect();
-        if let Some(functions) = functions
-            && let Some((k, message)) = crate::types::mismatch(&def.plan, &functions)
+        let specs: Option<Vec<&FunctionSpec>> = functions
+            .iter()
+            .map(|f| f.as_ref().map(|f| f.spec()))
+            .collect();
+        if let Some(specs) = specs
+            && let Some((k, message)) = crate::types::mismatch(&def.plan, &specs)
         {
             return Err(Error::Invalid {
                 field: format!("workflows.{name}.steps[{k}]"),
@@ -616,10 +616,8 @@ impl Workflows {
                 ),
             });
         }
-        for (k, s) in def.plan.steps.iter().enumerate() {
-            let Ok(f) = self.router.controller().function(s.function.as_str()) else {
-                continue;
-            };
+        for (k, (s, f)) in def.plan.steps.iter().zip(&functions).enumerate() {
+            let Some(f) = f else { continue };
             if let Some(message) = crate::types::unfit_input(&def.plan, k, f.spec(), &input) {
                 return Err(Error::Input {
                     step: s.name.to_string(),
@@ -1689,10 +1687,6 @@ impl Drop for CodeGuard {
 /// the router, which hands it every durable operation.
 struct Orchestrators(std::sync::Weak<Workflows>);
 
-fn durable_failed(code: FabricCode, message: impl Into<String>) -> DurableError {
-    DurableError::Failed(FabricError::new(code, message))
-}
-
 impl Durable for Orchestrators {
     fn durable(
         &self,
@@ -1703,13 +1697,13 @@ impl Durable for Orchestrators {
         let from = from.clone();
         Box::pin(async move {
             let wf = wf.ok_or_else(|| {
-                durable_failed(FabricCode::Unavailable, "the node is shutting down")
+                crate::code::failed(FabricCode::Unavailable, "the node is shutting down")
             })?;
             let run = (from.trigger == weft_runtime::Trigger::Workflow)
                 .then(|| wf.code_run(&from.id))
                 .flatten()
                 .ok_or_else(|| {
-                    durable_failed(
+                    crate::code::failed(
                         FabricCode::Denied,
                         "durable steps are for a workflow's orchestrator: this invocation is not one (declare `[workflows.NAME] function = \"...\"` and start a run)",
                     )

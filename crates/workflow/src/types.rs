@@ -8,7 +8,7 @@ use weft_manifest::{FunctionSpec, Plan, at_pointer, conforms, fits};
 
 /// What step `k` answers, by its function's `output` (a map step: the
 /// list of them); `None` when it does not say.
-fn answers(plan: &Plan, functions: &[FunctionSpec], k: usize) -> Option<Value> {
+fn answers(plan: &Plan, functions: &[&FunctionSpec], k: usize) -> Option<Value> {
     let out = functions[k].output.clone();
     match plan.steps[k].map {
         Some(_) => Some(json!({"type": "array", "items": out.unwrap_or(Value::Bool(true))})),
@@ -36,7 +36,7 @@ fn conditional(plan: &Plan) -> Vec<bool> {
 
 /// The first step (by index) that may be given what its function does
 /// not take, and why, naming the steps.
-pub(crate) fn mismatch(plan: &Plan, functions: &[FunctionSpec]) -> Option<(usize, String)> {
+pub(crate) fn mismatch(plan: &Plan, functions: &[&FunctionSpec]) -> Option<(usize, String)> {
     let maybe = conditional(plan);
     for (k, step) in plan.steps.iter().enumerate() {
         let Some(takes) = &functions[k].input else {
