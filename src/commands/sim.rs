@@ -32,7 +32,8 @@ enum SimCommand {
         json: bool,
     },
     /// Run chains through the discrete-event continuum under each policy
-    /// and state model, and write `summary.csv` and `chains.csv`.
+    /// and state model, and write `summary.csv`, `by_chain_length.csv` and
+    /// `chains.csv`.
     Run(Box<RunArgs>),
 }
 
@@ -127,13 +128,17 @@ impl Sim {
     }
 }
 
-/// Prints `what: done/total` on stderr every 2 % (nothing with `--json`).
+/// Prints `what: done/total`, the time taken and an estimate of the time
+/// left on stderr every 2 % (nothing with `--json`).
 fn progress(what: &'static str, json: bool) -> impl Fn(usize, usize) + Sync {
     let shown = std::sync::atomic::AtomicUsize::new(0);
+    let started = std::time::Instant::now();
     move |done: usize, total: usize| {
         let pct = done * 50 / total.max(1);
         if !json && shown.fetch_max(pct, std::sync::atomic::Ordering::Relaxed) < pct {
-            eprint!("\r{what}: {done}/{total}");
+            let took = started.elapsed().as_secs_f64();
+            let left = took * (total.saturating_sub(done)) as f64 / done.max(1) as f64;
+            eprint!("\r{what}: {done}/{total}, {took:.1} s, about {left:.0} s left ");
             let _ = std::io::stderr().flush();
         }
     }
@@ -335,10 +340,18 @@ fn run(a: RunArgs) -> crate::client::ClientResult<()> {
     let started = std::time::Instant::now();
     let results = study::run(&s, &study::builtin, threads, &progress("runs", a.json))
         .map_err(|e| bad(format!("--policy: {e}")))?;
-    let (summary, chains) = (a.out.join("summary.csv"), a.out.join("chains.csv"));
+    let (summary, chains, lengths) = (
+        a.out.join("summary.csv"),
+        a.out.join("chains.csv"),
+        a.out.join("by_chain_length.csv"),
+    );
     write_all(&[
         (summary.clone(), weft_sim::summary::csv(&results.rows)),
         (chains.clone(), results.chains_csv.clone()),
+        (
+            lengths.clone(),
+            weft_sim::summary::length_csv(&results.lengths),
+        ),
     ])?;
     let secs = started.elapsed().as_secs_f64();
     if a.json {
@@ -346,15 +359,16 @@ fn run(a: RunArgs) -> crate::client::ClientResult<()> {
             "topology": s.topology_name, "workload": a.workload, "jobs": s.source.jobs(),
             "replications": a.replications, "rows": results.rows.len(),
             "events": results.events, "seconds": secs,
-            "summary": summary, "chains": chains,
+            "summary": summary, "chains": chains, "by_chain_length": lengths,
         }));
         return Ok(());
     }
     eprintln!();
     println!(
-        "{} rows in {}, the first replication's chains in {} ({} events in {secs:.1} s on {threads} threads)",
+        "{} rows in {}, by chain length in {}, the first replication's chains in {} ({} events in {secs:.1} s on {threads} threads)",
         results.rows.len(),
         summary.display(),
+        lengths.display(),
         chains.display(),
         results.events
     );
@@ -425,7 +439,7 @@ fn reproduce(
     create_out(out)?;
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let started = std::time::Instant::now();
-    let progress = progress("replications", json);
+    let progress = progress("runs", json);
     let sweep = weft_sim::reproduce::seed003(replications, threads, &progress)
         .map_err(|e| ClientError::local(Code::Internal, e))?;
     let rows = &sweep.rows;
@@ -434,7 +448,7 @@ fn reproduce(
         (path.clone(), weft_sim::summary::csv(rows)),
         (
             out.join("by_chain_length.csv"),
-            weft_sim::reproduce::length_csv(&sweep.lengths),
+            weft_sim::summary::length_csv(&sweep.lengths),
         ),
         (
             out.join("latency_cdf.csv"),

@@ -258,13 +258,27 @@ fn sim_run_places_a_trace_on_a_topology_of_files_the_same_every_time() {
         assert_eq!(v["rows"], 84, "{v}");
         assert!(v["events"].as_u64().unwrap() > 40 * 7, "{v}");
     }
-    for file in ["summary.csv", "chains.csv"] {
+    for file in ["summary.csv", "chains.csv", "by_chain_length.csv"] {
         assert_eq!(
             std::fs::read(a.join(file)).unwrap(),
             std::fs::read(b.join(file)).unwrap(),
             "{file}"
         );
     }
+    // The trace's chains all have 2 steps: one length per point, each of
+    // the seed's three metrics over both replications' 40 chains.
+    let by_length = std::fs::read_to_string(a.join("by_chain_length.csv")).unwrap();
+    assert_eq!(
+        by_length.lines().next(),
+        Some("topology,policy,model,jobs,chain_length,jobs_seen,metric,mean,ci_low,ci_high")
+    );
+    let rows: Vec<&str> = by_length.lines().skip(1).collect();
+    assert_eq!(rows.len(), 3 * 4 * 3, "{by_length}");
+    assert!(
+        rows.iter()
+            .all(|r| r.split(',').nth(4) == Some("2") && r.split(',').nth(5) == Some("80")),
+        "{by_length}"
+    );
     let summary = std::fs::read_to_string(a.join("summary.csv")).unwrap();
     assert_eq!(
         summary.lines().next(),
@@ -417,7 +431,9 @@ fn bad_sim_run_inputs_are_refused_naming_the_flag_file_and_line() {
         ),
         (
             vec!["--topology", &cut_s],
-            "the graph is disconnected".into(),
+            format!(
+                "{cut_s}.nodes:4: node `srv` cannot reach node `pi` (line 1) through {cut_s}.edges: the graph is disconnected"
+            ),
         ),
         (
             vec!["--topology", "/nonexistent/net"],

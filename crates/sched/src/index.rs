@@ -13,6 +13,7 @@
 use crate::exec::Estimate;
 use crate::model::{NodeView, Tier, View};
 use std::collections::HashMap;
+use std::sync::Arc;
 
 /// A set of small integers (node or function indices), one bit each.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -100,14 +101,46 @@ pub(crate) struct Row {
     pub(crate) broker: bool,
     /// Its topic patterns, by id of the distinct set.
     pub(crate) topics: u32,
-    // What the row set in the per-id tables, so an update can clear it.
-    labels: Vec<u32>,
-    stores: Vec<u32>,
-    warm: Vec<u32>,
-    have: Vec<u32>,
+    // What the row set in the per-id tables, so an update can clear it
+    // (shared: an index is cloned by the simulator's every client, and
+    // these change only at a heartbeat).
+    labels: Arc<[u32]>,
+    stores: Arc<[u32]>,
+    warm: Arc<[u32]>,
+    have: Arc<[u32]>,
     pub(crate) artifacts_known: bool,
-    /// Functions with a learned time on this node.
-    estimated: Vec<u32>,
+}
+
+/// Every learned time of an index: per function, by node; and per node,
+/// the functions with one. An index and its clones share it until one of
+/// them changes it ([`Index::share_learned`]).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Learned {
+    pub(crate) by_function: Vec<ExecRow>,
+    by_node: Vec<Vec<u32>>,
+}
+
+impl Learned {
+    /// Sets the time of function `f` on node `i`.
+    fn set(&mut self, i: usize, f: usize, us: Option<u64>) {
+        let had = self.by_function[f].set(i, us);
+        if self.by_node.len() <= i {
+            self.by_node.resize_with(i + 1, Vec::new);
+        }
+        let list = &mut self.by_node[i];
+        let id = f as u32;
+        // The node's list changes only when the time comes or goes: a time
+        // replaced (the common update) costs no search of it.
+        match (had, us.is_some()) {
+            (false, true) => list.push(id),
+            (true, false) => {
+                if let Some(p) = list.iter().position(|&x| x == id) {
+                    list.swap_remove(p);
+                }
+            }
+            _ => {}
+        }
+    }
 }
 
 /// Learned execution times of one function, µs, by node index
@@ -128,10 +161,11 @@ impl ExecRow {
         self.by_node.get(node).copied().filter(|&us| us != NONE)
     }
 
-    fn set(&mut self, node: usize, us: Option<u64>) {
+    /// Sets `node`'s time; returns whether it had one before.
+    fn set(&mut self, node: usize, us: Option<u64>) -> bool {
         if node >= self.by_node.len() {
             if us.is_none() {
-                return;
+                return false;
             }
             self.by_node.resize(node + 1, NONE);
         }
@@ -144,6 +178,7 @@ impl ExecRow {
             self.sum_us += u128::from(us);
             self.count += 1;
         }
+        old != NONE
     }
 }
 
@@ -175,8 +210,8 @@ pub struct Index {
     pub(crate) warm: Vec<Bits>,
     /// Per function: the nodes whose artifact list (when known) holds it.
     pub(crate) have: Vec<Bits>,
-    /// Per function: learned times.
-    pub(crate) exec: Vec<ExecRow>,
+    /// Learned times.
+    pub(crate) exec: Arc<Learned>,
     /// `(key, value)` labels; per label: the nodes carrying it.
     pub(crate) labels: Interner<(String, String)>,
     pub(crate) label_nodes: Vec<Bits>,
@@ -249,7 +284,9 @@ impl Index {
         if id >= self.warm.len() {
             self.warm.resize(id + 1, Bits::default());
             self.have.resize(id + 1, Bits::default());
-            self.exec.resize(id + 1, ExecRow::default());
+            Arc::make_mut(&mut self.exec)
+                .by_function
+                .resize(id + 1, ExecRow::default());
         }
         id
     }
@@ -280,12 +317,11 @@ impl Index {
                     site: None,
                     broker: false,
                     topics: 0,
-                    labels: Vec::new(),
-                    stores: Vec::new(),
-                    warm: Vec::new(),
-                    have: Vec::new(),
+                    labels: Arc::default(),
+                    stores: Arc::default(),
+                    warm: Arc::default(),
+                    have: Arc::default(),
                     artifacts_known: false,
-                    estimated: Vec::new(),
                 });
                 if n.name == self.local_name {
                     self.local = Some(i);
@@ -346,10 +382,10 @@ impl Index {
         row.site = site;
         row.broker = n.broker;
         row.topics = topics;
-        row.labels = labels;
-        row.stores = stores;
-        row.warm = warm;
-        row.have = have;
+        row.labels = labels.into();
+        row.stores = stores.into();
+        row.warm = warm.into();
+        row.have = have.into();
         row.artifacts_known = n.has_artifact.is_some();
         i
     }
@@ -374,19 +410,19 @@ impl Index {
     /// Clears what row `i` set in the per-id tables.
     fn clear(&mut self, i: usize) {
         let row = &mut self.rows[i];
-        for id in row.labels.drain(..) {
+        for &id in std::mem::take(&mut row.labels).iter() {
             self.label_nodes[id as usize].set(i, false);
         }
-        for id in row.stores.drain(..) {
+        for &id in std::mem::take(&mut row.stores).iter() {
             self.store_nodes[id as usize].set(i, false);
             if let Some(us) = self.store_rtt[id as usize].get_mut(i) {
                 *us = NONE;
             }
         }
-        for id in row.warm.drain(..) {
+        for &id in std::mem::take(&mut row.warm).iter() {
             self.warm[id as usize].set(i, false);
         }
-        for id in row.have.drain(..) {
+        for &id in std::mem::take(&mut row.have).iter() {
             self.have[id as usize].set(i, false);
         }
     }
@@ -433,16 +469,26 @@ impl Index {
     /// many indices of the same nodes (the simulator's clients). Panics on
     /// a row or id the index does not have.
     pub fn set_estimate_at(&mut self, i: usize, f: usize, e: Option<Estimate>) {
-        self.exec[f].set(i, e.map(|e| e.micros()));
-        let row = &mut self.rows[i];
-        let id = f as u32;
-        match (e.is_some(), row.estimated.iter().position(|&x| x == id)) {
-            (true, None) => row.estimated.push(id),
-            (false, Some(p)) => {
-                row.estimated.swap_remove(p);
-            }
-            _ => {}
-        }
+        assert!(i < self.rows.len(), "no row {i}");
+        Arc::make_mut(&mut self.exec).set(i, f, e.map(|e| e.micros()));
+    }
+
+    /// Takes `other`'s learned times in place of this index's own, without
+    /// a copy: the two share them until either changes them. For a caller
+    /// that keeps many indices of the same nodes and functions, all
+    /// learning the same times (the simulator's clients, at each beat).
+    /// `other` must be this index or a clone of it, with the same rows and
+    /// function ids; panics when their numbers differ.
+    pub fn share_learned(&mut self, other: &Index) {
+        assert!(
+            self.rows.len() == other.rows.len() && self.exec_functions() == other.exec_functions(),
+            "share_learned: the indices differ in nodes or functions"
+        );
+        self.exec = Arc::clone(&other.exec);
+    }
+
+    fn exec_functions(&self) -> usize {
+        self.exec.by_function.len()
     }
 
     /// Replaces every learned time of `node` with `estimates` (what its
@@ -455,8 +501,11 @@ impl Index {
         let Some(&i) = self.by_name.get(node) else {
             return;
         };
-        for id in std::mem::take(&mut self.rows[i].estimated) {
-            self.exec[id as usize].set(i, None);
+        let learned = Arc::make_mut(&mut self.exec);
+        if let Some(list) = learned.by_node.get_mut(i) {
+            for id in std::mem::take(list) {
+                learned.by_function[id as usize].set(i, None);
+            }
         }
         for (f, e) in estimates {
             self.set_estimate(f, node, Some(e));
@@ -535,6 +584,14 @@ impl Index {
 mod tests {
     use super::*;
 
+    /// A learned time of `us`, from one run.
+    fn e(us: f64) -> Option<Estimate> {
+        Some(Estimate {
+            mean_us: us,
+            samples: 1,
+        })
+    }
+
     #[test]
     fn bits() {
         let mut b = Bits::default();
@@ -598,12 +655,6 @@ mod tests {
             ],
             ..View::default()
         };
-        let e = |us: f64| {
-            Some(Estimate {
-                mean_us: us,
-                samples: 1,
-            })
-        };
         let (mut by_name, mut by_position) = (Index::new(&view), Index::new(&view));
         by_name.set_load("b", 3, 2);
         by_name.set_estimate("g", "b", e(250.0));
@@ -626,10 +677,49 @@ mod tests {
             (by_position.rows[b].inflight, by_position.rows[b].queued),
             (3, 2)
         );
-        assert_eq!(by_position.rows[b].estimated, by_name.rows[b].estimated);
+        assert_eq!(by_position.exec.by_node[b], by_name.exec.by_node[b]);
         for id in [f, g] {
-            assert_eq!(by_position.exec[id].get(b), by_name.exec[id].get(b), "{id}");
+            assert_eq!(
+                by_position.exec.by_function[id].get(b),
+                by_name.exec.by_function[id].get(b),
+                "{id}"
+            );
         }
+    }
+
+    #[test]
+    fn clones_share_learned_times_until_one_changes_them() {
+        let view = View {
+            local: "a".into(),
+            nodes: vec![
+                NodeView::new("a", Tier::Edge, 1).warm("f"),
+                NodeView::new("b", Tier::Edge, 1),
+            ],
+            ..View::default()
+        };
+        let mut told = Index::new(&view);
+        let mut client = told.clone();
+        client.set_local("b");
+        told.set_estimate("f", "b", e(700.0));
+        assert_eq!(client.exec.by_function[0].get(1), None);
+        client.share_learned(&told);
+        assert!(Arc::ptr_eq(&client.exec, &told.exec));
+        assert_eq!(client.exec.by_function[0].get(1), Some(700));
+        // A change to one leaves the other as it was.
+        told.set_estimate("f", "b", e(900.0));
+        client.set_estimate("f", "a", e(5.0));
+        assert_eq!(told.exec.by_function[0].get(1), Some(900));
+        assert_eq!(told.exec.by_function[0].get(0), None);
+        assert_eq!(client.exec.by_function[0].get(1), Some(700));
+        // Indices of other nodes cannot share.
+        let other = Index::new(&View {
+            nodes: vec![NodeView::new("a", Tier::Edge, 1)],
+            ..View::default()
+        });
+        let shared = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            client.share_learned(&other)
+        }));
+        assert!(shared.is_err());
     }
 
     #[test]
@@ -642,20 +732,20 @@ mod tests {
             ],
             ..View::default()
         });
-        let e = |us: f64| {
-            Some(Estimate {
-                mean_us: us,
-                samples: 1,
-            })
-        };
         ix.set_estimate("f", "a", e(1_000.4));
         ix.set_estimate("f", "b", e(2_000.6));
         ix.set_estimate("f", "a", e(3_000.0));
         let f = ix.functions.get("f").unwrap() as usize;
-        assert_eq!((ix.exec[f].sum_us, ix.exec[f].count), (5_001, 2));
+        assert_eq!(
+            (ix.exec.by_function[f].sum_us, ix.exec.by_function[f].count),
+            (5_001, 2)
+        );
         ix.set_estimate("f", "b", None);
-        assert_eq!((ix.exec[f].sum_us, ix.exec[f].count), (3_000, 1));
+        assert_eq!(
+            (ix.exec.by_function[f].sum_us, ix.exec.by_function[f].count),
+            (3_000, 1)
+        );
         ix.set_estimate("f", "nobody", e(5.0));
-        assert_eq!(ix.exec[f].count, 1);
+        assert_eq!(ix.exec.by_function[f].count, 1);
     }
 }

@@ -522,7 +522,7 @@ impl<'c, 'a> Scorer<'c, 'a> {
             .map(|h| ix.stores.get(h).map(|id| id as usize));
         let mut scorer = Scorer {
             ctx,
-            exec: ctx.function.map(|f| &ix.exec[f]),
+            exec: ctx.function.map(|f| &ix.exec.by_function[f]),
             warm: ctx.function.map(|f| &ix.warm[f]),
             have: ctx.function.map(|f| &ix.have[f]),
             fallback_exec_us: OnceCell::new(),

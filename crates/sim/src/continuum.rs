@@ -9,8 +9,10 @@
 //!   that share its speed: a step of `ops` operations runs for
 //!   `ops × slots / speed` seconds. Ready steps wait in arrival order.
 //! - **The network** is seed 003's: a payload's time is the sum of its
-//!   serialisation on each link of the route, with no propagation delay and
-//!   no contention ([`Topology::transfer_secs`]); the cloud store is
+//!   serialisation on each link of the route, plus the links' propagation
+//!   delay where a topology gives one (the `.links` file's optional fifth
+//!   column; the seed's files have none), with no contention
+//!   ([`Topology::transfer_secs`]); the cloud store is
 //!   `latency + 8 × bytes / rate` away from every node.
 //! - **State**, by model, on the step's executor `x` and client `c`
 //!   (`s` bytes of state, `a` of argument, `o` of output):

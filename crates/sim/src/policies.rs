@@ -17,9 +17,11 @@
 //!   slots that serves the `external` store at twice the cloud's latency;
 //!   the central node serving the `edge` store. Loads and learned
 //!   execution times reach the other clients' indices at each heartbeat
-//!   ([`Config::heartbeat`]); a client counts what it sent itself at once
-//!   (`add_inflight`) until it is answered (`sub_inflight`), as the
-//!   router's placer does, and knows its own load and times exactly. The
+//!   ([`Config::heartbeat`]): the times as one table all indices share
+//!   (`Index::share_learned`), the loads row by row; a client counts what
+//!   it sent itself at once (`add_inflight`) until it is answered
+//!   (`sub_inflight`), as the router's placer does, and knows its own load
+//!   and times exactly (the `Local` it decides with). The
 //!   state term is the router's: `external` and `edge` a home with its
 //!   trips and bytes, `function` an actor's key (its owner by rendezvous
 //!   hashing), `client` the state in the request's bytes.
@@ -105,13 +107,13 @@ pub struct Weft {
     /// Per deciding node, the nodes it has sent work, with the count of
     /// beats when it did (their rows count it until the next beat).
     sent: Vec<Vec<(u64, usize)>>,
-    /// Every node's row but its links, with every time learned so far
-    /// (kept up as they are learned): what a node deciding for the first
-    /// time starts from.
+    /// Every node's row but its links, with the times the last beat told:
+    /// what a node deciding for the first time starts from, and the table
+    /// of learned times every index shares.
     current: Option<Index>,
-    /// What the beats told, in order, from `told_base` on: an index applies
-    /// it when it is next used (`catch_up`), so a beat costs what changed,
-    /// not that times the deciding nodes.
+    /// The loads the beats told, in order, from `told_base` on: an index
+    /// applies them when it is next used (`catch_up`), so a beat costs what
+    /// changed, not that times the deciding nodes.
     told_log: Vec<Told>,
     told_base: usize,
     /// Per deciding node, the position in the log it has applied up to.
@@ -124,12 +126,8 @@ pub struct Weft {
     fids: Vec<Option<usize>>,
 }
 
-/// One figure a beat told every node.
-#[derive(Debug, Clone, Copy)]
-enum Told {
-    Load(usize, u32, u32),
-    Estimate(u32, usize, Option<weft_sched::Estimate>),
-}
+/// A node's load as a beat told every node: (node, running, waiting).
+type Told = (usize, u32, u32);
 
 /// The log is cut back to what the laggards still need beyond this.
 const TOLD_LOG_MAX: usize = 1 << 16;
@@ -140,34 +138,27 @@ impl Weft {
         Weft::default()
     }
 
-    /// Node `from`'s index of the world: a copy of every node's row with
-    /// the times learned so far, with its links as `from` sees them.
-    fn index(&mut self, world: &World<'_>, from: usize) -> Index {
-        let t = world.topology();
-        let exec = &self.exec;
-        let mut index = self
-            .current
-            .get_or_insert_with(|| {
-                let mut current = Weft::template(world);
-                for function in &world.workload().functions {
-                    for node in t.nodes() {
-                        if let Some(e) = exec.estimate(function, &node.name) {
-                            current.set_estimate(function, &node.name, Some(e));
-                        }
-                    }
-                }
-                current
-            })
-            .clone();
+    /// The index every other is a copy of, built at first use.
+    fn current(&mut self, world: &World<'_>) -> &mut Index {
+        let current = self.current.get_or_insert_with(|| Weft::template(world));
         if self.rows.is_empty() {
-            self.rows = t.nodes().iter().map(|n| index.row_of(&n.name)).collect();
+            let t = world.topology();
+            self.rows = t.nodes().iter().map(|n| current.row_of(&n.name)).collect();
             self.fids = world
                 .workload()
                 .functions
                 .iter()
-                .map(|f| index.function_of(f))
+                .map(|f| current.function_of(f))
                 .collect();
         }
+        current
+    }
+
+    /// Node `from`'s index of the world: a copy of every node's row with
+    /// the times the last beat told, with its links as `from` sees them.
+    fn index(&mut self, world: &World<'_>, from: usize) -> Index {
+        let t = world.topology();
+        let mut index = self.current(world).clone();
         index.set_local(&t.nodes()[from].name);
         for (i, node) in t.nodes().iter().enumerate() {
             let bandwidth = t.bandwidth(from, i);
@@ -220,8 +211,9 @@ impl Weft {
         })
     }
 
-    /// A beat: logs the loads and times that changed since the last one,
-    /// as they are now; each index applies them when it is next used.
+    /// A beat: logs the loads that changed since the last one, as they are
+    /// now, for each index to apply when it is next used; sets the times
+    /// that changed in the shared table.
     fn refresh(&mut self, world: &World<'_>) {
         let t = world.topology();
         let functions = &world.workload().functions;
@@ -230,19 +222,26 @@ impl Weft {
             let now = world.load(i);
             if self.told[i] != now {
                 self.told[i] = now;
-                self.told_log.push(Told::Load(i, now.0, now.1));
+                self.told_log.push((i, now.0, now.1));
             }
         }
         // A beat carries each node's latest figures once, however often
         // they changed since the last.
         self.changed.sort_unstable();
         self.changed.dedup();
-        for &(f, x) in &self.changed {
-            let e = self
-                .exec
-                .estimate(&functions[f as usize], &t.nodes()[x].name);
-            self.told_log.push(Told::Estimate(f, x, e));
+        let changed = std::mem::take(&mut self.changed);
+        self.current(world);
+        if let Some(current) = self.current.as_mut() {
+            for &(f, x) in &changed {
+                let (function, node) = (&functions[f as usize], &t.nodes()[x].name);
+                let e = self.exec.estimate(function, node);
+                match (self.rows[x], self.fids[f as usize]) {
+                    (Some(r), Some(id)) => current.set_estimate_at(r, id, e),
+                    _ => current.set_estimate(function, node, e),
+                }
+            }
         }
+        self.changed = changed;
         self.changed.clear();
         self.beats += 1;
         if self.told_log.len() > TOLD_LOG_MAX {
@@ -259,29 +258,25 @@ impl Weft {
         }
     }
 
-    /// Brings `from`'s index up to the last beat: what the beats since it
-    /// was last used told, in order, then the nodes it sent work before
-    /// that beat back to what they told.
+    /// Brings `from`'s index up to the last beat: the times it told, the
+    /// loads the beats since it was last used told, in order, then the
+    /// nodes it sent work before that beat back to what they told.
     fn catch_up(&mut self, world: &World<'_>, from: usize) {
         let Some(Some(index)) = self.indices.get_mut(from) else {
             return;
         };
+        if let Some(current) = &self.current {
+            index.share_learned(current);
+        }
         let t = world.topology();
-        let functions = &world.workload().functions;
         let end = self.told_base + self.told_log.len();
         let rows = &self.rows;
         let set_load = |index: &mut Index, i: usize, (running, waiting): (u32, u32)| match rows[i] {
             Some(r) => index.set_load_at(r, running, waiting),
             None => index.set_load(&t.nodes()[i].name, running, waiting),
         };
-        for told in &self.told_log[self.cursor[from] - self.told_base..] {
-            match *told {
-                Told::Load(i, running, waiting) => set_load(index, i, (running, waiting)),
-                Told::Estimate(f, x, e) => match (rows[x], self.fids[f as usize]) {
-                    (Some(r), Some(id)) => index.set_estimate_at(r, id, e),
-                    _ => index.set_estimate(&functions[f as usize], &t.nodes()[x].name, e),
-                },
-            }
+        for &(i, running, waiting) in &self.told_log[self.cursor[from] - self.told_base..] {
+            set_load(index, i, (running, waiting));
         }
         self.cursor[from] = end;
         let beats = self.beats;
@@ -403,17 +398,11 @@ impl Policy for Weft {
             &world.workload().functions[function as usize],
             &t.nodes()[node].name,
         );
+        // The node knows its own time at once (the `Local` it decides
+        // with); the others at the next beat.
         self.exec.observe(f, name, ns / 1_000);
-        if let Some(current) = self.current.as_mut() {
-            current.set_estimate(f, name, self.exec.estimate(f, name));
-        }
-        // What the beats told comes first, in both indices changed here.
-        self.catch_up(world, node);
+        // What the beats told comes first in the index changed here.
         self.catch_up(world, p.chain.client);
-        // The node knows its own time at once; the others at the next beat.
-        if let Some(Some(index)) = self.indices.get_mut(node) {
-            index.set_estimate(f, name, self.exec.estimate(f, name));
-        }
         // The client's call is answered: it stops counting there (the
         // router's `Sent`).
         let from = p.chain.client;

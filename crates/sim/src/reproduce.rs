@@ -8,8 +8,8 @@
 //! of threads or their timing: the same replications give the same bytes.
 
 use crate::InputError;
-use crate::seed003::{Alloc, Model, Params, World, mean_ci, mean_ci_of_moments};
-use crate::summary::{Row, csv_of, parallel};
+use crate::seed003::{Alloc, Model, Params, World, mean_ci};
+use crate::summary::{ByLength, LengthRow, Row, csv_of, parallel};
 use crate::topology::Topology;
 use crate::workload::Pool;
 use std::fmt::Write as _;
@@ -19,11 +19,7 @@ pub const JOBS: [usize; 5] = [100, 200, 300, 400, 500];
 /// The seed's topologies, by the names the summary uses.
 pub const TOPOLOGIES: [&str; 2] = ["iiot", "urban"];
 /// The metrics, as the summary names them.
-pub const METRICS: [&str; 3] = ["net_latency_ms", "proc_latency_ms", "traffic_mb_per_chain"];
-
-/// Per chain length, the jobs' count and, per metric, their sum and sum
-/// of squares.
-type ByLength = std::collections::BTreeMap<usize, (f64, [f64; 3], [f64; 3])>;
+pub const METRICS: [&str; 3] = crate::summary::LENGTH_METRICS;
 
 /// What one replication gives, per model: the per-job means of the
 /// metrics, the jobs by chain length, and (at [`CDF_JOBS`]) each job's
@@ -63,18 +59,6 @@ pub struct Sweep {
     pub cdf: Vec<CdfRow>,
 }
 
-/// One line of `by_chain_length.csv`: a metric over every job of every
-/// replication with that chain length (the seed's Fig. 6).
-#[derive(Debug, Clone, PartialEq)]
-pub struct LengthRow {
-    /// The point, as in `summary.csv`.
-    pub row: Row,
-    /// Tasks in the chains.
-    pub chain_length: usize,
-    /// Jobs of that length over all the replications.
-    pub jobs_seen: u64,
-}
-
 /// Runs the sweep with `replications` per point (seeds 1..), on `threads`
 /// threads; `progress(done, total)` is called as replications finish.
 pub fn seed003(
@@ -111,12 +95,9 @@ pub fn seed003(
                 if asked == CDF_JOBS {
                     latencies.push(v[0] + v[1]);
                 }
-                let (count, sum, squares) = lengths.entry(j.chain).or_default();
-                *count += 1.0;
+                lengths.add(j.chain, v);
                 for k in 0..3 {
                     sums[k] += v[k] / n;
-                    sum[k] += v[k];
-                    squares[k] += v[k] * v[k];
                 }
             }
         }
@@ -141,30 +122,11 @@ pub fn seed003(
     let mut lengths = Vec::new();
     for (p, &(t, alloc, jobs)) in points.iter().enumerate() {
         for (m, model) in Model::ALL.into_iter().enumerate() {
-            let mut all = ByLength::new();
+            let mut all = ByLength::default();
             for f in &figures[p * reps..(p + 1) * reps] {
-                for (len, (count, sum, squares)) in &f[m].1 {
-                    let e = all.entry(*len).or_default();
-                    e.0 += count;
-                    for k in 0..3 {
-                        e.1[k] += sum[k];
-                        e.2[k] += squares[k];
-                    }
-                }
+                all.merge(&f[m].1);
             }
-            for (len, (count, sum, squares)) in all.into_iter().filter(|(_, e)| e.0 > 2.0) {
-                for (k, metric) in METRICS.into_iter().enumerate() {
-                    lengths.push(LengthRow {
-                        row: Row::new(
-                            (TOPOLOGIES[t], alloc.as_str(), model, jobs),
-                            metric,
-                            mean_ci_of_moments(count, sum[k], squares[k]),
-                        ),
-                        chain_length: len,
-                        jobs_seen: count as u64,
-                    });
-                }
-            }
+            lengths.extend(all.rows((TOPOLOGIES[t], alloc.as_str(), model, jobs)));
         }
     }
     // The latency distribution at CDF_JOBS: every job of every
@@ -218,19 +180,6 @@ pub fn cdf_csv(rows: &[CdfRow]) -> String {
 /// A job's metrics, in [`METRICS`]' order.
 fn metrics(j: &crate::seed003::JobResult) -> [f64; 3] {
     [j.net_s * 1e3, j.proc_s * 1e3, j.traffic / 1e6]
-}
-
-/// `rows` as `by_chain_length.csv`:
-/// `topology,policy,model,jobs,chain_length,jobs_seen,metric,mean,ci_low,ci_high`.
-pub fn length_csv(rows: &[LengthRow]) -> String {
-    csv_of(
-        "topology,policy,model,jobs,chain_length,jobs_seen,metric,mean,ci_low,ci_high",
-        rows.iter().map(|l| {
-            let r = &l.row;
-            let at = point(&r.topology, &r.policy, r.model, r.jobs);
-            format!("{at},{},{},{}", l.chain_length, l.jobs_seen, r.estimate())
-        }),
-    )
 }
 
 /// The seed's Fig. 4 (traffic per chain against the jobs, both policies),

@@ -43,7 +43,7 @@ use crate::continuum::{self, Config, Outcome, Policy};
 use crate::des::Nanos;
 use crate::policies::{Load, LoadNet, Weft};
 use crate::seed003::{Model, mean_ci};
-use crate::summary::{Row, parallel};
+use crate::summary::{ByLength, LengthRow, Row, parallel};
 use crate::topology::Topology;
 use crate::trace::{Synthetic, Workload};
 use crate::workload::Pool;
@@ -153,6 +153,9 @@ pub struct Study {
 pub struct Results {
     /// `summary.csv`'s rows: per policy, per model, per metric.
     pub rows: Vec<Row>,
+    /// `by_chain_length.csv`'s: the same points, the seed's three metrics
+    /// over every chain of every replication, by its length.
+    pub lengths: Vec<LengthRow>,
     /// `chains.csv`: every chain of the first replication, per policy and
     /// model, with the nodes that ran its steps.
     pub chains_csv: String,
@@ -243,7 +246,7 @@ pub fn run(
         .flat_map(|p| study.models.iter().map(move |&m| (p, m)))
         .collect();
     let total = points.len() * reps;
-    let outcomes: Vec<(Outcome, [f64; 9])> = parallel(total, threads, progress, |i| {
+    let outcomes: Vec<(Outcome, [f64; 9], ByLength)> = parallel(total, threads, progress, |i| {
         let (p, model) = points[i / reps];
         let mut policy = make(&study.policies[p]).unwrap_or_else(|| Box::new(Load));
         let config = Config {
@@ -252,9 +255,14 @@ pub fn run(
         };
         let o = continuum::run(t, &workloads[i % reps], config, policy.as_mut());
         let m = metrics(&o);
+        let mut by_length = ByLength::default();
+        for c in o.chains.iter().filter(|c| !c.refused) {
+            let ms = |ns: Nanos| ns as f64 / 1e6;
+            by_length.add(c.steps, [ms(c.net), ms(c.proc), c.traffic / 1e6]);
+        }
         // Only the first replication's chains are written out.
         if i % reps == 0 {
-            (o, m)
+            (o, m, by_length)
         } else {
             (
                 Outcome {
@@ -262,27 +270,31 @@ pub fn run(
                     ..Outcome::default()
                 },
                 m,
+                by_length,
             )
         }
     });
     let mut rows = Vec::new();
+    let mut lengths = Vec::new();
     let mut chains_csv = String::new();
     for (k, &(p, model)) in points.iter().enumerate() {
         let runs = &outcomes[k * reps..(k + 1) * reps];
+        let at = (
+            study.topology_name.as_str(),
+            study.policies[p].as_str(),
+            model,
+            study.source.jobs(),
+        );
         for (j, &metric) in metric_names.iter().enumerate() {
-            let values: Vec<f64> = runs.iter().map(|(_, m)| m[j]).collect();
-            rows.push(Row::new(
-                (
-                    &study.topology_name,
-                    &study.policies[p],
-                    model,
-                    study.source.jobs(),
-                ),
-                metric,
-                mean_ci(&values),
-            ));
+            let values: Vec<f64> = runs.iter().map(|(_, m, _)| m[j]).collect();
+            rows.push(Row::new(at, metric, mean_ci(&values)));
         }
-        let (first, _) = &runs[0];
+        let mut all = ByLength::default();
+        for (_, _, by_length) in runs {
+            all.merge(by_length);
+        }
+        lengths.extend(all.rows(at));
+        let (first, _, _) = &runs[0];
         for (c, (r, nodes)) in workloads[0]
             .chains
             .iter()
@@ -314,9 +326,10 @@ pub fn run(
     }
     Ok(Results {
         rows,
+        lengths,
         chains_csv: format!(
             "policy,model,chain,client,steps,latency_ms,net_ms,proc_ms,queue_ms,traffic_mb,deadlines,met,refused,nodes\n{chains_csv}"
         ),
-        events: outcomes.iter().map(|(o, _)| o.events).sum(),
+        events: outcomes.iter().map(|(o, _, _)| o.events).sum(),
     })
 }

@@ -1,9 +1,11 @@
 //! What both kinds of study write, and how they run their replications:
 //! `summary.csv`'s rows (`topology,policy,model,jobs,metric,mean,ci_low,
-//! ci_high`), and work items spread over threads but reduced in index
+//! ci_high`), `by_chain_length.csv`'s (the seed's three metrics by chain
+//! length), and work items spread over threads but reduced in index
 //! order, so that the files do not depend on the threads' timing.
 
-use crate::seed003::Model;
+use crate::seed003::{Model, mean_ci_of_moments};
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -82,6 +84,88 @@ pub(crate) fn csv_of(header: &str, lines: impl Iterator<Item = String>) -> Strin
         let _ = writeln!(out, "{l}");
     }
     out
+}
+
+/// The metrics by chain length, as the seed's Fig. 6 and
+/// `by_chain_length.csv` name them.
+pub const LENGTH_METRICS: [&str; 3] = ["net_latency_ms", "proc_latency_ms", "traffic_mb_per_chain"];
+
+/// Per chain length, the chains' count and, per metric of
+/// [`LENGTH_METRICS`], their sum and sum of squares.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct ByLength(BTreeMap<usize, (f64, [f64; 3], [f64; 3])>);
+
+impl ByLength {
+    /// One chain of `len` steps with these metrics.
+    pub(crate) fn add(&mut self, len: usize, v: [f64; 3]) {
+        let (count, sum, squares) = self.0.entry(len).or_default();
+        *count += 1.0;
+        for k in 0..3 {
+            sum[k] += v[k];
+            squares[k] += v[k] * v[k];
+        }
+    }
+
+    /// Adds what `other` counted.
+    pub(crate) fn merge(&mut self, other: &ByLength) {
+        for (len, (count, sum, squares)) in &other.0 {
+            let e = self.0.entry(*len).or_default();
+            e.0 += count;
+            for k in 0..3 {
+                e.1[k] += sum[k];
+                e.2[k] += squares[k];
+            }
+        }
+    }
+
+    /// The rows of the point `at`, by length; lengths seen fewer than 3
+    /// times are left out, as the seed does.
+    pub(crate) fn rows(&self, at: (&str, &str, Model, usize)) -> Vec<LengthRow> {
+        let mut out = Vec::new();
+        for (&len, &(count, sum, squares)) in self.0.iter().filter(|(_, e)| e.0 > 2.0) {
+            for (k, metric) in LENGTH_METRICS.into_iter().enumerate() {
+                out.push(LengthRow {
+                    row: Row::new(at, metric, mean_ci_of_moments(count, sum[k], squares[k])),
+                    chain_length: len,
+                    jobs_seen: count as u64,
+                });
+            }
+        }
+        out
+    }
+}
+
+/// One line of `by_chain_length.csv`: a metric over every chain of every
+/// replication with that chain length (the seed's Fig. 6).
+#[derive(Debug, Clone, PartialEq)]
+pub struct LengthRow {
+    /// The point, as in `summary.csv`.
+    pub row: Row,
+    /// Steps (tasks) in the chains.
+    pub chain_length: usize,
+    /// Chains of that length over all the replications.
+    pub jobs_seen: u64,
+}
+
+/// `rows` as `by_chain_length.csv`:
+/// `topology,policy,model,jobs,chain_length,jobs_seen,metric,mean,ci_low,ci_high`.
+pub fn length_csv(rows: &[LengthRow]) -> String {
+    csv_of(
+        "topology,policy,model,jobs,chain_length,jobs_seen,metric,mean,ci_low,ci_high",
+        rows.iter().map(|l| {
+            let r = &l.row;
+            format!(
+                "{},{},{},{},{},{},{}",
+                r.topology,
+                r.policy,
+                r.model.as_str(),
+                r.jobs,
+                l.chain_length,
+                l.jobs_seen,
+                r.estimate()
+            )
+        }),
+    )
 }
 
 /// `f(0)` to `f(total - 1)` on `threads` threads, in index order whatever

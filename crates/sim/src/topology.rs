@@ -82,14 +82,24 @@ pub enum InputError {
         message: String,
     },
     /// Two nodes with no route between them.
-    #[error("{}: node `{from}` cannot reach node `{to}`: the graph is disconnected", path.display())]
+    #[error(
+        "{}:{line}: node `{from}` cannot reach node `{to}` (line {to_line}) through {}: the graph is disconnected",
+        path.display(),
+        edges.display()
+    )]
     Unreachable {
-        /// The edges file.
+        /// The nodes file.
         path: PathBuf,
+        /// The line of the node that cannot send.
+        line: usize,
         /// The node that cannot send.
         from: String,
         /// The node it cannot reach.
         to: String,
+        /// Its line.
+        to_line: usize,
+        /// The edges file, which has no route between them.
+        edges: PathBuf,
     },
 }
 
@@ -250,6 +260,7 @@ impl Topology {
             message,
         };
         let mut node_list = Vec::new();
+        let mut node_lines = Vec::new();
         for (line, text) in records(nodes_text) {
             let f: Vec<&str> = text.split(';').collect();
             let [_, name, speed, _, _, _, model] = f[..] else {
@@ -283,6 +294,7 @@ impl Topology {
                 ));
             };
             g.define(name, Vertex::Node, nodes, line)?;
+            node_lines.push(line);
             node_list.push(Node {
                 name: name.to_string(),
                 speed,
@@ -449,9 +461,12 @@ impl Topology {
                 while at != dst {
                     let Some(next) = pred[at] else {
                         return Err(InputError::Unreachable {
-                            path: edges.to_path_buf(),
+                            path: nodes.to_path_buf(),
+                            line: node_lines[src],
                             from: node_list[src].name.clone(),
                             to: node_list[dst].name.clone(),
+                            to_line: node_lines[dst],
+                            edges: edges.to_path_buf(),
                         });
                     };
                     at = next;

@@ -87,3 +87,15 @@ fn a_replication_is_the_same_for_the_same_seed() {
     assert_eq!(mean, 2.0);
     assert!((half - 4.303 * (1.0f64 / 3.0).sqrt()).abs() < 1e-9);
 }
+
+#[test]
+fn the_sweep_gives_the_same_figures_on_one_thread_as_on_three() {
+    let none = |_: usize, _: usize| {};
+    let one = weft_sim::reproduce::seed003(3, 1, &none).unwrap();
+    let three = weft_sim::reproduce::seed003(3, 3, &none).unwrap();
+    assert_eq!(one, three);
+    assert_eq!(
+        weft_sim::summary::csv(&one.rows),
+        weft_sim::summary::csv(&three.rows)
+    );
+}

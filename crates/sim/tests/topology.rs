@@ -181,7 +181,7 @@ fn bad_files_are_refused_naming_the_file_the_line_and_what_is_wrong() {
             LINKS,
             // Two islands: a–la–sw, and lb–b.
             "a la\nla a sw\nsw la\nlb b\nb lb\n",
-            "t.edges: node `b` cannot reach node `a`: the graph is disconnected",
+            "t.nodes:2: node `b` cannot reach node `a` (line 1) through t.edges: the graph is disconnected",
         ),
         (
             NODES,
