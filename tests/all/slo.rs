@@ -64,12 +64,27 @@ fn a_declared_deadline_is_kept_shown_and_tightened_by_a_request_only() {
         ),
         (2.0, 1.0)
     );
+    // The deadline and the latencies against it, in /metrics as in `weft slo`.
+    assert_eq!(node.metric("weft_deadline_seconds{function=\"web\"}"), 0.1);
+    let slo = &node.json(&["slo", "web"])["functions"][0];
+    for (q, field) in [("0.5", "p50_ms"), ("0.99", "p99_ms")] {
+        let shown = node.metric(&format!(
+            "weft_deadline_latency_seconds{{function=\"web\",quantile=\"{q}\"}}"
+        ));
+        let ms = slo[field].as_f64().unwrap();
+        assert!(
+            shown > 0.0 && (shown * 1e3 - ms).abs() < 1e-6,
+            "{q}: {shown} against {slo}"
+        );
+    }
 
-    // Looser, malformed, zero: refused, naming the header; nothing runs.
+    // Looser, malformed, zero, below the quantum: refused, naming the
+    // header; nothing runs.
     for (asked, says) in [
         ("1s", "looser than the function's deadline of 100ms"),
         ("soon", "invalid duration"),
         ("0ms", "more than zero"),
+        ("300us", "below this node's scheduling quantum of 1ms"),
     ] {
         let (status, e) = error_of(get(&node, "web/", Some(asked)));
         assert_eq!(
@@ -450,15 +465,17 @@ fn low_urgency_work_finishes_under_a_flood_of_urgent_work() {
         after > 0,
         "the slow invocation ended only when the flood stopped"
     );
+    // The bound: it waited at most until its deadline (300 ms) for the
+    // urgent work that arrived before then, and then ran its own 400 ms
+    // (a loaded machine's margin beside: the flood would have kept it
+    // waiting for as long as it went on).
+    let took = slow.2.duration_since(sent);
+    assert!(took < Duration::from_secs(3), "{took:?}");
     // And urgent work was served while it waited and ran.
     let during = served.iter().filter(|t| **t > sent && **t < slow.2).count();
     assert!(during > 0, "no urgent work passed the slow invocation");
 }
 
-/// A node with one worker and two invocations of `batch` admitted (400 ms
-/// of work each, expected to take that, a deadline of 1 s): a third cannot
-/// end within its deadline (800 ms of work due before it, then its own
-/// 400 ms).
 /// The flags of a 1 s-deadline clock-reading function expected to take
 /// `expected`.
 fn batch(expected: &str) -> [&str; 7] {
@@ -473,6 +490,10 @@ fn batch(expected: &str) -> [&str; 7] {
     ]
 }
 
+/// A node with one worker and two invocations of `batch` admitted (400 ms
+/// of work each, expected to take that, a deadline of 1 s): a third cannot
+/// end within its deadline (800 ms of work due before it, then its own
+/// 400 ms).
 fn two_admitted(config: &str) -> (Node, Vec<std::thread::JoinHandle<Answer>>) {
     let node = Node::start_with_config(&format!("workers = 1\n{config}"));
     node.deploy("batch", "sleep.wasm", &batch("400ms"));
@@ -536,6 +557,48 @@ fn work_whose_deadline_cannot_be_met_is_refused_at_once() {
     for t in running {
         assert_eq!(t.join().unwrap().0, 200);
     }
+}
+
+#[test]
+fn an_overrunning_guest_counts_as_work_ahead_so_later_work_is_refused_not_kept_waiting() {
+    // One worker. `overrun` says it takes 5 ms and takes 2.5 s; its
+    // deadline (1 s) comes before that of `later` asked 1.2 s in (300 ms
+    // after that), so `later` waits behind it. Counted as done once past
+    // its 5 ms (as it was), `later` was admitted and then kept waiting
+    // until the overrunner ended, 1.3 s late; counted by its overrun, it is
+    // refused at once, free to go elsewhere, and the node serves it again
+    // once the overrunner has ended.
+    let node = Node::start_with_config("workers = 1\n");
+    node.deploy("overrun", "sleep.wasm", &batch("5ms"));
+    node.deploy(
+        "later",
+        "sleep.wasm",
+        &[
+            "--clock",
+            "--timeout",
+            "5s",
+            "--deadline",
+            "300ms",
+            "--expected",
+            "5ms",
+        ],
+    );
+    let started = std::time::Instant::now();
+    let overrun = in_thread(&node, "overrun", "2500");
+    until_in_flight(&node, "overrun", 1);
+    std::thread::sleep(Duration::from_millis(1200).saturating_sub(started.elapsed()));
+    let asked = std::time::Instant::now();
+    let r = node.post("later", "5");
+    let answered = asked.elapsed();
+    assert_eq!(r.status(), 503);
+    let (_, e) = error_of(r);
+    assert_eq!(e["code"], "deadline_unmeetable", "{e}");
+    assert!(answered < Duration::from_millis(1000), "{answered:?}");
+    let overrun = overrun.join().unwrap();
+    assert_eq!((overrun.0, overrun.1.as_str()), (200, "slept\n"));
+    let r = node.post("later", "5");
+    assert_eq!(r.status(), 200);
+    assert_eq!(header(&r, "x-weft-deadline-met"), "true");
 }
 
 #[test]

@@ -326,7 +326,8 @@ impl Admission {
     /// or asked deadline) it is refused, `deadline_unmeetable`, when the
     /// admitted work due no later than it (what is left of each: its
     /// typical time, [`Function::typical_us`], less the CPU time it has
-    /// had), shared by the workers, plus its own expected time (at its
+    /// had, or as much again as it overran, `weft_sched::left_us`), shared
+    /// by the workers, plus its own expected time (at its
     /// admission percentile) would end after `due` (never with no work
     /// ahead). Work whose deadline is
     /// only its timeout is booked (it is work ahead of others) but never
@@ -338,10 +339,11 @@ impl Admission {
         let mut booked = self.ledger.booked.lock();
         if promised && self.unmeetable == Unmeetable::Refuse {
             let now = Instant::now();
-            // What is left of each: its expected time less what it has run.
+            // What is left of each (`weft_sched::left_us`): its typical
+            // time less what it has run, or an overrunner's overrun again.
             let ahead: u64 = booked
                 .range(..(due, seq))
-                .map(|(_, (us, ran))| us.saturating_sub(ran.get().as_micros() as u64))
+                .map(|(_, (us, ran))| weft_sched::left_us(*us, ran.get().as_micros() as u64))
                 .sum();
             let left = due.saturating_duration_since(now).as_micros();
             let left = u64::try_from(left).unwrap_or(u64::MAX);

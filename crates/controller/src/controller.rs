@@ -295,6 +295,11 @@ impl Controller {
         &self.config
     }
 
+    /// The scheduling quantum (the epoch tick): no deadline can be shorter.
+    pub fn quantum(&self) -> std::time::Duration {
+        self.runtime.config().epoch_tick
+    }
+
     /// The engine fingerprint keying compiled artifacts.
     pub fn engine_fingerprint(&self) -> &str {
         self.runtime.fingerprint()
@@ -679,6 +684,11 @@ impl Controller {
 
     /// Prometheus text of the node's metrics.
     pub fn metrics_text(&self) -> String {
+        for f in self.functions() {
+            let r = f.slo_report();
+            self.metrics
+                .show_slo(&r.name, r.deadline_ms, [r.p50_ms, r.p99_ms]);
+        }
         self.metrics.render(self.runtime.worker_stats())
     }
 

@@ -33,6 +33,10 @@ pub(crate) const DEADLINE_OUTCOMES: [&str; 4] = ["met", "missed", "expired", "re
 /// of `weft_sched::SUMMARY_QUANTILES`.
 const QUANTILES: [&str; 4] = ["0.5", "0.9", "0.99", "1"];
 
+/// The `quantile` labels of `weft_deadline_latency_seconds`: the SLO
+/// report's p50 and p99.
+const SLO_QUANTILES: [&str; 2] = ["0.5", "0.99"];
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(crate) struct MovedLabels {
     pub(crate) function: String,
@@ -109,6 +113,8 @@ pub(crate) struct Metrics {
     pub(crate) cpu_seconds: Family<FnLabel, Counter<f64, AtomicU64>>,
     exec_profile: Family<QuantileLabels, Gauge<f64, AtomicU64>>,
     pub(crate) deadlines: Family<OutcomeLabels, Counter>,
+    deadline_seconds: Family<FnLabel, Gauge<f64, AtomicU64>>,
+    deadline_latency: Family<QuantileLabels, Gauge<f64, AtomicU64>>,
     overruns: Family<FnLabel, Counter>,
     state_bytes: Family<MovedLabels, Counter>,
     pub(crate) live_instances: Gauge,
@@ -135,6 +141,8 @@ impl Metrics {
             duration: HistogramFamily::new_with_constructor(latency_histogram),
             cpu_seconds: Family::default(),
             exec_profile: Family::default(),
+            deadline_seconds: Family::default(),
+            deadline_latency: Family::default(),
             deadlines: Family::default(),
             overruns: Family::default(),
             state_bytes: Family::default(),
@@ -186,6 +194,16 @@ impl Metrics {
             "deadlines",
             "Invocations by how their deadline went: met or missed (the response started within it or not), expired (queued work that passed it before starting), refused (it could not be met: deadline_unmeetable)",
             m.deadlines.clone(),
+        );
+        registry.register(
+            "deadline_seconds",
+            "A function's deadline, from arrival (its timeout when it declares none)",
+            m.deadline_seconds.clone(),
+        );
+        registry.register(
+            "deadline_latency_seconds",
+            "Latency against the deadline: arrival to the response's start, of a function's last 1,024 invocations that entered here, by quantile",
+            m.deadline_latency.clone(),
         );
         registry.register(
             "overruns",
@@ -350,6 +368,35 @@ impl Metrics {
                 function: function.to_string(),
                 quantile: q.to_string(),
             });
+        }
+        self.deadline_seconds.remove(&label);
+        for q in SLO_QUANTILES {
+            self.deadline_latency.remove(&QuantileLabels {
+                function: function.to_string(),
+                quantile: q.to_string(),
+            });
+        }
+    }
+
+    /// Sets `function`'s deadline and its latencies against it (p50, p99),
+    /// ms, as its SLO report has them (at each scrape: the report sorts
+    /// its window).
+    pub(crate) fn show_slo(&self, function: &str, deadline_ms: f64, latency_ms: [Option<f64>; 2]) {
+        let label = FnLabel {
+            function: function.to_string(),
+        };
+        self.deadline_seconds
+            .get_or_create(&label)
+            .set(deadline_ms / 1e3);
+        for (q, ms) in SLO_QUANTILES.into_iter().zip(latency_ms) {
+            if let Some(ms) = ms {
+                self.deadline_latency
+                    .get_or_create(&QuantileLabels {
+                        function: function.to_string(),
+                        quantile: q.to_string(),
+                    })
+                    .set(ms / 1e3);
+            }
         }
     }
 

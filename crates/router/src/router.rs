@@ -229,7 +229,7 @@ impl Router {
     pub async fn submit(&self, req: Request, idempotency_key: Option<String>) -> Result<Accepted> {
         let f = self.controller.function(&req.function)?;
         self.may_call(&f, &req)?;
-        let deadline = deadline_of(&f, &req)?;
+        let deadline = deadline_of(&f, &req, self.controller.quantum())?;
         let mut req = req;
         req.resolve_state_key(&f)?;
         if f.state().is_some_and(|s| s.model == StateModel::Client) {
@@ -354,7 +354,7 @@ impl Router {
         reserved: Option<Reservation>,
     ) -> Result<Response> {
         let arrived = Instant::now();
-        let deadline = deadline_of(&f, &req)?;
+        let deadline = deadline_of(&f, &req, self.controller.quantum())?;
         req.resolve_state_key(&f)?;
         // Counted where the invocation entered the fabric, end to end.
         let entered_here = req.from_node.is_none();
@@ -906,10 +906,6 @@ fn too_large(f: &Function) -> Error {
     })
 }
 
-/// Reads a whole request body within the function's size limit, by
-/// The invocation's deadline, from now (its arrival here): the function's
-/// (its timeout when it declares none), or the tighter one its request
-/// asked for; a looser one is refused.
 /// When an invocation run here must end, and when it should.
 #[derive(Debug, Clone, Copy)]
 struct Ends {
@@ -919,7 +915,11 @@ struct Ends {
     slo: Deadline,
 }
 
-fn deadline_of(f: &Function, req: &Request) -> Result<Deadline> {
+/// The invocation's deadline, from now (its arrival here): the function's
+/// (its timeout when it declares none), or the tighter one its request
+/// asked for; a looser one, or one below the scheduling `quantum`, is
+/// refused.
+fn deadline_of(f: &Function, req: &Request, quantum: Duration) -> Result<Deadline> {
     let own = f.slo().deadline;
     if let Some(t) = req.queued_deadline {
         // Queued work keeps the deadline it was queued with.
@@ -933,6 +933,16 @@ fn deadline_of(f: &Function, req: &Request) -> Result<Deadline> {
     }
     let within = match req.asked_deadline {
         None => own,
+        Some(asked) if asked < quantum => {
+            return Err(Error::InvalidDeadline {
+                name: f.name().to_string(),
+                message: format!(
+                    "x-weft-deadline: {} is below this node's scheduling quantum of {}: no invocation could be ordered by it",
+                    HumanDuration(asked),
+                    HumanDuration(quantum)
+                ),
+            });
+        }
         Some(asked) if asked <= own => asked,
         Some(asked) => {
             let whose = if f.slo().declared {
@@ -994,6 +1004,9 @@ pub(crate) async fn to_end(run: Result<Response>, function: &str, id: &str) -> R
     Ok(out)
 }
 
+/// Reads a whole request body within the function's size limit, by
+/// `deadline` (and its timeout): `request_too_large`, `request_aborted`
+/// or `request_timeout` otherwise.
 pub(crate) async fn read_body(body: Body, f: &Function, deadline: Instant) -> Result<Bytes> {
     let limit = f.limits().max_request;
     let stream = match body {

@@ -25,6 +25,25 @@ pub fn unmeetable(ahead_us: u64, workers: u64, expected_us: u64, left_us: u64) -
     ahead > 0 && ahead.saturating_add(expected_us) > left_us
 }
 
+/// What is left of admitted work that has run `ran_us` of its typical
+/// `typical_us` (its profile's mean, or its declared estimate), µs: the
+/// difference; once it has run past it (an overrun), as long again as it
+/// has overrun so far. An overrunner thus counts as work ahead of others,
+/// more the further it overruns, until its profile catches up, instead of
+/// as done; work just past its mean (half of all runs) counts little.
+///
+/// ```
+/// use weft_sched::left_us;
+/// assert_eq!(left_us(10_000, 4_000), 6_000);
+/// assert_eq!(left_us(10_000, 10_000), 0);
+/// assert_eq!(left_us(10_000, 10_500), 500);
+/// // Estimated at 10 ms, still running at 100 ms: 90 ms more.
+/// assert_eq!(left_us(10_000, 100_000), 90_000);
+/// ```
+pub fn left_us(typical_us: u64, ran_us: u64) -> u64 {
+    typical_us.abs_diff(ran_us)
+}
+
 /// The time to spare, µs, if the node `cost` scores runs the invocation
 /// with `left_us` until its deadline: that less its queue, its transfer
 /// (the worse of the decision's and `seen_transfer_us`, what calls there

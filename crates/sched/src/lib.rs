@@ -139,7 +139,7 @@ mod model;
 mod policy;
 mod profile;
 
-pub use admit::{slack_us, unmeetable};
+pub use admit::{left_us, slack_us, unmeetable};
 pub use decision::{Constraint, Cost, Decision, Excluded, PlaceError, Reason, Rejections};
 pub use exec::{EWMA_ALPHA, Estimate, ExecTable};
 pub use index::{ALL_TOPICS, Index};

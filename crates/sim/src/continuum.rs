@@ -318,7 +318,7 @@ impl<'a> World<'a> {
             .range(..(due, u64::MAX))
             .map(|(_, b)| {
                 let ran = b.started.map_or(0, |t| (now - t) / 1_000);
-                b.typical_us.saturating_sub(ran)
+                weft_sched::left_us(b.typical_us, ran)
             })
             .sum();
         let expected = self.expected_us(function, x).unwrap_or(0);
