@@ -4,6 +4,7 @@
 //! does not provide is refused here, naming it.
 
 use crate::error::{Error, Result};
+use crate::state::Strictness;
 use std::sync::Arc;
 use std::time::Duration;
 use weft_manifest::Schedule;
@@ -20,15 +21,6 @@ pub(crate) struct Resolved {
     pub(crate) cron: Vec<(Schedule, Option<String>)>,
     pub(crate) mqtt: Vec<MqttTrigger>,
     pub(crate) state: Option<crate::state::FunctionState>,
-}
-
-/// How strictly to resolve: a deploy refuses what the node lacks; a
-/// restart serves the function without it (and logs why), so one operator
-/// change cannot take every function down.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Strictness {
-    Deploy,
-    Restart,
 }
 
 fn node_topics(config: &NodeConfig) -> Vec<String> {

@@ -10,7 +10,7 @@ use crate::asyncq::AsyncQueue;
 use crate::client_state::ClientStates;
 use crate::error::{Error, Result};
 use crate::exec::{Executor, Input, Ran, RunContext};
-use crate::function::Function;
+use crate::function::{DeadlineOutcome, Function};
 use crate::lifecycle::{FunctionStatus, Lifecycle, Parts};
 use crate::logs::{LogHub, LogLine};
 use crate::metrics::Metrics;
@@ -387,7 +387,7 @@ impl Controller {
                     mesh.export_store(&label, kept.clone());
                     kept
                 }
-                Some(node) => weft_mesh::node_bucket(mesh, &label, &node),
+                Some(node) => mesh.node_bucket(&label, &node),
             };
             self.kv
                 .bind(&label, bucket)
@@ -695,42 +695,5 @@ impl Controller {
     /// The node's workers as they stand now.
     pub fn worker_stats(&self) -> weft_runtime::WorkerStats {
         self.runtime.worker_stats()
-    }
-}
-
-/// How an invocation's deadline went.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DeadlineOutcome {
-    /// The response started within it.
-    Met = 0,
-    /// The response started after it.
-    Missed,
-    /// Queued work that passed it before it could start (not run).
-    Expired,
-    /// Refused at once: it could not be met (`deadline_unmeetable`).
-    Refused,
-}
-
-impl DeadlineOutcome {
-    /// The `outcome` label.
-    pub fn as_str(self) -> &'static str {
-        crate::metrics::DEADLINE_OUTCOMES[self as usize]
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::DeadlineOutcome;
-
-    #[test]
-    fn deadline_outcomes_name_their_counters() {
-        let all = [
-            DeadlineOutcome::Met,
-            DeadlineOutcome::Missed,
-            DeadlineOutcome::Expired,
-            DeadlineOutcome::Refused,
-        ];
-        let names: Vec<_> = all.iter().map(|o| o.as_str()).collect();
-        assert_eq!(names, ["met", "missed", "expired", "refused"]);
     }
 }

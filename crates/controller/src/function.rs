@@ -8,7 +8,6 @@
 //! ends, so it runs one version from admission to its last byte.
 
 use crate::caps::Resolved;
-use crate::controller::DeadlineOutcome;
 use crate::metrics::FnMetrics;
 use parking_lot::Mutex;
 use serde::Serialize;
@@ -486,5 +485,42 @@ impl Function {
             self.last_used.load(Ordering::Relaxed),
         ));
         self.in_flight.load(Ordering::Acquire) == 0 && idle_for >= self.idle_ttl
+    }
+}
+
+/// How an invocation's deadline went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeadlineOutcome {
+    /// The response started within it.
+    Met = 0,
+    /// The response started after it.
+    Missed,
+    /// Queued work that passed it before it could start (not run).
+    Expired,
+    /// Refused at once: it could not be met (`deadline_unmeetable`).
+    Refused,
+}
+
+impl DeadlineOutcome {
+    /// The `outcome` label.
+    pub fn as_str(self) -> &'static str {
+        crate::metrics::DEADLINE_OUTCOMES[self as usize]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::DeadlineOutcome;
+
+    #[test]
+    fn deadline_outcomes_name_their_counters() {
+        let all = [
+            DeadlineOutcome::Met,
+            DeadlineOutcome::Missed,
+            DeadlineOutcome::Expired,
+            DeadlineOutcome::Refused,
+        ];
+        let names: Vec<_> = all.iter().map(|o| o.as_str()).collect();
+        assert_eq!(names, ["met", "missed", "expired", "refused"]);
     }
 }

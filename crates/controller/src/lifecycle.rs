@@ -10,13 +10,14 @@
 
 use crate::artifacts::{Artifacts, unavailable};
 use crate::asyncq::AsyncQueue;
-use crate::caps::{Resolved, Strictness, resolve};
+use crate::caps::{Resolved, resolve};
 use crate::error::{Error, Result};
 use crate::function::Function;
 use crate::logs::LogHub;
 use crate::metrics::Metrics;
 use crate::registry::Registry;
 use crate::state::StateHomes;
+use crate::state::Strictness;
 use crate::usage::Usage;
 use serde::Serialize;
 use std::collections::BTreeSet;

@@ -2,7 +2,6 @@
 //! function's `[state]` and the node's), and one invocation's state bucket.
 
 use crate::actor::{Actors, Turn};
-use crate::caps::Strictness;
 use crate::client_state::{Chain, ClientStates, Joined, Pending};
 use crate::error::{Error, Result};
 use std::collections::BTreeMap;
@@ -10,6 +9,15 @@ use std::sync::Arc;
 use weft_kv::{Bucket, Keyed, Traffic};
 use weft_manifest::{KeySource, NodeConfig, StateModel, StateSpec};
 use weft_runtime::ChainState;
+
+/// How strictly to resolve: a deploy refuses what the node lacks; a
+/// restart serves the function without it (and logs why), so one operator
+/// change cannot take every function down.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Strictness {
+    Deploy,
+    Restart,
+}
 
 /// The embedded store a node keeps its own state in (a name no `[kv]`
 /// label can take): the `edge` home of a node without a fabric.

@@ -28,5 +28,4 @@ pub use kv::kv_bucket;
 pub use mesh::{
     Auth, CallError, Host, LocalLoad, Mesh, MeshConfig, MeshError, Peer, RegistryEvent, Tls,
 };
-pub use node_kv::node_bucket;
 pub use wire::{CallMeta, Heartbeat, HttpMeta, ReplyMeta, ReplyOutcome, valid_node_name};

@@ -524,20 +524,10 @@ impl Mesh {
         self.exported.write().insert(label.to_string(), bucket);
     }
 
-    /// One request to the stores `node` keeps; its answer, or why none
-    /// came within `timeout`.
-    pub(crate) async fn store_request(
-        &self,
-        node: &str,
-        body: Bytes,
-        timeout: Duration,
-    ) -> Result<Bytes, String> {
-        let subject = format!("weft.node.{node}.kv");
-        match tokio::time::timeout(timeout, self.client.request(subject, body)).await {
-            Ok(Ok(msg)) => Ok(msg.payload),
-            Ok(Err(e)) => Err(format!("is unreachable: {e}")),
-            Err(_) => Err(format!("did not answer within {} ms", timeout.as_millis())),
-        }
+    /// The store `label` that the node `node` keeps, reached over this
+    /// node's fabric connection (`backend = "node"`).
+    pub fn node_bucket(&self, label: &str, node: &str) -> Arc<dyn weft_kv::Bucket> {
+        crate::node_kv::bucket(self.client.clone(), label, node)
     }
 
     /// Whether this node left the fabric because another has its name.

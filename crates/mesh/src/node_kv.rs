@@ -8,7 +8,6 @@
 //! limits are checked on both sides (the caller's store wraps this one in
 //! its limits; the serving node's store has its own).
 
-use crate::mesh::Mesh;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use bytes::Bytes;
@@ -218,22 +217,37 @@ fn b64_entries(entries: &[(String, Vec<u8>)]) -> Vec<(String, B64)> {
         .collect()
 }
 
-/// The store `label` that the node `node` keeps, reached over the fabric.
-pub fn node_bucket(mesh: &Arc<Mesh>, label: &str, node: &str) -> Arc<dyn Bucket> {
+/// The store `label` that the node `node` keeps, reached over the fabric's
+/// connection `client` (`Mesh::node_bucket`).
+pub(crate) fn bucket(client: async_nats::Client, label: &str, node: &str) -> Arc<dyn Bucket> {
     Arc::new(NodeBucket {
-        mesh: mesh.clone(),
+        client,
         label: label.to_string(),
         node: node.to_string(),
     })
 }
 
 struct NodeBucket {
-    mesh: Arc<Mesh>,
+    client: async_nats::Client,
     label: String,
     node: String,
 }
 
 impl NodeBucket {
+    /// One request to the stores the node keeps; its answer, or why none
+    /// came within [`OP_TIMEOUT`].
+    async fn request(&self, body: Bytes) -> Result<Bytes, String> {
+        let subject = format!("weft.node.{}.kv", self.node);
+        match tokio::time::timeout(OP_TIMEOUT, self.client.request(subject, body)).await {
+            Ok(Ok(msg)) => Ok(msg.payload),
+            Ok(Err(e)) => Err(format!("is unreachable: {e}")),
+            Err(_) => Err(format!(
+                "did not answer within {} ms",
+                OP_TIMEOUT.as_millis()
+            )),
+        }
+    }
+
     async fn ask(&self, op: Op) -> Result<Reply, KvError> {
         let unavailable = |why: String| KvError::Unavailable {
             store: self.label.clone(),
@@ -244,11 +258,7 @@ impl NodeBucket {
             op,
         })
         .map_err(|e| unavailable(format!("could not be asked: {e}")))?;
-        let answer = self
-            .mesh
-            .store_request(&self.node, Bytes::from(body), OP_TIMEOUT)
-            .await
-            .map_err(unavailable)?;
+        let answer = self.request(Bytes::from(body)).await.map_err(unavailable)?;
         match serde_json::from_slice::<Reply>(&answer) {
             Ok(Reply::Error { code, message }) if code == Code::StoreUnavailable.as_str() => {
                 Err(unavailable(format!("answered: {message}")))
