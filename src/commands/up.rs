@@ -152,6 +152,7 @@ impl Up {
         ));
         shutdown_signal().await;
         tracing::info!("shutting down: draining in-flight invocations");
+        router.announce_leaving().await;
         let _ = stop_tx.send(());
         let started = std::time::Instant::now();
         match tokio::time::timeout(drain, server).await {

@@ -2,7 +2,8 @@ use crate::client::{ClientOpts, finish, get_listing};
 use clap::Args;
 use std::process::ExitCode;
 
-/// Show metered usage: invocations, errors, CPU time, memory × time.
+/// Show metered usage: invocations, errors, CPU time, memory × time, and
+/// what stateful functions moved (state, arguments; by model in `--json`).
 #[derive(Args)]
 pub(crate) struct Usage {
     /// Only this function.
@@ -22,13 +23,33 @@ impl Usage {
             return Ok(());
         };
         println!(
-            "{:<24} {:>11} {:>7} {:>8} {:>6} {:>12} {:>12} {:>14}",
-            "NAME", "INVOCATIONS", "ERRORS", "REJECTED", "COLD", "CPU-MS", "WALL-MS", "MEM-MIB-S"
+            "{:<24} {:>11} {:>7} {:>8} {:>6} {:>12} {:>12} {:>14} {:>10} {:>10}",
+            "NAME",
+            "INVOCATIONS",
+            "ERRORS",
+            "REJECTED",
+            "COLD",
+            "CPU-MS",
+            "WALL-MS",
+            "MEM-MIB-S",
+            "STATE-KIB",
+            "ARGS-KIB"
         );
         for (name, u) in v["functions"].as_object().into_iter().flatten() {
             let ms = |k: &str| u[k].as_u64().unwrap_or(0) as f64 / 1e6;
+            // Over every model it ran under: state read + written, and
+            // arguments in + results out.
+            let moved = |keys: [&str; 2]| {
+                let bytes: u64 = u["moved_bytes"]
+                    .as_object()
+                    .into_iter()
+                    .flatten()
+                    .flat_map(|(_, m)| keys.map(|k| m[k].as_u64().unwrap_or(0)))
+                    .sum();
+                bytes as f64 / 1024.0
+            };
             println!(
-                "{:<24} {:>11} {:>7} {:>8} {:>6} {:>12.3} {:>12.3} {:>14.3}",
+                "{:<24} {:>11} {:>7} {:>8} {:>6} {:>12.3} {:>12.3} {:>14.3} {:>10.1} {:>10.1}",
                 name,
                 u["invocations"].to_string(),
                 u["errors"].to_string(),
@@ -37,6 +58,8 @@ impl Usage {
                 ms("cpu_ns"),
                 ms("wall_ns"),
                 u["memory_byte_seconds"].as_f64().unwrap_or(0.0) / (1 << 20) as f64,
+                moved(["state_read", "state_written"]),
+                moved(["args_in", "args_out"]),
             );
         }
         Ok(())

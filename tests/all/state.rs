@@ -64,6 +64,17 @@ fn edge_state_on_a_node_without_a_fabric_is_kept_per_key_in_the_node() {
         }),
         "usage never counted the state written"
     );
+    // By model in usage too: the state and the arguments moved.
+    let usage = node.json(&["usage", "counter"]);
+    let edge = &usage["functions"]["counter"]["moved_bytes"]["edge"];
+    assert!(edge["state_written"].as_u64().unwrap() >= 4, "{usage}");
+    assert!(edge["args_in"].as_u64().unwrap() >= 5, "{usage}");
+    assert!(edge["args_out"].as_u64().unwrap() > 0, "{usage}");
+    let text = node.ok(&["usage", "counter"]);
+    assert!(
+        text.contains("STATE-KIB") && text.contains("ARGS-KIB"),
+        "{text}"
+    );
     // Acknowledged state survives kill -9: the node's store is durable.
     node.kill9();
     node.restart();
@@ -162,6 +173,13 @@ fn a_key_comes_from_where_the_function_says_and_a_missing_or_bad_one_is_refused(
 fn concurrent_increments_of_one_key_all_count() {
     let node = Node::start();
     node.deploy("counter", "state-counter.wasm", &["--state", "edge"]);
+    forty_at_once_all_count(&node, "k");
+}
+
+/// 40 invocations of `counter` for a new `key` from 8 clients at once,
+/// then one more: each increment is atomic in the store, so it counts 41
+/// (edge and external state are not serialised per key).
+fn forty_at_once_all_count(node: &Node, key: &'static str) {
     let url = format!("{}/fn/counter", node.url);
     let threads: Vec<_> = (0..8)
         .map(|_| {
@@ -169,7 +187,7 @@ fn concurrent_increments_of_one_key_all_count() {
             std::thread::spawn(move || {
                 let c = reqwest::blocking::Client::new();
                 for _ in 0..5 {
-                    let r = c.post(&url).header("x-weft-key", "k").send().unwrap();
+                    let r = c.post(&url).header("x-weft-key", key).send().unwrap();
                     assert_eq!(r.status(), 200);
                 }
             })
@@ -178,7 +196,7 @@ fn concurrent_increments_of_one_key_all_count() {
     for t in threads {
         t.join().unwrap();
     }
-    assert_eq!(hit(&node, "k", ""), "count=41 last= keys=1\n");
+    assert_eq!(hit(node, key, ""), "count=41 last= keys=1\n");
 }
 
 #[test]
@@ -188,7 +206,19 @@ fn external_state_lives_in_the_store_the_operator_names() {
         "[kv.cloud]\nbackend = \"redis\"\nurl = \"{}\"\n\n[state]\nexternal = \"cloud\"\n",
         redis.url()
     ));
-    node.deploy("counter", "state-counter.wasm", &["--state", "external"]);
+    // Deployed from a manifest's state table.
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = dir.path().join("weft.toml");
+    std::fs::write(
+        &manifest,
+        format!(
+            "manifest_version = 1\n\n[functions.counter]\nmodule = {:?}\n\n\
+             [functions.counter.state]\nmodel = \"external\"\nkey = \"header:x-weft-key\"\n",
+            crate::harness::guest("state-counter.wasm")
+        ),
+    )
+    .unwrap();
+    node.ok(&["deploy", "--manifest", manifest.to_str().unwrap()]);
     hit(&node, "alice", "x");
     assert_eq!(hit(&node, "alice", "y"), "count=2 last=x keys=2\n");
     // Where the operator looks for it: the store's prefix, then the
@@ -207,6 +237,15 @@ fn external_state_lives_in_the_store_the_operator_names() {
     );
     let shown = node.json(&["ls", "counter"]);
     assert_eq!(shown["stateful"]["home"], "cloud", "{shown}");
+    assert_eq!(shown["stateful"]["model"], "external", "{shown}");
+    // Concurrent updates of one key: each atomic in Redis, none lost.
+    forty_at_once_all_count(&node, "bob");
+    assert_eq!(
+        redis
+            .cli(&["GET", "weft:cloud:st/counter/bob/count"])
+            .trim(),
+        "41"
+    );
 }
 
 #[test]
@@ -273,9 +312,20 @@ fn hit_client(
     state: Option<&str>,
     body: &str,
 ) -> (u16, String, Option<String>) {
+    hit_client_of(node, "counter", key, state, body)
+}
+
+/// [`hit_client`] of the function `function`.
+fn hit_client_of(
+    node: &Node,
+    function: &str,
+    key: &str,
+    state: Option<&str>,
+    body: &str,
+) -> (u16, String, Option<String>) {
     let mut rb = node
         .http()
-        .post(format!("{}/fn/counter", node.url))
+        .post(format!("{}/fn/{function}", node.url))
         .header("x-weft-key", key)
         .body(body.to_string());
     if let Some(s) = state {
@@ -501,9 +551,14 @@ fn an_actor_keeps_a_key_in_memory_one_invocation_at_a_time_checkpointed() {
 /// An edge node of site `a` on the NATS server at `url`, named `name`,
 /// whose edge state lives in `[kv.site]` as `store` configures it.
 fn site_node(url: &str, name: &str, store: &str) -> Node {
+    site_node_with(url, name, store, "", "")
+}
+
+/// [`site_node`] with more stores (`[kv.*]` tables) and more `[state]` keys.
+fn site_node_with(url: &str, name: &str, store: &str, stores: &str, state: &str) -> Node {
     Node::start_with_config(&format!(
         "[fabric]\nurl = \"{url}\"\nname = \"{name}\"\ntier = \"edge\"\nlabels = {{ site = \"a\" }}\n\n\
-         [kv.site]\n{store}\n\n[state]\nedge = \"site\"\nfunction = \"site\"\n"
+         {stores}\n[kv.site]\n{store}\n\n[state]\nedge = \"site\"\nfunction = \"site\"\n{state}"
     ))
 }
 
@@ -610,9 +665,15 @@ fn a_sites_store_kept_by_one_of_its_nodes_serves_the_site_through_a_cut_uplink()
     let leaf = Nats::leaf(&link.addr().to_string());
     leaf.wait_leaf_connected();
     let store = "backend = \"node\"\nnode = \"edge-a1\"";
-    let a1 = site_node(&leaf.url(), "edge-a1", store);
-    let a2 = site_node(&leaf.url(), "edge-a2", store);
-    let cloud = crate::fabric::fabric_node(&hub, "cloud-1", "cloud", &[]);
+    // External state's home: a store the cloud node keeps, across the link.
+    let home = "[kv.home]\nbackend = \"node\"\nnode = \"cloud-1\"\n";
+    let external = "external = \"home\"\n";
+    let a1 = site_node_with(&leaf.url(), "edge-a1", store, home, external);
+    let a2 = site_node_with(&leaf.url(), "edge-a2", store, home, external);
+    let cloud = Node::start_with_config(&format!(
+        "[fabric]\nurl = \"{}\"\nname = \"cloud-1\"\ntier = \"cloud\"\n\n{home}\n[state]\nexternal = \"home\"\n",
+        hub.url()
+    ));
     let long = Duration::from_secs(30);
     assert!(eventually(long, || crate::fabric::sees(
         &a2, "edge-a1", true
@@ -621,8 +682,14 @@ fn a_sites_store_kept_by_one_of_its_nodes_serves_the_site_through_a_cut_uplink()
     )));
     a2.deploy("counter", "state-counter.wasm", &["--state", "edge"]);
     a2.deploy("actor", "state-counter.wasm", &["--state", "function"]);
-    assert!(eventually(long, || crate::fabric::lists(&a1, "counter")
-        && crate::fabric::lists(&a1, "actor")));
+    a2.deploy("carried", "state-counter.wasm", &["--state", "client"]);
+    a2.deploy("remote", "state-counter.wasm", &["--state", "external"]);
+    assert!(eventually(long, || [
+        "counter", "actor", "carried", "remote"
+    ]
+    .iter()
+    .all(|f| crate::fabric::lists(&a1, f))
+        && crate::fabric::lists(&cloud, "remote")));
     // Both nodes of the site count in the store edge-a1 keeps; the cloud,
     // which does not map it, may not run the function.
     assert_eq!(hit(&a2, "alice", "1"), "count=1 last= keys=2\n");
@@ -650,6 +717,25 @@ fn a_sites_store_kept_by_one_of_its_nodes_serves_the_site_through_a_cut_uplink()
         assert!(ran.starts_with("edge-a"), "{key} ran on {ran}");
         assert_eq!(count, 1, "{key}");
     }
+    // Client state: sealed by one of the site's nodes, taken by the other.
+    let (s, body, sealed) = hit_client_of(&a1, "carried", "carol", None, "c1");
+    assert_eq!((s, body.as_str()), (200, "count=1 last= keys=2\n"));
+    let (s, body, sealed) = hit_client_of(&a2, "carried", "carol", sealed.as_deref(), "c2");
+    assert_eq!((s, body.as_str()), (200, "count=2 last=c1 keys=2\n"));
+    // External state lives in the cloud, 20 ms away: it counts from the
+    // site, wherever placement runs it.
+    let remote = |node: &Node, body: &str| {
+        let r = node
+            .http()
+            .post(format!("{}/fn/remote", node.url))
+            .header("x-weft-key", "dave")
+            .body(body.to_string())
+            .send()
+            .unwrap();
+        (r.status().as_u16(), r.text().unwrap())
+    };
+    assert_eq!(remote(&a1, "d1"), (200, "count=1 last= keys=2\n".into()));
+    assert_eq!(remote(&a2, "d2"), (200, "count=2 last=d1 keys=2\n".into()));
 
     // The uplink drops: the site goes on with its state.
     link.cut();
@@ -663,6 +749,16 @@ fn a_sites_store_kept_by_one_of_its_nodes_serves_the_site_through_a_cut_uplink()
         let via = if i % 2 == 0 { &a2 } else { &a1 };
         assert_eq!(actor(via, key).1, 2, "{key}, with the uplink cut");
     }
+    let (s, body, _) = hit_client_of(&a1, "carried", "carol", sealed.as_deref(), "c3");
+    assert_eq!(
+        (s, body.as_str()),
+        (200, "count=3 last=c2 keys=2\n"),
+        "client state, with the uplink cut"
+    );
+    // External state does not: its home is beyond the cut, and the site
+    // says so rather than counting from nothing.
+    let (status, text) = remote(&a1, "d3");
+    assert!(status >= 500, "{status} {text}");
     drop(cloud);
 
     // The keeper gone: its store is unavailable to the others, clearly.
@@ -905,6 +1001,34 @@ fn in_a_fabric_a_keys_actor_has_one_owner_and_resumes_elsewhere_after_kill_9() {
     let (status, text, ran) = hit_where(&a, key, "fresh");
     assert_eq!((status, ran.as_str()), (200, "edge-2"), "{text}");
     assert_eq!(count_and_last(&text), (1, String::new()), "{text}");
+
+    // Drained (SIGTERM), edge-2 says it leaves: edge-1 counts it down at
+    // once, not after three missed beats (at least 2 s after its last
+    // one), and its keys move with their state.
+    let counts: Vec<u64> = on_b
+        .iter()
+        .map(|k| count_and_last(&hit_where(&b, k, "").1).0)
+        .collect();
+    let signalled = std::time::Instant::now();
+    let seen_down = std::thread::scope(|scope| {
+        let drained = scope.spawn(|| b.terminate());
+        let seen = eventually(Duration::from_secs(10), || {
+            !crate::fabric::sees(&a, "edge-2", true)
+        });
+        let seen_down = signalled.elapsed();
+        assert!(drained.join().unwrap().success());
+        assert!(seen, "edge-1 never saw edge-2 leave");
+        seen_down
+    });
+    assert!(
+        seen_down < Duration::from_millis(1500),
+        "edge-1 saw edge-2 down {seen_down:?} after it was told to drain"
+    );
+    for (key, count) in on_b.iter().zip(counts) {
+        let (status, text, ran) = hit_where(&a, key, "drained");
+        assert_eq!((status, ran.as_str()), (200, "edge-1"), "{key}: {text}");
+        assert_eq!(count_and_last(&text).0, count + 1, "{key}: {text}");
+    }
 }
 
 #[test]

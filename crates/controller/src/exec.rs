@@ -383,9 +383,9 @@ fn record(
         (Some(Moved { bytes: m, trips }), Some(counters)) => {
             counters.add(m);
             f.observe_state(m[0] + m[1], trips);
-            [m[0], m[1]]
+            Some((counters.model(), m))
         }
-        _ => [0, 0],
+        _ => None,
     };
     usage.record(&f.name, info.cold_start, failed.is_some(), used, state);
     tracing::debug!(

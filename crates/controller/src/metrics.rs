@@ -48,17 +48,25 @@ pub(crate) struct MovedLabels {
 /// [`StateBytes`]' counters.
 const MOVED: [&str; 4] = ["state_read", "state_written", "args_in", "args_out"];
 
-/// A stateful function's bytes moved, by what moved (in the order of
-/// [`MOVED`]).
+/// A stateful function's bytes moved under its state model, by what moved
+/// (in the order of [`MOVED`]).
 #[derive(Clone)]
-pub(crate) struct StateBytes([Counter; 4]);
+pub(crate) struct StateBytes {
+    counters: [Counter; 4],
+    model: String,
+}
 
 impl StateBytes {
     /// One invocation's: state read and written, arguments in and out.
     pub(crate) fn add(&self, moved: [u64; 4]) {
-        for (c, n) in self.0.iter().zip(moved) {
+        for (c, n) in self.counters.iter().zip(moved) {
             c.inc_by(n);
         }
+    }
+
+    /// The state model they are counted under.
+    pub(crate) fn model(&self) -> &str {
+        &self.model
     }
 }
 
@@ -304,8 +312,8 @@ impl Metrics {
             duration: self.duration.get_or_create(&label).clone(),
             cpu_seconds: self.cpu_seconds.get_or_create(&label).clone(),
             overruns: self.overruns.get_or_create(&label).clone(),
-            state: model.map(|model| {
-                StateBytes(MOVED.map(|moved| {
+            state: model.map(|model| StateBytes {
+                counters: MOVED.map(|moved| {
                     self.state_bytes
                         .get_or_create(&MovedLabels {
                             function: function.to_string(),
@@ -313,7 +321,8 @@ impl Metrics {
                             moved: moved.to_string(),
                         })
                         .clone()
-                }))
+                }),
+                model: model.to_string(),
             }),
             deadlines: DEADLINE_OUTCOMES.map(|outcome| {
                 self.deadlines

@@ -5,7 +5,7 @@ use crate::error::Result;
 use parking_lot::Mutex;
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use weft_store::{Store, UsageTotals};
+use weft_store::{MovedBytes, Store, UsageTotals};
 
 /// Usage not yet written to the store, and the store.
 pub(crate) struct Usage {
@@ -21,15 +21,16 @@ impl Usage {
         }
     }
 
-    /// One invocation that ran: its outcome, what it used, and the bytes
-    /// of state it read and wrote.
+    /// One invocation that ran: its outcome, what it used, and for a
+    /// stateful function its model and the bytes it moved (state read and
+    /// written, arguments in and out).
     pub(crate) fn record(
         &self,
         function: &str,
         cold_start: bool,
         failed: bool,
         used: &weft_runtime::Usage,
-        state: [u64; 2],
+        state: Option<(&str, [u64; 4])>,
     ) {
         let mut pending = self.pending.lock();
         let t = pending.entry(function.to_string()).or_default();
@@ -40,8 +41,19 @@ impl Usage {
         t.wall_ns += used.wall.as_nanos() as u64;
         t.memory_byte_seconds += used.peak_memory as f64 * used.wall.as_secs_f64();
         t.fuel += used.fuel.unwrap_or(0);
-        t.state_read_bytes += state[0];
-        t.state_written_bytes += state[1];
+        if let Some((model, [read, written, args_in, args_out])) = state {
+            t.state_read_bytes += read;
+            t.state_written_bytes += written;
+            t.moved_bytes
+                .entry(model.to_string())
+                .or_default()
+                .add(&MovedBytes {
+                    state_read: read,
+                    state_written: written,
+                    args_in,
+                    args_out,
+                });
+        }
     }
 
     /// One invocation refused before it ran.

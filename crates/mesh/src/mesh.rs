@@ -260,14 +260,21 @@ struct PeerState {
     rtt_us: Option<f64>,
     bandwidth_bps: Option<f64>,
     was_up: bool,
+    /// It said it leaves (drained): down at once, its late beats ignored,
+    /// until it beats as a new incarnation.
+    left: bool,
 }
 
 impl PeerState {
+    fn is_up(&self, down_after: Duration) -> bool {
+        !self.left && self.seen.elapsed() < down_after
+    }
+
     fn view(&self, down_after: Duration) -> Peer {
         let since = self.seen.elapsed();
         Peer {
             heartbeat: self.hb.clone(),
-            up: since < down_after,
+            up: self.is_up(down_after),
             last_seen_ms: since.as_millis() as u64,
             rtt_us: self.rtt_us.map(|r| r as u64),
             bandwidth_bps: self.bandwidth_bps.map(|b| b as u64),
@@ -293,6 +300,8 @@ pub struct Mesh {
     /// Set when another node has the name (it started first): this node
     /// has left the fabric.
     name_taken: AtomicBool,
+    /// It said it leaves ([`Mesh::leave`]): it beats no more.
+    leaving: AtomicBool,
     peers: RwLock<BTreeMap<String, PeerState>>,
     refusals: Mutex<HashMap<(String, &'static str), Instant>>,
     running: Mutex<HashMap<String, tokio::task::AbortHandle>>,
@@ -404,6 +413,7 @@ impl Mesh {
             incarnation: u64::from_le_bytes(seed),
             started_ms: now_ms(),
             name_taken: AtomicBool::new(false),
+            leaving: AtomicBool::new(false),
             config,
             client,
             js,
@@ -472,6 +482,7 @@ impl Mesh {
         };
         let name = &self.config.name;
         let heartbeats = sub("weft.hb.*".to_string()).await?;
+        let leaves = sub(format!("{LEAVE_PREFIX}*")).await?;
         let replies = sub(format!("{}.*", self.reply_prefix)).await?;
         let pings = sub(format!("weft.node.{name}.ping")).await?;
         let calls = sub(format!("weft.node.{name}.call")).await?;
@@ -484,6 +495,7 @@ impl Mesh {
         let weak = Arc::downgrade(self);
         tokio::spawn(beat(weak.clone(), host.clone()));
         tokio::spawn(listen_heartbeats(weak.clone(), host.clone(), heartbeats));
+        tokio::spawn(listen_leaves(weak.clone(), leaves));
         tokio::spawn(probe(weak.clone(), host.clone()));
         tokio::spawn(answer_pings(weak.clone(), self.client.clone(), pings));
         tokio::spawn(listen_calls(weak.clone(), host.clone(), calls));
@@ -564,9 +576,7 @@ impl Mesh {
     pub fn is_up(&self, peer: &str) -> bool {
         let down_after = self.config.heartbeat * self.config.down_after;
         let peers = self.peers.read();
-        peers
-            .get(peer)
-            .is_some_and(|p| p.seen.elapsed() < down_after)
+        peers.get(peer).is_some_and(|p| p.is_up(down_after))
     }
 
     /// This node's own heartbeat, as peers receive it.
@@ -643,6 +653,10 @@ impl Mesh {
             Some(p) => {
                 if p.hb.incarnation != hb.incarnation {
                     tracing::info!(peer = %hb.name, "fabric: node `{}` restarted", hb.name);
+                    p.left = false;
+                } else if p.left {
+                    // A beat sent before it left, late.
+                    return None;
                 }
                 p.hb = hb;
                 p.seen = Instant::now();
@@ -657,6 +671,7 @@ impl Mesh {
                         rtt_us: None,
                         bandwidth_bps: None,
                         was_up: true,
+                        left: false,
                     },
                 );
             }
@@ -670,7 +685,7 @@ impl Mesh {
         let down_after = self.config.heartbeat * self.config.down_after;
         let mut peers = self.peers.write();
         for (name, p) in peers.iter_mut() {
-            let up = p.seen.elapsed() < down_after;
+            let up = p.is_up(down_after);
             if up != p.was_up {
                 if up {
                     tracing::info!(peer = %name, "fabric: node `{name}` is back");
@@ -1130,8 +1145,51 @@ impl Mesh {
         Ok(Bytes::from(buf))
     }
 
+    /// Says this node leaves (it is draining): it beats no more, and its
+    /// peers mark it down at once rather than after missed beats, so that
+    /// what it owned (actors, workflow runs) moves now. Calls under way
+    /// are still answered until [`Mesh::shutdown`].
+    pub async fn leave(&self) {
+        if self.leaving.swap(true, Ordering::AcqRel) || !self.connected() {
+            return;
+        }
+        let subject = format!("{LEAVE_PREFIX}{}", self.config.name);
+        let said = self
+            .client
+            .publish(subject, Bytes::from(self.incarnation.to_string()))
+            .await;
+        if let Err(e) = said {
+            tracing::warn!("fabric: saying this node leaves: {e}");
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(1), self.client.flush()).await;
+    }
+
+    /// A peer said it leaves: down now, if that is the incarnation known.
+    fn peer_left(&self, subject: &str, payload: &[u8]) {
+        let Some(name) = subject.strip_prefix(LEAVE_PREFIX) else {
+            return;
+        };
+        let Some(incarnation) = std::str::from_utf8(payload)
+            .ok()
+            .and_then(|s| s.parse::<u64>().ok())
+        else {
+            self.refused(name, "leave", &"not an incarnation number");
+            return;
+        };
+        let mut peers = self.peers.write();
+        if let Some(p) = peers.get_mut(name)
+            && p.hb.incarnation == incarnation
+            && !p.left
+        {
+            p.left = true;
+            p.was_up = false;
+            tracing::info!(peer = %name, "fabric: node `{name}` left (drained)");
+        }
+    }
+
     /// Leaves the fabric: stops beating (peers mark the node down after a
-    /// few beats), drains the NATS connection and ends every task.
+    /// few beats, at once if it said it leaves), drains the NATS
+    /// connection and ends every task.
     pub async fn shutdown(&self) {
         self.stopped.store(true, Ordering::Release);
         self.rejoin.notify_waiters();
@@ -1315,7 +1373,7 @@ async fn beat(mesh: Weak<Mesh>, host: Arc<dyn Host>) {
     loop {
         tick.tick().await;
         let Some(m) = mesh.upgrade() else { return };
-        if m.stopped() {
+        if m.stopped() || m.leaving.load(Ordering::Acquire) {
             return;
         }
         m.note_transitions();
@@ -1342,6 +1400,18 @@ async fn listen_heartbeats(mesh: Weak<Mesh>, host: Arc<dyn Host>, mut sub: async
         if let Some(peer) = m.accept_heartbeat(msg.subject.as_str(), &msg.payload) {
             host.peer(&peer);
         }
+    }
+}
+
+/// Peers that say they leave; the router's sweep sees them down within a
+/// tenth of a beat.
+async fn listen_leaves(mesh: Weak<Mesh>, mut sub: async_nats::Subscriber) {
+    while let Some(msg) = sub.next().await {
+        let Some(m) = mesh.upgrade() else { return };
+        if m.stopped() {
+            return;
+        }
+        m.peer_left(msg.subject.as_str(), &msg.payload);
     }
 }
 
@@ -1425,6 +1495,10 @@ async fn listen_calls(mesh: Weak<Mesh>, host: Arc<dyn Host>, mut sub: async_nats
 /// Where a node says it changed actors' state outside their owners' turns;
 /// the payload is its name.
 const STATE_CHANGED: &str = "weft.state.changed";
+
+/// `weft.leave.<node>`: the node leaves (drained); its incarnation, as
+/// decimal text.
+const LEAVE_PREFIX: &str = "weft.leave.";
 
 async fn listen_state_changes(
     mesh: Weak<Mesh>,

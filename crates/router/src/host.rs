@@ -275,6 +275,14 @@ impl Router {
         }
     }
 
+    /// Tells the fabric this node leaves (it is draining): peers stop
+    /// counting on it at once, and what it owned moves (`Mesh::leave`).
+    pub async fn announce_leaving(&self) {
+        if let Some(m) = self.mesh() {
+            m.leave().await;
+        }
+    }
+
     /// Leaves the fabric (at shutdown): peers mark this node down.
     pub async fn leave_fabric(&self) {
         if let Some(m) = self.mesh() {

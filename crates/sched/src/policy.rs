@@ -689,9 +689,10 @@ impl<'c, 'a> Scorer<'c, 'a> {
     /// Reaching the state from node `i`: on a node serving the home, its
     /// trips at that node's round trip to the store (free on its own
     /// disk); otherwise the trips to the home through the nearest node
-    /// serving it, and the bytes (`external`, `edge`), moving
-    /// the actor there (`function`), or carrying it from the deciding node
-    /// (`client`, which holds it with the request).
+    /// serving it, and the bytes (`external`, `edge`); nothing for an
+    /// actor (`function`: it runs on its key's owner, where its state is);
+    /// or carrying it from the deciding node (`client`, which holds it
+    /// with the request).
     #[inline]
     fn state(&self, i: usize) -> u64 {
         let Some(s) = &self.ctx.req.state else {

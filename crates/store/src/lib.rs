@@ -246,6 +246,34 @@ pub struct UsageTotals {
     /// Bytes of state written (stateful functions).
     #[serde(default)]
     pub state_written_bytes: u64,
+    /// What a stateful function's invocations moved, by its state model
+    /// (`external`, `edge`, `function`, `client`: the model it ran under).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub moved_bytes: BTreeMap<String, MovedBytes>,
+}
+
+/// Bytes a stateful function's invocations moved under one state model:
+/// its state read and written, its arguments in and its results out.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MovedBytes {
+    /// State read from its home (or carried in, for `client`).
+    pub state_read: u64,
+    /// State written to its home (or carried out).
+    pub state_written: u64,
+    /// Arguments (request bodies) in.
+    pub args_in: u64,
+    /// Results (response bodies) out.
+    pub args_out: u64,
+}
+
+impl MovedBytes {
+    /// Adds another's.
+    pub fn add(&mut self, o: &MovedBytes) {
+        self.state_read += o.state_read;
+        self.state_written += o.state_written;
+        self.args_in += o.args_in;
+        self.args_out += o.args_out;
+    }
 }
 
 impl UsageTotals {
@@ -261,6 +289,9 @@ impl UsageTotals {
         self.fuel += o.fuel;
         self.state_read_bytes += o.state_read_bytes;
         self.state_written_bytes += o.state_written_bytes;
+        for (model, m) in &o.moved_bytes {
+            self.moved_bytes.entry(model.clone()).or_default().add(m);
+        }
     }
 }
 
