@@ -302,6 +302,11 @@ pub(crate) async fn run_fabric(quick: bool) -> Result<()> {
             }
         }
     }
+    // The link's own traffic (heartbeats, probes), to take off what the
+    // chains are charged.
+    let idle_from = (net.carried(), Instant::now());
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let idle_per_sec = (net.carried() - idle_from.0) as f64 / idle_from.1.elapsed().as_secs_f64();
     println!("\n## chains across an edge and a cloud node, 20 ms apart, placed by Weft");
     println!(
         "{rounds} rounds × {n} chains per model and length, entering at the edge; \
@@ -311,11 +316,13 @@ pub(crate) async fn run_fabric(quick: bool) -> Result<()> {
     );
     let mut p50 = ByChain::new();
     let mut cloud_steps = ByChain::new();
+    let mut link_bytes = ByChain::new();
     for _ in 0..rounds {
         for len in LENGTHS {
             for model in MODELS {
                 let mut ms = Vec::new();
                 let before = runs(&net.cloud, model);
+                let carried_from = (net.carried(), Instant::now());
                 for _ in 0..n {
                     let carried = if model == StateModel::Client {
                         sealed.remove(&len).flatten()
@@ -329,15 +336,25 @@ pub(crate) async fn run_fabric(quick: bool) -> Result<()> {
                     ms.push(t);
                 }
                 let in_cloud = (runs(&net.cloud, model) - before) as f64 / n as f64;
+                let idle = idle_per_sec * carried_from.1.elapsed().as_secs_f64();
+                let crossed = (net.carried() - carried_from.0) as f64 - idle;
                 let key = (model.as_str().to_string(), len);
                 p50.entry(key.clone())
                     .or_default()
                     .push(quantile(&mut ms, 0.5));
-                cloud_steps.entry(key).or_default().push(in_cloud);
+                cloud_steps.entry(key.clone()).or_default().push(in_cloud);
+                link_bytes
+                    .entry(key)
+                    .or_default()
+                    .push((crossed / n as f64).max(0.0));
             }
         }
     }
     table("steps run in the cloud per chain", &p50, &cloud_steps, 1);
+    println!(
+        "\nbytes over the edge–cloud link per chain (NATS framing included, less the link's idle {idle_per_sec:.0} B/s):"
+    );
+    table("bytes over the link per chain", &p50, &link_bytes, 0);
     net.close().await;
     Ok(())
 }

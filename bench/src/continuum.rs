@@ -20,6 +20,7 @@ use bytes::Bytes;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use weft_manifest::{FunctionSpec, NodeConfig, PlacementSpec};
@@ -32,6 +33,15 @@ const CALLERS: usize = 16;
 /// A TCP proxy that delays every chunk by `delay` in each direction
 /// (throughput is not divided by the delay: chunks are in flight at once).
 pub(crate) async fn delay_link(target: SocketAddr, delay: Duration) -> Result<SocketAddr> {
+    delay_link_counted(target, delay, Arc::default()).await
+}
+
+/// [`delay_link`], adding the bytes it carries (both ways) to `carried`.
+pub(crate) async fn delay_link_counted(
+    target: SocketAddr,
+    delay: Duration,
+    carried: Arc<AtomicU64>,
+) -> Result<SocketAddr> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     tokio::spawn(async move {
@@ -42,8 +52,8 @@ pub(crate) async fn delay_link(target: SocketAddr, delay: Duration) -> Result<So
             let _ = (down.set_nodelay(true), up.set_nodelay(true));
             let (dr, dw) = down.into_split();
             let (ur, uw) = up.into_split();
-            tokio::spawn(pump(dr, uw, delay));
-            tokio::spawn(pump(ur, dw, delay));
+            tokio::spawn(pump(dr, uw, delay, carried.clone()));
+            tokio::spawn(pump(ur, dw, delay, carried.clone()));
         }
     });
     Ok(addr)
@@ -53,6 +63,7 @@ async fn pump(
     mut from: tokio::net::tcp::OwnedReadHalf,
     mut to: tokio::net::tcp::OwnedWriteHalf,
     delay: Duration,
+    carried: Arc<AtomicU64>,
 ) {
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(Instant, Vec<u8>)>();
     tokio::spawn(async move {
@@ -65,6 +76,7 @@ async fn pump(
     });
     let mut buf = vec![0u8; 64 << 10];
     while let Ok(n) = from.read(&mut buf).await {
+        carried.fetch_add(n as u64, Ordering::Relaxed);
         if n == 0
             || tx
                 .send((Instant::now() + delay, buf[..n].to_vec()))
@@ -179,20 +191,28 @@ pub(crate) async fn run(quick: bool) -> Result<()> {
 
 /// A hub `nats-server` (JetStream, domain `hub`) and a leaf joined to it
 /// through a delay proxy adding `one_way` each way: `(hub, leaf)`.
-pub(crate) async fn hub_and_leaf(one_way: Duration) -> Result<(node::Server, node::Server)> {
+pub(crate) async fn hub_and_leaf(
+    one_way: Duration,
+) -> Result<(node::Server, node::Server, Arc<AtomicU64>)> {
     let (hub, hub_leaf_port) = node::nats_server(|port, leaf, dir| {
         format!(
             "listen: 127.0.0.1:{port}\njetstream {{ store_dir: \"{}\", domain: hub }}\nleafnodes {{ listen: 127.0.0.1:{leaf} }}\n",
             dir.join("js").display()
         )
     })?;
-    let link = delay_link(([127, 0, 0, 1], hub_leaf_port).into(), one_way).await?;
+    let carried = Arc::new(AtomicU64::new(0));
+    let link = delay_link_counted(
+        ([127, 0, 0, 1], hub_leaf_port).into(),
+        one_way,
+        carried.clone(),
+    )
+    .await?;
     let (leaf, _) = node::nats_server(move |port, _, _| {
         format!(
             "listen: 127.0.0.1:{port}\ndefault_js_domain: {{ \"$G\": \"hub\" }}\nleafnodes {{ reconnect: 1, remotes = [ {{ url: \"nats-leaf://{link}\" }} ] }}\n"
         )
     })?;
-    Ok((hub, leaf))
+    Ok((hub, leaf, carried))
 }
 
 /// The continuum on loopback: a hub `nats-server` (JetStream) with the
@@ -202,12 +222,14 @@ pub(crate) struct Linked {
     pub(crate) edge: Node,
     pub(crate) cloud: Node,
     one_way: Duration,
+    /// Bytes the link between leaf and hub carried, both ways.
+    carried: Arc<AtomicU64>,
     _servers: (node::Server, node::Server),
 }
 
 impl Linked {
     pub(crate) async fn start(one_way: Duration, config: NodeConfig) -> Result<Linked> {
-        let (hub, leaf) = hub_and_leaf(one_way).await?;
+        let (hub, leaf, carried) = hub_and_leaf(one_way).await?;
         let url = |port| format!("nats://127.0.0.1:{port}");
         let cloud =
             node::fabric_node_with(&url(hub.port), "cloud", Tier::Cloud, config.clone()).await?;
@@ -216,6 +238,7 @@ impl Linked {
             edge,
             cloud,
             one_way,
+            carried,
             _servers: (leaf, hub),
         })
     }
@@ -240,6 +263,12 @@ impl Linked {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+
+    /// Bytes the edge–cloud link has carried so far, both ways (NATS
+    /// framing, heartbeats and probes included).
+    pub(crate) fn carried(&self) -> u64 {
+        self.carried.load(Ordering::Relaxed)
     }
 
     pub(crate) async fn close(self) {

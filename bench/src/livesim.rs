@@ -129,7 +129,7 @@ struct Live {
 
 impl Live {
     async fn start() -> Result<Live> {
-        let (hub, leaf) = hub_and_leaf(ONE_WAY).await?;
+        let (hub, leaf, _) = hub_and_leaf(ONE_WAY).await?;
         let url = |port| format!("nats://127.0.0.1:{port}");
         let config = NodeConfig::default();
         let edge =
