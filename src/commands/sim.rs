@@ -46,15 +46,16 @@ struct RunArgs {
     #[arg(long, default_value = "iiot")]
     topology: String,
     /// The chains: `synthetic` (generated), `seed-003` (the seed's Spår
-    /// pool) or the path of a CSV trace
+    /// pool), `spar:PATH` (a Spår `batch_task.csv` of your own, turned into
+    /// chains as the seed's) or the path of a CSV trace
     /// (`chain,arrival_s,client,key,function,ops,arg_bytes,out_bytes,state_bytes`,
     /// optionally `,deadline_ms`).
     #[arg(long, default_value = "synthetic")]
     workload: String,
-    /// Chains per replication (synthetic, seed-003).
+    /// Chains per replication (synthetic, seed-003, spar:PATH).
     #[arg(long)]
     jobs: Option<usize>,
-    /// Chains arriving per second (synthetic, seed-003).
+    /// Chains arriving per second (synthetic, seed-003, spar:PATH).
     #[arg(long, allow_negative_numbers = true)]
     rate: Option<f64>,
     /// Policies, comma-separated: `load`, `load+net`, `weft`.
@@ -215,10 +216,20 @@ fn run(a: RunArgs) -> crate::client::ClientResult<()> {
             rate_per_s: a.rate.unwrap_or(5.0),
             functions: 10,
         },
+        spar if spar.starts_with("spar:") => Source::Pool {
+            pool: weft_sim::Pool::from_spar(
+                std::path::Path::new(&spar["spar:".len()..]),
+                weft_sim::Factors::default(),
+            )
+            .map_err(|e| bad(format!("--workload: {e}")))?,
+            jobs: a.jobs.unwrap_or(500),
+            rate_per_s: a.rate.unwrap_or(5.0),
+            functions: 10,
+        },
         path => {
             if a.jobs.is_some() || a.rate.is_some() {
                 return Err(bad(
-                    "--jobs and --rate apply to the synthetic and seed-003 workloads: \
+                    "--jobs and --rate apply to the synthetic, seed-003 and spar:PATH workloads: \
                      a trace gives its own chains and arrivals"
                         .into(),
                 ));

@@ -408,6 +408,12 @@ fn bad_sim_run_inputs_are_refused_naming_the_flag_file_and_line() {
     )
     .unwrap();
     let unknown_s = unknown.display().to_string();
+    // A Spår trace with a task of five fields on its second line.
+    let bad_spar = dir.path().join("batch_task.csv");
+    std::fs::write(&bad_spar, "1,j_1,M1,10,100,0.5,1\n2,j_2,M1,10,100\n").unwrap();
+    let bad_spar_s = format!("spar:{}", bad_spar.display());
+    let missing_spar = dir.path().join("none.csv");
+    let missing_spar_s = format!("spar:{}", missing_spar.display());
     // A topology whose server is cut off.
     let cut = dir.path().join("cut");
     for ext in ["nodes", "links"] {
@@ -448,7 +454,18 @@ fn bad_sim_run_inputs_are_refused_naming_the_flag_file_and_line() {
                 "--jobs",
                 "5",
             ],
-            "--jobs and --rate apply to the synthetic and seed-003 workloads".into(),
+            "--jobs and --rate apply to the synthetic, seed-003 and spar:PATH workloads".into(),
+        ),
+        (
+            vec!["--workload", &bad_spar_s],
+            format!(
+                "--workload: {}:2: 5 fields; a task is `arrival,job,task,duration,cpu,memory,instances`",
+                bad_spar.display()
+            ),
+        ),
+        (
+            vec!["--workload", &missing_spar_s],
+            format!("--workload: {}: ", missing_spar.display()),
         ),
         (
             vec!["--policy", "load,random"],
@@ -505,4 +522,25 @@ fn bad_sim_run_inputs_are_refused_naming_the_flag_file_and_line() {
     }
     // Nothing was written for a refused run.
     assert!(!out.join("summary.csv").exists());
+    // A Spår trace of one's own: the seed's, read from its file.
+    let spar = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("data/spar/batch_task.csv");
+    let r = sim_run(
+        &out,
+        &[
+            "--workload",
+            &format!("spar:{}", spar.display()),
+            "--jobs",
+            "30",
+            "--replications",
+            "2",
+            "--policy",
+            "load+net",
+            "--model",
+            "edge",
+        ],
+    );
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&r.stdout).unwrap();
+    assert_eq!(v["jobs"], 30, "{v}");
+    assert!(v["events"].as_u64().unwrap() > 30, "{v}");
 }
