@@ -376,7 +376,20 @@ fn client_state_goes_back_and_forth_sealed_and_only_the_latest_is_taken() {
     // Another key's.
     let (s, body, _) = hit_client(&node, "bob", Some(&t2), "");
     assert_eq!(s, 400, "{body}");
-    assert!(body.contains("key `alice`, not of key `bob`"), "{body}");
+    assert!(
+        body.contains("key `alice`, not of function `counter`, key `bob`"),
+        "{body}"
+    );
+    // Another function's, for the same key.
+    node.deploy("other", "state-counter.wasm", &["--state", "client"]);
+    let (s, body, back) = hit_client_of(&node, "other", "alice", Some(&t2), "");
+    assert_eq!(s, 400, "{body}");
+    assert!(body.contains("invalid_client_state"), "{body}");
+    assert!(
+        body.contains("function `counter`, key `alice`, not of function `other`, key `alice`"),
+        "{body}"
+    );
+    assert!(back.is_none());
     // Too large to take.
     let huge = format!("v1.{}.x", "A".repeat(4096));
     let (s, body, _) = hit_client(&node, "alice", Some(&huge), "");

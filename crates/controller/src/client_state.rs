@@ -265,7 +265,7 @@ impl ClientStates {
             return Err(bad(
                 Code::InvalidClientState,
                 format!(
-                    "{STATE_HEADER} holds the state of function `{}`, key `{}`, not of key `{key}` here",
+                    "{STATE_HEADER} holds the state of function `{}`, key `{}`, not of function `{function}`, key `{key}` here",
                     env.f, env.k
                 ),
             ));
