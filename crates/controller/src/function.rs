@@ -131,6 +131,20 @@ pub struct Slo {
 }
 
 impl Slo {
+    /// Why no invocation could be ordered by `deadline` on a node whose
+    /// scheduling quantum (its epoch tick) is `quantum`; `None` when one
+    /// can. The one rule for a declared deadline (at deploy) and one a
+    /// request asks for.
+    pub fn below_quantum(deadline: Duration, quantum: Duration) -> Option<String> {
+        (deadline < quantum).then(|| {
+            format!(
+                "{} is below this node's scheduling quantum of {}: no invocation could be ordered by it",
+                weft_manifest::HumanDuration(deadline),
+                weft_manifest::HumanDuration(quantum)
+            )
+        })
+    }
+
     fn new(spec: &FunctionSpec, timeout: Duration) -> Self {
         Slo {
             deadline: spec.deadline.map_or(timeout, |d| d.0),

@@ -12,7 +12,7 @@ use crate::artifacts::{Artifacts, unavailable};
 use crate::asyncq::AsyncQueue;
 use crate::caps::{Resolved, resolve};
 use crate::error::{Error, Result};
-use crate::function::Function;
+use crate::function::{Function, Slo};
 use crate::logs::LogHub;
 use crate::metrics::Metrics;
 use crate::registry::Registry;
@@ -263,12 +263,8 @@ impl Lifecycle {
         let Some(deadline) = spec.deadline else {
             return Ok(());
         };
-        if deadline.0 < self.quantum {
-            return Err(FieldError::new(format!(
-                "{deadline} is below this node's scheduling quantum of {}: no invocation could be ordered by it",
-                weft_manifest::HumanDuration(self.quantum)
-            ))
-            .at("deadline"));
+        if let Some(why) = Slo::below_quantum(deadline.0, self.quantum) {
+            return Err(FieldError::new(why).at("deadline"));
         }
         let timeout = spec.timeout.unwrap_or(self.config.defaults.timeout);
         if spec.timeout.is_none() && deadline > timeout {

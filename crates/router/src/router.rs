@@ -17,7 +17,7 @@ use std::time::{Duration, Instant, SystemTime};
 use weft_codes::Code;
 use weft_controller::{
     Accepted, Booking, Controller, DeadlineOutcome, Function, Input, NewInvocation, Output,
-    Reservation, RunContext, STATE_HEADER, Settle,
+    Reservation, RunContext, STATE_HEADER, Settle, Slo,
 };
 use weft_manifest::{HumanDuration, StateModel};
 use weft_mesh::{CallError, Mesh, ReplyOutcome};
@@ -931,34 +931,30 @@ fn deadline_of(f: &Function, req: &Request, quantum: Duration) -> Result<Deadlin
             promised: true,
         });
     }
+    let invalid = |why: String| {
+        Err(Error::InvalidDeadline {
+            name: f.name().to_string(),
+            message: format!("x-weft-deadline: {why}"),
+        })
+    };
     let within = match req.asked_deadline {
         None => own,
-        Some(asked) if asked < quantum => {
-            return Err(Error::InvalidDeadline {
-                name: f.name().to_string(),
-                message: format!(
-                    "x-weft-deadline: {} is below this node's scheduling quantum of {}: no invocation could be ordered by it",
-                    HumanDuration(asked),
-                    HumanDuration(quantum)
-                ),
-            });
-        }
-        Some(asked) if asked <= own => asked,
-        Some(asked) => {
+        Some(asked) if asked > own => {
             let whose = if f.slo().declared {
                 "deadline"
             } else {
                 "timeout (it declares no deadline)"
             };
-            return Err(Error::InvalidDeadline {
-                name: f.name().to_string(),
-                message: format!(
-                    "x-weft-deadline: {} is looser than the function's {whose} of {}; a request may only tighten it",
-                    HumanDuration(asked),
-                    HumanDuration(own)
-                ),
-            });
+            return invalid(format!(
+                "{} is looser than the function's {whose} of {}; a request may only tighten it",
+                HumanDuration(asked),
+                HumanDuration(own)
+            ));
         }
+        Some(asked) => match Slo::below_quantum(asked, quantum) {
+            Some(why) => return invalid(why),
+            None => asked,
+        },
     };
     let now = Instant::now();
     let own = Deadline {

@@ -229,10 +229,9 @@ impl Weft {
         // they changed since the last.
         self.changed.sort_unstable();
         self.changed.dedup();
-        let changed = std::mem::take(&mut self.changed);
         self.current(world);
         if let Some(current) = self.current.as_mut() {
-            for &(f, x) in &changed {
+            for &(f, x) in &self.changed {
                 let (function, node) = (&functions[f as usize], &t.nodes()[x].name);
                 let e = self.exec.estimate(function, node);
                 match (self.rows[x], self.fids[f as usize]) {
@@ -241,7 +240,6 @@ impl Weft {
                 }
             }
         }
-        self.changed = changed;
         self.changed.clear();
         self.beats += 1;
         if self.told_log.len() > TOLD_LOG_MAX {
